@@ -1,0 +1,147 @@
+//! Event sources (workspaces and custom topics), their names and resource paths.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Default Azure subscription id used when a source is created without one.
+pub const DEFAULT_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-000000000000";
+/// Default resource group used when a source is created without one.
+pub const DEFAULT_RESOURCE_GROUP: &str = "mlgrid";
+
+/// What kind of event source a resource is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// An Azure ML workspace; its events come from lifecycle changes.
+    Workspace,
+    /// A custom topic; its events come from publishers holding its access key.
+    Topic,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Workspace => "workspace",
+            SourceKind::Topic => "topic",
+        }
+    }
+
+    /// Checks `name` against the naming rules of this kind of resource.
+    ///
+    /// Workspaces follow Azure ML (3-33 characters: letters, digits, `-` and `_`,
+    /// starting with a letter or digit); topics follow Event Grid (3-50 characters:
+    /// letters, digits and `-`).
+    pub fn validate_name(self, name: &str) -> Result<(), InvalidName> {
+        let (max, extra): (usize, &[char]) = match self {
+            SourceKind::Workspace => (33, &['-', '_']),
+            SourceKind::Topic => (50, &['-']),
+        };
+        let valid_chars = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c));
+        let starts_well = name.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if (3..=max).contains(&name.len()) && valid_chars && starts_well {
+            Ok(())
+        } else {
+            let allowed = extra.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>();
+            Err(InvalidName(format!(
+                "{kind} name `{name}` is invalid: use 3 to {max} characters, letters, digits \
+                 and {allowed}, starting with a letter or digit",
+                kind = self.as_str(),
+                allowed = allowed.join(" and "),
+            )))
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidName(pub String);
+
+/// Checks an Azure subscription id or resource group name given for a source.
+///
+/// Both become segments of the source's resource path, so they must be non-empty and
+/// free of `/`; resource groups follow Azure's rule (1-90 characters: letters, digits,
+/// `-`, `_`, `.`, `(`, `)`, not ending with `.`).
+pub fn validate_path_segment(what: &str, value: &str) -> Result<(), InvalidName> {
+    let ok = (1..=90).contains(&value.len())
+        && !value.ends_with('.')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName(format!(
+            "{what} `{value}` is invalid: use 1 to 90 characters, letters, digits, \
+             `-`, `_`, `.`, `(` and `)`, not ending with `.`"
+        )))
+    }
+}
+
+/// The resource path of a source: the `topic` of every event it raises.
+///
+/// Workspaces: `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{name}`;
+/// custom topics: `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.EventGrid/topics/{name}`.
+pub fn resource_path(
+    kind: SourceKind,
+    subscription_id: &str,
+    resource_group: &str,
+    name: &str,
+) -> String {
+    let provider = match kind {
+        SourceKind::Workspace => "Microsoft.MachineLearningServices/workspaces",
+        SourceKind::Topic => "Microsoft.EventGrid/topics",
+    };
+    format!(
+        "/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/{provider}/{name}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_topic_path_matches_azure_ml() {
+        assert_eq!(
+            resource_path(SourceKind::Workspace, "sub", "rg", "ws1"),
+            "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws1"
+        );
+        assert_eq!(
+            resource_path(SourceKind::Topic, "sub", "rg", "orders"),
+            "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.EventGrid/topics/orders"
+        );
+    }
+
+    #[test]
+    fn names_follow_the_azure_rules() {
+        assert!(SourceKind::Workspace.validate_name("ml_ws-1").is_ok());
+        assert!(SourceKind::Topic.validate_name("orders-2").is_ok());
+        for bad in ["ab", "-abc", "a/b", "a b", &"x".repeat(34)] {
+            assert!(SourceKind::Workspace.validate_name(bad).is_err(), "{bad}");
+        }
+        assert!(SourceKind::Topic.validate_name("under_score").is_err());
+        assert!(SourceKind::Topic.validate_name(&"x".repeat(50)).is_ok());
+        let msg = SourceKind::Topic
+            .validate_name("a")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("3 to 50"), "{msg}");
+    }
+
+    #[test]
+    fn path_segments_refuse_slashes() {
+        assert!(validate_path_segment("resource group", "my-rg(1)").is_ok());
+        assert!(validate_path_segment("resource group", "a/b").is_err());
+        assert!(validate_path_segment("resource group", "").is_err());
+        assert!(validate_path_segment("resource group", "rg.").is_err());
+    }
+}

@@ -1,0 +1,63 @@
+//! Event times as Event Grid writes them: RFC 3339, UTC, seven fractional digits.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Formats `t` the way Event Grid writes `eventTime`: `2017-06-26T18:41:00.9584103Z`.
+///
+/// Event Grid keeps time in 100 ns ticks, so the eighth and ninth digits are truncated.
+pub fn format_event_time(t: DateTime<Utc>) -> String {
+    let ticks = t.timestamp_subsec_nanos() / 100;
+    format!("{}.{ticks:07}Z", t.format("%Y-%m-%dT%H:%M:%S"))
+}
+
+/// Parses an RFC 3339 timestamp with any offset and returns it in UTC.
+pub fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+}
+
+/// Formats `t` as RFC 3339 with a `+00:00` offset, the form Azure ML uses for the
+/// `StartTime`/`EndTime` fields of drift events.
+pub fn format_offset_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// Serde adapter for timestamps written as RFC 3339 with a `+00:00` offset.
+pub mod offset_time {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_offset_time(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        super::parse_rfc3339(&s).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn event_time_has_seven_fractional_digits_in_utc() {
+        let t = parse_rfc3339("2017-06-26T20:41:00.958410399+02:00").unwrap();
+        assert_eq!(format_event_time(t), "2017-06-26T18:41:00.9584103Z");
+        let whole = Utc.with_ymd_and_hms(2020, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(format_event_time(whole), "2020-01-02T03:04:05.0000000Z");
+    }
+
+    #[test]
+    fn event_time_round_trips_through_parse() {
+        let s = "2017-06-26T18:41:00.9584103Z";
+        assert_eq!(format_event_time(parse_rfc3339(s).unwrap()), s);
+    }
+
+    #[test]
+    fn offset_time_uses_plus_zero_offset() {
+        let t = Utc.with_ymd_and_hms(2019, 7, 4, 0, 0, 0).unwrap();
+        assert_eq!(format_offset_time(t), "2019-07-04T00:00:00+00:00");
+    }
+}
