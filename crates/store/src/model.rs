@@ -1,0 +1,169 @@
+//! What the store keeps: sources, principals, keys and events.
+
+use chrono::{DateTime, Utc};
+use mlgrid_core::EventSchema;
+use mlgrid_core::resource::{SourceKind, resource_path};
+use serde::{Deserialize, Serialize};
+
+/// Store-assigned id of a source.
+pub type SourceId = i64;
+/// Store-assigned id of a principal.
+pub type PrincipalId = i64;
+
+/// A workspace or custom topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub id: SourceId,
+    pub kind: SourceKind,
+    pub name: String,
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub created_at: DateTime<Utc>,
+    /// Sequence number of the newest event, 0 when there is none.
+    pub last_sequence: u64,
+}
+
+impl Source {
+    /// The resource path that is the `topic` of this source's events.
+    pub fn topic(&self) -> String {
+        resource_path(
+            self.kind,
+            &self.subscription_id,
+            &self.resource_group,
+            &self.name,
+        )
+    }
+}
+
+/// What is needed to create a source.
+#[derive(Debug, Clone)]
+pub struct NewSource {
+    pub kind: SourceKind,
+    pub name: String,
+    pub subscription_id: String,
+    pub resource_group: String,
+}
+
+/// Which of a topic's two access keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyName {
+    Key1,
+    Key2,
+}
+
+impl KeyName {
+    pub const BOTH: [KeyName; 2] = [KeyName::Key1, KeyName::Key2];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyName::Key1 => "key1",
+            KeyName::Key2 => "key2",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KeyName> {
+        KeyName::BOTH.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A topic access key as stored: never the key itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicKey {
+    pub name: KeyName,
+    /// Random salt from which the key is derived with the server secret.
+    pub salt: String,
+    /// Hex SHA-256 of the key.
+    pub hash: String,
+}
+
+/// A holder of API keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub id: PrincipalId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An API key as stored: its public id and the hash of the whole key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyHash {
+    pub key_id: String,
+    pub hash: String,
+}
+
+/// Roles granted on workspaces and topics, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Owner,
+    Contributor,
+    Reader,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "Owner",
+            Role::Contributor => "Contributor",
+            Role::Reader => "Reader",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Owner, Role::Contributor, Role::Reader]
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// A role granted to a principal, on one source or (when `source_id` is `None`) on all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleAssignment {
+    pub principal_id: PrincipalId,
+    pub source_id: Option<SourceId>,
+    pub role: Role,
+}
+
+/// An event to append to a source's log.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub schema: EventSchema,
+    pub event_type: String,
+    pub subject: String,
+    /// The event as JSON in its schema.
+    pub body: String,
+}
+
+impl From<&mlgrid_core::Event> for NewEvent {
+    fn from(event: &mlgrid_core::Event) -> Self {
+        NewEvent {
+            id: event.id().to_owned(),
+            schema: event.schema(),
+            event_type: event.event_type().to_owned(),
+            subject: event.subject().to_owned(),
+            body: event.to_json(),
+        }
+    }
+}
+
+/// An event in a source's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the source's log: 1, 2, 3, ... with no gaps.
+    pub sequence: u64,
+    pub id: String,
+    pub schema: EventSchema,
+    pub event_type: String,
+    pub subject: String,
+    /// When the store accepted the event.
+    pub published_at: DateTime<Utc>,
+    pub body: String,
+}
+
+/// The sequence numbers given to a batch of appended events: `first..=last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendReceipt {
+    pub first_sequence: u64,
+    pub last_sequence: u64,
+}
