@@ -1,1 +1,86 @@
-//! placeholder
+//! The mlgrid HTTP server: the REST API, the Event Grid publishing endpoint, API-key
+//! authentication and the OpenAPI document.
+//!
+//! [`app`] builds the router over an [`AppState`] (the store, the server secret and the
+//! settings); [`serve`] runs it on a listener until a shutdown future completes, then
+//! finishes the requests in flight. Handlers are thin: they parse, call the store or the
+//! core, and map the result; errors are [`ApiError`]s.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use mlgrid_server::{AppState, ServerConfig, app, keys::ServerSecret, serve};
+//! use mlgrid_store::Store;
+//!
+//! let store = mlgrid_store::SqliteStore::open("mlgrid-data/mlgrid.db").await?;
+//! let state = AppState::new(store.clone(), ServerSecret::generate(), ServerConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! serve(listener, app(state), async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! store.close().await;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+mod error;
+mod extract;
+pub mod keys;
+mod state;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::MatchedPath;
+use axum::http::Request;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use state::{AppState, ServerConfig};
+
+/// The whole HTTP application: the API, `/openapi.json`, tracing.
+pub fn app(state: AppState) -> Router {
+    let (router, openapi) = api::routes(&state).split_for_parts();
+    let openapi = std::sync::Arc::new(openapi);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi) }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::NotFound("no such route; the API is described at /openapi.json".to_owned())
+        })
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::Internal(
+                "a handler panicked".to_owned(),
+            ))
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                // The matched route, not the URI: no key or event content ends up in logs.
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(MatchedPath::as_str)
+                    .unwrap_or("unmatched");
+                tracing::info_span!("request", method = %request.method(), route)
+            }),
+        )
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets the requests in
+/// flight finish (each answers only after its writes are durable).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -52,6 +52,9 @@ pub trait Store: Send + Sync + 'static {
     /// does nothing and returns `false` if any principal exists.
     async fn create_bootstrap_owner(&self, name: &str, key: &ApiKeyHash) -> Result<bool>;
 
+    /// Whether any principal exists.
+    async fn has_principals(&self) -> Result<bool>;
+
     /// The principal holding the API key with this public id, and the key's hash.
     async fn principal_by_key_id(&self, key_id: &str) -> Result<Option<(Principal, ApiKeyHash)>>;
 

@@ -245,7 +245,9 @@ pub async fn bootstrap_owner_is_created_once(store: Arc<dyn Store>) {
         key_id: "k1".into(),
         hash: "h1".into(),
     };
+    assert!(!store.has_principals().await.unwrap());
     assert!(store.create_bootstrap_owner("admin", &key).await.unwrap());
+    assert!(store.has_principals().await.unwrap());
     let other = ApiKeyHash {
         key_id: "k2".into(),
         hash: "h2".into(),

@@ -151,6 +151,14 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn has_principals(&self) -> Result<bool> {
+        let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM principals LIMIT 1")
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(any.is_some())
+    }
+
     async fn principal_by_key_id(&self, key_id: &str) -> Result<Option<(Principal, ApiKeyHash)>> {
         let row = sqlx::query(
             "SELECT p.id, p.name, p.created_at, k.key_id, k.key_hash \

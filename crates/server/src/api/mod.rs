@@ -1,0 +1,54 @@
+//! The REST API, one module per resource: request and response types first, handlers
+//! next, `router()` last.
+
+pub mod events;
+pub mod health;
+pub mod publish;
+pub mod sources;
+pub mod topics;
+pub mod workspaces;
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mlgrid",
+        description = "Self-hosted event grid for machine-learning workspaces. Management calls \
+                       take `Authorization: Bearer <api key>`; publishing to a topic takes the \
+                       topic's access key in `aeg-sas-key`. Errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(crate::error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "topic_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("aeg-sas-key"))),
+        );
+    }
+}
+
+/// Every route of the API, with its OpenAPI description.
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(workspaces::router())
+        .merge(topics::router())
+        .merge(events::router())
+        .merge(publish::router(state))
+}

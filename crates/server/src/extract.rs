@@ -1,0 +1,68 @@
+//! Extractors that answer malformed requests in the API's error format.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// `axum::Json` whose rejections are [`ApiError`]s.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with `Content-Type: application/json`".to_owned(),
+            )),
+            Err(rejection) => Err(ApiError::BadRequest {
+                code: "InvalidJson",
+                message: rejection.body_text(),
+            }),
+        }
+    }
+}
+
+/// `axum::extract::Query` whose rejections are [`ApiError`]s.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection: QueryRejection| ApiError::BadRequest {
+                code: "InvalidQuery",
+                message: rejection.body_text(),
+            })
+    }
+}
+
+/// The URL clients reach this server under: the configured public URL, else
+/// `http://` and the request's `Host`.
+pub struct BaseUrl(pub String);
+
+impl FromRequestParts<crate::state::AppState> for BaseUrl {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::state::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(url) = &state.config.public_url {
+            return Ok(BaseUrl(url.trim_end_matches('/').to_owned()));
+        }
+        let host = parts
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .ok_or_else(|| ApiError::bad_request("the request has no Host header; send one, or start the server with --public-url"))?;
+        Ok(BaseUrl(format!("http://{host}")))
+    }
+}
