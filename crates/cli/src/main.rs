@@ -1,1 +1,67 @@
-fn main() {}
+//! `mlgrid`: the server, the client commands and the benchmarks in one binary.
+
+mod args;
+mod bench;
+mod client;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use args::{BenchCommand, Cli, Command, LogFormat};
+use client::Client;
+
+fn init_logging(default_level: &str, format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.global.output;
+    let value = match cli.command {
+        Command::Serve(args) => {
+            init_logging("info", args.log_format);
+            return commands::serve::run(args, &cli.global.data_dir).await;
+        }
+        Command::Bench(BenchCommand::Publish(args)) => {
+            init_logging("warn", LogFormat::Text);
+            return bench::publish::run(args, &cli.global).await;
+        }
+        Command::Events(command) => {
+            init_logging("warn", LogFormat::Text);
+            return commands::events::run(&Client::new(&cli.global)?, command, format).await;
+        }
+        Command::Workspace(command) => {
+            commands::sources::workspace(&Client::new(&cli.global)?, command).await?
+        }
+        Command::Topic(command) => {
+            commands::sources::topic(&Client::new(&cli.global)?, command).await?
+        }
+    };
+    if !value.is_null() {
+        output::print(&value, format);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
