@@ -226,6 +226,45 @@ fn sigterm_during_publishing_loses_no_acknowledged_event() {
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
 
+/// Microsoft's `azure-eventgrid` Python client publishes to mlgrid unchanged. Needs
+/// `pip install -r tests/python/requirements.txt` (the test script and CI do it).
+#[test]
+fn azure_eventgrid_python_client_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let topic = server.json(&["topic", "create", "--name", "sdk"]);
+    let key = server.json(&["topic", "key", "list", "--name", "sdk"])["key2"].as_str().unwrap().to_owned();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/azure_sdk_publish.py");
+    let out = Command::new("python3").arg(script).arg(topic["endpoint"].as_str().unwrap()).arg(&key).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the azure-eventgrid client failed (pip install -r tests/python/requirements.txt?):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = server.json(&["events", "list", "--topic", "sdk"]);
+    let events: Vec<&Value> = log.as_array().unwrap().iter().collect();
+    assert_eq!(events.len(), 4);
+    let registered = &events[0]["event"];
+    assert_eq!(events[0]["schema"], "EventGridSchema");
+    assert_eq!(registered["id"], "sdk-eg-1");
+    assert_eq!(registered["eventType"], "Microsoft.MachineLearningServices.ModelRegistered");
+    assert_eq!(registered["subject"], "models/churn:3");
+    assert_eq!(registered["eventTime"], "2026-11-26T16:00:00.1234560Z");
+    assert_eq!(registered["data"], json!({"ModelName": "churn", "ModelVersion": 3, "ModelTags": {"stage": "prod"}, "ModelProperties": {}}));
+    assert_eq!(registered["dataVersion"], "1");
+    assert_eq!(registered["metadataVersion"], "1");
+    assert_eq!(registered["topic"], topic["id"]);
+    assert_eq!(events[1]["event"]["data"], json!({"total": 12.5}));
+    let cloud = &events[2];
+    assert_eq!(cloud["schema"], "CloudEventSchemaV1_0");
+    assert_eq!(cloud["event"]["specversion"], "1.0");
+    assert_eq!(cloud["event"]["type"], "com.example.trained");
+    assert_eq!(cloud["event"]["source"], "/mlgrid/tests");
+    assert_eq!(cloud["event"]["subject"], "runs/7");
+    assert_eq!(cloud["event"]["data"], json!({"accuracy": 0.93}));
+    assert_eq!(events[3]["event"]["id"], "sdk-dict-1");
+}
+
 #[test]
 fn bench_publish_prints_one_json_result_line() {
     let out = Command::new(BIN)
