@@ -19,7 +19,11 @@ struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -44,7 +48,10 @@ impl Server {
         };
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         server
@@ -63,7 +70,11 @@ impl Server {
     /// Runs a CLI command that must succeed and returns its JSON output.
     fn json(&self, args: &[&str]) -> Value {
         let out = self.cli(args);
-        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
@@ -84,8 +95,17 @@ impl Drop for Server {
     }
 }
 
-fn publish(http: &reqwest::blocking::Client, endpoint: &str, key: &str, events: &Value) -> reqwest::Result<reqwest::blocking::Response> {
-    http.post(endpoint).header("aeg-sas-key", key).header("content-type", "application/json").body(events.to_string()).send()
+fn publish(
+    http: &reqwest::blocking::Client,
+    endpoint: &str,
+    key: &str,
+    events: &Value,
+) -> reqwest::Result<reqwest::blocking::Response> {
+    http.post(endpoint)
+        .header("aeg-sas-key", key)
+        .header("content-type", "application/json")
+        .body(events.to_string())
+        .send()
 }
 
 fn event(id: &str) -> Value {
@@ -106,37 +126,88 @@ fn first_start_writes_private_keys_and_the_cli_manages_resources() {
     let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
     assert!(key.trim().starts_with("mlg_"));
     let db = std::fs::read(data.join("mlgrid.db")).unwrap();
-    assert!(!db.windows(key.trim().len()).any(|w| w == key.trim().as_bytes()), "the key itself is not stored");
+    assert!(
+        !db.windows(key.trim().len())
+            .any(|w| w == key.trim().as_bytes()),
+        "the key itself is not stored"
+    );
 
-    let ws = server.json(&["workspace", "create", "--name", "ws1", "--resource-group", "rg1", "--subscription-id", "sub1"]);
-    assert_eq!(ws["topic"], "/subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.MachineLearningServices/workspaces/ws1");
+    let ws = server.json(&[
+        "workspace",
+        "create",
+        "--name",
+        "ws1",
+        "--resource-group",
+        "rg1",
+        "--subscription-id",
+        "sub1",
+    ]);
+    assert_eq!(
+        ws["topic"],
+        "/subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.MachineLearningServices/workspaces/ws1"
+    );
     let table = server.cli(&["workspace", "list", "--output", "table"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("ws1"));
     assert_eq!(server.json(&["workspace", "list"])[0]["name"], "ws1");
 
     server.json(&["topic", "create", "--name", "orders"]);
     let shown = server.json(&["topic", "show", "--name", "orders"]);
-    assert_eq!(shown["endpoint"], format!("{}/topics/orders/api/events", server.url));
+    assert_eq!(
+        shown["endpoint"],
+        format!("{}/topics/orders/api/events", server.url)
+    );
     let keys = server.json(&["topic", "key", "list", "--name", "orders"]);
     assert_eq!(keys.as_object().unwrap().len(), 2);
-    let regenerated = server.json(&["topic", "key", "regenerate", "--name", "orders", "--key-name", "key2"]);
+    let regenerated = server.json(&[
+        "topic",
+        "key",
+        "regenerate",
+        "--name",
+        "orders",
+        "--key-name",
+        "key2",
+    ]);
     assert_eq!(regenerated["key1"], keys["key1"]);
     assert_ne!(regenerated["key2"], keys["key2"]);
 
     let missing = server.cli(&["workspace", "show", "--name", "nope"]);
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
-    assert!(stderr.contains("NotFound: workspace `nope` not found"), "{stderr}");
-    let bad_key = Command::new(BIN).args(["--server", &server.url, "--api-key", "wrong", "workspace", "list"]).output().unwrap();
+    assert!(
+        stderr.contains("NotFound: workspace `nope` not found"),
+        "{stderr}"
+    );
+    let bad_key = Command::new(BIN)
+        .args([
+            "--server",
+            &server.url,
+            "--api-key",
+            "wrong",
+            "workspace",
+            "list",
+        ])
+        .output()
+        .unwrap();
     assert!(!bad_key.status.success());
     assert!(String::from_utf8_lossy(&bad_key.stderr).contains("Unauthorized"));
     let no_key = Command::new(BIN)
-        .args(["--server", &server.url, "--data-dir", "/nonexistent", "workspace", "list"])
+        .args([
+            "--server",
+            &server.url,
+            "--data-dir",
+            "/nonexistent",
+            "workspace",
+            "list",
+        ])
         .env_remove("MLGRID_API_KEY")
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("--api-key"));
-    assert!(server.json(&["workspace", "delete", "--name", "ws1"]).is_null());
+    assert!(
+        server
+            .json(&["workspace", "delete", "--name", "ws1"])
+            .is_null()
+    );
     assert!(server.terminate(), "SIGTERM shuts the server down cleanly");
 }
 
@@ -145,12 +216,27 @@ fn events_list_and_tail_follow_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let topic = server.json(&["topic", "create", "--name", "feed"]);
-    let key = server.json(&["topic", "key", "list", "--name", "feed"])["key1"].as_str().unwrap().to_owned();
+    let key = server.json(&["topic", "key", "list", "--name", "feed"])["key1"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let endpoint = topic["endpoint"].as_str().unwrap().to_owned();
     let http = reqwest::blocking::Client::new();
-    assert!(publish(&http, &endpoint, &key, &json!([event("a"), event("b"), event("c")])).unwrap().status().is_success());
+    assert!(
+        publish(
+            &http,
+            &endpoint,
+            &key,
+            &json!([event("a"), event("b"), event("c")])
+        )
+        .unwrap()
+        .status()
+        .is_success()
+    );
 
-    let listed = server.json(&["events", "list", "--topic", "feed", "--after", "1", "--limit", "1"]);
+    let listed = server.json(&[
+        "events", "list", "--topic", "feed", "--after", "1", "--limit", "1",
+    ]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["sequence"], 2);
     assert_eq!(listed[0]["event"]["id"], "b");
@@ -169,18 +255,34 @@ fn events_list_and_tail_follow_the_log() {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                lines.lock().unwrap().push(serde_json::from_str::<Value>(&line).unwrap());
+                lines
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_str::<Value>(&line).unwrap());
             }
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    assert!(publish(&http, &endpoint, &key, &json!([event("d")])).unwrap().status().is_success());
+    assert!(
+        publish(&http, &endpoint, &key, &json!([event("d")]))
+            .unwrap()
+            .status()
+            .is_success()
+    );
     let started = Instant::now();
     while lines.lock().unwrap().len() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(10), "tail did not show the new event");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "tail did not show the new event"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let seen: Vec<String> = lines.lock().unwrap().iter().map(|r| r["event"]["id"].as_str().unwrap().to_owned()).collect();
+    let seen: Vec<String> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"]["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(seen, ["c", "d"]);
     tail.kill().unwrap();
     tail.wait().unwrap();
@@ -192,12 +294,16 @@ fn sigterm_during_publishing_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let topic = server.json(&["topic", "create", "--name", "durable"]);
-    let key = server.json(&["topic", "key", "list", "--name", "durable"])["key1"].as_str().unwrap().to_owned();
+    let key = server.json(&["topic", "key", "list", "--name", "durable"])["key1"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let endpoint = topic["endpoint"].as_str().unwrap().to_owned();
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let publishers: Vec<_> = (0..4)
         .map(|p| {
-            let (endpoint, key, acknowledged) = (endpoint.clone(), key.clone(), acknowledged.clone());
+            let (endpoint, key, acknowledged) =
+                (endpoint.clone(), key.clone(), acknowledged.clone());
             std::thread::spawn(move || {
                 let http = reqwest::blocking::Client::new();
                 for i in 0.. {
@@ -217,12 +323,24 @@ fn sigterm_during_publishing_loses_no_acknowledged_event() {
         p.join().unwrap();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > 50, "publishers were running: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > 50,
+        "publishers were running: {}",
+        acknowledged.len()
+    );
 
     let restarted = Server::start(dir.path());
     let stored = restarted.json(&["events", "list", "--topic", "durable", "--limit", "10000"]);
-    let stored: std::collections::HashSet<String> = stored.as_array().unwrap().iter().map(|r| r["event"]["id"].as_str().unwrap().to_owned()).collect();
-    let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
+    let stored: std::collections::HashSet<String> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
 
@@ -233,9 +351,18 @@ fn azure_eventgrid_python_client_publishes() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let topic = server.json(&["topic", "create", "--name", "sdk"]);
-    let key = server.json(&["topic", "key", "list", "--name", "sdk"])["key2"].as_str().unwrap().to_owned();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/azure_sdk_publish.py");
-    let out = Command::new("python3").arg(script).arg(topic["endpoint"].as_str().unwrap()).arg(&key).output().unwrap();
+    let key = server.json(&["topic", "key", "list", "--name", "sdk"])["key2"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/azure_sdk_publish.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(topic["endpoint"].as_str().unwrap())
+        .arg(&key)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "the azure-eventgrid client failed (pip install -r tests/python/requirements.txt?):\n{}",
@@ -247,10 +374,16 @@ fn azure_eventgrid_python_client_publishes() {
     let registered = &events[0]["event"];
     assert_eq!(events[0]["schema"], "EventGridSchema");
     assert_eq!(registered["id"], "sdk-eg-1");
-    assert_eq!(registered["eventType"], "Microsoft.MachineLearningServices.ModelRegistered");
+    assert_eq!(
+        registered["eventType"],
+        "Microsoft.MachineLearningServices.ModelRegistered"
+    );
     assert_eq!(registered["subject"], "models/churn:3");
     assert_eq!(registered["eventTime"], "2026-11-26T16:00:00.1234560Z");
-    assert_eq!(registered["data"], json!({"ModelName": "churn", "ModelVersion": 3, "ModelTags": {"stage": "prod"}, "ModelProperties": {}}));
+    assert_eq!(
+        registered["data"],
+        json!({"ModelName": "churn", "ModelVersion": 3, "ModelTags": {"stage": "prod"}, "ModelProperties": {}})
+    );
     assert_eq!(registered["dataVersion"], "1");
     assert_eq!(registered["metadataVersion"], "1");
     assert_eq!(registered["topic"], topic["id"]);
@@ -268,15 +401,40 @@ fn azure_eventgrid_python_client_publishes() {
 #[test]
 fn bench_publish_prints_one_json_result_line() {
     let out = Command::new(BIN)
-        .args(["bench", "publish", "--events", "300", "--batch", "30", "--size", "512", "--concurrency", "2"])
+        .args([
+            "bench",
+            "publish",
+            "--events",
+            "300",
+            "--batch",
+            "30",
+            "--size",
+            "512",
+            "--concurrency",
+            "2",
+        ])
         .env_remove("MLGRID_SERVER")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     for key in ["events_per_sec", "p50_ms", "p99_ms", "rss_mb"] {
-        assert!(result[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {result}");
+        assert!(
+            result[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} in {result}"
+        );
     }
-    assert_eq!((result["stored_events"].as_u64(), result["requests"].as_u64(), result["errors"].as_u64()), (Some(300), Some(10), Some(0)));
+    assert_eq!(
+        (
+            result["stored_events"].as_u64(),
+            result["requests"].as_u64(),
+            result["errors"].as_u64()
+        ),
+        (Some(300), Some(10), Some(0))
+    );
 }
