@@ -94,6 +94,7 @@ fn run_status_changed_sample_carries_the_run_fields_and_status() {
 fn pascal_case_field_names_are_exact() {
     let (_, event) = sample("run_completed");
     let data: Value = event.data_as().unwrap();
+    // In the order the seed's sample lists them.
     let keys: Vec<&str> = data
         .as_object()
         .unwrap()
@@ -106,9 +107,9 @@ fn pascal_case_field_names_are_exact() {
             "ExperimentId",
             "ExperimentName",
             "RunId",
-            "RunProperties",
+            "RunType",
             "RunTags",
-            "RunType"
+            "RunProperties"
         ]
     );
     assert!(
