@@ -28,6 +28,7 @@
 pub mod cloud_event;
 pub mod event;
 pub mod event_grid;
+pub mod lifecycle;
 pub mod ml;
 pub mod publish;
 pub mod resource;
