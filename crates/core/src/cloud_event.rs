@@ -14,6 +14,18 @@ pub const SPEC_VERSION: &str = "1.0";
 /// Extension attribute that carries an Event Grid `dataVersion` through CloudEvents.
 pub const DATA_VERSION_EXTENSION: &str = "dataversion";
 
+/// Extension attribute with the event's position among the events of its subject.
+pub const SEQUENCE_EXTENSION: &str = "sequence";
+
+/// Extension attribute with the resource's etag after the change.
+pub const ETAG_EXTENSION: &str = "etag";
+
+/// A sequence number as the CloudEvents `sequence` extension writes it: a string that
+/// orders as text, so zero-padded to 20 digits (enough for any `u64`).
+pub fn format_sequence(sequence: u64) -> String {
+    format!("{sequence:020}")
+}
+
 /// One event in the CloudEvents 1.0 JSON format.
 ///
 /// Extension attributes are kept in `extensions`; their values are strings, numbers or
@@ -64,7 +76,8 @@ impl CloudEvent {
     /// `type` becomes `eventType`; a missing `subject` becomes the empty string; `time`
     /// is normalised to Event Grid's format, and `fallback_time` (usually the time the
     /// event was accepted) stands in when the event has none. `data_base64` is carried
-    /// as a JSON string. The `dataversion` extension becomes `dataVersion`.
+    /// as a JSON string. The `dataversion` extension becomes `dataVersion`, a numeric
+    /// `sequence` extension `sequence`, and the `etag` extension `etag`.
     pub fn to_event_grid(&self, topic: &str, fallback_time: &str) -> EventGridEvent {
         let event_time = self
             .time
@@ -91,6 +104,15 @@ impl CloudEvent {
         )
         .expect("a JSON value always serialises");
         event.data_version = data_version;
+        event.sequence = match self.extensions.get(SEQUENCE_EXTENSION) {
+            Some(Value::String(s)) => s.parse().ok(),
+            Some(Value::Number(n)) => n.as_u64(),
+            _ => None,
+        };
+        event.etag = match self.extensions.get(ETAG_EXTENSION) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
         event
     }
 }

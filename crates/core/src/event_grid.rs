@@ -27,6 +27,14 @@ pub struct EventGridEvent {
     pub data_version: String,
     #[serde(default = "metadata_version")]
     pub metadata_version: String,
+    /// mlgrid's addition for consumers that order and de-duplicate: the position of this
+    /// event among the events of its subject (1, 2, 3, ...). Set on events mlgrid raises;
+    /// Event Grid clients ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// mlgrid's addition: the etag of the resource after the change that raised the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 fn null_data() -> Box<RawValue> {
@@ -56,6 +64,8 @@ impl EventGridEvent {
             data: serde_json::value::to_raw_value(data)?,
             data_version: String::new(),
             metadata_version: metadata_version(),
+            sequence: None,
+            etag: None,
         })
     }
 
@@ -68,7 +78,9 @@ impl EventGridEvent {
     ///
     /// `topic` becomes `source`, `eventType` becomes `type`, `eventTime` becomes `time`;
     /// a non-empty `dataVersion` travels in the `dataversion` extension attribute so that
-    /// [`CloudEvent::to_event_grid`] gives back the original event.
+    /// [`CloudEvent::to_event_grid`] gives back the original event. The per-subject
+    /// `sequence` becomes the CloudEvents `sequence` extension (a string, zero-padded to
+    /// 20 digits so that it orders as text) and `etag` the `etag` extension.
     pub fn to_cloud_event(&self) -> CloudEvent {
         let mut event = CloudEvent::new(&self.id, &self.topic, &self.event_type);
         event.subject = Some(self.subject.clone());
@@ -79,6 +91,18 @@ impl EventGridEvent {
             event.extensions.insert(
                 crate::cloud_event::DATA_VERSION_EXTENSION.to_owned(),
                 self.data_version.clone().into(),
+            );
+        }
+        if let Some(sequence) = self.sequence {
+            event.extensions.insert(
+                crate::cloud_event::SEQUENCE_EXTENSION.to_owned(),
+                crate::cloud_event::format_sequence(sequence).into(),
+            );
+        }
+        if let Some(etag) = &self.etag {
+            event.extensions.insert(
+                crate::cloud_event::ETAG_EXTENSION.to_owned(),
+                etag.clone().into(),
             );
         }
         event

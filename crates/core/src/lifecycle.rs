@@ -46,7 +46,10 @@ impl RunStatus {
 
     /// Completed, Failed and Canceled are final.
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Canceled)
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Canceled
+        )
     }
 
     /// The statuses a run in this status may move to.
@@ -106,7 +109,11 @@ impl fmt::Display for InvalidTransition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let allowed = self.from.next();
         if allowed.is_empty() {
-            write!(f, "the run is {} and cannot change status any more ({} is final)", self.from, self.from)
+            write!(
+                f,
+                "the run is {} and cannot change status any more ({} is final)",
+                self.from, self.from
+            )
         } else {
             let list: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
             write!(
@@ -172,7 +179,8 @@ impl FromStr for ModelRef {
 
     /// The version is after the last `:`, so names may contain colons.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = || format!("`{s}` is not a model reference; write NAME:VERSION, e.g. churn:3");
+        let invalid =
+            || format!("`{s}` is not a model reference; write NAME:VERSION, e.g. churn:3");
         let (name, version) = s.rsplit_once(':').ok_or_else(invalid)?;
         let version: u64 = version.parse().map_err(|_| invalid())?;
         if name.is_empty() || version == 0 {
@@ -187,7 +195,11 @@ impl FromStr for ModelRef {
 
 /// The `ModelIds` of a `ModelDeployed` event: the references joined by commas.
 pub fn model_ids(models: &[ModelRef]) -> String {
-    models.iter().map(ModelRef::to_string).collect::<Vec<_>>().join(",")
+    models
+        .iter()
+        .map(ModelRef::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Where a model is deployed.
@@ -229,7 +241,9 @@ impl FromStr for ComputeType {
 pub fn validate_asset_name(what: &str, name: &str) -> Result<(), String> {
     let ok = (1..=255).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
@@ -270,9 +284,21 @@ mod tests {
                 }
             }
         }
-        assert!(RunStatus::Running.check_transition(RunStatus::Completed).is_ok());
-        assert!(RunStatus::Queued.check_transition(RunStatus::Completed).is_err());
-        assert!(RunStatus::Running.check_transition(RunStatus::Running).is_err());
+        assert!(
+            RunStatus::Running
+                .check_transition(RunStatus::Completed)
+                .is_ok()
+        );
+        assert!(
+            RunStatus::Queued
+                .check_transition(RunStatus::Completed)
+                .is_err()
+        );
+        assert!(
+            RunStatus::Running
+                .check_transition(RunStatus::Running)
+                .is_err()
+        );
     }
 
     fn facts() -> RunFacts {
@@ -288,19 +314,30 @@ mod tests {
 
     #[test]
     fn only_completion_and_failure_raise_events() {
-        assert!(matches!(run_event(&facts(), RunStatus::Completed), Some(MlEvent::RunCompleted(_))));
+        assert!(matches!(
+            run_event(&facts(), RunStatus::Completed),
+            Some(MlEvent::RunCompleted(_))
+        ));
         match run_event(&facts(), RunStatus::Failed) {
             Some(MlEvent::RunStatusChanged(d)) => assert_eq!(d.run_status, "failed"),
             other => panic!("{other:?}"),
         }
-        for status in [RunStatus::NotStarted, RunStatus::Queued, RunStatus::Running, RunStatus::Canceled] {
+        for status in [
+            RunStatus::NotStarted,
+            RunStatus::Queued,
+            RunStatus::Running,
+            RunStatus::Canceled,
+        ] {
             assert_eq!(run_event(&facts(), status), None);
         }
     }
 
     #[test]
     fn model_refs_parse_and_join() {
-        let refs: Vec<ModelRef> = ["a:1", "b:c:2"].iter().map(|s| s.parse().unwrap()).collect();
+        let refs: Vec<ModelRef> = ["a:1", "b:c:2"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         assert_eq!(model_ids(&refs), "a:1,b:c:2");
         for bad in ["a", "a:", ":1", "a:0", "a:x"] {
             assert!(bad.parse::<ModelRef>().is_err(), "{bad}");

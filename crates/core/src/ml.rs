@@ -194,6 +194,8 @@ impl MlEvent {
             data,
             data_version: String::new(),
             metadata_version: crate::event_grid::METADATA_VERSION.to_owned(),
+            sequence: None,
+            etag: None,
         }
     }
 

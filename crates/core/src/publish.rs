@@ -261,6 +261,8 @@ pub fn parse_event_grid_events(
             data,
             data_version,
             metadata_version: METADATA_VERSION.to_owned(),
+            sequence: None,
+            etag: None,
         });
     }
     Ok(events)

@@ -132,7 +132,11 @@ fn event_grid_and_cloud_events_convert_both_ways() {
     for (name, _) in SAMPLES {
         let (original, mut event) = sample(name);
         event.data_version = "2.0".into();
+        event.sequence = Some(42);
+        event.etag = Some("\"e1\"".into());
         let cloud = event.to_cloud_event();
+        assert_eq!(cloud.extensions["sequence"], "00000000000000000042");
+        assert_eq!(cloud.extensions["etag"], "\"e1\"");
         assert_eq!(cloud.specversion, "1.0");
         assert_eq!(cloud.source, event.topic);
         assert_eq!(cloud.event_type, event.event_type);

@@ -9,6 +9,13 @@ pub enum StoreError {
     /// The named thing exists already, or a uniqueness rule forbids the change.
     #[error("{0}")]
     Conflict(String),
+    /// The request is wrong in a way only the stored data can tell (e.g. a model
+    /// reference to a version that does not exist).
+    #[error("{0}")]
+    Invalid(String),
+    /// An `If-Match` etag is not the resource's current etag.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// The store has been closed; no more writes are taken.
     #[error("the store is shut down")]
     Closed,

@@ -31,6 +31,7 @@
 //! ```
 
 mod error;
+mod lifecycle;
 mod model;
 mod sqlite;
 
@@ -39,6 +40,7 @@ use mlgrid_core::resource::SourceKind;
 use tokio::sync::watch;
 
 pub use error::{Result, StoreError};
+pub use lifecycle::*;
 pub use model::*;
 pub use sqlite::SqliteStore;
 
@@ -89,6 +91,101 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
+
+    // The ML lifecycle of a workspace. Every change that Azure ML announces appends its
+    // event in the same transaction (transactional outbox): no event without its change,
+    // no change without its event. `if_match` is an etag the resource must still have.
+
+    async fn experiments(&self, workspace: SourceId) -> Result<Vec<Experiment>>;
+
+    /// Starts a run (creating its experiment on first use). Raises no event.
+    async fn start_run(&self, workspace: SourceId, new: NewRun) -> Result<Run>;
+
+    async fn run(&self, workspace: SourceId, run_id: &str) -> Result<Run>;
+
+    /// Runs of the workspace, or of one experiment, oldest first.
+    async fn list_runs(&self, workspace: SourceId, experiment: Option<&str>) -> Result<Vec<Run>>;
+
+    /// Changes a run's status, tags or properties. A refused status transition is a
+    /// `Conflict` naming the allowed ones. Completing raises `RunCompleted`, failing
+    /// raises `RunStatusChanged`.
+    async fn change_run(
+        &self,
+        workspace: SourceId,
+        run_id: &str,
+        change: RunChange,
+        if_match: Option<String>,
+    ) -> Result<Run>;
+
+    /// Logs metrics on a run that has not ended.
+    async fn log_metrics(
+        &self,
+        workspace: SourceId,
+        run_id: &str,
+        metrics: Vec<NewMetric>,
+    ) -> Result<()>;
+
+    async fn run_metrics(&self, workspace: SourceId, run_id: &str) -> Result<Vec<Metric>>;
+
+    /// Registers the next version of a model (1, 2, 3, ...; never reused) and raises
+    /// `ModelRegistered`.
+    async fn register_model(&self, workspace: SourceId, new: NewModel) -> Result<Model>;
+
+    /// One version of a model, or its latest version that is not archived.
+    async fn model(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Model>;
+
+    /// Model versions, of one name or all, by name and version.
+    async fn list_models(
+        &self,
+        workspace: SourceId,
+        name: Option<&str>,
+        include_archived: bool,
+    ) -> Result<Vec<Model>>;
+
+    /// Updates a model version's description, tags, properties or archived flag; raises
+    /// no event.
+    async fn change_model(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        version: u64,
+        change: ModelChange,
+        if_match: Option<String>,
+    ) -> Result<Model>;
+
+    /// Creates or replaces a deployment after checking every model reference exists and
+    /// is not archived (`Invalid` naming the first that does not), and raises
+    /// `ModelDeployed`. Returns whether the deployment is new.
+    async fn deploy(
+        &self,
+        workspace: SourceId,
+        new: NewDeployment,
+        if_match: Option<String>,
+    ) -> Result<(Deployment, bool)>;
+
+    async fn deployment(&self, workspace: SourceId, name: &str) -> Result<Deployment>;
+
+    async fn list_deployments(&self, workspace: SourceId) -> Result<Vec<Deployment>>;
+
+    async fn delete_deployment(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        if_match: Option<String>,
+    ) -> Result<()>;
+
+    /// Registers the next version of a dataset.
+    async fn register_dataset(&self, workspace: SourceId, new: NewDataset) -> Result<Dataset>;
+
+    /// One version of a dataset, or its latest.
+    async fn dataset(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Dataset>;
+
+    async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>>;
 
     /// A counter that changes after every commit that appended events: wait on it to
     /// follow logs without polling.

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use mlgrid_core::EventSchema;
+use mlgrid_core::lifecycle::RunStatus;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_store::*;
 
@@ -325,6 +326,493 @@ pub async fn writes_after_close_are_refused(store: Arc<dyn Store>) {
     ));
 }
 
+async fn workspace(store: &Arc<dyn Store>, name: &str) -> SourceId {
+    store
+        .create_source(&new_source(SourceKind::Workspace, name), &[])
+        .await
+        .unwrap()
+        .id
+}
+
+fn new_run(experiment: &str) -> NewRun {
+    NewRun {
+        experiment_name: experiment.into(),
+        run_id: None,
+        run_type: None,
+        parent_run_id: None,
+        status: RunStatus::Running,
+        tags: [("team".to_owned(), "ml".to_owned())].into(),
+        properties: Default::default(),
+    }
+}
+
+fn status(to: RunStatus) -> RunChange {
+    RunChange {
+        status: Some(to),
+        ..RunChange::default()
+    }
+}
+
+/// The workspace's log as (eventType, subject, data, sequence) tuples.
+async fn raised(
+    store: &Arc<dyn Store>,
+    ws: SourceId,
+) -> Vec<(String, String, serde_json::Value, u64)> {
+    store
+        .read_events(ws, 0, MAX_READ_LIMIT)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+            (
+                e.event_type,
+                e.subject,
+                body["data"].clone(),
+                body["sequence"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+pub async fn runs_move_through_validated_statuses_and_raise_azure_ml_events(store: Arc<dyn Store>) {
+    let ws = workspace(&store, "ws-runs").await;
+    let a = store.start_run(ws, new_run("exp")).await.unwrap();
+    let b = store.start_run(ws, new_run("exp")).await.unwrap();
+    assert_eq!(
+        a.experiment_id, b.experiment_id,
+        "the experiment is created once, on first use"
+    );
+    assert_eq!(a.status, RunStatus::Running);
+    assert!(a.start_time.is_some() && a.end_time.is_none());
+    assert_ne!(a.run_id, b.run_id);
+    assert_eq!(store.experiments(ws).await.unwrap().len(), 1);
+
+    let completed = store
+        .change_run(
+            ws,
+            &a.run_id,
+            status(RunStatus::Completed),
+            Some(a.etag.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(completed.status, RunStatus::Completed);
+    assert!(completed.end_time.is_some());
+    assert_ne!(completed.etag, a.etag);
+    let again = store
+        .change_run(ws, &a.run_id, status(RunStatus::Completed), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, StoreError::Conflict(ref m) if m.contains("final")),
+        "{again:?}"
+    );
+    let stale = store
+        .change_run(
+            ws,
+            &b.run_id,
+            status(RunStatus::Failed),
+            Some("\"old\"".into()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale, StoreError::PreconditionFailed(_)),
+        "{stale:?}"
+    );
+    let failed = RunChange {
+        status: Some(RunStatus::Failed),
+        error: Some("out of memory".into()),
+        ..RunChange::default()
+    };
+    assert_eq!(
+        store
+            .change_run(ws, &b.run_id, failed, None)
+            .await
+            .unwrap()
+            .error
+            .as_deref(),
+        Some("out of memory")
+    );
+    let c = store.start_run(ws, new_run("other")).await.unwrap();
+    store
+        .change_run(ws, &c.run_id, status(RunStatus::Canceled), None)
+        .await
+        .unwrap();
+    let queued = store
+        .start_run(
+            ws,
+            NewRun {
+                status: RunStatus::Queued,
+                ..new_run("other")
+            },
+        )
+        .await
+        .unwrap();
+    let refused = store
+        .change_run(ws, &queued.run_id, status(RunStatus::Completed), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Conflict(ref m) if m.contains("Running, Failed, Canceled")),
+        "{refused:?}"
+    );
+
+    let events = raised(&store, ws).await;
+    let types: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "Microsoft.MachineLearningServices.RunCompleted",
+            "Microsoft.MachineLearningServices.RunStatusChanged"
+        ],
+        "nothing for starting, cancelling or refused changes"
+    );
+    assert_eq!(
+        events[0].1,
+        format!("experiments/{}/runs/{}", a.experiment_id, a.run_id)
+    );
+    assert_eq!(events[0].2["ExperimentName"], "exp");
+    assert_eq!(events[0].2["RunTags"]["team"], "ml");
+    assert!(events[0].2["RunType"].is_null());
+    assert_eq!(events[1].2["RunStatus"], "failed");
+
+    let missing_parent = store
+        .start_run(
+            ws,
+            NewRun {
+                parent_run_id: Some("nope".into()),
+                ..new_run("exp")
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(missing_parent, StoreError::Invalid(ref m) if m.contains("nope")));
+    let child = store
+        .start_run(
+            ws,
+            NewRun {
+                parent_run_id: Some(a.run_id.clone()),
+                run_id: Some("child-1".into()),
+                ..new_run("exp")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(child.parent_run_id.as_deref(), Some(a.run_id.as_str()));
+    let duplicate = store
+        .start_run(
+            ws,
+            NewRun {
+                run_id: Some("child-1".into()),
+                ..new_run("exp")
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(duplicate, StoreError::Conflict(_)),
+        "{duplicate:?}"
+    );
+    assert_eq!(store.list_runs(ws, Some("exp")).await.unwrap().len(), 3);
+
+    store
+        .log_metrics(
+            ws,
+            "child-1",
+            vec![
+                NewMetric {
+                    name: "loss".into(),
+                    value: 0.5,
+                    step: 1,
+                },
+                NewMetric {
+                    name: "loss".into(),
+                    value: 0.25,
+                    step: 2,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let metrics = store.run_metrics(ws, "child-1").await.unwrap();
+    assert_eq!(
+        metrics
+            .iter()
+            .map(|m| (m.step, m.value))
+            .collect::<Vec<_>>(),
+        [(1, 0.5), (2, 0.25)]
+    );
+    assert!(matches!(
+        store
+            .log_metrics(
+                ws,
+                &a.run_id,
+                vec![NewMetric {
+                    name: "x".into(),
+                    value: 1.0,
+                    step: 0
+                }]
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+pub async fn concurrent_completions_raise_exactly_one_event(store: Arc<dyn Store>) {
+    let ws = workspace(&store, "ws-race").await;
+    let run = store.start_run(ws, new_run("race")).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (store, run_id) = (store.clone(), run.run_id.clone());
+        tasks.spawn(async move {
+            store
+                .change_run(ws, &run_id, status(RunStatus::Completed), None)
+                .await
+        });
+    }
+    let mut ok = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(raised(&store, ws).await.len(), 1);
+}
+
+pub async fn model_versions_are_never_reused_even_concurrently(store: Arc<dyn Store>) {
+    let ws = workspace(&store, "ws-models").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let new = NewModel {
+                name: "churn".into(),
+                path: Some(format!("outputs/{i}")),
+                description: None,
+                tags: Default::default(),
+                properties: Default::default(),
+            };
+            store.register_model(ws, new).await.unwrap().version
+        });
+    }
+    let mut versions = Vec::new();
+    while let Some(v) = tasks.join_next().await {
+        versions.push(v.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=20).collect::<Vec<u64>>());
+    let events = raised(&store, ws).await;
+    assert_eq!(events.len(), 20);
+    let mut event_versions: Vec<u64> = events
+        .iter()
+        .map(|e| e.2["ModelVersion"].as_u64().unwrap())
+        .collect();
+    event_versions.sort_unstable();
+    assert_eq!(event_versions, versions, "one ModelRegistered per version");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.1 == format!("models/churn:{}", e.2["ModelVersion"]))
+    );
+    assert!(
+        events.iter().all(|e| e.3 == 1),
+        "each version is its own subject"
+    );
+
+    let latest = store.model(ws, "churn", None).await.unwrap();
+    assert_eq!(latest.version, 20);
+    let archived = store
+        .change_model(
+            ws,
+            "churn",
+            20,
+            ModelChange {
+                archived: Some(true),
+                ..ModelChange::default()
+            },
+            Some(latest.etag.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(archived.archived);
+    assert_eq!(
+        store.model(ws, "churn", None).await.unwrap().version,
+        19,
+        "latest skips archived versions"
+    );
+    assert_eq!(
+        store
+            .list_models(ws, Some("churn"), false)
+            .await
+            .unwrap()
+            .len(),
+        19
+    );
+    assert_eq!(store.list_models(ws, None, true).await.unwrap().len(), 20);
+    let tagged = store
+        .change_model(
+            ws,
+            "churn",
+            3,
+            ModelChange {
+                tags: [("stage".to_owned(), Some("prod".to_owned()))].into(),
+                description: Some("v3".into()),
+                ..ModelChange::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tagged.tags["stage"], "prod");
+    let stale = store
+        .change_model(
+            ws,
+            "churn",
+            3,
+            ModelChange::default(),
+            Some(archived.etag.clone()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::PreconditionFailed(_)));
+    assert_eq!(raised(&store, ws).await.len(), 20, "updates raise no event");
+    // Versions are not reused after a later registration either.
+    let next = NewModel {
+        name: "churn".into(),
+        path: None,
+        description: None,
+        tags: Default::default(),
+        properties: Default::default(),
+    };
+    assert_eq!(store.register_model(ws, next).await.unwrap().version, 21);
+}
+
+pub async fn deployments_check_models_and_raise_on_each_deploy(store: Arc<dyn Store>) {
+    let ws = workspace(&store, "ws-deploy").await;
+    let model = NewModel {
+        name: "m".into(),
+        path: None,
+        description: None,
+        tags: Default::default(),
+        properties: Default::default(),
+    };
+    store.register_model(ws, model.clone()).await.unwrap();
+    store.register_model(ws, model).await.unwrap();
+    let deployment = |models: &[&str]| NewDeployment {
+        name: "svc".into(),
+        compute_type: mlgrid_core::lifecycle::ComputeType::Aks,
+        models: models.iter().map(|m| m.parse().unwrap()).collect(),
+        tags: Default::default(),
+        properties: [("owner".to_owned(), "ml".to_owned())].into(),
+    };
+    let missing = store
+        .deploy(ws, deployment(&["m:1", "m:7"]), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, StoreError::Invalid(ref m) if m.contains("m:7")),
+        "{missing:?}"
+    );
+    assert!(
+        matches!(
+            store.deployment(ws, "svc").await,
+            Err(StoreError::NotFound(_))
+        ),
+        "a refused deploy changes nothing"
+    );
+    let (first, created) = store.deploy(ws, deployment(&["m:1"]), None).await.unwrap();
+    assert!(created);
+    let (second, created) = store
+        .deploy(ws, deployment(&["m:1", "m:2"]), Some(first.etag.clone()))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(second.created_at, first.created_at);
+    assert_eq!(second.models.len(), 2);
+    let stale = store
+        .deploy(ws, deployment(&["m:2"]), Some(first.etag.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::PreconditionFailed(_)));
+
+    let events = raised(&store, ws).await;
+    let deployed: Vec<_> = events
+        .iter()
+        .filter(|e| e.0.ends_with("ModelDeployed"))
+        .collect();
+    assert_eq!(deployed.len(), 2);
+    assert_eq!(deployed[1].1, "endpoints/svc");
+    assert_eq!(deployed[1].2["ModelIds"], "m:1,m:2");
+    assert_eq!(deployed[1].2["ServiceComputeType"], "AKS");
+    assert_eq!(
+        (deployed[0].3, deployed[1].3),
+        (1, 2),
+        "per-subject sequence"
+    );
+
+    assert_eq!(store.list_deployments(ws).await.unwrap().len(), 1);
+    store
+        .delete_deployment(ws, "svc", Some(second.etag.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_deployment(ws, "svc", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn datasets_are_versioned(store: Arc<dyn Store>) {
+    let ws = workspace(&store, "ws-data").await;
+    let new = |path: &str| NewDataset {
+        name: "train".into(),
+        path: path.into(),
+        description: None,
+        tags: Default::default(),
+    };
+    assert_eq!(
+        store
+            .register_dataset(ws, new("data/v1.csv"))
+            .await
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(
+        store
+            .register_dataset(ws, new("data/v2.csv"))
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+    assert_eq!(
+        store.dataset(ws, "train", None).await.unwrap().path,
+        "data/v2.csv"
+    );
+    assert_eq!(
+        store.dataset(ws, "train", Some(1)).await.unwrap().path,
+        "data/v1.csv"
+    );
+    assert_eq!(store.list_datasets(ws, None).await.unwrap().len(), 2);
+    assert!(matches!(
+        store.dataset(ws, "train", Some(9)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "not-a-ws"), &keys())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.register_dataset(topic.id, new("x")).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
 #[macro_export]
 macro_rules! backend_tests {
     ($open:path; $($case:ident),* $(,)?) => {
@@ -358,6 +846,11 @@ mod sqlite {
         topic_keys_are_kept_and_replaced,
         followers_are_woken_by_appends,
         writes_after_close_are_refused,
+        runs_move_through_validated_statuses_and_raise_azure_ml_events,
+        concurrent_completions_raise_exactly_one_event,
+        model_versions_are_never_reused_even_concurrently,
+        deployments_check_models_and_raise_on_each_deploy,
+        datasets_are_versioned,
     );
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 //! concurrent writes together ([`writer`]). Automatic WAL checkpoints are turned off on
 //! the write path (they would stall a commit); a background task checkpoints instead.
 
+mod events;
+mod lifecycle;
 mod rows;
 mod writer;
 
@@ -16,21 +18,20 @@ use chrono::Utc;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::time::format_event_time;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{AssertSqlSafe, ConnectOptions, SqlitePool};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Store;
 use crate::error::{Result, StoreError};
+use crate::lifecycle::*;
 use crate::model::*;
 use rows::{source_from_row, stored_event_from_row, topic_key_from_row, unique_violation};
 use writer::{Appends, WriterHandle};
 
 /// How often the background task folds the WAL back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Rows per multi-row `INSERT` of events (9 parameters each).
-const INSERT_CHUNK: usize = 64;
 
 /// The embedded SQLite store. See the [module docs](self).
 pub struct SqliteStore {
@@ -307,42 +308,7 @@ impl Store for SqliteStore {
     ) -> Result<AppendReceipt> {
         self.writer()?
             .write(Appends::Events, move |conn| {
-                Box::pin(async move {
-                    let count = events.len() as i64;
-                    let last: Option<i64> = sqlx::query_scalar(
-                        "UPDATE sources SET last_sequence = last_sequence + ? WHERE id = ? RETURNING last_sequence",
-                    )
-                    .bind(count)
-                    .bind(source)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(StoreError::backend)?;
-                    let last = last.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
-                    let first = last - count + 1;
-                    let published = now();
-                    let mut sequence = first;
-                    for chunk in events.chunks(INSERT_CHUNK) {
-                        let mut insert = QueryBuilder::<Sqlite>::new(
-                            "INSERT INTO events (source_id, sequence, event_id, schema, event_type, subject, published_at, body) ",
-                        );
-                        insert.push_values(chunk, |mut row, event| {
-                            row.push_bind(source)
-                                .push_bind(sequence)
-                                .push_bind(event.id.clone())
-                                .push_bind(event.schema.as_str())
-                                .push_bind(event.event_type.clone())
-                                .push_bind(event.subject.clone())
-                                .push_bind(published.clone())
-                                .push_bind(event.body.clone());
-                            sequence += 1;
-                        });
-                        insert.build().execute(&mut *conn).await.map_err(StoreError::backend)?;
-                    }
-                    Ok(AppendReceipt {
-                        first_sequence: first as u64,
-                        last_sequence: last as u64,
-                    })
-                })
+                Box::pin(async move { events::insert_events(conn, source, &events).await })
             })
             .await
     }
@@ -364,6 +330,258 @@ impl Store for SqliteStore {
         .await
         .map_err(StoreError::backend)?;
         rows.iter().map(stored_event_from_row).collect()
+    }
+
+    async fn experiments(&self, workspace: SourceId) -> Result<Vec<Experiment>> {
+        let rows = sqlx::query("SELECT * FROM experiments WHERE source_id = ? ORDER BY name")
+            .bind(workspace)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
+        rows.iter().map(lifecycle::experiment_from_row).collect()
+    }
+
+    async fn start_run(&self, workspace: SourceId, new: NewRun) -> Result<Run> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(lifecycle::start_run(conn, workspace, new))
+            })
+            .await
+    }
+
+    async fn run(&self, workspace: SourceId, run_id: &str) -> Result<Run> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "{} WHERE r.source_id = ? AND r.run_id = ?",
+            lifecycle::RUN_SELECT
+        )))
+        .bind(workspace)
+        .bind(run_id)
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(StoreError::backend)?;
+        row.as_ref()
+            .map(lifecycle::run_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}`")))
+    }
+
+    async fn list_runs(&self, workspace: SourceId, experiment: Option<&str>) -> Result<Vec<Run>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{} WHERE r.source_id = ? AND (? IS NULL OR e.name = ?) ORDER BY r.created_at, r.run_id",
+            lifecycle::RUN_SELECT
+        )))
+        .bind(workspace)
+        .bind(experiment)
+        .bind(experiment)
+        .fetch_all(&self.reads)
+        .await
+        .map_err(StoreError::backend)?;
+        rows.iter().map(lifecycle::run_from_row).collect()
+    }
+
+    async fn change_run(
+        &self,
+        workspace: SourceId,
+        run_id: &str,
+        change: RunChange,
+        if_match: Option<String>,
+    ) -> Result<Run> {
+        let run_id = run_id.to_owned();
+        self.writer()?
+            .write(Appends::Events, move |conn| {
+                Box::pin(async move {
+                    lifecycle::change_run(conn, workspace, &run_id, change, if_match).await
+                })
+            })
+            .await
+    }
+
+    async fn log_metrics(
+        &self,
+        workspace: SourceId,
+        run_id: &str,
+        metrics: Vec<NewMetric>,
+    ) -> Result<()> {
+        let run_id = run_id.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(
+                    async move { lifecycle::log_metrics(conn, workspace, &run_id, metrics).await },
+                )
+            })
+            .await
+    }
+
+    async fn run_metrics(&self, workspace: SourceId, run_id: &str) -> Result<Vec<Metric>> {
+        self.run(workspace, run_id).await?;
+        let rows = sqlx::query("SELECT * FROM run_metrics WHERE source_id = ? AND run_id = ? ORDER BY name, step, rowid")
+            .bind(workspace)
+            .bind(run_id)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
+        rows.iter().map(lifecycle::metric_from_row).collect()
+    }
+
+    async fn register_model(&self, workspace: SourceId, new: NewModel) -> Result<Model> {
+        self.writer()?
+            .write(Appends::Events, move |conn| {
+                Box::pin(lifecycle::register_model(conn, workspace, new))
+            })
+            .await
+    }
+
+    async fn model(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Model> {
+        let row = sqlx::query(
+            "SELECT * FROM models WHERE source_id = ? AND name = ? AND (version = ? OR (? IS NULL AND archived = 0)) \
+             ORDER BY version DESC LIMIT 1",
+        )
+        .bind(workspace)
+        .bind(name)
+        .bind(version.map(to_i64))
+        .bind(version.map(to_i64))
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(StoreError::backend)?;
+        row.as_ref()
+            .map(lifecycle::model_from_row)
+            .transpose()?
+            .ok_or_else(|| {
+                StoreError::NotFound(match version {
+                    Some(v) => format!("model `{name}:{v}`"),
+                    None => format!("a model `{name}` that is not archived"),
+                })
+            })
+    }
+
+    async fn list_models(
+        &self,
+        workspace: SourceId,
+        name: Option<&str>,
+        include_archived: bool,
+    ) -> Result<Vec<Model>> {
+        let rows = sqlx::query("SELECT * FROM models WHERE source_id = ? AND (? IS NULL OR name = ?) AND (? OR archived = 0) ORDER BY name, version")
+            .bind(workspace)
+            .bind(name)
+            .bind(name)
+            .bind(include_archived)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
+        rows.iter().map(lifecycle::model_from_row).collect()
+    }
+
+    async fn change_model(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        version: u64,
+        change: ModelChange,
+        if_match: Option<String>,
+    ) -> Result<Model> {
+        let name = name.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move {
+                    lifecycle::change_model(conn, workspace, &name, version, change, if_match).await
+                })
+            })
+            .await
+    }
+
+    async fn deploy(
+        &self,
+        workspace: SourceId,
+        new: NewDeployment,
+        if_match: Option<String>,
+    ) -> Result<(Deployment, bool)> {
+        self.writer()?
+            .write(Appends::Events, move |conn| {
+                Box::pin(lifecycle::deploy(conn, workspace, new, if_match))
+            })
+            .await
+    }
+
+    async fn deployment(&self, workspace: SourceId, name: &str) -> Result<Deployment> {
+        let row = sqlx::query("SELECT * FROM deployments WHERE source_id = ? AND name = ?")
+            .bind(workspace)
+            .bind(name)
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
+        row.as_ref()
+            .map(lifecycle::deployment_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("deployment `{name}`")))
+    }
+
+    async fn list_deployments(&self, workspace: SourceId) -> Result<Vec<Deployment>> {
+        let rows = sqlx::query("SELECT * FROM deployments WHERE source_id = ? ORDER BY name")
+            .bind(workspace)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
+        rows.iter().map(lifecycle::deployment_from_row).collect()
+    }
+
+    async fn delete_deployment(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        if_match: Option<String>,
+    ) -> Result<()> {
+        let name = name.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move {
+                    lifecycle::delete_deployment(conn, workspace, &name, if_match).await
+                })
+            })
+            .await
+    }
+
+    async fn register_dataset(&self, workspace: SourceId, new: NewDataset) -> Result<Dataset> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(lifecycle::register_dataset(conn, workspace, new))
+            })
+            .await
+    }
+
+    async fn dataset(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Dataset> {
+        let row = sqlx::query("SELECT * FROM datasets WHERE source_id = ? AND name = ? AND (? IS NULL OR version = ?) ORDER BY version DESC LIMIT 1")
+            .bind(workspace)
+            .bind(name)
+            .bind(version.map(to_i64))
+            .bind(version.map(to_i64))
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
+        row.as_ref()
+            .map(lifecycle::dataset_from_row)
+            .transpose()?
+            .ok_or_else(|| {
+                StoreError::NotFound(match version {
+                    Some(v) => format!("dataset `{name}` version {v}"),
+                    None => format!("dataset `{name}`"),
+                })
+            })
+    }
+
+    async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>> {
+        let rows = sqlx::query("SELECT * FROM datasets WHERE source_id = ? AND (? IS NULL OR name = ?) ORDER BY name, version")
+            .bind(workspace)
+            .bind(name)
+            .bind(name)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
+        rows.iter().map(lifecycle::dataset_from_row).collect()
     }
 
     fn appended(&self) -> watch::Receiver<u64> {

@@ -1,0 +1,120 @@
+//! Writing to event logs inside a transaction: published events, and the events the
+//! lifecycle raises (the transactional outbox).
+
+use chrono::Utc;
+use mlgrid_core::ml::MlEvent;
+use mlgrid_core::resource::{SourceKind, resource_path};
+use mlgrid_core::time::format_event_time;
+use mlgrid_core::{Event, EventSchema};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use crate::error::{Result, StoreError};
+use crate::model::{AppendReceipt, NewEvent, SourceId};
+
+/// Rows per multi-row `INSERT` of events (8 parameters each).
+const INSERT_CHUNK: usize = 64;
+
+/// Appends events to a source's log in the current transaction.
+pub(super) async fn insert_events(
+    conn: &mut SqliteConnection,
+    source: SourceId,
+    events: &[NewEvent],
+) -> Result<AppendReceipt> {
+    let count = events.len() as i64;
+    let last: Option<i64> = sqlx::query_scalar(
+        "UPDATE sources SET last_sequence = last_sequence + ? WHERE id = ? RETURNING last_sequence",
+    )
+    .bind(count)
+    .bind(source)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(StoreError::backend)?;
+    let last = last.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
+    let first = last - count + 1;
+    let published = format_event_time(Utc::now());
+    let mut sequence = first;
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (source_id, sequence, event_id, schema, event_type, subject, published_at, body) ",
+        );
+        insert.push_values(chunk, |mut row, event| {
+            row.push_bind(source)
+                .push_bind(sequence)
+                .push_bind(event.id.clone())
+                .push_bind(event.schema.as_str())
+                .push_bind(event.event_type.clone())
+                .push_bind(event.subject.clone())
+                .push_bind(published.clone())
+                .push_bind(event.body.clone());
+            sequence += 1;
+        });
+        insert
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+    }
+    Ok(AppendReceipt {
+        first_sequence: first as u64,
+        last_sequence: last as u64,
+    })
+}
+
+/// The resource path of a workspace; `NotFound` if there is none with this id.
+pub(super) async fn workspace_topic(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+) -> Result<String> {
+    let row: Option<(String, String, String, String)> = sqlx::query_as(
+        "SELECT kind, name, subscription_id, resource_group FROM sources WHERE id = ?",
+    )
+    .bind(workspace)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(StoreError::backend)?;
+    match row {
+        Some((kind, name, subscription_id, resource_group))
+            if kind == SourceKind::Workspace.as_str() =>
+        {
+            Ok(resource_path(
+                SourceKind::Workspace,
+                &subscription_id,
+                &resource_group,
+                &name,
+            ))
+        }
+        Some((_, name, ..)) => Err(StoreError::Invalid(format!(
+            "`{name}` is a topic, not a workspace"
+        ))),
+        None => Err(StoreError::NotFound(format!("workspace {workspace}"))),
+    }
+}
+
+/// Raises an Azure ML event in the current transaction: gives it the next sequence
+/// number of its subject and the resource's new etag, and appends it to the log.
+pub(super) async fn raise(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+    event: &MlEvent,
+    etag: &str,
+) -> Result<()> {
+    let topic = workspace_topic(conn, workspace).await?;
+    let subject = event.subject().to_string();
+    let sequence: i64 = sqlx::query_scalar(
+        "INSERT INTO subject_sequences (source_id, subject, last_sequence) VALUES (?, ?, 1) \
+         ON CONFLICT (source_id, subject) DO UPDATE SET last_sequence = last_sequence + 1 RETURNING last_sequence",
+    )
+    .bind(workspace)
+    .bind(&subject)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(StoreError::backend)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut envelope = event.to_event_grid(&topic, &id, &format_event_time(Utc::now()));
+    envelope.sequence = Some(sequence as u64);
+    envelope.etag = Some(etag.to_owned());
+    let stored = NewEvent::from(&Event::EventGrid(envelope));
+    debug_assert_eq!(stored.schema, EventSchema::EventGridSchema);
+    insert_events(conn, workspace, std::slice::from_ref(&stored)).await?;
+    Ok(())
+}
