@@ -18,6 +18,7 @@ pub enum ApiError {
     Forbidden(String),
     NotFound(String),
     Conflict(String),
+    PreconditionFailed(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
     Unavailable(String),
@@ -39,6 +40,9 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            ApiError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "PreconditionFailed")
+            }
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
@@ -76,6 +80,7 @@ impl IntoResponse for ApiError {
             | ApiError::Forbidden(message)
             | ApiError::NotFound(message)
             | ApiError::Conflict(message)
+            | ApiError::PreconditionFailed(message)
             | ApiError::PayloadTooLarge(message)
             | ApiError::UnsupportedMediaType(message)
             | ApiError::Unavailable(message) => message,
@@ -95,6 +100,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Invalid(message) => ApiError::bad_request(message),
+            StoreError::PreconditionFailed(message) => ApiError::PreconditionFailed(message),
             StoreError::Closed => ApiError::Unavailable(
                 "the server is shutting down; retry against another node or later".to_owned(),
             ),

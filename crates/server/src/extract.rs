@@ -66,3 +66,24 @@ impl FromRequestParts<crate::state::AppState> for BaseUrl {
         Ok(BaseUrl(format!("http://{host}")))
     }
 }
+
+/// The `If-Match` header: the etag a resource must still have for a change to apply.
+pub struct IfMatch(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get(axum::http::header::IF_MATCH) {
+            None => Ok(IfMatch(None)),
+            Some(value) => value
+                .to_str()
+                .map(|v| IfMatch(Some(v.trim().to_owned())))
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "the If-Match header must be an etag as the API returned it",
+                    )
+                }),
+        }
+    }
+}

@@ -1,9 +1,13 @@
 //! The REST API, one module per resource: request and response types first, handlers
 //! next, `router()` last.
 
+pub mod datasets;
 pub mod events;
 pub mod health;
+mod lifecycle;
+pub mod models;
 pub mod publish;
+pub mod runs;
 pub mod sources;
 pub mod topics;
 pub mod workspaces;
@@ -50,5 +54,8 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(workspaces::router())
         .merge(topics::router())
         .merge(events::router())
+        .merge(runs::router())
+        .merge(models::router())
+        .merge(datasets::router())
         .merge(publish::router(state))
 }
