@@ -31,12 +31,7 @@ pub struct Global {
     #[arg(long, global = true, env = "MLGRID_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Data directory of the server (holds admin.key).
-    #[arg(
-        long,
-        global = true,
-        env = "MLGRID_DATA_DIR",
-        default_value = "./mlgrid-data"
-    )]
+    #[arg(long, global = true, env = "MLGRID_DATA_DIR", default_value = "./mlgrid-data")]
     pub data_dir: PathBuf,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Json)]
@@ -59,6 +54,21 @@ pub enum Command {
     /// Manage custom topics and their access keys.
     #[command(subcommand)]
     Topic(TopicCommand),
+    /// Experiment runs: start, complete, fail, cancel, metrics.
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// Experiments of a workspace.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+    /// The model registry, and deploying models.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Deployments (services) of a workspace.
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+    /// Registered datasets.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// Read the event log of a workspace or topic.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -177,4 +187,221 @@ pub enum EventsCommand {
 pub enum BenchCommand {
     /// Publish Event Grid events to a custom topic and measure throughput and latency.
     Publish(crate::bench::publish::PublishArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkspaceArg {
+    /// The workspace.
+    #[arg(long, short = 'w')]
+    pub workspace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunRef {
+    #[command(flatten)]
+    pub workspace: WorkspaceArg,
+    #[arg(long)]
+    pub run_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StartRunArgs {
+    #[command(flatten)]
+    pub workspace: WorkspaceArg,
+    /// Experiment name; created on first use.
+    #[arg(long, short = 'e')]
+    pub experiment: String,
+    /// Run id (default: generated).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    #[arg(long)]
+    pub run_type: Option<String>,
+    /// Tags as KEY=VALUE.
+    #[arg(long, num_args = 1..)]
+    pub tags: Vec<String>,
+    /// Properties as KEY=VALUE.
+    #[arg(long, num_args = 1..)]
+    pub properties: Vec<String>,
+    /// Parent run id, for a child run.
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Initial status: NotStarted, Queued or Running.
+    #[arg(long, default_value = "Running")]
+    pub status: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EndRunArgs {
+    #[command(flatten)]
+    pub run: RunRef,
+    /// Why the run failed or was cancelled.
+    #[arg(long)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// Start a run (status Running unless --status says otherwise).
+    Start(StartRunArgs),
+    /// Complete a run: raises RunCompleted.
+    Complete(EndRunArgs),
+    /// Fail a run: raises RunStatusChanged.
+    Fail(EndRunArgs),
+    /// Cancel a run: raises no event.
+    Cancel(EndRunArgs),
+    Show(RunRef),
+    List {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        /// Only this experiment's runs.
+        #[arg(long, short = 'e')]
+        experiment: Option<String>,
+    },
+    /// Log one metric value.
+    LogMetric {
+        #[command(flatten)]
+        run: RunRef,
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, allow_negative_numbers = true)]
+        value: f64,
+        #[arg(long, default_value_t = 0)]
+        step: u64,
+    },
+    /// List a run's metrics.
+    Metrics(RunRef),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    List(WorkspaceArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelRefArgs {
+    #[command(flatten)]
+    pub workspace: WorkspaceArg,
+    #[arg(long, short = 'n')]
+    pub name: String,
+    #[arg(long, short = 'v')]
+    pub version: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Register the next version of a model: raises ModelRegistered.
+    Register {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: String,
+        /// Where the model's files are.
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long, num_args = 1..)]
+        tags: Vec<String>,
+        #[arg(long, num_args = 1..)]
+        properties: Vec<String>,
+    },
+    List {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long)]
+        include_archived: bool,
+    },
+    /// Show a version, or the latest that is not archived.
+    Show {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'v')]
+        version: Option<u64>,
+    },
+    /// Set or remove tags and properties, or change the description (no event).
+    Update {
+        #[command(flatten)]
+        model: ModelRefArgs,
+        #[arg(long)]
+        description: Option<String>,
+        /// Tags to set, as KEY=VALUE.
+        #[arg(long, num_args = 1..)]
+        tags: Vec<String>,
+        /// Tag keys to remove.
+        #[arg(long, num_args = 1..)]
+        remove_tags: Vec<String>,
+        /// Properties to set, as KEY=VALUE.
+        #[arg(long, num_args = 1..)]
+        properties: Vec<String>,
+    },
+    /// Archive a version: no longer the latest, no longer deployable.
+    Archive(ModelRefArgs),
+    /// Deploy model versions to a service: raises ModelDeployed.
+    Deploy {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        /// Service name.
+        #[arg(long, short = 'n')]
+        name: String,
+        /// Model version as NAME:VERSION; repeat for several.
+        #[arg(long = "model", short = 'm', required = true)]
+        models: Vec<String>,
+        #[arg(long, value_parser = ["ACI", "AKS", "Local"], ignore_case = true)]
+        compute_type: String,
+        #[arg(long, num_args = 1..)]
+        tags: Vec<String>,
+        #[arg(long, num_args = 1..)]
+        properties: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NamedInWorkspace {
+    #[command(flatten)]
+    pub workspace: WorkspaceArg,
+    #[arg(long, short = 'n')]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    List(WorkspaceArg),
+    Show(NamedInWorkspace),
+    Delete(NamedInWorkspace),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Register the next version of a dataset.
+    Register {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: String,
+        /// The dataset's file or folder.
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long, num_args = 1..)]
+        tags: Vec<String>,
+    },
+    List {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+    },
+    Show {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'v')]
+        version: Option<u64>,
+    },
 }

@@ -55,12 +55,7 @@ impl Client {
 
     /// Sends a request and returns the JSON answer (`null` for an empty one); an error
     /// response becomes an error carrying the server's code and message.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).bearer_auth(&self.api_key);
         if let Some(body) = body {
@@ -73,10 +68,7 @@ impl Client {
             )
         })?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .context("reading the server's answer")?;
+        let bytes = response.bytes().await.context("reading the server's answer")?;
         let value: Value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -103,10 +95,7 @@ impl Client {
 }
 
 fn server_error(status: StatusCode, body: &Value) -> anyhow::Error {
-    match (
-        body["error"]["code"].as_str(),
-        body["error"]["message"].as_str(),
-    ) {
+    match (body["error"]["code"].as_str(), body["error"]["message"].as_str()) {
         (Some(code), Some(message)) => anyhow!("{code}: {message}"),
         _ => anyhow!("the server answered {status}: {body}"),
     }

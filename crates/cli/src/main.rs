@@ -15,8 +15,7 @@ use args::{BenchCommand, Cli, Command, LogFormat};
 use client::Client;
 
 fn init_logging(default_level: &str, format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -41,12 +40,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging("warn", LogFormat::Text);
             return commands::events::run(&Client::new(&cli.global)?, command, format).await;
         }
-        Command::Workspace(command) => {
-            commands::sources::workspace(&Client::new(&cli.global)?, command).await?
-        }
-        Command::Topic(command) => {
-            commands::sources::topic(&Client::new(&cli.global)?, command).await?
-        }
+        Command::Workspace(command) => commands::sources::workspace(&Client::new(&cli.global)?, command).await?,
+        Command::Topic(command) => commands::sources::topic(&Client::new(&cli.global)?, command).await?,
+        Command::Run(command) => commands::lifecycle::run(&Client::new(&cli.global)?, command).await?,
+        Command::Experiment(command) => commands::lifecycle::experiment(&Client::new(&cli.global)?, command).await?,
+        Command::Model(command) => commands::lifecycle::model(&Client::new(&cli.global)?, command).await?,
+        Command::Deployment(command) => commands::lifecycle::deployment(&Client::new(&cli.global)?, command).await?,
+        Command::Dataset(command) => commands::lifecycle::dataset(&Client::new(&cli.global)?, command).await?,
     };
     if !value.is_null() {
         output::print(&value, format);

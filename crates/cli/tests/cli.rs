@@ -1,120 +1,16 @@
 //! The `mlgrid` binary end to end: a real server process on a loopback port, driven by
 //! the CLI and by plain HTTP.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{BIN, Server, event, mode, publish};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mlgrid");
-
-struct Server {
-    child: Child,
-    url: String,
-    dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    /// Starts `mlgrid serve` on `dir`, configured through the environment variables.
-    fn start(dir: &Path) -> Server {
-        let port = free_port();
-        let child = Command::new(BIN)
-            .arg("serve")
-            .env("MLGRID_LISTEN", format!("127.0.0.1:{port}"))
-            .env("MLGRID_DATA_DIR", dir)
-            .env_remove("MLGRID_BOOTSTRAP_KEY")
-            .env_remove("MLGRID_SECRET")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let server = Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            dir: dir.to_owned(),
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(["--server", &self.url, "--data-dir"])
-            .arg(&self.dir)
-            .args(args)
-            .env_remove("MLGRID_API_KEY")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a CLI command that must succeed and returns its JSON output.
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-    }
-
-    /// Stops the server with SIGTERM and returns whether it exited cleanly.
-    fn terminate(mut self) -> bool {
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let status = self.child.wait().unwrap();
-        status.success()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn publish(
-    http: &reqwest::blocking::Client,
-    endpoint: &str,
-    key: &str,
-    events: &Value,
-) -> reqwest::Result<reqwest::blocking::Response> {
-    http.post(endpoint)
-        .header("aeg-sas-key", key)
-        .header("content-type", "application/json")
-        .body(events.to_string())
-        .send()
-}
-
-fn event(id: &str) -> Value {
-    json!({"id": id, "subject": "cli/test", "eventType": "Cli.Test", "eventTime": "2026-11-26T16:00:00Z", "data": {"id": id}})
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
 
 #[test]
 fn first_start_writes_private_keys_and_the_cli_manages_resources() {
@@ -127,8 +23,7 @@ fn first_start_writes_private_keys_and_the_cli_manages_resources() {
     assert!(key.trim().starts_with("mlg_"));
     let db = std::fs::read(data.join("mlgrid.db")).unwrap();
     assert!(
-        !db.windows(key.trim().len())
-            .any(|w| w == key.trim().as_bytes()),
+        !db.windows(key.trim().len()).any(|w| w == key.trim().as_bytes()),
         "the key itself is not stored"
     );
 
@@ -152,40 +47,19 @@ fn first_start_writes_private_keys_and_the_cli_manages_resources() {
 
     server.json(&["topic", "create", "--name", "orders"]);
     let shown = server.json(&["topic", "show", "--name", "orders"]);
-    assert_eq!(
-        shown["endpoint"],
-        format!("{}/topics/orders/api/events", server.url)
-    );
+    assert_eq!(shown["endpoint"], format!("{}/topics/orders/api/events", server.url));
     let keys = server.json(&["topic", "key", "list", "--name", "orders"]);
     assert_eq!(keys.as_object().unwrap().len(), 2);
-    let regenerated = server.json(&[
-        "topic",
-        "key",
-        "regenerate",
-        "--name",
-        "orders",
-        "--key-name",
-        "key2",
-    ]);
+    let regenerated = server.json(&["topic", "key", "regenerate", "--name", "orders", "--key-name", "key2"]);
     assert_eq!(regenerated["key1"], keys["key1"]);
     assert_ne!(regenerated["key2"], keys["key2"]);
 
     let missing = server.cli(&["workspace", "show", "--name", "nope"]);
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
-    assert!(
-        stderr.contains("NotFound: workspace `nope` not found"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("NotFound: workspace `nope` not found"), "{stderr}");
     let bad_key = Command::new(BIN)
-        .args([
-            "--server",
-            &server.url,
-            "--api-key",
-            "wrong",
-            "workspace",
-            "list",
-        ])
+        .args(["--server", &server.url, "--api-key", "wrong", "workspace", "list"])
         .output()
         .unwrap();
     assert!(!bad_key.status.success());
@@ -203,11 +77,7 @@ fn first_start_writes_private_keys_and_the_cli_manages_resources() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("--api-key"));
-    assert!(
-        server
-            .json(&["workspace", "delete", "--name", "ws1"])
-            .is_null()
-    );
+    assert!(server.json(&["workspace", "delete", "--name", "ws1"]).is_null());
     assert!(server.terminate(), "SIGTERM shuts the server down cleanly");
 }
 
@@ -223,20 +93,13 @@ fn events_list_and_tail_follow_the_log() {
     let endpoint = topic["endpoint"].as_str().unwrap().to_owned();
     let http = reqwest::blocking::Client::new();
     assert!(
-        publish(
-            &http,
-            &endpoint,
-            &key,
-            &json!([event("a"), event("b"), event("c")])
-        )
-        .unwrap()
-        .status()
-        .is_success()
+        publish(&http, &endpoint, &key, &json!([event("a"), event("b"), event("c")]))
+            .unwrap()
+            .status()
+            .is_success()
     );
 
-    let listed = server.json(&[
-        "events", "list", "--topic", "feed", "--after", "1", "--limit", "1",
-    ]);
+    let listed = server.json(&["events", "list", "--topic", "feed", "--after", "1", "--limit", "1"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["sequence"], 2);
     assert_eq!(listed[0]["event"]["id"], "b");
@@ -302,8 +165,7 @@ fn sigterm_during_publishing_loses_no_acknowledged_event() {
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let publishers: Vec<_> = (0..4)
         .map(|p| {
-            let (endpoint, key, acknowledged) =
-                (endpoint.clone(), key.clone(), acknowledged.clone());
+            let (endpoint, key, acknowledged) = (endpoint.clone(), key.clone(), acknowledged.clone());
             std::thread::spawn(move || {
                 let http = reqwest::blocking::Client::new();
                 for i in 0.. {
@@ -337,10 +199,7 @@ fn sigterm_during_publishing_loses_no_acknowledged_event() {
         .iter()
         .map(|r| r["event"]["id"].as_str().unwrap().to_owned())
         .collect();
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|id| !stored.contains(*id))
-        .collect();
+    let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
 
@@ -355,8 +214,7 @@ fn azure_eventgrid_python_client_publishes() {
         .as_str()
         .unwrap()
         .to_owned();
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/azure_sdk_publish.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/azure_sdk_publish.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(topic["endpoint"].as_str().unwrap())
@@ -416,18 +274,11 @@ fn bench_publish_prints_one_json_result_line() {
         .env_remove("MLGRID_SERVER")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     for key in ["events_per_sec", "p50_ms", "p99_ms", "rss_mb"] {
-        assert!(
-            result[key].as_f64().is_some_and(|v| v > 0.0),
-            "{key} in {result}"
-        );
+        assert!(result[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {result}");
     }
     assert_eq!(
         (

@@ -23,12 +23,9 @@ impl EventSchema {
     }
 
     pub fn parse(s: &str) -> Option<EventSchema> {
-        [
-            EventSchema::EventGridSchema,
-            EventSchema::CloudEventSchemaV1_0,
-        ]
-        .into_iter()
-        .find(|schema| schema.as_str().eq_ignore_ascii_case(s))
+        [EventSchema::EventGridSchema, EventSchema::CloudEventSchemaV1_0]
+            .into_iter()
+            .find(|schema| schema.as_str().eq_ignore_ascii_case(s))
     }
 }
 

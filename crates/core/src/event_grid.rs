@@ -100,10 +100,9 @@ impl EventGridEvent {
             );
         }
         if let Some(etag) = &self.etag {
-            event.extensions.insert(
-                crate::cloud_event::ETAG_EXTENSION.to_owned(),
-                etag.clone().into(),
-            );
+            event
+                .extensions
+                .insert(crate::cloud_event::ETAG_EXTENSION.to_owned(), etag.clone().into());
         }
         event
     }

@@ -46,10 +46,7 @@ impl RunStatus {
 
     /// Completed, Failed and Canceled are final.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Completed | RunStatus::Failed | RunStatus::Canceled
-        )
+        matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Canceled)
     }
 
     /// The statuses a run in this status may move to.
@@ -179,8 +176,7 @@ impl FromStr for ModelRef {
 
     /// The version is after the last `:`, so names may contain colons.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid =
-            || format!("`{s}` is not a model reference; write NAME:VERSION, e.g. churn:3");
+        let invalid = || format!("`{s}` is not a model reference; write NAME:VERSION, e.g. churn:3");
         let (name, version) = s.rsplit_once(':').ok_or_else(invalid)?;
         let version: u64 = version.parse().map_err(|_| invalid())?;
         if name.is_empty() || version == 0 {
@@ -195,11 +191,7 @@ impl FromStr for ModelRef {
 
 /// The `ModelIds` of a `ModelDeployed` event: the references joined by commas.
 pub fn model_ids(models: &[ModelRef]) -> String {
-    models
-        .iter()
-        .map(ModelRef::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    models.iter().map(ModelRef::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Where a model is deployed.
@@ -241,9 +233,7 @@ impl FromStr for ComputeType {
 pub fn validate_asset_name(what: &str, name: &str) -> Result<(), String> {
     let ok = (1..=255).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
@@ -284,21 +274,9 @@ mod tests {
                 }
             }
         }
-        assert!(
-            RunStatus::Running
-                .check_transition(RunStatus::Completed)
-                .is_ok()
-        );
-        assert!(
-            RunStatus::Queued
-                .check_transition(RunStatus::Completed)
-                .is_err()
-        );
-        assert!(
-            RunStatus::Running
-                .check_transition(RunStatus::Running)
-                .is_err()
-        );
+        assert!(RunStatus::Running.check_transition(RunStatus::Completed).is_ok());
+        assert!(RunStatus::Queued.check_transition(RunStatus::Completed).is_err());
+        assert!(RunStatus::Running.check_transition(RunStatus::Running).is_err());
     }
 
     fn facts() -> RunFacts {
@@ -334,10 +312,7 @@ mod tests {
 
     #[test]
     fn model_refs_parse_and_join() {
-        let refs: Vec<ModelRef> = ["a:1", "b:c:2"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let refs: Vec<ModelRef> = ["a:1", "b:c:2"].iter().map(|s| s.parse().unwrap()).collect();
         assert_eq!(model_ids(&refs), "a:1,b:c:2");
         for bad in ["a", "a:", ":1", "a:0", "a:x"] {
             assert!(bad.parse::<ModelRef>().is_err(), "{bad}");

@@ -43,9 +43,7 @@ impl MlEventType {
             MlEventType::ModelDeployed => "Microsoft.MachineLearningServices.ModelDeployed",
             MlEventType::RunCompleted => "Microsoft.MachineLearningServices.RunCompleted",
             MlEventType::RunStatusChanged => "Microsoft.MachineLearningServices.RunStatusChanged",
-            MlEventType::DatasetDriftDetected => {
-                "Microsoft.MachineLearningServices.DatasetDriftDetected"
-            }
+            MlEventType::DatasetDriftDetected => "Microsoft.MachineLearningServices.DatasetDriftDetected",
         }
     }
 }
@@ -163,8 +161,7 @@ impl MlEvent {
             MlEvent::ModelDeployed(d) => MlSubject::Endpoint {
                 service: d.service_name.clone(),
             },
-            MlEvent::RunCompleted(d)
-            | MlEvent::RunStatusChanged(RunStatusChanged { run: d, .. }) => MlSubject::Run {
+            MlEvent::RunCompleted(d) | MlEvent::RunStatusChanged(RunStatusChanged { run: d, .. }) => MlSubject::Run {
                 experiment_id: d.experiment_id.clone(),
                 run_id: d.run_id.clone(),
             },
@@ -232,10 +229,7 @@ pub enum MlSubject {
     /// `endpoints/{ServiceName}`
     Endpoint { service: String },
     /// `experiments/{ExperimentId}/runs/{RunId}`
-    Run {
-        experiment_id: String,
-        run_id: String,
-    },
+    Run { experiment_id: String, run_id: String },
     /// `datadrift/{DataDriftId}/run/{RunId}`
     DataDrift { drift_id: String, run_id: String },
 }
@@ -245,10 +239,7 @@ impl fmt::Display for MlSubject {
         match self {
             MlSubject::Model { name, version } => write!(f, "models/{name}:{version}"),
             MlSubject::Endpoint { service } => write!(f, "endpoints/{service}"),
-            MlSubject::Run {
-                experiment_id,
-                run_id,
-            } => write!(f, "experiments/{experiment_id}/runs/{run_id}"),
+            MlSubject::Run { experiment_id, run_id } => write!(f, "experiments/{experiment_id}/runs/{run_id}"),
             MlSubject::DataDrift { drift_id, run_id } => {
                 write!(f, "datadrift/{drift_id}/run/{run_id}")
             }
@@ -268,8 +259,7 @@ impl FromStr for MlSubject {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = || InvalidSubject(s.to_owned());
-        let segment =
-            |part: &str| (!part.is_empty() && !part.contains('/')).then(|| part.to_owned());
+        let segment = |part: &str| (!part.is_empty() && !part.contains('/')).then(|| part.to_owned());
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
             ["models", name_version] => {

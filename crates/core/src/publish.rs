@@ -41,11 +41,7 @@ pub enum PublishError {
     /// The request holds no event.
     Empty,
     /// One event is larger than the limit.
-    EventTooLarge {
-        index: usize,
-        bytes: usize,
-        limit: usize,
-    },
+    EventTooLarge { index: usize, bytes: usize, limit: usize },
     /// One field of one event is missing or wrong.
     InvalidField {
         index: usize,
@@ -79,20 +75,14 @@ impl fmt::Display for PublishError {
         match self {
             PublishError::InvalidJson(msg) => f.write_str(msg),
             PublishError::Empty => f.write_str("the request contains no events; send at least one"),
-            PublishError::EventTooLarge {
-                index,
-                bytes,
-                limit,
-            } => write!(
+            PublishError::EventTooLarge { index, bytes, limit } => write!(
                 f,
                 "event [{index}] is {bytes} bytes, over the limit of {limit} bytes per event; \
                  make the event smaller or put large payloads in storage and send a reference"
             ),
-            PublishError::InvalidField {
-                index,
-                field,
-                problem,
-            } => write!(f, "event [{index}], field `{field}`: {problem}"),
+            PublishError::InvalidField { index, field, problem } => {
+                write!(f, "event [{index}], field `{field}`: {problem}")
+            }
         }
     }
 }
@@ -108,9 +98,8 @@ fn split_array<'a>(body: &'a [u8], what: &str) -> Result<Vec<&'a RawValue>, Publ
              wrap a single event in `[` `]`"
         )));
     }
-    let events: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
-        PublishError::InvalidJson(format!("the request body is not valid JSON: {e}"))
-    })?;
+    let events: Vec<&RawValue> = serde_json::from_slice(body)
+        .map_err(|e| PublishError::InvalidJson(format!("the request body is not valid JSON: {e}")))?;
     if events.is_empty() {
         return Err(PublishError::Empty);
     }
@@ -141,11 +130,7 @@ fn describe(value: &Value) -> &'static str {
 }
 
 /// Reads an optional string field; `null` counts as absent.
-fn optional_string(
-    index: usize,
-    field: &str,
-    value: Option<Value>,
-) -> Result<Option<String>, PublishError> {
+fn optional_string(index: usize, field: &str, value: Option<Value>) -> Result<Option<String>, PublishError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -157,13 +142,8 @@ fn optional_string(
     }
 }
 
-fn required_string(
-    index: usize,
-    field: &str,
-    value: Option<Value>,
-) -> Result<String, PublishError> {
-    optional_string(index, field, value)?
-        .ok_or_else(|| PublishError::field(index, field, "is required and missing"))
+fn required_string(index: usize, field: &str, value: Option<Value>) -> Result<String, PublishError> {
+    optional_string(index, field, value)?.ok_or_else(|| PublishError::field(index, field, "is required and missing"))
 }
 
 fn non_empty(index: usize, field: &str, value: String) -> Result<String, PublishError> {
@@ -232,9 +212,7 @@ pub fn parse_event_grid_events(
             return Err(PublishError::field(
                 index,
                 "topic",
-                format!(
-                    "must be omitted or equal this topic's resource path `{topic}`, got `{given}`"
-                ),
+                format!("must be omitted or equal this topic's resource path `{topic}`, got `{given}`"),
             ));
         }
         if let Some(version) = optional_string(index, "metadataVersion", wire.metadata_version)?
@@ -246,8 +224,7 @@ pub fn parse_event_grid_events(
                 format!("must be omitted or \"{METADATA_VERSION}\", got \"{version}\""),
             ));
         }
-        let data_version =
-            optional_string(index, "dataVersion", wire.data_version)?.unwrap_or_default();
+        let data_version = optional_string(index, "dataVersion", wire.data_version)?.unwrap_or_default();
         let data = match wire.data {
             Some(data) => data.to_owned(),
             None => RawValue::from_string("null".to_owned()).expect("`null` is valid JSON"),
@@ -293,9 +270,10 @@ pub fn parse_cloud_events(
                         .to_owned(),
                 ));
             }
-            vec![serde_json::from_slice(body).map_err(|e| {
-                PublishError::InvalidJson(format!("the request body is not valid JSON: {e}"))
-            })?]
+            vec![
+                serde_json::from_slice(body)
+                    .map_err(|e| PublishError::InvalidJson(format!("the request body is not valid JSON: {e}")))?,
+            ]
         }
     };
     raw_events
@@ -303,18 +281,14 @@ pub fn parse_cloud_events(
         .enumerate()
         .map(|(index, raw)| {
             check_size(index, raw, limits)?;
-            let map: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|e| {
-                PublishError::InvalidJson(format!("event [{index}] is not a JSON object: {e}"))
-            })?;
+            let map: Map<String, Value> = serde_json::from_str(raw.get())
+                .map_err(|e| PublishError::InvalidJson(format!("event [{index}] is not a JSON object: {e}")))?;
             cloud_event_from_map(index, map)
         })
         .collect()
 }
 
-fn cloud_event_from_map(
-    index: usize,
-    mut map: Map<String, Value>,
-) -> Result<CloudEvent, PublishError> {
+fn cloud_event_from_map(index: usize, mut map: Map<String, Value>) -> Result<CloudEvent, PublishError> {
     let mut take = |name: &str| map.remove(name);
     let specversion = required_string(index, "specversion", take("specversion"))?;
     if specversion != SPEC_VERSION {
@@ -325,11 +299,7 @@ fn cloud_event_from_map(
         ));
     }
     let id = non_empty(index, "id", required_string(index, "id", take("id"))?)?;
-    let source = non_empty(
-        index,
-        "source",
-        required_string(index, "source", take("source"))?,
-    )?;
+    let source = non_empty(index, "source", required_string(index, "source", take("source"))?)?;
     let event_type = non_empty(index, "type", required_string(index, "type", take("type"))?)?;
     let subject = optional_string(index, "subject", take("subject"))?
         .map(|s| non_empty(index, "subject", s))
@@ -352,10 +322,7 @@ fn cloud_event_from_map(
         ));
     }
     for (name, value) in &map {
-        let valid_name = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !valid_name {
             return Err(PublishError::field(
                 index,
@@ -394,8 +361,7 @@ fn cloud_event_from_map(
 mod tests {
     use super::*;
 
-    const TOPIC: &str =
-        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.EventGrid/topics/t1";
+    const TOPIC: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.EventGrid/topics/t1";
 
     fn eg(body: &str) -> Result<Vec<EventGridEvent>, PublishError> {
         parse_event_grid_events(body.as_bytes(), TOPIC, PublishLimits::default())
@@ -403,16 +369,13 @@ mod tests {
 
     fn field_error(err: PublishError) -> (usize, String, String) {
         match err {
-            PublishError::InvalidField {
-                index,
-                field,
-                problem,
-            } => (index, field, problem),
+            PublishError::InvalidField { index, field, problem } => (index, field, problem),
             other => panic!("expected a field error, got {other:?}"),
         }
     }
 
-    const GOOD: &str = r#"{"id":"1","subject":"a/b","eventType":"T","eventTime":"2026-11-26T17:00:00.5+01:00","data":{"k":[1,2]}}"#;
+    const GOOD: &str =
+        r#"{"id":"1","subject":"a/b","eventType":"T","eventTime":"2026-11-26T17:00:00.5+01:00","data":{"k":[1,2]}}"#;
 
     #[test]
     fn event_grid_events_get_topic_metadata_and_normalised_time() {
@@ -464,11 +427,7 @@ mod tests {
                 "eventTime",
                 "RFC 3339",
             ),
-            (
-                r#"{"id":"1","subject":"s","eventType":"T"}"#,
-                "eventTime",
-                "required",
-            ),
+            (r#"{"id":"1","subject":"s","eventType":"T"}"#, "eventTime", "required"),
             (
                 r#"{"id":"1","subject":"s","eventType":"T","eventTime":"2026-11-26T16:00:00Z","topic":"/other"}"#,
                 "topic",
@@ -486,14 +445,10 @@ mod tests {
             ),
         ];
         for (event, field, needle) in cases {
-            let (index, got_field, problem) =
-                field_error(eg(&format!("[{GOOD},{event}]")).unwrap_err());
+            let (index, got_field, problem) = field_error(eg(&format!("[{GOOD},{event}]")).unwrap_err());
             assert_eq!(index, 1, "{event}");
             assert_eq!(got_field, field, "{event}");
-            assert!(
-                problem.contains(needle),
-                "{problem} should mention {needle}"
-            );
+            assert!(problem.contains(needle), "{problem} should mention {needle}");
         }
     }
 
@@ -509,15 +464,12 @@ mod tests {
 
     #[test]
     fn oversize_events_are_refused_by_index() {
-        let limits = PublishLimits {
-            max_event_bytes: 200,
-        };
+        let limits = PublishLimits { max_event_bytes: 200 };
         let big = format!(
             r#"{{"id":"2","subject":"s","eventType":"T","eventTime":"2026-11-26T16:00:00Z","data":"{}"}}"#,
             "x".repeat(200)
         );
-        let err = parse_event_grid_events(format!("[{GOOD},{big}]").as_bytes(), TOPIC, limits)
-            .unwrap_err();
+        let err = parse_event_grid_events(format!("[{GOOD},{big}]").as_bytes(), TOPIC, limits).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -552,31 +504,15 @@ mod tests {
     #[test]
     fn cloud_event_errors_name_the_attribute() {
         let cases = [
-            (
-                r#"{"id":"a","source":"/s","type":"t"}"#,
-                "specversion",
-                "required",
-            ),
+            (r#"{"id":"a","source":"/s","type":"t"}"#, "specversion", "required"),
             (
                 r#"{"specversion":"0.3","id":"a","source":"/s","type":"t"}"#,
                 "specversion",
                 "\"1.0\"",
             ),
-            (
-                r#"{"specversion":"1.0","source":"/s","type":"t"}"#,
-                "id",
-                "required",
-            ),
-            (
-                r#"{"specversion":"1.0","id":"a","type":"t"}"#,
-                "source",
-                "required",
-            ),
-            (
-                r#"{"specversion":"1.0","id":"a","source":"/s"}"#,
-                "type",
-                "required",
-            ),
+            (r#"{"specversion":"1.0","source":"/s","type":"t"}"#, "id", "required"),
+            (r#"{"specversion":"1.0","id":"a","type":"t"}"#, "source", "required"),
+            (r#"{"specversion":"1.0","id":"a","source":"/s"}"#, "type", "required"),
             (
                 r#"{"specversion":"1.0","id":"a","source":"/s","type":"t","subject":""}"#,
                 "subject",
@@ -607,10 +543,7 @@ mod tests {
             let (index, got_field, problem) =
                 field_error(ce(&format!("[{CE},{event}]"), CloudEventsMode::Batch).unwrap_err());
             assert_eq!((index, got_field.as_str()), (1, field), "{event}");
-            assert!(
-                problem.contains(needle),
-                "{problem} should mention {needle}"
-            );
+            assert!(problem.contains(needle), "{problem} should mention {needle}");
         }
     }
 }

@@ -37,9 +37,7 @@ impl SourceKind {
             SourceKind::Workspace => (33, &['-', '_']),
             SourceKind::Topic => (50, &['-']),
         };
-        let valid_chars = name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c));
+        let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c));
         let starts_well = name.starts_with(|c: char| c.is_ascii_alphanumeric());
         if (3..=max).contains(&name.len()) && valid_chars && starts_well {
             Ok(())
@@ -73,9 +71,7 @@ pub struct InvalidName(pub String);
 pub fn validate_path_segment(what: &str, value: &str) -> Result<(), InvalidName> {
     let ok = (1..=90).contains(&value.len())
         && !value.ends_with('.')
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c));
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c));
     if ok {
         Ok(())
     } else {
@@ -90,19 +86,12 @@ pub fn validate_path_segment(what: &str, value: &str) -> Result<(), InvalidName>
 ///
 /// Workspaces: `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{name}`;
 /// custom topics: `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.EventGrid/topics/{name}`.
-pub fn resource_path(
-    kind: SourceKind,
-    subscription_id: &str,
-    resource_group: &str,
-    name: &str,
-) -> String {
+pub fn resource_path(kind: SourceKind, subscription_id: &str, resource_group: &str, name: &str) -> String {
     let provider = match kind {
         SourceKind::Workspace => "Microsoft.MachineLearningServices/workspaces",
         SourceKind::Topic => "Microsoft.EventGrid/topics",
     };
-    format!(
-        "/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/{provider}/{name}"
-    )
+    format!("/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/{provider}/{name}")
 }
 
 #[cfg(test)]
@@ -130,10 +119,7 @@ mod tests {
         }
         assert!(SourceKind::Topic.validate_name("under_score").is_err());
         assert!(SourceKind::Topic.validate_name(&"x".repeat(50)).is_ok());
-        let msg = SourceKind::Topic
-            .validate_name("a")
-            .unwrap_err()
-            .to_string();
+        let msg = SourceKind::Topic.validate_name("a").unwrap_err().to_string();
         assert!(msg.contains("3 to 50"), "{msg}");
     }
 

@@ -10,14 +10,8 @@ const SAMPLES: [(&str, &str); 5] = [
         "model_registered",
         include_str!("fixtures/seed001_model_registered.json"),
     ),
-    (
-        "model_deployed",
-        include_str!("fixtures/seed001_model_deployed.json"),
-    ),
-    (
-        "run_completed",
-        include_str!("fixtures/seed001_run_completed.json"),
-    ),
+    ("model_deployed", include_str!("fixtures/seed001_model_deployed.json")),
+    ("run_completed", include_str!("fixtures/seed001_run_completed.json")),
     (
         "dataset_drift_detected",
         include_str!("fixtures/seed001_dataset_drift_detected.json"),
@@ -81,10 +75,7 @@ fn run_status_changed_sample_carries_the_run_fields_and_status() {
     assert_eq!(data.run.run_type, None);
     let typed = MlEvent::RunStatusChanged(data);
     let rebuilt = typed.to_event_grid(&event.topic, &event.id, &event.event_time);
-    assert_eq!(
-        rebuilt.event_type,
-        "Microsoft.MachineLearningServices.RunStatusChanged"
-    );
+    assert_eq!(rebuilt.event_type, "Microsoft.MachineLearningServices.RunStatusChanged");
     let mut rebuilt = serde_json::to_value(&rebuilt).unwrap();
     rebuilt["eventType"] = original["eventType"].clone();
     assert_eq!(rebuilt, original);
@@ -95,12 +86,7 @@ fn pascal_case_field_names_are_exact() {
     let (_, event) = sample("run_completed");
     let data: Value = event.data_as().unwrap();
     // In the order the seed's sample lists them.
-    let keys: Vec<&str> = data
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
         [
@@ -112,10 +98,7 @@ fn pascal_case_field_names_are_exact() {
             "RunProperties"
         ]
     );
-    assert!(
-        data["RunType"].is_null(),
-        "RunType is written as null, not omitted"
-    );
+    assert!(data["RunType"].is_null(), "RunType is written as null, not omitted");
     let (_, drift) = sample("dataset_drift_detected");
     let written = serde_json::to_value(
         MlEvent::from_event_grid(&drift)

@@ -85,10 +85,7 @@ const MISSING_KEY: &str = "send an API key as `Authorization: Bearer <key>`; the
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -102,8 +99,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| ApiError::Unauthorized(MISSING_KEY.to_owned()))?;
         let wanted = api_key_hash(key);
         let found = state.store.principal_by_key_id(&wanted.key_id).await?;
-        let Some((principal, stored)) = found.filter(|(_, stored)| hash_matches(key, &stored.hash))
-        else {
+        let Some((principal, stored)) = found.filter(|(_, stored)| hash_matches(key, &stored.hash)) else {
             return Err(ApiError::Unauthorized(
                 "the API key is not valid (revoked, mistyped, or from another server)".to_owned(),
             ));
@@ -156,31 +152,20 @@ mod tests {
         assert_eq!(c.role_on(Scope::Source(&source(1))), Some(Role::Owner));
         assert_eq!(c.role_on(Scope::Source(&source(2))), Some(Role::Reader));
         assert_eq!(c.role_on(Scope::Everything), Some(Role::Reader));
-        assert!(
-            c.require(Role::Contributor, Scope::Source(&source(1)))
-                .is_ok()
-        );
+        assert!(c.require(Role::Contributor, Scope::Source(&source(1))).is_ok());
     }
 
     #[test]
     fn refusals_name_the_role_needed_and_held() {
         let c = caller(&[(Some(1), Role::Reader)]);
-        let ApiError::Forbidden(msg) = c
-            .require(Role::Contributor, Scope::Source(&source(1)))
-            .unwrap_err()
-        else {
+        let ApiError::Forbidden(msg) = c.require(Role::Contributor, Scope::Source(&source(1))).unwrap_err() else {
             panic!("expected 403")
         };
         assert!(
-            msg.contains("Contributor (or Owner)")
-                && msg.contains("workspace `ws1`")
-                && msg.contains("only Reader"),
+            msg.contains("Contributor (or Owner)") && msg.contains("workspace `ws1`") && msg.contains("only Reader"),
             "{msg}"
         );
-        let ApiError::Forbidden(msg) = c
-            .require(Role::Reader, Scope::Source(&source(2)))
-            .unwrap_err()
-        else {
+        let ApiError::Forbidden(msg) = c.require(Role::Reader, Scope::Source(&source(2))).unwrap_err() else {
             panic!("expected 403")
         };
         assert!(msg.contains("no role"), "{msg}");

@@ -32,19 +32,14 @@ pub enum BootstrapError {
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BootstrapError {
     let path = path.to_owned();
-    move |source| BootstrapError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| BootstrapError::Io { action, path, source }
 }
 
 /// Creates the data directory (mode 0700) if it does not exist.
 pub fn prepare_data_dir(dir: &Path) -> Result<(), BootstrapError> {
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(io_error("cannot create data directory", dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(io_error("cannot restrict", dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_error("cannot restrict", dir))?;
     }
     Ok(())
 }
@@ -76,10 +71,7 @@ fn read_trimmed(path: &Path) -> Result<Option<String>, BootstrapError> {
 
 /// The server secret: from `from_env` (`MLGRID_SECRET`, which every node of a cluster
 /// must share), else from `<dir>/secret.key`, else a new one written there.
-pub fn load_or_create_secret(
-    dir: &Path,
-    from_env: Option<&str>,
-) -> Result<ServerSecret, BootstrapError> {
+pub fn load_or_create_secret(dir: &Path, from_env: Option<&str>) -> Result<ServerSecret, BootstrapError> {
     let invalid = |whence: &str| {
         BootstrapError::Invalid(format!(
             "{whence} is not a server secret: it must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)"

@@ -40,13 +40,9 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
-            ApiError::PreconditionFailed(_) => {
-                (StatusCode::PRECONDITION_FAILED, "PreconditionFailed")
-            }
+            ApiError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "PreconditionFailed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
-            ApiError::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
-            }
+            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
@@ -102,9 +98,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(message) => ApiError::Conflict(message),
             StoreError::Invalid(message) => ApiError::bad_request(message),
             StoreError::PreconditionFailed(message) => ApiError::PreconditionFailed(message),
-            StoreError::Closed => ApiError::Unavailable(
-                "the server is shutting down; retry against another node or later".to_owned(),
-            ),
+            StoreError::Closed => {
+                ApiError::Unavailable("the server is shutting down; retry against another node or later".to_owned())
+            }
             StoreError::Corrupt(_) | StoreError::Backend(_) => ApiError::Internal(e.to_string()),
         }
     }

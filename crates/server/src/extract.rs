@@ -51,10 +51,7 @@ pub struct BaseUrl(pub String);
 impl FromRequestParts<crate::state::AppState> for BaseUrl {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &crate::state::AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &crate::state::AppState) -> Result<Self, Self::Rejection> {
         if let Some(url) = &state.config.public_url {
             return Ok(BaseUrl(url.trim_end_matches('/').to_owned()));
         }
@@ -62,7 +59,9 @@ impl FromRequestParts<crate::state::AppState> for BaseUrl {
             .headers
             .get(axum::http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| ApiError::bad_request("the request has no Host header; send one, or start the server with --public-url"))?;
+            .ok_or_else(|| {
+                ApiError::bad_request("the request has no Host header; send one, or start the server with --public-url")
+            })?;
         Ok(BaseUrl(format!("http://{host}")))
     }
 }
@@ -79,11 +78,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             Some(value) => value
                 .to_str()
                 .map(|v| IfMatch(Some(v.trim().to_owned())))
-                .map_err(|_| {
-                    ApiError::bad_request(
-                        "the If-Match header must be an etag as the API returned it",
-                    )
-                }),
+                .map_err(|_| ApiError::bad_request("the If-Match header must be an etag as the API returned it")),
         }
     }
 }

@@ -39,10 +39,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A new random principal key: `mlg_` and 43 characters of base64url.
 pub fn generate_api_key() -> String {
-    format!(
-        "{API_KEY_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(random_bytes::<32>())
-    )
+    format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
 }
 
 /// What the store keeps of a principal key.
@@ -56,10 +53,7 @@ pub fn api_key_hash(key: &str) -> ApiKeyHash {
 
 /// Whether `presented` hashes to `stored`, compared in constant time.
 pub fn hash_matches(presented: &str, stored_hash: &str) -> bool {
-    sha256_hex(presented)
-        .as_bytes()
-        .ct_eq(stored_hash.as_bytes())
-        .into()
+    sha256_hex(presented).as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
 /// The secret from which topic keys are derived; 32 random bytes.
@@ -101,8 +95,7 @@ impl ServerSecret {
     }
 
     fn derive(&self, salt: &str) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
-            .expect("HMAC takes keys of any length");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(b"mlgrid topic key v1:");
         mac.update(salt.as_bytes());
         STANDARD.encode(mac.finalize().into_bytes())
@@ -134,10 +127,7 @@ mod tests {
     fn topic_keys_are_derived_again_only_with_the_same_secret() {
         let secret = ServerSecret::generate();
         let (stored, key) = secret.new_topic_key(KeyName::Key1);
-        assert_eq!(
-            secret.reveal_topic_key(&stored).as_deref(),
-            Some(key.as_str())
-        );
+        assert_eq!(secret.reveal_topic_key(&stored).as_deref(), Some(key.as_str()));
         assert!(hash_matches(&key, &stored.hash));
         assert_eq!(ServerSecret::generate().reveal_topic_key(&stored), None);
         let (other, other_key) = secret.new_topic_key(KeyName::Key1);

@@ -51,26 +51,20 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json(openapi) }
             }),
         )
-        .fallback(|| async {
-            ApiError::NotFound("no such route; the API is described at /openapi.json".to_owned())
-        })
+        .fallback(|| async { ApiError::NotFound("no such route; the API is described at /openapi.json".to_owned()) })
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::Internal(
-                "a handler panicked".to_owned(),
-            ))
+            axum::response::IntoResponse::into_response(ApiError::Internal("a handler panicked".to_owned()))
         }))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                // The matched route, not the URI: no key or event content ends up in logs.
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(MatchedPath::as_str)
-                    .unwrap_or("unmatched");
-                tracing::info_span!("request", method = %request.method(), route)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            // The matched route, not the URI: no key or event content ends up in logs.
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            tracing::info_span!("request", method = %request.method(), route)
+        }))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets the requests in
@@ -80,7 +74,5 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

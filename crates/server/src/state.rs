@@ -86,8 +86,7 @@ impl TopicCache {
             topic: source.topic(),
             key_hashes: keys.into_iter().map(|k| k.hash).collect(),
         });
-        self.lock()
-            .insert(name.to_owned(), (Instant::now(), auth.clone()));
+        self.lock().insert(name.to_owned(), (Instant::now(), auth.clone()));
         Ok(auth)
     }
 

@@ -23,12 +23,8 @@ struct TestServer {
 
 async fn server_with(config: ServerConfig) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = SqliteStore::open(dir.path().join("mlgrid.db"))
-        .await
-        .unwrap();
-    bootstrap_owner(&*store, dir.path(), Some(ADMIN_KEY))
-        .await
-        .unwrap();
+    let store: Arc<dyn Store> = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
+    bootstrap_owner(&*store, dir.path(), Some(ADMIN_KEY)).await.unwrap();
     let state = AppState::new(store.clone(), ServerSecret::generate(), config);
     TestServer {
         app: app(state),
@@ -56,14 +52,9 @@ impl TestServer {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
@@ -82,13 +73,7 @@ impl TestServer {
         self.send(request.body(body).unwrap()).await
     }
 
-    async fn publish(
-        &self,
-        topic: &str,
-        key: &str,
-        content_type: &str,
-        body: impl Into<String>,
-    ) -> Reply {
+    async fn publish(&self, topic: &str, key: &str, content_type: &str, body: impl Into<String>) -> Reply {
         let request = Request::post(format!("/topics/{topic}/api/events?api-version=2018-01-01"))
             .header("aeg-sas-key", key)
             .header("content-type", content_type)
@@ -98,13 +83,9 @@ impl TestServer {
     }
 
     async fn topic_with_keys(&self, name: &str) -> (String, String) {
-        let created = self
-            .call("POST", "/v1/topics", Some(json!({"name": name})))
-            .await;
+        let created = self.call("POST", "/v1/topics", Some(json!({"name": name}))).await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-        let keys = self
-            .call("POST", &format!("/v1/topics/{name}/listKeys"), None)
-            .await;
+        let keys = self.call("POST", &format!("/v1/topics/{name}/listKeys"), None).await;
         assert_eq!(keys.status, StatusCode::OK);
         (
             keys.body["key1"].as_str().unwrap().into(),
@@ -136,16 +117,12 @@ fn error_of(reply: &Reply) -> (&str, &str) {
 #[tokio::test]
 async fn health_and_openapi_need_no_key() {
     let s = server().await;
-    let health = s
-        .send(Request::get("/healthz").body(Body::empty()).unwrap())
-        .await;
+    let health = s.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(
         (health.status, health.body["status"].as_str()),
         (StatusCode::OK, Some("ok"))
     );
-    let doc = s
-        .send(Request::get("/openapi.json").body(Body::empty()).unwrap())
-        .await;
+    let doc = s.send(Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
     assert_eq!(doc.status, StatusCode::OK);
     for path in [
         "/v1/workspaces",
@@ -182,10 +159,7 @@ async fn management_calls_need_a_valid_key() {
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert!(
-        !wrong.body.to_string().contains("not-the-key"),
-        "keys are not echoed"
-    );
+    assert!(!wrong.body.to_string().contains("not-the-key"), "keys are not echoed");
 }
 
 #[tokio::test]
@@ -203,30 +177,17 @@ async fn workspaces_are_created_shown_listed_and_deleted() {
         created.body["topic"],
         "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/ws1"
     );
-    let defaults = s
-        .call("POST", "/v1/workspaces", Some(json!({"name": "ws2"})))
-        .await;
-    assert_eq!(
-        defaults.body["subscriptionId"],
-        "00000000-0000-0000-0000-000000000000"
-    );
+    let defaults = s.call("POST", "/v1/workspaces", Some(json!({"name": "ws2"}))).await;
+    assert_eq!(defaults.body["subscriptionId"], "00000000-0000-0000-0000-000000000000");
     assert_eq!(defaults.body["resourceGroup"], "mlgrid");
 
-    let dup = s
-        .call("POST", "/v1/workspaces", Some(json!({"name": "ws1"})))
-        .await;
+    let dup = s.call("POST", "/v1/workspaces", Some(json!({"name": "ws1"}))).await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
-    let bad = s
-        .call("POST", "/v1/workspaces", Some(json!({"name": "a/b"})))
-        .await;
+    let bad = s.call("POST", "/v1/workspaces", Some(json!({"name": "a/b"}))).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(error_of(&bad).1.contains("3 to 33"));
     let unknown_field = s
-        .call(
-            "POST",
-            "/v1/workspaces",
-            Some(json!({"name": "ws3", "colour": "red"})),
-        )
+        .call("POST", "/v1/workspaces", Some(json!({"name": "ws3", "colour": "red"})))
         .await;
     assert_eq!(unknown_field.status, StatusCode::BAD_REQUEST);
     assert!(error_of(&unknown_field).1.contains("colour"));
@@ -266,9 +227,7 @@ async fn workspaces_are_created_shown_listed_and_deleted() {
 #[tokio::test]
 async fn topics_publish_with_either_key_and_regeneration_revokes() {
     let s = server().await;
-    let shown = s
-        .call("POST", "/v1/topics", Some(json!({"name": "orders"})))
-        .await;
+    let shown = s.call("POST", "/v1/topics", Some(json!({"name": "orders"}))).await;
     assert_eq!(
         shown.body["endpoint"],
         "http://mlgrid.test:7070/topics/orders/api/events"
@@ -277,19 +236,14 @@ async fn topics_publish_with_either_key_and_regeneration_revokes() {
         shown.body["id"],
         "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/mlgrid/providers/Microsoft.EventGrid/topics/orders"
     );
-    let keys = s
-        .call("POST", "/v1/topics/orders/listKeys", None)
-        .await
-        .body;
+    let keys = s.call("POST", "/v1/topics/orders/listKeys", None).await.body;
     let (key1, key2) = (
         keys["key1"].as_str().unwrap().to_owned(),
         keys["key2"].as_str().unwrap().to_owned(),
     );
     assert_ne!(key1, key2);
     assert_eq!(
-        s.call("POST", "/v1/topics/orders/listKeys", None)
-            .await
-            .body,
+        s.call("POST", "/v1/topics/orders/listKeys", None).await.body,
         keys,
         "keys are shown the same each time"
     );
@@ -318,12 +272,7 @@ async fn topics_publish_with_either_key_and_regeneration_revokes() {
     );
 
     let wrong = s
-        .publish(
-            "orders",
-            "bogus",
-            "application/json",
-            json!([eg_event(4)]).to_string(),
-        )
+        .publish("orders", "bogus", "application/json", json!([eg_event(4)]).to_string())
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let missing = s
@@ -348,26 +297,16 @@ async fn topics_publish_with_either_key_and_regeneration_revokes() {
     assert_ne!(regenerated.body["key1"], keys["key1"]);
     assert_eq!(regenerated.body["key2"], keys["key2"]);
     assert_eq!(
-        s.publish(
-            "orders",
-            &key1,
-            "application/json",
-            json!([eg_event(5)]).to_string()
-        )
-        .await
-        .status,
+        s.publish("orders", &key1, "application/json", json!([eg_event(5)]).to_string())
+            .await
+            .status,
         StatusCode::UNAUTHORIZED
     );
     let new_key1 = regenerated.body["key1"].as_str().unwrap();
     assert_eq!(
-        s.publish(
-            "orders",
-            new_key1,
-            "application/json",
-            json!([eg_event(6)]).to_string()
-        )
-        .await
-        .status,
+        s.publish("orders", new_key1, "application/json", json!([eg_event(6)]).to_string())
+            .await
+            .status,
         StatusCode::OK
     );
     let bad_name = s
@@ -380,12 +319,7 @@ async fn topics_publish_with_either_key_and_regeneration_revokes() {
     assert_eq!(bad_name.status, StatusCode::BAD_REQUEST);
 
     let unknown = s
-        .publish(
-            "nope",
-            &key2,
-            "application/json",
-            json!([eg_event(1)]).to_string(),
-        )
+        .publish("nope", &key2, "application/json", json!([eg_event(1)]).to_string())
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
@@ -419,9 +353,7 @@ async fn published_events_are_stored_as_event_grid_writes_them() {
 async fn rejected_requests_store_nothing_and_say_what_to_fix() {
     let s = server_with(ServerConfig {
         max_request_bytes: 64 * 1024,
-        publish_limits: mlgrid_core::publish::PublishLimits {
-            max_event_bytes: 4096,
-        },
+        publish_limits: mlgrid_core::publish::PublishLimits { max_event_bytes: 4096 },
         ..ServerConfig::default()
     })
     .await;
@@ -449,10 +381,7 @@ async fn rejected_requests_store_nothing_and_say_what_to_fix() {
         assert_eq!(reply.status, status, "{}", reply.body);
         let (got_code, message) = error_of(&reply);
         assert_eq!(got_code, code, "{message}");
-        assert!(
-            message.contains(needle),
-            "`{message}` should mention `{needle}`"
-        );
+        assert!(message.contains(needle), "`{message}` should mention `{needle}`");
     }
     let version = s
         .send(
@@ -477,14 +406,9 @@ async fn cloud_events_are_accepted_structured_and_batched() {
     let (key, _) = s.topic_with_keys("clouds").await;
     let ce = |id: &str| json!({"specversion": "1.0", "id": id, "source": "/app", "type": "com.example.created", "subject": "x", "data": {"k": 1}, "traceparent": "00-1"});
     assert_eq!(
-        s.publish(
-            "clouds",
-            &key,
-            "application/cloudevents+json",
-            ce("c1").to_string()
-        )
-        .await
-        .status,
+        s.publish("clouds", &key, "application/cloudevents+json", ce("c1").to_string())
+            .await
+            .status,
         StatusCode::OK
     );
     let batch = s
@@ -526,18 +450,13 @@ async fn event_log_pages_and_waits_for_new_events() {
     assert_eq!(page["events"][0]["event"]["id"], "e11");
     let end = s.events("topics", "paged", "after=25").await;
     assert_eq!(
-        (
-            end["events"].as_array().unwrap().len(),
-            end["lastSequence"].as_u64()
-        ),
+        (end["events"].as_array().unwrap().len(), end["lastSequence"].as_u64()),
         (0, Some(25))
     );
 
     let bad = s.call("GET", "/v1/topics/paged/events?limit=0", None).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    let bad = s
-        .call("GET", "/v1/topics/paged/events?after=-1", None)
-        .await;
+    let bad = s.call("GET", "/v1/topics/paged/events?after=-1", None).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
     let waiting = {
@@ -550,21 +469,15 @@ async fn event_log_pages_and_waits_for_new_events() {
             let started = std::time::Instant::now();
             let response = app.oneshot(request).await.unwrap();
             let body: Value =
-                serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
-                    .unwrap();
+                serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
             (body, started.elapsed())
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(
-        s.publish(
-            "paged",
-            &key,
-            "application/json",
-            json!([eg_event(26)]).to_string()
-        )
-        .await
-        .status,
+        s.publish("paged", &key, "application/json", json!([eg_event(26)]).to_string())
+            .await
+            .status,
         StatusCode::OK
     );
     let (body, waited) = waiting.await.unwrap();
@@ -578,8 +491,7 @@ async fn event_log_pages_and_waits_for_new_events() {
 #[tokio::test]
 async fn workspace_event_log_is_readable() {
     let s = server().await;
-    s.call("POST", "/v1/workspaces", Some(json!({"name": "ws1"})))
-        .await;
+    s.call("POST", "/v1/workspaces", Some(json!({"name": "ws1"}))).await;
     let page = s.events("workspaces", "ws1", "").await;
     assert_eq!(page, json!({"events": [], "lastSequence": 0}));
     let missing = s.call("GET", "/v1/workspaces/none/events", None).await;

@@ -27,37 +27,21 @@ struct Reply {
 impl Api {
     async fn new() -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("mlgrid.db"))
-            .await
-            .unwrap();
-        bootstrap_owner(&*store, dir.path(), Some(KEY))
-            .await
-            .unwrap();
+        let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
+        bootstrap_owner(&*store, dir.path(), Some(KEY)).await.unwrap();
         let api = Api {
-            app: app(AppState::new(
-                store,
-                ServerSecret::generate(),
-                ServerConfig::default(),
-            )),
+            app: app(AppState::new(store, ServerSecret::generate(), ServerConfig::default())),
             _dir: dir,
         };
         let ws = json!({"name": "mlws", "subscriptionId": "sub-1", "resourceGroup": "rg-1"});
         assert_eq!(
-            api.call("POST", "/v1/workspaces", Some(ws), None)
-                .await
-                .status,
+            api.call("POST", "/v1/workspaces", Some(ws), None).await.status,
             StatusCode::CREATED
         );
         api
     }
 
-    async fn call(
-        &self,
-        method: &str,
-        uri: &str,
-        body: Option<Value>,
-        if_match: Option<&str>,
-    ) -> Reply {
+    async fn call(&self, method: &str, uri: &str, body: Option<Value>, if_match: Option<&str>) -> Reply {
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
@@ -72,17 +56,9 @@ impl Api {
             }
             None => Body::empty(),
         };
-        let response = self
-            .app
-            .clone()
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
+        let response = self.app.clone().oneshot(request.body(body).unwrap()).await.unwrap();
         let status = response.status();
-        let etag = response
-            .headers()
-            .get("etag")
-            .map(|v| v.to_str().unwrap().to_owned());
+        let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
@@ -132,17 +108,13 @@ fn seed(name: &str) -> Value {
     serde_json::from_str::<Value>(text).unwrap()[0].clone()
 }
 
-const TOPIC: &str = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/mlws";
+const TOPIC: &str =
+    "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/mlws";
 
 /// Checks the envelope against the seed's: the same keys (plus mlgrid's `sequence` and
 /// `etag`), the workspace's topic, a UUID id, Event Grid's time format.
 fn assert_envelope_like_seed(event: &Value, seed: &Value, event_type: &str, subject: &str) {
-    let mut keys: Vec<&str> = event
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let mut keys: Vec<&str> = event.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     let mut expected: Vec<&str> = seed
         .as_object()
@@ -173,14 +145,10 @@ async fn model_registered_matches_the_seed() {
     let api = Api::new().await;
     let seed = seed("model_registered");
     let data = &seed["data"];
-    let body = json!({"name": "sklearn_regression_model", "tags": data["ModelTags"], "properties": data["ModelProperties"]});
+    let body =
+        json!({"name": "sklearn_regression_model", "tags": data["ModelTags"], "properties": data["ModelProperties"]});
     let first = api
-        .call(
-            "POST",
-            "/v1/workspaces/mlws/models",
-            Some(body.clone()),
-            None,
-        )
+        .call("POST", "/v1/workspaces/mlws/models", Some(body.clone()), None)
         .await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!(first.etag.as_deref(), first.body["etag"].as_str());
@@ -297,10 +265,7 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
         .await;
     assert_eq!(redeployed.status, StatusCode::OK);
     let events = api.events().await;
-    assert_eq!(
-        events.last().unwrap()["data"]["ModelIds"],
-        "sklearn_regression_model:2"
-    );
+    assert_eq!(events.last().unwrap()["data"]["ModelIds"], "sklearn_regression_model:2");
     assert_eq!(
         events.last().unwrap()["sequence"],
         2,
@@ -317,19 +282,14 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
         .status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(
-        api.events().await.len(),
-        events.len(),
-        "deleting raises nothing"
-    );
+    assert_eq!(api.events().await.len(), events.len(), "deleting raises nothing");
 }
 
 async fn seed_run(api: &Api, seed: &Value) -> Value {
     let data = &seed["data"];
-    let body = json!({"experimentName": data["ExperimentName"], "runId": data["RunId"], "properties": data["RunProperties"]});
-    let run = api
-        .call("POST", "/v1/workspaces/mlws/runs", Some(body), None)
-        .await;
+    let body =
+        json!({"experimentName": data["ExperimentName"], "runId": data["RunId"], "properties": data["RunProperties"]});
+    let run = api.call("POST", "/v1/workspaces/mlws/runs", Some(body), None).await;
     assert_eq!(run.status, StatusCode::CREATED, "{}", run.body);
     assert_eq!(run.body["status"], "Running");
     run.body
@@ -352,10 +312,7 @@ async fn run_completed_matches_the_seed() {
     assert_eq!(completed.status, StatusCode::OK, "{}", completed.body);
     let events = api.events().await;
     assert_eq!(events.len(), 1, "starting a run raises nothing");
-    let subject = format!(
-        "experiments/{}/runs/{run_id}",
-        run["experimentId"].as_str().unwrap()
-    );
+    let subject = format!("experiments/{}/runs/{run_id}", run["experimentId"].as_str().unwrap());
     assert_envelope_like_seed(
         &events[0],
         &seed,
@@ -375,12 +332,7 @@ async fn run_completed_matches_the_seed() {
         )
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
-    assert!(
-        again.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("final")
-    );
+    assert!(again.body["error"]["message"].as_str().unwrap().contains("final"));
 }
 
 #[tokio::test]
@@ -408,10 +360,7 @@ async fn run_status_changed_matches_the_seed_and_cancel_raises_nothing() {
     assert_eq!(failed["error"], "diverged");
     let events = api.events().await;
     assert_eq!(events.len(), 1);
-    let subject = format!(
-        "experiments/{}/runs/{run_id}",
-        run["experimentId"].as_str().unwrap()
-    );
+    let subject = format!("experiments/{}/runs/{run_id}", run["experimentId"].as_str().unwrap());
     // The seed labels this sample RunCompleted by mistake; the event type is RunStatusChanged.
     assert_envelope_like_seed(
         &events[0],
@@ -495,21 +444,13 @@ async fn runs_metrics_models_and_datasets_read_back() {
         )
         .await;
     assert_eq!(orphan.status, StatusCode::BAD_REQUEST);
-    let run_uri = format!(
-        "/v1/workspaces/mlws/runs/{}",
-        parent["runId"].as_str().unwrap()
-    );
-    let tagged = api
-        .ok("PATCH", &run_uri, json!({"tags": {"a": null, "b": "2"}}))
-        .await;
+    let run_uri = format!("/v1/workspaces/mlws/runs/{}", parent["runId"].as_str().unwrap());
+    let tagged = api.ok("PATCH", &run_uri, json!({"tags": {"a": null, "b": "2"}})).await;
     assert_eq!(tagged["tags"], json!({"b": "2"}));
     assert_ne!(tagged["etag"], parent["etag"]);
     let logged = api.call("POST", &format!("{run_uri}/metrics"), Some(json!({"metrics": [{"name": "loss", "value": 0.5, "step": 1}, {"name": "loss", "value": 0.25, "step": 2}]})), None).await;
     assert_eq!(logged.status, StatusCode::NO_CONTENT);
-    let metrics = api
-        .call("GET", &format!("{run_uri}/metrics"), None, None)
-        .await
-        .body;
+    let metrics = api.call("GET", &format!("{run_uri}/metrics"), None, None).await.body;
     assert_eq!(metrics["value"].as_array().unwrap().len(), 2);
     let runs = api
         .call("GET", "/v1/workspaces/mlws/runs?experiment=exp", None, None)
@@ -520,10 +461,7 @@ async fn runs_metrics_models_and_datasets_read_back() {
         .call("GET", "/v1/workspaces/mlws/experiments", None, None)
         .await
         .body;
-    assert_eq!(
-        experiments["value"][0]["experimentId"],
-        parent["experimentId"]
-    );
+    assert_eq!(experiments["value"][0]["experimentId"], parent["experimentId"]);
 
     let v1 = api
         .ok(
@@ -532,8 +470,7 @@ async fn runs_metrics_models_and_datasets_read_back() {
             json!({"name": "m", "path": "outputs/model.pkl"}),
         )
         .await;
-    api.ok("POST", "/v1/workspaces/mlws/models", json!({"name": "m"}))
-        .await;
+    api.ok("POST", "/v1/workspaces/mlws/models", json!({"name": "m"})).await;
     let archive = api
         .call(
             "PATCH",
@@ -544,9 +481,7 @@ async fn runs_metrics_models_and_datasets_read_back() {
         .await;
     assert_eq!(archive.status, StatusCode::OK);
     assert_eq!(
-        api.call("GET", "/v1/workspaces/mlws/models/m", None, None)
-            .await
-            .body["version"],
+        api.call("GET", "/v1/workspaces/mlws/models/m", None, None).await.body["version"],
         1
     );
     let shown = api
@@ -555,12 +490,7 @@ async fn runs_metrics_models_and_datasets_read_back() {
     assert_eq!(shown.body["path"], "outputs/model.pkl");
     assert_eq!(shown.etag.as_deref(), v1["etag"].as_str());
     let listed = api
-        .call(
-            "GET",
-            "/v1/workspaces/mlws/models?includeArchived=true",
-            None,
-            None,
-        )
+        .call("GET", "/v1/workspaces/mlws/models?includeArchived=true", None, None)
         .await
         .body;
     assert_eq!(listed["value"].as_array().unwrap().len(), 2);
@@ -579,12 +509,7 @@ async fn runs_metrics_models_and_datasets_read_back() {
             .contains("archived")
     );
     let bad_name = api
-        .call(
-            "POST",
-            "/v1/workspaces/mlws/models",
-            Some(json!({"name": "a/b"})),
-            None,
-        )
+        .call("POST", "/v1/workspaces/mlws/models", Some(json!({"name": "a/b"})), None)
         .await;
     assert_eq!(bad_name.status, StatusCode::BAD_REQUEST);
 
@@ -603,14 +528,9 @@ async fn runs_metrics_models_and_datasets_read_back() {
         .await;
     assert_eq!(v2["version"], 2);
     assert_eq!(
-        api.call(
-            "GET",
-            "/v1/workspaces/mlws/datasets/train/versions/1",
-            None,
-            None
-        )
-        .await
-        .body["path"],
+        api.call("GET", "/v1/workspaces/mlws/datasets/train/versions/1", None, None)
+            .await
+            .body["path"],
         "data/train.csv"
     );
     assert_eq!(
@@ -620,10 +540,7 @@ async fn runs_metrics_models_and_datasets_read_back() {
         2
     );
     let events = api.events().await;
-    let types: Vec<&str> = events
-        .iter()
-        .map(|e| e["eventType"].as_str().unwrap())
-        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["eventType"].as_str().unwrap()).collect();
     assert_eq!(
         types, ["Microsoft.MachineLearningServices.ModelRegistered"; 2],
         "only registrations raised events here"

@@ -80,17 +80,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends events to a source's log and returns the sequence numbers they got, in
     /// order. All or none are appended.
-    async fn append_events(&self, source: SourceId, events: Vec<NewEvent>)
-    -> Result<AppendReceipt>;
+    async fn append_events(&self, source: SourceId, events: Vec<NewEvent>) -> Result<AppendReceipt>;
 
     /// Events of a source with a sequence number above `after`, oldest first, at most
     /// `limit` (capped at [`MAX_READ_LIMIT`]).
-    async fn read_events(
-        &self,
-        source: SourceId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>>;
+    async fn read_events(&self, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>>;
 
     // The ML lifecycle of a workspace. Every change that Azure ML announces appends its
     // event in the same transaction (transactional outbox): no event without its change,
@@ -118,12 +112,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Run>;
 
     /// Logs metrics on a run that has not ended.
-    async fn log_metrics(
-        &self,
-        workspace: SourceId,
-        run_id: &str,
-        metrics: Vec<NewMetric>,
-    ) -> Result<()>;
+    async fn log_metrics(&self, workspace: SourceId, run_id: &str, metrics: Vec<NewMetric>) -> Result<()>;
 
     async fn run_metrics(&self, workspace: SourceId, run_id: &str) -> Result<Vec<Metric>>;
 
@@ -135,12 +124,7 @@ pub trait Store: Send + Sync + 'static {
     async fn model(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Model>;
 
     /// Model versions, of one name or all, by name and version.
-    async fn list_models(
-        &self,
-        workspace: SourceId,
-        name: Option<&str>,
-        include_archived: bool,
-    ) -> Result<Vec<Model>>;
+    async fn list_models(&self, workspace: SourceId, name: Option<&str>, include_archived: bool) -> Result<Vec<Model>>;
 
     /// Updates a model version's description, tags, properties or archived flag; raises
     /// no event.
@@ -167,23 +151,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_deployments(&self, workspace: SourceId) -> Result<Vec<Deployment>>;
 
-    async fn delete_deployment(
-        &self,
-        workspace: SourceId,
-        name: &str,
-        if_match: Option<String>,
-    ) -> Result<()>;
+    async fn delete_deployment(&self, workspace: SourceId, name: &str, if_match: Option<String>) -> Result<()>;
 
     /// Registers the next version of a dataset.
     async fn register_dataset(&self, workspace: SourceId, new: NewDataset) -> Result<Dataset>;
 
     /// One version of a dataset, or its latest.
-    async fn dataset(
-        &self,
-        workspace: SourceId,
-        name: &str,
-        version: Option<u64>,
-    ) -> Result<Dataset>;
+    async fn dataset(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Dataset>;
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>>;
 

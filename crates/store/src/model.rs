@@ -26,12 +26,7 @@ pub struct Source {
 impl Source {
     /// The resource path that is the `topic` of this source's events.
     pub fn topic(&self) -> String {
-        resource_path(
-            self.kind,
-            &self.subscription_id,
-            &self.resource_group,
-            &self.name,
-        )
+        resource_path(self.kind, &self.subscription_id, &self.resource_group, &self.name)
     }
 }
 

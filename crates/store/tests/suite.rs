@@ -62,10 +62,7 @@ pub async fn sources_are_created_listed_and_deleted(store: Arc<dyn Store>) {
         matches!(dup, StoreError::Conflict(ref m) if m.contains("ws1")),
         "{dup:?}"
     );
-    assert_eq!(
-        store.source(SourceKind::Workspace, "ws1").await.unwrap(),
-        ws
-    );
+    assert_eq!(store.source(SourceKind::Workspace, "ws1").await.unwrap(), ws);
     store
         .create_source(&new_source(SourceKind::Workspace, "a-ws"), &[])
         .await
@@ -80,10 +77,7 @@ pub async fn sources_are_created_listed_and_deleted(store: Arc<dyn Store>) {
     assert_eq!(names, ["a-ws", "ws1"]);
 
     store.append_events(ws.id, vec![event(1)]).await.unwrap();
-    store
-        .delete_source(SourceKind::Workspace, "ws1")
-        .await
-        .unwrap();
+    store.delete_source(SourceKind::Workspace, "ws1").await.unwrap();
     assert!(matches!(
         store.source(SourceKind::Workspace, "ws1").await,
         Err(StoreError::NotFound(_))
@@ -122,10 +116,7 @@ pub async fn appended_events_read_back_in_order(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!((receipt.first_sequence, receipt.last_sequence), (1, 150));
-    let receipt = store
-        .append_events(topic.id, vec![event(151)])
-        .await
-        .unwrap();
+    let receipt = store.append_events(topic.id, vec![event(151)]).await.unwrap();
     assert_eq!((receipt.first_sequence, receipt.last_sequence), (151, 151));
 
     let page = store.read_events(topic.id, 0, 100).await.unwrap();
@@ -138,21 +129,8 @@ pub async fn appended_events_read_back_in_order(store: Arc<dyn Store>) {
     let rest = store.read_events(topic.id, 100, 100).await.unwrap();
     let seqs: Vec<u64> = rest.iter().map(|e| e.sequence).collect();
     assert_eq!(seqs, (101..=151).collect::<Vec<_>>());
-    assert!(
-        store
-            .read_events(topic.id, 151, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .source(SourceKind::Topic, "t1")
-            .await
-            .unwrap()
-            .last_sequence,
-        151
-    );
+    assert!(store.read_events(topic.id, 151, 10).await.unwrap().is_empty());
+    assert_eq!(store.source(SourceKind::Topic, "t1").await.unwrap().last_sequence, 151);
 }
 
 pub async fn concurrent_appends_get_gap_free_sequences(store: Arc<dyn Store>) {
@@ -172,9 +150,7 @@ pub async fn concurrent_appends_get_gap_free_sequences(store: Arc<dyn Store>) {
             let mut receipts = Vec::new();
             for round in 0..25 {
                 let n = 1 + (task + round) % 5;
-                let events = (0..n)
-                    .map(|i| event(task * 1000 + round * 10 + i))
-                    .collect();
+                let events = (0..n).map(|i| event(task * 1000 + round * 10 + i)).collect();
                 receipts.push((n as u64, store.append_events(source, events).await.unwrap()));
             }
             receipts
@@ -216,10 +192,7 @@ pub async fn a_failed_write_leaves_others_and_sequences_intact(store: Arc<dyn St
         .create_source(&new_source(SourceKind::Topic, "gone"), &keys())
         .await
         .unwrap();
-    store
-        .delete_source(SourceKind::Topic, "gone")
-        .await
-        .unwrap();
+    store.delete_source(SourceKind::Topic, "gone").await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..40 {
         let store = store.clone();
@@ -253,12 +226,7 @@ pub async fn bootstrap_owner_is_created_once(store: Arc<dyn Store>) {
         key_id: "k2".into(),
         hash: "h2".into(),
     };
-    assert!(
-        !store
-            .create_bootstrap_owner("admin2", &other)
-            .await
-            .unwrap()
-    );
+    assert!(!store.create_bootstrap_owner("admin2", &other).await.unwrap());
     let (principal, stored) = store.principal_by_key_id("k1").await.unwrap().unwrap();
     assert_eq!(principal.name, "admin");
     assert_eq!(stored, key);
@@ -354,10 +322,7 @@ fn status(to: RunStatus) -> RunChange {
 }
 
 /// The workspace's log as (eventType, subject, data, sequence) tuples.
-async fn raised(
-    store: &Arc<dyn Store>,
-    ws: SourceId,
-) -> Vec<(String, String, serde_json::Value, u64)> {
+async fn raised(store: &Arc<dyn Store>, ws: SourceId) -> Vec<(String, String, serde_json::Value, u64)> {
     store
         .read_events(ws, 0, MAX_READ_LIMIT)
         .await
@@ -389,12 +354,7 @@ pub async fn runs_move_through_validated_statuses_and_raise_azure_ml_events(stor
     assert_eq!(store.experiments(ws).await.unwrap().len(), 1);
 
     let completed = store
-        .change_run(
-            ws,
-            &a.run_id,
-            status(RunStatus::Completed),
-            Some(a.etag.clone()),
-        )
+        .change_run(ws, &a.run_id, status(RunStatus::Completed), Some(a.etag.clone()))
         .await
         .unwrap();
     assert_eq!(completed.status, RunStatus::Completed);
@@ -409,18 +369,10 @@ pub async fn runs_move_through_validated_statuses_and_raise_azure_ml_events(stor
         "{again:?}"
     );
     let stale = store
-        .change_run(
-            ws,
-            &b.run_id,
-            status(RunStatus::Failed),
-            Some("\"old\"".into()),
-        )
+        .change_run(ws, &b.run_id, status(RunStatus::Failed), Some("\"old\"".into()))
         .await
         .unwrap_err();
-    assert!(
-        matches!(stale, StoreError::PreconditionFailed(_)),
-        "{stale:?}"
-    );
+    assert!(matches!(stale, StoreError::PreconditionFailed(_)), "{stale:?}");
     let failed = RunChange {
         status: Some(RunStatus::Failed),
         error: Some("out of memory".into()),
@@ -511,10 +463,7 @@ pub async fn runs_move_through_validated_statuses_and_raise_azure_ml_events(stor
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(duplicate, StoreError::Conflict(_)),
-        "{duplicate:?}"
-    );
+    assert!(matches!(duplicate, StoreError::Conflict(_)), "{duplicate:?}");
     assert_eq!(store.list_runs(ws, Some("exp")).await.unwrap().len(), 3);
 
     store
@@ -538,10 +487,7 @@ pub async fn runs_move_through_validated_statuses_and_raise_azure_ml_events(stor
         .unwrap();
     let metrics = store.run_metrics(ws, "child-1").await.unwrap();
     assert_eq!(
-        metrics
-            .iter()
-            .map(|m| (m.step, m.value))
-            .collect::<Vec<_>>(),
+        metrics.iter().map(|m| (m.step, m.value)).collect::<Vec<_>>(),
         [(1, 0.5), (2, 0.25)]
     );
     assert!(matches!(
@@ -566,11 +512,7 @@ pub async fn concurrent_completions_raise_exactly_one_event(store: Arc<dyn Store
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..10 {
         let (store, run_id) = (store.clone(), run.run_id.clone());
-        tasks.spawn(async move {
-            store
-                .change_run(ws, &run_id, status(RunStatus::Completed), None)
-                .await
-        });
+        tasks.spawn(async move { store.change_run(ws, &run_id, status(RunStatus::Completed), None).await });
     }
     let mut ok = 0;
     while let Some(result) = tasks.join_next().await {
@@ -608,10 +550,7 @@ pub async fn model_versions_are_never_reused_even_concurrently(store: Arc<dyn St
     assert_eq!(versions, (1..=20).collect::<Vec<u64>>());
     let events = raised(&store, ws).await;
     assert_eq!(events.len(), 20);
-    let mut event_versions: Vec<u64> = events
-        .iter()
-        .map(|e| e.2["ModelVersion"].as_u64().unwrap())
-        .collect();
+    let mut event_versions: Vec<u64> = events.iter().map(|e| e.2["ModelVersion"].as_u64().unwrap()).collect();
     event_versions.sort_unstable();
     assert_eq!(event_versions, versions, "one ModelRegistered per version");
     assert!(
@@ -619,10 +558,7 @@ pub async fn model_versions_are_never_reused_even_concurrently(store: Arc<dyn St
             .iter()
             .all(|e| e.1 == format!("models/churn:{}", e.2["ModelVersion"]))
     );
-    assert!(
-        events.iter().all(|e| e.3 == 1),
-        "each version is its own subject"
-    );
+    assert!(events.iter().all(|e| e.3 == 1), "each version is its own subject");
 
     let latest = store.model(ws, "churn", None).await.unwrap();
     assert_eq!(latest.version, 20);
@@ -645,14 +581,7 @@ pub async fn model_versions_are_never_reused_even_concurrently(store: Arc<dyn St
         19,
         "latest skips archived versions"
     );
-    assert_eq!(
-        store
-            .list_models(ws, Some("churn"), false)
-            .await
-            .unwrap()
-            .len(),
-        19
-    );
+    assert_eq!(store.list_models(ws, Some("churn"), false).await.unwrap().len(), 19);
     assert_eq!(store.list_models(ws, None, true).await.unwrap().len(), 20);
     let tagged = store
         .change_model(
@@ -670,13 +599,7 @@ pub async fn model_versions_are_never_reused_even_concurrently(store: Arc<dyn St
         .unwrap();
     assert_eq!(tagged.tags["stage"], "prod");
     let stale = store
-        .change_model(
-            ws,
-            "churn",
-            3,
-            ModelChange::default(),
-            Some(archived.etag.clone()),
-        )
+        .change_model(ws, "churn", 3, ModelChange::default(), Some(archived.etag.clone()))
         .await
         .unwrap_err();
     assert!(matches!(stale, StoreError::PreconditionFailed(_)));
@@ -710,19 +633,13 @@ pub async fn deployments_check_models_and_raise_on_each_deploy(store: Arc<dyn St
         tags: Default::default(),
         properties: [("owner".to_owned(), "ml".to_owned())].into(),
     };
-    let missing = store
-        .deploy(ws, deployment(&["m:1", "m:7"]), None)
-        .await
-        .unwrap_err();
+    let missing = store.deploy(ws, deployment(&["m:1", "m:7"]), None).await.unwrap_err();
     assert!(
         matches!(missing, StoreError::Invalid(ref m) if m.contains("m:7")),
         "{missing:?}"
     );
     assert!(
-        matches!(
-            store.deployment(ws, "svc").await,
-            Err(StoreError::NotFound(_))
-        ),
+        matches!(store.deployment(ws, "svc").await, Err(StoreError::NotFound(_))),
         "a refused deploy changes nothing"
     );
     let (first, created) = store.deploy(ws, deployment(&["m:1"]), None).await.unwrap();
@@ -741,19 +658,12 @@ pub async fn deployments_check_models_and_raise_on_each_deploy(store: Arc<dyn St
     assert!(matches!(stale, StoreError::PreconditionFailed(_)));
 
     let events = raised(&store, ws).await;
-    let deployed: Vec<_> = events
-        .iter()
-        .filter(|e| e.0.ends_with("ModelDeployed"))
-        .collect();
+    let deployed: Vec<_> = events.iter().filter(|e| e.0.ends_with("ModelDeployed")).collect();
     assert_eq!(deployed.len(), 2);
     assert_eq!(deployed[1].1, "endpoints/svc");
     assert_eq!(deployed[1].2["ModelIds"], "m:1,m:2");
     assert_eq!(deployed[1].2["ServiceComputeType"], "AKS");
-    assert_eq!(
-        (deployed[0].3, deployed[1].3),
-        (1, 2),
-        "per-subject sequence"
-    );
+    assert_eq!((deployed[0].3, deployed[1].3), (1, 2), "per-subject sequence");
 
     assert_eq!(store.list_deployments(ws).await.unwrap().len(), 1);
     store
@@ -774,30 +684,10 @@ pub async fn datasets_are_versioned(store: Arc<dyn Store>) {
         description: None,
         tags: Default::default(),
     };
-    assert_eq!(
-        store
-            .register_dataset(ws, new("data/v1.csv"))
-            .await
-            .unwrap()
-            .version,
-        1
-    );
-    assert_eq!(
-        store
-            .register_dataset(ws, new("data/v2.csv"))
-            .await
-            .unwrap()
-            .version,
-        2
-    );
-    assert_eq!(
-        store.dataset(ws, "train", None).await.unwrap().path,
-        "data/v2.csv"
-    );
-    assert_eq!(
-        store.dataset(ws, "train", Some(1)).await.unwrap().path,
-        "data/v1.csv"
-    );
+    assert_eq!(store.register_dataset(ws, new("data/v1.csv")).await.unwrap().version, 1);
+    assert_eq!(store.register_dataset(ws, new("data/v2.csv")).await.unwrap().version, 2);
+    assert_eq!(store.dataset(ws, "train", None).await.unwrap().path, "data/v2.csv");
+    assert_eq!(store.dataset(ws, "train", Some(1)).await.unwrap().path, "data/v1.csv");
     assert_eq!(store.list_datasets(ws, None).await.unwrap().len(), 2);
     assert!(matches!(
         store.dataset(ws, "train", Some(9)).await,
@@ -831,9 +721,7 @@ mod sqlite {
 
     async fn open() -> (Arc<dyn Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("mlgrid.db"))
-            .await
-            .unwrap();
+        let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
         (store, dir)
     }
 

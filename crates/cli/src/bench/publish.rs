@@ -68,22 +68,15 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
         None => Client::new(global)?,
     };
     let topic_name = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let topic = client
-        .post("/v1/topics", &json!({"name": topic_name}))
-        .await?;
+    let topic = client.post("/v1/topics", &json!({"name": topic_name})).await?;
     let endpoint = format!(
         "{}?api-version=2018-01-01",
-        topic["endpoint"]
-            .as_str()
-            .context("the topic has no endpoint")?
+        topic["endpoint"].as_str().context("the topic has no endpoint")?
     );
     let keys = client
         .post(&format!("/v1/topics/{topic_name}/listKeys"), &json!({}))
         .await?;
-    let key = keys["key1"]
-        .as_str()
-        .context("the topic has no key1")?
-        .to_owned();
+    let key = keys["key1"].as_str().context("the topic has no key1")?.to_owned();
 
     eprintln!(
         "bench: preparing {} events of {} bytes in requests of {}",
@@ -104,8 +97,7 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let published = Arc::new(AtomicU64::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let interval =
-        (args.rate > 0.0).then(|| Duration::from_secs_f64(args.batch as f64 / args.rate));
+    let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.batch as f64 / args.rate));
     let started = Instant::now();
     let progress = tokio::spawn({
         let published = published.clone();
@@ -160,18 +152,14 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
                     .await;
                 let outcome = match response {
                     Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!(
-                        "{}: {}",
-                        r.status(),
-                        r.text().await.unwrap_or_default()
-                    )),
+                    Ok(r) => Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default())),
                     Err(e) => Err(e.to_string()),
                 };
                 latencies.push(due.elapsed());
                 match outcome {
                     Ok(()) => {
-                        let count = serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(body)
-                            .map_or(0, |v| v.len() as u64);
+                        let count =
+                            serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(body).map_or(0, |v| v.len() as u64);
                         published.fetch_add(count, Ordering::Relaxed);
                     }
                     Err(message) => {
@@ -226,10 +214,7 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
         bail!("{errors} requests failed; the first: {message}");
     }
     if stored != args.events {
-        bail!(
-            "the topic holds {stored} events after publishing {}",
-            args.events
-        );
+        bail!("the topic holds {stored} events after publishing {}", args.events);
     }
     Ok(())
 }

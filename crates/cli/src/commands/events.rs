@@ -35,27 +35,15 @@ fn summary(record: &Value) -> Value {
 
 pub async fn run(client: &Client, command: EventsCommand, format: Output) -> anyhow::Result<()> {
     match command {
-        EventsCommand::List {
-            source,
-            after,
-            limit,
-        } => {
+        EventsCommand::List { source, after, limit } => {
             let page = client
-                .get(&format!(
-                    "{}?after={after}&limit={limit}",
-                    log_path(&source)
-                ))
+                .get(&format!("{}?after={after}&limit={limit}", log_path(&source)))
                 .await?;
             let events = page["events"].clone();
             match format {
                 Output::Json => output::print(&events, format),
                 Output::Table => {
-                    let rows: Vec<Value> = events
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(summary)
-                        .collect();
+                    let rows: Vec<Value> = events.as_array().into_iter().flatten().map(summary).collect();
                     output::print(&Value::Array(rows), format);
                 }
             }

@@ -3,9 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use mlgrid_server::bootstrap::{
-    Bootstrap, bootstrap_owner, load_or_create_secret, prepare_data_dir,
-};
+use mlgrid_server::bootstrap::{Bootstrap, bootstrap_owner, load_or_create_secret, prepare_data_dir};
 use mlgrid_server::{AppState, ServerConfig, app, serve};
 use mlgrid_store::{SqliteStore, Store};
 use tokio::net::TcpListener;

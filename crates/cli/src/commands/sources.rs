@@ -18,24 +18,12 @@ fn create_body(args: &CreateSourceArgs) -> Value {
 
 /// Runs the create/list/show/delete commands shared by workspaces and topics, under
 /// `/v1/{collection}`.
-async fn source_command(
-    client: &Client,
-    collection: &str,
-    command: SourceCommand,
-) -> anyhow::Result<Value> {
+async fn source_command(client: &Client, collection: &str, command: SourceCommand) -> anyhow::Result<Value> {
     match command {
-        SourceCommand::Create(args) => {
-            client
-                .post(&format!("/v1/{collection}"), &create_body(&args))
-                .await
-        }
+        SourceCommand::Create(args) => client.post(&format!("/v1/{collection}"), &create_body(&args)).await,
         SourceCommand::List => list_value(client.get(&format!("/v1/{collection}")).await?),
         SourceCommand::Show(args) => client.get(&format!("/v1/{collection}/{}", args.name)).await,
-        SourceCommand::Delete(args) => {
-            client
-                .delete(&format!("/v1/{collection}/{}", args.name))
-                .await
-        }
+        SourceCommand::Delete(args) => client.delete(&format!("/v1/{collection}/{}", args.name)).await,
     }
 }
 

@@ -81,9 +81,7 @@ async fn register_dataset(
     let ws = workspace(&state, &caller, &ws, Role::Contributor).await?;
     check_name("dataset", &body.name)?;
     if body.path.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "`path` must name the dataset's file or folder",
-        ));
+        return Err(ApiError::bad_request("`path` must name the dataset's file or folder"));
     }
     let new = NewDataset {
         name: body.name,

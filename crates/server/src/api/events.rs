@@ -67,9 +67,8 @@ impl TryFrom<StoredEvent> for EventRecord {
             sequence: e.sequence,
             schema: e.schema.as_str().to_owned(),
             published_at: format_event_time(e.published_at),
-            event: RawValue::from_string(e.body).map_err(|err| {
-                ApiError::Internal(format!("stored event {} is not JSON: {err}", e.sequence))
-            })?,
+            event: RawValue::from_string(e.body)
+                .map_err(|err| ApiError::Internal(format!("stored event {} is not JSON: {err}", e.sequence)))?,
         })
     }
 }
@@ -99,10 +98,7 @@ async fn read(
     let events = loop {
         // Mark the counter seen before reading, so an append after the read wakes us.
         appended.borrow_and_update();
-        let events = state
-            .store
-            .read_events(source.id, query.after, limit)
-            .await?;
+        let events = state.store.read_events(source.id, query.after, limit).await?;
         if !events.is_empty() {
             break events;
         }
@@ -117,10 +113,7 @@ async fn read(
         .into_iter()
         .map(EventRecord::try_from)
         .collect::<Result<_, _>>()?;
-    Ok(JsonResponse(EventPage {
-        events,
-        last_sequence,
-    }))
+    Ok(JsonResponse(EventPage { events, last_sequence }))
 }
 
 /// Reads a workspace's events after a sequence number, optionally waiting for new ones.

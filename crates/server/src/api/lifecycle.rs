@@ -16,17 +16,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The id of workspace `name`, if the caller holds `needed` on it.
-pub async fn workspace(
-    state: &AppState,
-    caller: &Caller,
-    name: &str,
-    needed: Role,
-) -> Result<SourceId, ApiError> {
-    Ok(
-        sources::load(state, caller, SourceKind::Workspace, name, needed)
-            .await?
-            .id,
-    )
+pub async fn workspace(state: &AppState, caller: &Caller, name: &str, needed: Role) -> Result<SourceId, ApiError> {
+    Ok(sources::load(state, caller, SourceKind::Workspace, name, needed)
+        .await?
+        .id)
 }
 
 /// A resource as JSON with its etag also in the `ETag` header.

@@ -206,11 +206,7 @@ async fn show_latest_model(
 ) -> Result<Response, ApiError> {
     let ws = workspace(&state, &caller, &ws, Role::Reader).await?;
     let model = state.store.model(ws, &name, None).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        &model.etag.clone(),
-        ModelView::from(model),
-    ))
+    Ok(with_etag(StatusCode::OK, &model.etag.clone(), ModelView::from(model)))
 }
 
 /// Shows one version of a model. Takes Reader.
@@ -224,11 +220,7 @@ async fn show_model(
 ) -> Result<Response, ApiError> {
     let ws = workspace(&state, &caller, &ws, Role::Reader).await?;
     let model = state.store.model(ws, &name, Some(version)).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        &model.etag.clone(),
-        ModelView::from(model),
-    ))
+    Ok(with_etag(StatusCode::OK, &model.etag.clone(), ModelView::from(model)))
 }
 
 /// Updates a model version's description, tags, properties or archived flag (no event).
@@ -251,15 +243,8 @@ async fn update_model(
         properties: body.properties,
         archived: body.archived,
     };
-    let model = state
-        .store
-        .change_model(ws, &name, version, change, if_match)
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        &model.etag.clone(),
-        ModelView::from(model),
-    ))
+    let model = state.store.change_model(ws, &name, version, change, if_match).await?;
+    Ok(with_etag(StatusCode::OK, &model.etag.clone(), ModelView::from(model)))
 }
 
 /// Deploys models to a service, creating or replacing it, and raises ModelDeployed.
@@ -293,11 +278,7 @@ async fn deploy(
         properties: body.properties,
     };
     let (deployment, created) = state.store.deploy(ws, new, if_match).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(with_etag(
         status,
         &deployment.etag.clone(),

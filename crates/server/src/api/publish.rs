@@ -87,16 +87,15 @@ async fn publish_events(
         )));
     }
     let topic = state.topics.get(&*state.store, &name).await?;
-    let presented = headers.get("aeg-sas-key").and_then(|v| v.to_str().ok()).ok_or_else(|| {
-        ApiError::Unauthorized(format!(
-            "send one of the topic's access keys in the `aeg-sas-key` header (mlgrid topic key list --name {name})"
-        ))
-    })?;
-    if !topic
-        .key_hashes
-        .iter()
-        .any(|hash| hash_matches(presented, hash))
-    {
+    let presented = headers
+        .get("aeg-sas-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(format!(
+                "send one of the topic's access keys in the `aeg-sas-key` header (mlgrid topic key list --name {name})"
+            ))
+        })?;
+    if !topic.key_hashes.iter().any(|hash| hash_matches(presented, hash)) {
         return Err(ApiError::Unauthorized(format!(
             "the aeg-sas-key is not a current access key of topic `{name}`"
         )));
@@ -123,14 +122,8 @@ async fn publish_events(
     let receipt = state.store.append_events(topic.source_id, events).await?;
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        FIRST_SEQUENCE_HEADER,
-        HeaderValue::from(receipt.first_sequence),
-    );
-    headers.insert(
-        LAST_SEQUENCE_HEADER,
-        HeaderValue::from(receipt.last_sequence),
-    );
+    headers.insert(FIRST_SEQUENCE_HEADER, HeaderValue::from(receipt.first_sequence));
+    headers.insert(LAST_SEQUENCE_HEADER, HeaderValue::from(receipt.last_sequence));
     Ok(response)
 }
 

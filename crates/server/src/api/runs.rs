@@ -202,11 +202,7 @@ async fn start_run(
         properties: body.properties,
     };
     let run = state.store.start_run(ws, new).await?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        &run.etag.clone(),
-        RunView::from(run),
-    ))
+    Ok(with_etag(StatusCode::CREATED, &run.etag.clone(), RunView::from(run)))
 }
 
 /// Lists runs, oldest first. Takes Reader.
@@ -219,10 +215,7 @@ async fn list_runs(
     Query(query): Query<ListRuns>,
 ) -> Result<JsonResponse<RunList>, ApiError> {
     let ws = workspace(&state, &caller, &ws, Role::Reader).await?;
-    let runs = state
-        .store
-        .list_runs(ws, query.experiment.as_deref())
-        .await?;
+    let runs = state.store.list_runs(ws, query.experiment.as_deref()).await?;
     Ok(JsonResponse(RunList {
         value: runs.into_iter().map(RunView::from).collect(),
     }))
@@ -239,11 +232,7 @@ async fn show_run(
 ) -> Result<Response, ApiError> {
     let ws = workspace(&state, &caller, &ws, Role::Reader).await?;
     let run = state.store.run(ws, &run_id).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        &run.etag.clone(),
-        RunView::from(run),
-    ))
+    Ok(with_etag(StatusCode::OK, &run.etag.clone(), RunView::from(run)))
 }
 
 /// Changes a run's status, tags or properties. A status change that is not allowed is a
@@ -266,15 +255,8 @@ async fn update_run(
         tags: body.tags,
         properties: body.properties,
     };
-    let run = state
-        .store
-        .change_run(ws, &run_id, change, if_match)
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        &run.etag.clone(),
-        RunView::from(run),
-    ))
+    let run = state.store.change_run(ws, &run_id, change, if_match).await?;
+    Ok(with_etag(StatusCode::OK, &run.etag.clone(), RunView::from(run)))
 }
 
 /// Logs metrics on a run that has not ended. Takes Contributor.

@@ -1,8 +1,6 @@
 //! What workspaces and topics share: creation input, validation, access checks.
 
-use mlgrid_core::resource::{
-    DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION_ID, SourceKind, validate_path_segment,
-};
+use mlgrid_core::resource::{DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION_ID, SourceKind, validate_path_segment};
 use mlgrid_store::{NewSource, Role, Source, TopicKey};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -25,18 +23,13 @@ pub struct CreateSource {
 
 impl CreateSource {
     pub fn validate(self, kind: SourceKind) -> Result<NewSource, ApiError> {
-        kind.validate_name(&self.name)
-            .map_err(|e| ApiError::bad_request(e.0))?;
+        kind.validate_name(&self.name).map_err(|e| ApiError::bad_request(e.0))?;
         let subscription_id = self
             .subscription_id
             .unwrap_or_else(|| DEFAULT_SUBSCRIPTION_ID.to_owned());
-        let resource_group = self
-            .resource_group
-            .unwrap_or_else(|| DEFAULT_RESOURCE_GROUP.to_owned());
-        validate_path_segment("subscriptionId", &subscription_id)
-            .map_err(|e| ApiError::bad_request(e.0))?;
-        validate_path_segment("resourceGroup", &resource_group)
-            .map_err(|e| ApiError::bad_request(e.0))?;
+        let resource_group = self.resource_group.unwrap_or_else(|| DEFAULT_RESOURCE_GROUP.to_owned());
+        validate_path_segment("subscriptionId", &subscription_id).map_err(|e| ApiError::bad_request(e.0))?;
+        validate_path_segment("resourceGroup", &resource_group).map_err(|e| ApiError::bad_request(e.0))?;
         Ok(NewSource {
             kind,
             name: self.name,
@@ -73,11 +66,7 @@ pub async fn load(
 }
 
 /// The sources of a kind the caller holds any role on.
-pub async fn list(
-    state: &AppState,
-    caller: &Caller,
-    kind: SourceKind,
-) -> Result<Vec<Source>, ApiError> {
+pub async fn list(state: &AppState, caller: &Caller, kind: SourceKind) -> Result<Vec<Source>, ApiError> {
     let all = state.store.list_sources(kind).await?;
     Ok(all
         .into_iter()
@@ -86,12 +75,7 @@ pub async fn list(
 }
 
 /// Deletes a source with its events; takes Owner on it.
-pub async fn delete(
-    state: &AppState,
-    caller: &Caller,
-    kind: SourceKind,
-    name: &str,
-) -> Result<(), ApiError> {
+pub async fn delete(state: &AppState, caller: &Caller, kind: SourceKind, name: &str) -> Result<(), ApiError> {
     load(state, caller, kind, name, Role::Owner).await?;
     state.store.delete_source(kind, name).await?;
     Ok(())

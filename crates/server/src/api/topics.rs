@@ -159,8 +159,7 @@ async fn list_keys(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<JsonResponse<TopicKeys>, ApiError> {
-    let source =
-        sources::load(&state, &caller, SourceKind::Topic, &name, Role::Contributor).await?;
+    let source = sources::load(&state, &caller, SourceKind::Topic, &name, Role::Contributor).await?;
     Ok(JsonResponse(reveal_keys(&state, &source).await?))
 }
 
@@ -175,14 +174,9 @@ async fn regenerate_key(
     Path(name): Path<String>,
     Json(body): Json<RegenerateKey>,
 ) -> Result<JsonResponse<TopicKeys>, ApiError> {
-    let key_name = KeyName::parse(&body.key_name).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "keyName must be `key1` or `key2`, got `{}`",
-            body.key_name
-        ))
-    })?;
-    let source =
-        sources::load(&state, &caller, SourceKind::Topic, &name, Role::Contributor).await?;
+    let key_name = KeyName::parse(&body.key_name)
+        .ok_or_else(|| ApiError::bad_request(format!("keyName must be `key1` or `key2`, got `{}`", body.key_name)))?;
+    let source = sources::load(&state, &caller, SourceKind::Topic, &name, Role::Contributor).await?;
     let (stored, _) = state.secret.new_topic_key(key_name);
     state.store.replace_topic_key(source.id, &stored).await?;
     state.topics.forget(&name);

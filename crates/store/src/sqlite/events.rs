@@ -21,14 +21,13 @@ pub(super) async fn insert_events(
     events: &[NewEvent],
 ) -> Result<AppendReceipt> {
     let count = events.len() as i64;
-    let last: Option<i64> = sqlx::query_scalar(
-        "UPDATE sources SET last_sequence = last_sequence + ? WHERE id = ? RETURNING last_sequence",
-    )
-    .bind(count)
-    .bind(source)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(StoreError::backend)?;
+    let last: Option<i64> =
+        sqlx::query_scalar("UPDATE sources SET last_sequence = last_sequence + ? WHERE id = ? RETURNING last_sequence")
+            .bind(count)
+            .bind(source)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
     let last = last.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
     let first = last - count + 1;
     let published = format_event_time(Utc::now());
@@ -48,11 +47,7 @@ pub(super) async fn insert_events(
                 .push_bind(event.body.clone());
             sequence += 1;
         });
-        insert
-            .build()
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::backend)?;
+        insert.build().execute(&mut *conn).await.map_err(StoreError::backend)?;
     }
     Ok(AppendReceipt {
         first_sequence: first as u64,
@@ -61,43 +56,25 @@ pub(super) async fn insert_events(
 }
 
 /// The resource path of a workspace; `NotFound` if there is none with this id.
-pub(super) async fn workspace_topic(
-    conn: &mut SqliteConnection,
-    workspace: SourceId,
-) -> Result<String> {
-    let row: Option<(String, String, String, String)> = sqlx::query_as(
-        "SELECT kind, name, subscription_id, resource_group FROM sources WHERE id = ?",
-    )
-    .bind(workspace)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(StoreError::backend)?;
+pub(super) async fn workspace_topic(conn: &mut SqliteConnection, workspace: SourceId) -> Result<String> {
+    let row: Option<(String, String, String, String)> =
+        sqlx::query_as("SELECT kind, name, subscription_id, resource_group FROM sources WHERE id = ?")
+            .bind(workspace)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
     match row {
-        Some((kind, name, subscription_id, resource_group))
-            if kind == SourceKind::Workspace.as_str() =>
-        {
-            Ok(resource_path(
-                SourceKind::Workspace,
-                &subscription_id,
-                &resource_group,
-                &name,
-            ))
-        }
-        Some((_, name, ..)) => Err(StoreError::Invalid(format!(
-            "`{name}` is a topic, not a workspace"
-        ))),
+        Some((kind, name, subscription_id, resource_group)) if kind == SourceKind::Workspace.as_str() => Ok(
+            resource_path(SourceKind::Workspace, &subscription_id, &resource_group, &name),
+        ),
+        Some((_, name, ..)) => Err(StoreError::Invalid(format!("`{name}` is a topic, not a workspace"))),
         None => Err(StoreError::NotFound(format!("workspace {workspace}"))),
     }
 }
 
 /// Raises an Azure ML event in the current transaction: gives it the next sequence
 /// number of its subject and the resource's new etag, and appends it to the log.
-pub(super) async fn raise(
-    conn: &mut SqliteConnection,
-    workspace: SourceId,
-    event: &MlEvent,
-    etag: &str,
-) -> Result<()> {
+pub(super) async fn raise(conn: &mut SqliteConnection, workspace: SourceId, event: &MlEvent, etag: &str) -> Result<()> {
     let topic = workspace_topic(conn, workspace).await?;
     let subject = event.subject().to_string();
     let sequence: i64 = sqlx::query_scalar(

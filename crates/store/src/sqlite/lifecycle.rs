@@ -26,11 +26,9 @@ fn new_etag() -> String {
 /// Refuses a change when `if_match` names another etag than the current one.
 fn check_etag(what: &str, current: &str, if_match: Option<&str>) -> Result<()> {
     match if_match {
-        Some(expected) if expected != "*" && expected != current => {
-            Err(StoreError::PreconditionFailed(format!(
-                "{what} has changed: its etag is {current}, not {expected}; read it again and retry"
-            )))
-        }
+        Some(expected) if expected != "*" && expected != current => Err(StoreError::PreconditionFailed(format!(
+            "{what} has changed: its etag is {current}, not {expected}; read it again and retry"
+        ))),
         _ => Ok(()),
     }
 }
@@ -177,12 +175,7 @@ async fn load_run(conn: &mut SqliteConnection, workspace: SourceId, run_id: &str
 }
 
 /// The next version of a model or dataset name.
-async fn next_version(
-    conn: &mut SqliteConnection,
-    workspace: SourceId,
-    kind: &str,
-    name: &str,
-) -> Result<i64> {
+async fn next_version(conn: &mut SqliteConnection, workspace: SourceId, kind: &str, name: &str) -> Result<i64> {
     db(sqlx::query_scalar(
         "INSERT INTO asset_versions (source_id, kind, name, last_version) VALUES (?, ?, ?, 1) \
          ON CONFLICT (source_id, kind, name) DO UPDATE SET last_version = last_version + 1 RETURNING last_version",
@@ -194,11 +187,7 @@ async fn next_version(
     .await)
 }
 
-pub(super) async fn start_run(
-    conn: &mut SqliteConnection,
-    workspace: SourceId,
-    new: NewRun,
-) -> Result<Run> {
+pub(super) async fn start_run(conn: &mut SqliteConnection, workspace: SourceId, new: NewRun) -> Result<Run> {
     workspace_topic(conn, workspace).await?;
     if new.status.is_terminal() {
         return Err(StoreError::Invalid(format!(
@@ -207,13 +196,13 @@ pub(super) async fn start_run(
         )));
     }
     if let Some(parent) = &new.parent_run_id {
-        let exists: Option<i64> = db(sqlx::query_scalar(
-            "SELECT 1 FROM runs WHERE source_id = ? AND run_id = ?",
-        )
-        .bind(workspace)
-        .bind(parent)
-        .fetch_optional(&mut *conn)
-        .await)?;
+        let exists: Option<i64> = db(
+            sqlx::query_scalar("SELECT 1 FROM runs WHERE source_id = ? AND run_id = ?")
+                .bind(workspace)
+                .bind(parent)
+                .fetch_optional(&mut *conn)
+                .await,
+        )?;
         if exists.is_none() {
             return Err(StoreError::Invalid(format!(
                 "parent run `{parent}` does not exist in this workspace"
@@ -228,13 +217,13 @@ pub(super) async fn start_run(
         .bind(&created)
         .execute(&mut *conn)
         .await)?;
-    let experiment_id: String = db(sqlx::query_scalar(
-        "SELECT id FROM experiments WHERE source_id = ? AND name = ?",
-    )
-    .bind(workspace)
-    .bind(&new.experiment_name)
-    .fetch_one(&mut *conn)
-    .await)?;
+    let experiment_id: String = db(
+        sqlx::query_scalar("SELECT id FROM experiments WHERE source_id = ? AND name = ?")
+            .bind(workspace)
+            .bind(&new.experiment_name)
+            .fetch_one(&mut *conn)
+            .await,
+    )?;
     let run_id = new.run_id.clone().unwrap_or_else(|| {
         let random = uuid::Uuid::new_v4().simple().to_string();
         format!(
@@ -281,9 +270,7 @@ pub(super) async fn change_run(
 ) -> Result<Run> {
     let mut run = load_run(conn, workspace, run_id).await?;
     check_etag(&format!("run `{run_id}`"), &run.etag, if_match.as_deref())?;
-    let new_status = change
-        .status
-        .filter(|to| *to != run.status || run.status.is_terminal());
+    let new_status = change.status.filter(|to| *to != run.status || run.status.is_terminal());
     if let Some(to) = new_status {
         run.status
             .check_transition(to)
@@ -346,24 +333,22 @@ pub(super) async fn log_metrics(
     }
     let logged = now();
     for metric in metrics {
-        db(sqlx::query("INSERT INTO run_metrics (source_id, run_id, name, value, step, logged_at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(workspace)
-            .bind(run_id)
-            .bind(&metric.name)
-            .bind(metric.value)
-            .bind(metric.step as i64)
-            .bind(&logged)
-            .execute(&mut *conn)
-            .await)?;
+        db(sqlx::query(
+            "INSERT INTO run_metrics (source_id, run_id, name, value, step, logged_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(workspace)
+        .bind(run_id)
+        .bind(&metric.name)
+        .bind(metric.value)
+        .bind(metric.step as i64)
+        .bind(&logged)
+        .execute(&mut *conn)
+        .await)?;
     }
     Ok(())
 }
 
-pub(super) async fn register_model(
-    conn: &mut SqliteConnection,
-    workspace: SourceId,
-    new: NewModel,
-) -> Result<Model> {
+pub(super) async fn register_model(conn: &mut SqliteConnection, workspace: SourceId, new: NewModel) -> Result<Model> {
     workspace_topic(conn, workspace).await?;
     let version = next_version(conn, workspace, "model", &new.name).await?;
     let created = now();
@@ -395,20 +380,15 @@ pub(super) async fn register_model(
     Ok(model)
 }
 
-async fn load_model(
-    conn: &mut SqliteConnection,
-    workspace: SourceId,
-    name: &str,
-    version: u64,
-) -> Result<Model> {
-    let row = db(sqlx::query(
-        "SELECT * FROM models WHERE source_id = ? AND name = ? AND version = ?",
-    )
-    .bind(workspace)
-    .bind(name)
-    .bind(version as i64)
-    .fetch_optional(&mut *conn)
-    .await)?;
+async fn load_model(conn: &mut SqliteConnection, workspace: SourceId, name: &str, version: u64) -> Result<Model> {
+    let row = db(
+        sqlx::query("SELECT * FROM models WHERE source_id = ? AND name = ? AND version = ?")
+            .bind(workspace)
+            .bind(name)
+            .bind(version as i64)
+            .fetch_optional(&mut *conn)
+            .await,
+    )?;
     row.as_ref()
         .map(model_from_row)
         .transpose()?
@@ -424,11 +404,7 @@ pub(super) async fn change_model(
     if_match: Option<String>,
 ) -> Result<Model> {
     let mut model = load_model(conn, workspace, name, version).await?;
-    check_etag(
-        &format!("model `{name}:{version}`"),
-        &model.etag,
-        if_match.as_deref(),
-    )?;
+    check_etag(&format!("model `{name}:{version}`"), &model.etag, if_match.as_deref())?;
     if change.description.is_some() {
         model.description = change.description;
     }
@@ -454,11 +430,7 @@ pub(super) async fn change_model(
     Ok(model)
 }
 
-async fn load_deployment(
-    conn: &mut SqliteConnection,
-    workspace: SourceId,
-    name: &str,
-) -> Result<Option<Deployment>> {
+async fn load_deployment(conn: &mut SqliteConnection, workspace: SourceId, name: &str) -> Result<Option<Deployment>> {
     let row = db(
         sqlx::query("SELECT * FROM deployments WHERE source_id = ? AND name = ?")
             .bind(workspace)
@@ -557,18 +529,12 @@ pub(super) async fn delete_deployment(
     let current = load_deployment(conn, workspace, name)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("deployment `{name}`")))?;
-    check_etag(
-        &format!("deployment `{name}`"),
-        &current.etag,
-        if_match.as_deref(),
-    )?;
-    db(
-        sqlx::query("DELETE FROM deployments WHERE source_id = ? AND name = ?")
-            .bind(workspace)
-            .bind(name)
-            .execute(&mut *conn)
-            .await,
-    )?;
+    check_etag(&format!("deployment `{name}`"), &current.etag, if_match.as_deref())?;
+    db(sqlx::query("DELETE FROM deployments WHERE source_id = ? AND name = ?")
+        .bind(workspace)
+        .bind(name)
+        .execute(&mut *conn)
+        .await)?;
     Ok(())
 }
 

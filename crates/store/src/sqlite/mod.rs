@@ -94,10 +94,7 @@ async fn checkpoint_loop(mut conn: sqlx::SqliteConnection, stop: CancellationTok
             () = stop.cancelled() => return,
             () = tokio::time::sleep(CHECKPOINT_EVERY) => {}
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut conn)
-            .await
-        {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut conn).await {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
@@ -169,18 +166,15 @@ impl Store for SqliteStore {
         .fetch_optional(&self.reads)
         .await
         .map_err(StoreError::backend)?;
-        row.map(|row| rows::principal_key_from_row(&row))
-            .transpose()
+        row.map(|row| rows::principal_key_from_row(&row)).transpose()
     }
 
     async fn role_assignments(&self, principal: PrincipalId) -> Result<Vec<RoleAssignment>> {
-        let rows = sqlx::query(
-            "SELECT principal_id, source_id, role FROM role_assignments WHERE principal_id = ?",
-        )
-        .bind(principal)
-        .fetch_all(&self.reads)
-        .await
-        .map_err(StoreError::backend)?;
+        let rows = sqlx::query("SELECT principal_id, source_id, role FROM role_assignments WHERE principal_id = ?")
+            .bind(principal)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
         rows.iter().map(rows::role_assignment_from_row).collect()
     }
 
@@ -268,13 +262,11 @@ impl Store for SqliteStore {
     }
 
     async fn topic_keys(&self, source: SourceId) -> Result<Vec<TopicKey>> {
-        let rows = sqlx::query(
-            "SELECT key_name, salt, key_hash FROM topic_keys WHERE source_id = ? ORDER BY key_name",
-        )
-        .bind(source)
-        .fetch_all(&self.reads)
-        .await
-        .map_err(StoreError::backend)?;
+        let rows = sqlx::query("SELECT key_name, salt, key_hash FROM topic_keys WHERE source_id = ? ORDER BY key_name")
+            .bind(source)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
         rows.iter().map(topic_key_from_row).collect()
     }
 
@@ -301,11 +293,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn append_events(
-        &self,
-        source: SourceId,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendReceipt> {
+    async fn append_events(&self, source: SourceId, events: Vec<NewEvent>) -> Result<AppendReceipt> {
         self.writer()?
             .write(Appends::Events, move |conn| {
                 Box::pin(async move { events::insert_events(conn, source, &events).await })
@@ -313,12 +301,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn read_events(
-        &self,
-        source: SourceId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>> {
+    async fn read_events(&self, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(
             "SELECT sequence, event_id, schema, event_type, subject, published_at, body \
              FROM events WHERE source_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
@@ -389,37 +372,29 @@ impl Store for SqliteStore {
         let run_id = run_id.to_owned();
         self.writer()?
             .write(Appends::Events, move |conn| {
-                Box::pin(async move {
-                    lifecycle::change_run(conn, workspace, &run_id, change, if_match).await
-                })
+                Box::pin(async move { lifecycle::change_run(conn, workspace, &run_id, change, if_match).await })
             })
             .await
     }
 
-    async fn log_metrics(
-        &self,
-        workspace: SourceId,
-        run_id: &str,
-        metrics: Vec<NewMetric>,
-    ) -> Result<()> {
+    async fn log_metrics(&self, workspace: SourceId, run_id: &str, metrics: Vec<NewMetric>) -> Result<()> {
         let run_id = run_id.to_owned();
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(
-                    async move { lifecycle::log_metrics(conn, workspace, &run_id, metrics).await },
-                )
+                Box::pin(async move { lifecycle::log_metrics(conn, workspace, &run_id, metrics).await })
             })
             .await
     }
 
     async fn run_metrics(&self, workspace: SourceId, run_id: &str) -> Result<Vec<Metric>> {
         self.run(workspace, run_id).await?;
-        let rows = sqlx::query("SELECT * FROM run_metrics WHERE source_id = ? AND run_id = ? ORDER BY name, step, rowid")
-            .bind(workspace)
-            .bind(run_id)
-            .fetch_all(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
+        let rows =
+            sqlx::query("SELECT * FROM run_metrics WHERE source_id = ? AND run_id = ? ORDER BY name, step, rowid")
+                .bind(workspace)
+                .bind(run_id)
+                .fetch_all(&self.reads)
+                .await
+                .map_err(StoreError::backend)?;
         rows.iter().map(lifecycle::metric_from_row).collect()
     }
 
@@ -443,23 +418,15 @@ impl Store for SqliteStore {
         .fetch_optional(&self.reads)
         .await
         .map_err(StoreError::backend)?;
-        row.as_ref()
-            .map(lifecycle::model_from_row)
-            .transpose()?
-            .ok_or_else(|| {
-                StoreError::NotFound(match version {
-                    Some(v) => format!("model `{name}:{v}`"),
-                    None => format!("a model `{name}` that is not archived"),
-                })
+        row.as_ref().map(lifecycle::model_from_row).transpose()?.ok_or_else(|| {
+            StoreError::NotFound(match version {
+                Some(v) => format!("model `{name}:{v}`"),
+                None => format!("a model `{name}` that is not archived"),
             })
+        })
     }
 
-    async fn list_models(
-        &self,
-        workspace: SourceId,
-        name: Option<&str>,
-        include_archived: bool,
-    ) -> Result<Vec<Model>> {
+    async fn list_models(&self, workspace: SourceId, name: Option<&str>, include_archived: bool) -> Result<Vec<Model>> {
         let rows = sqlx::query("SELECT * FROM models WHERE source_id = ? AND (? IS NULL OR name = ?) AND (? OR archived = 0) ORDER BY name, version")
             .bind(workspace)
             .bind(name)
@@ -482,9 +449,9 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move {
-                    lifecycle::change_model(conn, workspace, &name, version, change, if_match).await
-                })
+                Box::pin(
+                    async move { lifecycle::change_model(conn, workspace, &name, version, change, if_match).await },
+                )
             })
             .await
     }
@@ -524,18 +491,11 @@ impl Store for SqliteStore {
         rows.iter().map(lifecycle::deployment_from_row).collect()
     }
 
-    async fn delete_deployment(
-        &self,
-        workspace: SourceId,
-        name: &str,
-        if_match: Option<String>,
-    ) -> Result<()> {
+    async fn delete_deployment(&self, workspace: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
         let name = name.to_owned();
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move {
-                    lifecycle::delete_deployment(conn, workspace, &name, if_match).await
-                })
+                Box::pin(async move { lifecycle::delete_deployment(conn, workspace, &name, if_match).await })
             })
             .await
     }
@@ -548,12 +508,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn dataset(
-        &self,
-        workspace: SourceId,
-        name: &str,
-        version: Option<u64>,
-    ) -> Result<Dataset> {
+    async fn dataset(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Dataset> {
         let row = sqlx::query("SELECT * FROM datasets WHERE source_id = ? AND name = ? AND (? IS NULL OR version = ?) ORDER BY version DESC LIMIT 1")
             .bind(workspace)
             .bind(name)
@@ -574,13 +529,15 @@ impl Store for SqliteStore {
     }
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>> {
-        let rows = sqlx::query("SELECT * FROM datasets WHERE source_id = ? AND (? IS NULL OR name = ?) ORDER BY name, version")
-            .bind(workspace)
-            .bind(name)
-            .bind(name)
-            .fetch_all(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
+        let rows = sqlx::query(
+            "SELECT * FROM datasets WHERE source_id = ? AND (? IS NULL OR name = ?) ORDER BY name, version",
+        )
+        .bind(workspace)
+        .bind(name)
+        .bind(name)
+        .fetch_all(&self.reads)
+        .await
+        .map_err(StoreError::backend)?;
         rows.iter().map(lifecycle::dataset_from_row).collect()
     }
 

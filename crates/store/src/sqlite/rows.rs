@@ -18,8 +18,7 @@ where
 
 fn time(row: &SqliteRow, column: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     let text: String = get(row, column)?;
-    parse_rfc3339(&text)
-        .map_err(|_| StoreError::Corrupt(format!("{column} `{text}` is not a time")))
+    parse_rfc3339(&text).map_err(|_| StoreError::Corrupt(format!("{column} `{text}` is not a time")))
 }
 
 fn sequence(n: i64) -> Result<u64> {
@@ -46,8 +45,7 @@ pub(super) fn source_from_row(row: &SqliteRow) -> Result<Source> {
 pub(super) fn topic_key_from_row(row: &SqliteRow) -> Result<TopicKey> {
     let name: String = get(row, "key_name")?;
     Ok(TopicKey {
-        name: KeyName::parse(&name)
-            .ok_or_else(|| StoreError::Corrupt(format!("key name `{name}`")))?,
+        name: KeyName::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("key name `{name}`")))?,
         salt: get(row, "salt")?,
         hash: get(row, "key_hash")?,
     })
@@ -81,8 +79,7 @@ pub(super) fn stored_event_from_row(row: &SqliteRow) -> Result<StoredEvent> {
     Ok(StoredEvent {
         sequence: sequence(get(row, "sequence")?)?,
         id: get(row, "event_id")?,
-        schema: EventSchema::parse(&schema)
-            .ok_or_else(|| StoreError::Corrupt(format!("event schema `{schema}`")))?,
+        schema: EventSchema::parse(&schema).ok_or_else(|| StoreError::Corrupt(format!("event schema `{schema}`")))?,
         event_type: get(row, "event_type")?,
         subject: get(row, "subject")?,
         published_at: time(row, "published_at")?,

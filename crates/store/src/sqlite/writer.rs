@@ -93,10 +93,7 @@ impl WriterHandle {
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(Pending { write: f, reply });
-        self.jobs
-            .send((appends, job))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.jobs.send((appends, job)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -109,16 +106,11 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
         .map_err(StoreError::backend)
 }
 
-async fn run(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<(Appends, Job)>,
-    appended: watch::Sender<u64>,
-) {
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(Appends, Job)>, appended: watch::Sender<u64>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
         let wakes_followers = group.iter().any(|(appends, _)| *appends == Appends::Events);
-        let (finishes, outcome) =
-            commit_group(&mut conn, group.drain(..).map(|(_, job)| job)).await;
+        let (finishes, outcome) = commit_group(&mut conn, group.drain(..).map(|(_, job)| job)).await;
         if outcome.is_ok() && wakes_followers {
             appended.send_modify(|n| *n = n.wrapping_add(1));
         }
