@@ -131,6 +131,12 @@ async fn health_and_openapi_need_no_key() {
         "/v1/topics/{name}/events",
         "/topics/{name}/api/events",
         "/healthz",
+        "/v1/workspaces/{workspace}/runs/{run_id}",
+        "/v1/workspaces/{workspace}/runs/{run_id}/metrics",
+        "/v1/workspaces/{workspace}/experiments",
+        "/v1/workspaces/{workspace}/models/{name}/versions/{version}",
+        "/v1/workspaces/{workspace}/deployments/{name}",
+        "/v1/workspaces/{workspace}/datasets/{name}/versions/{version}",
     ] {
         assert!(
             doc.body["paths"][path].is_object(),
