@@ -1,15 +1,14 @@
 //! The ML lifecycle on SQLite. Writes run inside the writer's transaction, so a change
 //! and the event it raises commit together or not at all.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use mlgrid_core::lifecycle::{RunFacts, RunStatus, run_event};
 use mlgrid_core::ml::{MlEvent, ModelDeployed, ModelRegistered, Tags};
-use mlgrid_core::time::{format_event_time, parse_rfc3339};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use mlgrid_core::time::format_event_time;
+use sqlx::SqliteConnection;
 
 use super::events::{raise, workspace_topic};
-use super::rows::unique_violation;
+use super::rows::{RUN_SELECT, dataset_from_row, deployment_from_row, model_from_row, run_from_row, unique_violation};
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::SourceId;
@@ -39,125 +38,6 @@ fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
 
 fn json(tags: &Tags) -> String {
     serde_json::to_string(tags).expect("string maps serialise")
-}
-
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
-    row: &'r SqliteRow,
-    column: &str,
-) -> Result<T> {
-    db(row.try_get(column))
-}
-
-fn tags(row: &SqliteRow, column: &str) -> Result<Tags> {
-    let text: String = get(row, column)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-}
-
-fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>> {
-    let text: String = get(row, column)?;
-    parse_rfc3339(&text).map_err(|_| StoreError::Corrupt(format!("{column} `{text}`")))
-}
-
-fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>> {
-    let text: Option<String> = get(row, column)?;
-    text.map(|t| parse_rfc3339(&t).map_err(|_| StoreError::Corrupt(format!("{column} `{t}`"))))
-        .transpose()
-}
-
-fn version(row: &SqliteRow) -> Result<u64> {
-    let v: i64 = get(row, "version")?;
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("version {v}")))
-}
-
-pub(super) fn experiment_from_row(row: &SqliteRow) -> Result<Experiment> {
-    Ok(Experiment {
-        id: get(row, "id")?,
-        name: get(row, "name")?,
-        created_at: time(row, "created_at")?,
-    })
-}
-
-/// Selects runs with their experiment's name.
-pub(super) const RUN_SELECT: &str = "SELECT r.*, e.name AS experiment_name FROM runs r \
-     JOIN experiments e ON e.source_id = r.source_id AND e.id = r.experiment_id";
-
-pub(super) fn run_from_row(row: &SqliteRow) -> Result<Run> {
-    let status: String = get(row, "status")?;
-    Ok(Run {
-        run_id: get(row, "run_id")?,
-        experiment_id: get(row, "experiment_id")?,
-        experiment_name: get(row, "experiment_name")?,
-        parent_run_id: get(row, "parent_run_id")?,
-        run_type: get(row, "run_type")?,
-        status: status.parse().map_err(StoreError::Corrupt)?,
-        tags: tags(row, "tags")?,
-        properties: tags(row, "properties")?,
-        error: get(row, "error")?,
-        created_at: time(row, "created_at")?,
-        start_time: optional_time(row, "start_time")?,
-        end_time: optional_time(row, "end_time")?,
-        etag: get(row, "etag")?,
-    })
-}
-
-pub(super) fn metric_from_row(row: &SqliteRow) -> Result<Metric> {
-    let step: i64 = get(row, "step")?;
-    Ok(Metric {
-        name: get(row, "name")?,
-        value: get(row, "value")?,
-        step: step as u64,
-        logged_at: time(row, "logged_at")?,
-    })
-}
-
-pub(super) fn model_from_row(row: &SqliteRow) -> Result<Model> {
-    Ok(Model {
-        name: get(row, "name")?,
-        version: version(row)?,
-        path: get(row, "path")?,
-        description: get(row, "description")?,
-        tags: tags(row, "tags")?,
-        properties: tags(row, "properties")?,
-        archived: get::<bool>(row, "archived")?,
-        created_at: time(row, "created_at")?,
-        updated_at: time(row, "updated_at")?,
-        etag: get(row, "etag")?,
-    })
-}
-
-pub(super) fn deployment_from_row(row: &SqliteRow) -> Result<Deployment> {
-    let compute: String = get(row, "compute_type")?;
-    let models: String = get(row, "models")?;
-    let models = if models.is_empty() {
-        Vec::new()
-    } else {
-        models
-            .split(',')
-            .map(|m| m.parse().map_err(StoreError::Corrupt))
-            .collect::<Result<_>>()?
-    };
-    Ok(Deployment {
-        name: get(row, "name")?,
-        compute_type: compute.parse().map_err(StoreError::Corrupt)?,
-        models,
-        tags: tags(row, "tags")?,
-        properties: tags(row, "properties")?,
-        created_at: time(row, "created_at")?,
-        updated_at: time(row, "updated_at")?,
-        etag: get(row, "etag")?,
-    })
-}
-
-pub(super) fn dataset_from_row(row: &SqliteRow) -> Result<Dataset> {
-    Ok(Dataset {
-        name: get(row, "name")?,
-        version: version(row)?,
-        path: get(row, "path")?,
-        description: get(row, "description")?,
-        tags: tags(row, "tags")?,
-        created_at: time(row, "created_at")?,
-        etag: get(row, "etag")?,
-    })
 }
 
 async fn load_run(conn: &mut SqliteConnection, workspace: SourceId, run_id: &str) -> Result<Run> {

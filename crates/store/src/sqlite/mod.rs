@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::time::format_event_time;
+use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, ConnectOptions, SqlitePool};
 use tokio::sync::{Mutex, watch};
@@ -42,7 +43,27 @@ pub struct SqliteStore {
     appended: watch::Receiver<u64>,
 }
 
+/// A read query on the pool.
+type ReadQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
 impl SqliteStore {
+    /// Every row a read returns, mapped.
+    async fn all<T>(&self, query: ReadQuery<'_>, map: fn(&SqliteRow) -> Result<T>) -> Result<Vec<T>> {
+        let rows = query.fetch_all(&self.reads).await.map_err(StoreError::backend)?;
+        rows.iter().map(map).collect()
+    }
+
+    /// The row a read returns, mapped; `missing()` when there is none.
+    async fn one<T>(
+        &self,
+        query: ReadQuery<'_>,
+        map: fn(&SqliteRow) -> Result<T>,
+        missing: impl FnOnce() -> StoreError,
+    ) -> Result<T> {
+        let row = query.fetch_optional(&self.reads).await.map_err(StoreError::backend)?;
+        row.as_ref().map(map).transpose()?.ok_or_else(missing)
+    }
+
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: impl AsRef<Path>) -> Result<Arc<SqliteStore>> {
         let options = SqliteConnectOptions::new()
@@ -170,12 +191,12 @@ impl Store for SqliteStore {
     }
 
     async fn role_assignments(&self, principal: PrincipalId) -> Result<Vec<RoleAssignment>> {
-        let rows = sqlx::query("SELECT principal_id, source_id, role FROM role_assignments WHERE principal_id = ?")
-            .bind(principal)
-            .fetch_all(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        rows.iter().map(rows::role_assignment_from_row).collect()
+        self.all(
+            sqlx::query("SELECT principal_id, source_id, role FROM role_assignments WHERE principal_id = ?")
+                .bind(principal),
+            rows::role_assignment_from_row,
+        )
+        .await
     }
 
     async fn create_source(&self, new: &NewSource, keys: &[TopicKey]) -> Result<Source> {
@@ -220,25 +241,21 @@ impl Store for SqliteStore {
     }
 
     async fn source(&self, kind: SourceKind, name: &str) -> Result<Source> {
-        let row = sqlx::query("SELECT * FROM sources WHERE kind = ? AND name = ?")
+        let query = sqlx::query("SELECT * FROM sources WHERE kind = ? AND name = ?")
             .bind(kind.as_str())
-            .bind(name)
-            .fetch_optional(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        match row {
-            Some(row) => source_from_row(&row),
-            None => Err(StoreError::NotFound(format!("{kind} `{name}`"))),
-        }
+            .bind(name);
+        self.one(query, source_from_row, || {
+            StoreError::NotFound(format!("{kind} `{name}`"))
+        })
+        .await
     }
 
     async fn list_sources(&self, kind: SourceKind) -> Result<Vec<Source>> {
-        let rows = sqlx::query("SELECT * FROM sources WHERE kind = ? ORDER BY name")
-            .bind(kind.as_str())
-            .fetch_all(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        rows.iter().map(source_from_row).collect()
+        self.all(
+            sqlx::query("SELECT * FROM sources WHERE kind = ? ORDER BY name").bind(kind.as_str()),
+            source_from_row,
+        )
+        .await
     }
 
     async fn delete_source(&self, kind: SourceKind, name: &str) -> Result<()> {
@@ -262,12 +279,12 @@ impl Store for SqliteStore {
     }
 
     async fn topic_keys(&self, source: SourceId) -> Result<Vec<TopicKey>> {
-        let rows = sqlx::query("SELECT key_name, salt, key_hash FROM topic_keys WHERE source_id = ? ORDER BY key_name")
-            .bind(source)
-            .fetch_all(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        rows.iter().map(topic_key_from_row).collect()
+        self.all(
+            sqlx::query("SELECT key_name, salt, key_hash FROM topic_keys WHERE source_id = ? ORDER BY key_name")
+                .bind(source),
+            topic_key_from_row,
+        )
+        .await
     }
 
     async fn replace_topic_key(&self, source: SourceId, key: &TopicKey) -> Result<()> {
@@ -302,26 +319,25 @@ impl Store for SqliteStore {
     }
 
     async fn read_events(&self, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(
-            "SELECT sequence, event_id, schema, event_type, subject, published_at, body \
+        self.all(
+            sqlx::query(
+                "SELECT sequence, event_id, schema, event_type, subject, published_at, body \
              FROM events WHERE source_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+            )
+            .bind(source)
+            .bind(to_i64(after))
+            .bind(limit.min(crate::MAX_READ_LIMIT)),
+            stored_event_from_row,
         )
-        .bind(source)
-        .bind(to_i64(after))
-        .bind(limit.min(crate::MAX_READ_LIMIT))
-        .fetch_all(&self.reads)
         .await
-        .map_err(StoreError::backend)?;
-        rows.iter().map(stored_event_from_row).collect()
     }
 
     async fn experiments(&self, workspace: SourceId) -> Result<Vec<Experiment>> {
-        let rows = sqlx::query("SELECT * FROM experiments WHERE source_id = ? ORDER BY name")
-            .bind(workspace)
-            .fetch_all(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        rows.iter().map(lifecycle::experiment_from_row).collect()
+        self.all(
+            sqlx::query("SELECT * FROM experiments WHERE source_id = ? ORDER BY name").bind(workspace),
+            rows::experiment_from_row,
+        )
+        .await
     }
 
     async fn start_run(&self, workspace: SourceId, new: NewRun) -> Result<Run> {
@@ -333,33 +349,31 @@ impl Store for SqliteStore {
     }
 
     async fn run(&self, workspace: SourceId, run_id: &str) -> Result<Run> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "{} WHERE r.source_id = ? AND r.run_id = ?",
-            lifecycle::RUN_SELECT
-        )))
-        .bind(workspace)
-        .bind(run_id)
-        .fetch_optional(&self.reads)
+        self.one(
+            sqlx::query(AssertSqlSafe(format!(
+                "{} WHERE r.source_id = ? AND r.run_id = ?",
+                rows::RUN_SELECT
+            )))
+            .bind(workspace)
+            .bind(run_id),
+            rows::run_from_row,
+            || StoreError::NotFound(format!("run `{run_id}`")),
+        )
         .await
-        .map_err(StoreError::backend)?;
-        row.as_ref()
-            .map(lifecycle::run_from_row)
-            .transpose()?
-            .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}`")))
     }
 
     async fn list_runs(&self, workspace: SourceId, experiment: Option<&str>) -> Result<Vec<Run>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "{} WHERE r.source_id = ? AND (? IS NULL OR e.name = ?) ORDER BY r.created_at, r.run_id",
-            lifecycle::RUN_SELECT
-        )))
-        .bind(workspace)
-        .bind(experiment)
-        .bind(experiment)
-        .fetch_all(&self.reads)
+        self.all(
+            sqlx::query(AssertSqlSafe(format!(
+                "{} WHERE r.source_id = ? AND (? IS NULL OR e.name = ?) ORDER BY r.created_at, r.run_id",
+                rows::RUN_SELECT
+            )))
+            .bind(workspace)
+            .bind(experiment)
+            .bind(experiment),
+            rows::run_from_row,
+        )
         .await
-        .map_err(StoreError::backend)?;
-        rows.iter().map(lifecycle::run_from_row).collect()
     }
 
     async fn change_run(
@@ -388,14 +402,10 @@ impl Store for SqliteStore {
 
     async fn run_metrics(&self, workspace: SourceId, run_id: &str) -> Result<Vec<Metric>> {
         self.run(workspace, run_id).await?;
-        let rows =
-            sqlx::query("SELECT * FROM run_metrics WHERE source_id = ? AND run_id = ? ORDER BY name, step, rowid")
-                .bind(workspace)
-                .bind(run_id)
-                .fetch_all(&self.reads)
-                .await
-                .map_err(StoreError::backend)?;
-        rows.iter().map(lifecycle::metric_from_row).collect()
+        let query =
+            sqlx::query("SELECT * FROM run_metrics WHERE source_id = ? AND run_id = ? ORDER BY name, step, rowid");
+        self.all(query.bind(workspace).bind(run_id), rows::metric_from_row)
+            .await
     }
 
     async fn register_model(&self, workspace: SourceId, new: NewModel) -> Result<Model> {
@@ -407,35 +417,25 @@ impl Store for SqliteStore {
     }
 
     async fn model(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Model> {
-        let row = sqlx::query(
+        self.one(sqlx::query(
             "SELECT * FROM models WHERE source_id = ? AND name = ? AND (version = ? OR (? IS NULL AND archived = 0)) \
              ORDER BY version DESC LIMIT 1",
         )
         .bind(workspace)
         .bind(name)
         .bind(version.map(to_i64))
-        .bind(version.map(to_i64))
-        .fetch_optional(&self.reads)
-        .await
-        .map_err(StoreError::backend)?;
-        row.as_ref().map(lifecycle::model_from_row).transpose()?.ok_or_else(|| {
-            StoreError::NotFound(match version {
+        .bind(version.map(to_i64)), rows::model_from_row, || StoreError::NotFound(match version {
                 Some(v) => format!("model `{name}:{v}`"),
                 None => format!("a model `{name}` that is not archived"),
-            })
-        })
+            })).await
     }
 
     async fn list_models(&self, workspace: SourceId, name: Option<&str>, include_archived: bool) -> Result<Vec<Model>> {
-        let rows = sqlx::query("SELECT * FROM models WHERE source_id = ? AND (? IS NULL OR name = ?) AND (? OR archived = 0) ORDER BY name, version")
+        self.all(sqlx::query("SELECT * FROM models WHERE source_id = ? AND (? IS NULL OR name = ?) AND (? OR archived = 0) ORDER BY name, version")
             .bind(workspace)
             .bind(name)
             .bind(name)
-            .bind(include_archived)
-            .fetch_all(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        rows.iter().map(lifecycle::model_from_row).collect()
+            .bind(include_archived), rows::model_from_row).await
     }
 
     async fn change_model(
@@ -470,25 +470,22 @@ impl Store for SqliteStore {
     }
 
     async fn deployment(&self, workspace: SourceId, name: &str) -> Result<Deployment> {
-        let row = sqlx::query("SELECT * FROM deployments WHERE source_id = ? AND name = ?")
-            .bind(workspace)
-            .bind(name)
-            .fetch_optional(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        row.as_ref()
-            .map(lifecycle::deployment_from_row)
-            .transpose()?
-            .ok_or_else(|| StoreError::NotFound(format!("deployment `{name}`")))
+        self.one(
+            sqlx::query("SELECT * FROM deployments WHERE source_id = ? AND name = ?")
+                .bind(workspace)
+                .bind(name),
+            rows::deployment_from_row,
+            || StoreError::NotFound(format!("deployment `{name}`")),
+        )
+        .await
     }
 
     async fn list_deployments(&self, workspace: SourceId) -> Result<Vec<Deployment>> {
-        let rows = sqlx::query("SELECT * FROM deployments WHERE source_id = ? ORDER BY name")
-            .bind(workspace)
-            .fetch_all(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        rows.iter().map(lifecycle::deployment_from_row).collect()
+        self.all(
+            sqlx::query("SELECT * FROM deployments WHERE source_id = ? ORDER BY name").bind(workspace),
+            rows::deployment_from_row,
+        )
+        .await
     }
 
     async fn delete_deployment(&self, workspace: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
@@ -509,36 +506,35 @@ impl Store for SqliteStore {
     }
 
     async fn dataset(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Dataset> {
-        let row = sqlx::query("SELECT * FROM datasets WHERE source_id = ? AND name = ? AND (? IS NULL OR version = ?) ORDER BY version DESC LIMIT 1")
+        let query = sqlx::query(
+            "SELECT * FROM datasets WHERE source_id = ? AND name = ? AND (? IS NULL OR version = ?) \
+             ORDER BY version DESC LIMIT 1",
+        );
+        let query = query
             .bind(workspace)
             .bind(name)
             .bind(version.map(to_i64))
-            .bind(version.map(to_i64))
-            .fetch_optional(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        row.as_ref()
-            .map(lifecycle::dataset_from_row)
-            .transpose()?
-            .ok_or_else(|| {
-                StoreError::NotFound(match version {
-                    Some(v) => format!("dataset `{name}` version {v}"),
-                    None => format!("dataset `{name}`"),
-                })
+            .bind(version.map(to_i64));
+        self.one(query, rows::dataset_from_row, || {
+            StoreError::NotFound(match version {
+                Some(v) => format!("dataset `{name}` version {v}"),
+                None => format!("dataset `{name}`"),
             })
+        })
+        .await
     }
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>> {
-        let rows = sqlx::query(
-            "SELECT * FROM datasets WHERE source_id = ? AND (? IS NULL OR name = ?) ORDER BY name, version",
+        self.all(
+            sqlx::query(
+                "SELECT * FROM datasets WHERE source_id = ? AND (? IS NULL OR name = ?) ORDER BY name, version",
+            )
+            .bind(workspace)
+            .bind(name)
+            .bind(name),
+            rows::dataset_from_row,
         )
-        .bind(workspace)
-        .bind(name)
-        .bind(name)
-        .fetch_all(&self.reads)
         .await
-        .map_err(StoreError::backend)?;
-        rows.iter().map(lifecycle::dataset_from_row).collect()
     }
 
     fn appended(&self) -> watch::Receiver<u64> {

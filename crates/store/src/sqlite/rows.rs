@@ -1,22 +1,25 @@
 //! Mapping SQLite rows to store types.
 
+use chrono::{DateTime, Utc};
 use mlgrid_core::EventSchema;
+use mlgrid_core::ml::Tags;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::time::parse_rfc3339;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::error::{Result, StoreError};
+use crate::lifecycle::*;
 use crate::model::*;
 
-fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T>
+pub(super) fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
 {
     row.try_get(column).map_err(StoreError::backend)
 }
 
-fn time(row: &SqliteRow, column: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>> {
     let text: String = get(row, column)?;
     parse_rfc3339(&text).map_err(|_| StoreError::Corrupt(format!("{column} `{text}` is not a time")))
 }
@@ -89,4 +92,111 @@ pub(super) fn stored_event_from_row(row: &SqliteRow) -> Result<StoredEvent> {
 
 pub(super) fn unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn tags(row: &SqliteRow, column: &str) -> Result<Tags> {
+    let text: String = get(row, column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = get(row, column)?;
+    text.map(|t| parse_rfc3339(&t).map_err(|_| StoreError::Corrupt(format!("{column} `{t}`"))))
+        .transpose()
+}
+
+fn version(row: &SqliteRow) -> Result<u64> {
+    let v: i64 = get(row, "version")?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("version {v}")))
+}
+
+pub(super) fn experiment_from_row(row: &SqliteRow) -> Result<Experiment> {
+    Ok(Experiment {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// Selects runs with their experiment's name.
+pub(super) const RUN_SELECT: &str = "SELECT r.*, e.name AS experiment_name FROM runs r \
+     JOIN experiments e ON e.source_id = r.source_id AND e.id = r.experiment_id";
+
+pub(super) fn run_from_row(row: &SqliteRow) -> Result<Run> {
+    let status: String = get(row, "status")?;
+    Ok(Run {
+        run_id: get(row, "run_id")?,
+        experiment_id: get(row, "experiment_id")?,
+        experiment_name: get(row, "experiment_name")?,
+        parent_run_id: get(row, "parent_run_id")?,
+        run_type: get(row, "run_type")?,
+        status: status.parse().map_err(StoreError::Corrupt)?,
+        tags: tags(row, "tags")?,
+        properties: tags(row, "properties")?,
+        error: get(row, "error")?,
+        created_at: time(row, "created_at")?,
+        start_time: optional_time(row, "start_time")?,
+        end_time: optional_time(row, "end_time")?,
+        etag: get(row, "etag")?,
+    })
+}
+
+pub(super) fn metric_from_row(row: &SqliteRow) -> Result<Metric> {
+    let step: i64 = get(row, "step")?;
+    Ok(Metric {
+        name: get(row, "name")?,
+        value: get(row, "value")?,
+        step: step as u64,
+        logged_at: time(row, "logged_at")?,
+    })
+}
+
+pub(super) fn model_from_row(row: &SqliteRow) -> Result<Model> {
+    Ok(Model {
+        name: get(row, "name")?,
+        version: version(row)?,
+        path: get(row, "path")?,
+        description: get(row, "description")?,
+        tags: tags(row, "tags")?,
+        properties: tags(row, "properties")?,
+        archived: get::<bool>(row, "archived")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+        etag: get(row, "etag")?,
+    })
+}
+
+pub(super) fn deployment_from_row(row: &SqliteRow) -> Result<Deployment> {
+    let compute: String = get(row, "compute_type")?;
+    let models: String = get(row, "models")?;
+    let models = if models.is_empty() {
+        Vec::new()
+    } else {
+        models
+            .split(',')
+            .map(|m| m.parse().map_err(StoreError::Corrupt))
+            .collect::<Result<_>>()?
+    };
+    Ok(Deployment {
+        name: get(row, "name")?,
+        compute_type: compute.parse().map_err(StoreError::Corrupt)?,
+        models,
+        tags: tags(row, "tags")?,
+        properties: tags(row, "properties")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+        etag: get(row, "etag")?,
+    })
+}
+
+pub(super) fn dataset_from_row(row: &SqliteRow) -> Result<Dataset> {
+    Ok(Dataset {
+        name: get(row, "name")?,
+        version: version(row)?,
+        path: get(row, "path")?,
+        description: get(row, "description")?,
+        tags: tags(row, "tags")?,
+        created_at: time(row, "created_at")?,
+        etag: get(row, "etag")?,
+    })
 }
