@@ -63,6 +63,35 @@ pub trait Store: Send + Sync + 'static {
     /// Every role the principal holds.
     async fn role_assignments(&self, principal: PrincipalId) -> Result<Vec<RoleAssignment>>;
 
+    /// Creates a principal with its first API key; `Conflict` if the name is taken.
+    async fn create_principal(&self, name: &str, key: &ApiKeyHash) -> Result<Principal>;
+
+    async fn principal(&self, name: &str) -> Result<Principal>;
+
+    async fn list_principals(&self) -> Result<Vec<PrincipalSummary>>;
+
+    /// Gives a principal one more API key.
+    async fn add_principal_key(&self, principal: PrincipalId, key: &ApiKeyHash) -> Result<()>;
+
+    /// Revokes every API key of a principal at once; returns how many there were.
+    async fn revoke_principal_keys(&self, principal: PrincipalId) -> Result<u64>;
+
+    /// Grants a role on one source, or on every source when `source` is `None`;
+    /// `Conflict` if the principal already holds it there.
+    async fn create_role_assignment(
+        &self,
+        principal: PrincipalId,
+        source: Option<SourceId>,
+        role: Role,
+    ) -> Result<RoleGrant>;
+
+    /// Every role assignment, by principal name.
+    async fn list_role_assignments(&self) -> Result<Vec<RoleGrant>>;
+
+    /// Removes a role assignment; refuses (`Conflict`) to remove the last Owner of every
+    /// source, which would leave nobody able to manage access.
+    async fn delete_role_assignment(&self, id: i64) -> Result<()>;
+
     /// Creates a source with its access keys (topics have two, workspaces none).
     async fn create_source(&self, new: &NewSource, keys: &[TopicKey]) -> Result<Source>;
 

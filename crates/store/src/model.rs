@@ -119,6 +119,24 @@ pub struct RoleAssignment {
     pub role: Role,
 }
 
+/// A role assignment with the names it refers to, for listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleGrant {
+    pub id: i64,
+    pub principal: String,
+    /// The source the role is held on; `None` for every source.
+    pub source: Option<(SourceKind, String)>,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A principal with how many API keys it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrincipalSummary {
+    pub principal: Principal,
+    pub keys: u64,
+}
+
 /// An event to append to a source's log.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

@@ -703,6 +703,122 @@ pub async fn datasets_are_versioned(store: Arc<dyn Store>) {
     ));
 }
 
+pub async fn principals_keys_and_role_assignments(store: Arc<dyn Store>) {
+    let admin_key = ApiKeyHash {
+        key_id: "a".into(),
+        hash: "ha".into(),
+    };
+    store.create_bootstrap_owner("admin", &admin_key).await.unwrap();
+    let bob = store
+        .create_principal(
+            "bob",
+            &ApiKeyHash {
+                key_id: "b1".into(),
+                hash: "hb1".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_principal(
+                "bob",
+                &ApiKeyHash {
+                    key_id: "x".into(),
+                    hash: "y".into()
+                }
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .add_principal_key(
+            bob.id,
+            &ApiKeyHash {
+                key_id: "b2".into(),
+                hash: "hb2".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let listed = store.list_principals().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|p| (p.principal.name.as_str(), p.keys))
+            .collect::<Vec<_>>(),
+        [("admin", 1), ("bob", 2)]
+    );
+    assert_eq!(store.revoke_principal_keys(bob.id).await.unwrap(), 2);
+    assert!(
+        store.principal_by_key_id("b1").await.unwrap().is_none(),
+        "revoked keys stop working at once"
+    );
+    assert_eq!(store.principal("bob").await.unwrap(), bob);
+
+    let ws = workspace(&store, "ws-access").await;
+    let grant = store
+        .create_role_assignment(bob.id, Some(ws), Role::Reader)
+        .await
+        .unwrap();
+    assert_eq!(
+        (grant.principal.as_str(), grant.source.clone(), grant.role),
+        (
+            "bob",
+            Some((SourceKind::Workspace, "ws-access".to_owned())),
+            Role::Reader
+        )
+    );
+    assert!(matches!(
+        store.create_role_assignment(bob.id, Some(ws), Role::Reader).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let global = store
+        .create_role_assignment(bob.id, None, Role::Contributor)
+        .await
+        .unwrap();
+    assert_eq!(global.source, None);
+    assert!(matches!(
+        store.create_role_assignment(bob.id, None, Role::Contributor).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let roles = store.role_assignments(bob.id).await.unwrap();
+    assert_eq!(roles.len(), 2);
+    assert_eq!(store.list_role_assignments().await.unwrap().len(), 3);
+
+    let admin_grant = store
+        .list_role_assignments()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.principal == "admin")
+        .unwrap();
+    let last = store.delete_role_assignment(admin_grant.id).await.unwrap_err();
+    assert!(
+        matches!(last, StoreError::Conflict(ref m) if m.contains("last Owner")),
+        "{last:?}"
+    );
+    store.delete_role_assignment(grant.id).await.unwrap();
+    assert!(matches!(
+        store.delete_role_assignment(grant.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Deleting a workspace removes the roles held on it.
+    let again = store
+        .create_role_assignment(bob.id, Some(ws), Role::Owner)
+        .await
+        .unwrap();
+    store.delete_source(SourceKind::Workspace, "ws-access").await.unwrap();
+    assert!(
+        !store
+            .list_role_assignments()
+            .await
+            .unwrap()
+            .iter()
+            .any(|g| g.id == again.id)
+    );
+}
+
 #[macro_export]
 macro_rules! backend_tests {
     ($open:path; $($case:ident),* $(,)?) => {
@@ -739,6 +855,7 @@ mod sqlite {
         model_versions_are_never_reused_even_concurrently,
         deployments_check_models_and_raise_on_each_deploy,
         datasets_are_versioned,
+        principals_keys_and_role_assignments,
     );
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! concurrent writes together ([`writer`]). Automatic WAL checkpoints are turned off on
 //! the write path (they would stall a commit); a background task checkpoints instead.
 
+mod access;
 mod events;
 mod lifecycle;
 mod rows;
@@ -135,37 +136,7 @@ impl Store for SqliteStore {
         let (name, key) = (name.to_owned(), key.clone());
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move {
-                    let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM principals")
-                        .fetch_one(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                    if existing > 0 {
-                        return Ok(false);
-                    }
-                    let created = now();
-                    let id: i64 = sqlx::query_scalar("INSERT INTO principals (name, created_at) VALUES (?, ?) RETURNING id")
-                        .bind(&name)
-                        .bind(&created)
-                        .fetch_one(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                    sqlx::query("INSERT INTO principal_keys (key_id, principal_id, key_hash, created_at) VALUES (?, ?, ?, ?)")
-                        .bind(&key.key_id)
-                        .bind(id)
-                        .bind(&key.hash)
-                        .bind(&created)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                    sqlx::query("INSERT INTO role_assignments (principal_id, source_id, role, created_at) VALUES (?, NULL, 'Owner', ?)")
-                        .bind(id)
-                        .bind(&created)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                    Ok(true)
-                })
+                Box::pin(async move { access::create_bootstrap_owner(conn, &name, &key).await })
             })
             .await
     }
@@ -197,6 +168,81 @@ impl Store for SqliteStore {
             rows::role_assignment_from_row,
         )
         .await
+    }
+
+    async fn create_principal(&self, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+        let (name, key) = (name.to_owned(), key.clone());
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { access::insert_principal(conn, &name, &key).await })
+            })
+            .await
+    }
+
+    async fn principal(&self, name: &str) -> Result<Principal> {
+        let query = sqlx::query("SELECT * FROM principals WHERE name = ?").bind(name);
+        self.one(query, rows::principal_from_row, || {
+            StoreError::NotFound(format!("principal `{name}`"))
+        })
+        .await
+    }
+
+    async fn list_principals(&self) -> Result<Vec<PrincipalSummary>> {
+        let query = sqlx::query(
+            "SELECT p.*, (SELECT count(*) FROM principal_keys k WHERE k.principal_id = p.id) AS keys \
+             FROM principals p ORDER BY p.name",
+        );
+        self.all(query, rows::principal_summary_from_row).await
+    }
+
+    async fn add_principal_key(&self, principal: PrincipalId, key: &ApiKeyHash) -> Result<()> {
+        let key = key.clone();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { access::insert_key(conn, principal, &key).await })
+            })
+            .await
+    }
+
+    async fn revoke_principal_keys(&self, principal: PrincipalId) -> Result<u64> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move {
+                    let deleted = sqlx::query("DELETE FROM principal_keys WHERE principal_id = ?")
+                        .bind(principal)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    Ok(deleted.rows_affected())
+                })
+            })
+            .await
+    }
+
+    async fn create_role_assignment(
+        &self,
+        principal: PrincipalId,
+        source: Option<SourceId>,
+        role: Role,
+    ) -> Result<RoleGrant> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(access::grant(conn, principal, source, role))
+            })
+            .await
+    }
+
+    async fn list_role_assignments(&self) -> Result<Vec<RoleGrant>> {
+        let query = sqlx::query(AssertSqlSafe(format!("{} ORDER BY p.name, a.id", access::GRANT_SELECT)));
+        self.all(query, rows::role_grant_from_row).await
+    }
+
+    async fn delete_role_assignment(&self, id: i64) -> Result<()> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(access::delete_role_assignment(conn, id))
+            })
+            .await
     }
 
     async fn create_source(&self, new: &NewSource, keys: &[TopicKey]) -> Result<Source> {

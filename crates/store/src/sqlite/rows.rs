@@ -28,15 +28,19 @@ fn sequence(n: i64) -> Result<u64> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative sequence {n}")))
 }
 
+fn source_kind(kind: &str) -> Result<SourceKind> {
+    match kind {
+        "workspace" => Ok(SourceKind::Workspace),
+        "topic" => Ok(SourceKind::Topic),
+        other => Err(StoreError::Corrupt(format!("source kind `{other}`"))),
+    }
+}
+
 pub(super) fn source_from_row(row: &SqliteRow) -> Result<Source> {
     let kind: String = get(row, "kind")?;
     Ok(Source {
         id: get(row, "id")?,
-        kind: match kind.as_str() {
-            "workspace" => SourceKind::Workspace,
-            "topic" => SourceKind::Topic,
-            other => return Err(StoreError::Corrupt(format!("source kind `{other}`"))),
-        },
+        kind: source_kind(&kind)?,
         name: get(row, "name")?,
         subscription_id: get(row, "subscription_id")?,
         resource_group: get(row, "resource_group")?,
@@ -56,11 +60,7 @@ pub(super) fn topic_key_from_row(row: &SqliteRow) -> Result<TopicKey> {
 
 pub(super) fn principal_key_from_row(row: &SqliteRow) -> Result<(Principal, ApiKeyHash)> {
     Ok((
-        Principal {
-            id: get(row, "id")?,
-            name: get(row, "name")?,
-            created_at: time(row, "created_at")?,
-        },
+        principal_from_row(row)?,
         ApiKeyHash {
             key_id: get(row, "key_id")?,
             hash: get(row, "key_hash")?,
@@ -198,5 +198,37 @@ pub(super) fn dataset_from_row(row: &SqliteRow) -> Result<Dataset> {
         tags: tags(row, "tags")?,
         created_at: time(row, "created_at")?,
         etag: get(row, "etag")?,
+    })
+}
+
+pub(super) fn role_grant_from_row(row: &SqliteRow) -> Result<RoleGrant> {
+    let role: String = get(row, "role")?;
+    let kind: Option<String> = get(row, "source_kind")?;
+    let source = match kind {
+        None => None,
+        Some(kind) => Some((source_kind(&kind)?, get(row, "source_name")?)),
+    };
+    Ok(RoleGrant {
+        id: get(row, "id")?,
+        principal: get(row, "principal")?,
+        source,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role `{role}`")))?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+pub(super) fn principal_summary_from_row(row: &SqliteRow) -> Result<PrincipalSummary> {
+    let keys: i64 = get(row, "keys")?;
+    Ok(PrincipalSummary {
+        principal: principal_from_row(row)?,
+        keys: keys as u64,
+    })
+}
+
+pub(super) fn principal_from_row(row: &SqliteRow) -> Result<Principal> {
+    Ok(Principal {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        created_at: time(row, "created_at")?,
     })
 }

@@ -1,0 +1,123 @@
+//! Principals, their API keys and role assignments on SQLite.
+
+use chrono::Utc;
+use mlgrid_core::time::format_event_time;
+use sqlx::SqliteConnection;
+
+use super::rows::{principal_from_row, role_grant_from_row, unique_violation};
+use crate::error::{Result, StoreError};
+use crate::model::*;
+
+fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
+    result.map_err(StoreError::backend)
+}
+
+/// Role assignments with the names of their principal and source.
+pub(super) const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind AS source_kind, s.name AS source_name, \
+     a.role, a.created_at FROM role_assignments a JOIN principals p ON p.id = a.principal_id \
+     LEFT JOIN sources s ON s.id = a.source_id";
+
+pub(super) async fn insert_principal(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+    let created = format_event_time(Utc::now());
+    let row = sqlx::query("INSERT INTO principals (name, created_at) VALUES (?, ?) RETURNING *")
+        .bind(name)
+        .bind(&created)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Conflict(format!("principal `{name}` already exists"))
+            } else {
+                StoreError::backend(e)
+            }
+        })?;
+    let principal = principal_from_row(&row)?;
+    insert_key(conn, principal.id, key).await?;
+    Ok(principal)
+}
+
+pub(super) async fn insert_key(conn: &mut SqliteConnection, principal: PrincipalId, key: &ApiKeyHash) -> Result<()> {
+    db(
+        sqlx::query("INSERT INTO principal_keys (key_id, principal_id, key_hash, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&key.key_id)
+            .bind(principal)
+            .bind(&key.hash)
+            .bind(format_event_time(Utc::now()))
+            .execute(&mut *conn)
+            .await,
+    )?;
+    Ok(())
+}
+
+pub(super) async fn create_bootstrap_owner(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<bool> {
+    let existing: i64 = db(sqlx::query_scalar("SELECT count(*) FROM principals")
+        .fetch_one(&mut *conn)
+        .await)?;
+    if existing > 0 {
+        return Ok(false);
+    }
+    let principal = insert_principal(conn, name, key).await?;
+    grant(conn, principal.id, None, Role::Owner).await?;
+    Ok(true)
+}
+
+pub(super) async fn grant(
+    conn: &mut SqliteConnection,
+    principal: PrincipalId,
+    source: Option<SourceId>,
+    role: Role,
+) -> Result<RoleGrant> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO role_assignments (principal_id, source_id, role, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+    )
+    .bind(principal)
+    .bind(source)
+    .bind(role.as_str())
+    .bind(format_event_time(Utc::now()))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| {
+        if unique_violation(&e) {
+            StoreError::Conflict(format!("the principal already holds {} there", role.as_str()))
+        } else {
+            StoreError::backend(e)
+        }
+    })?;
+    let row = db(
+        sqlx::query(sqlx::AssertSqlSafe(format!("{GRANT_SELECT} WHERE a.id = ?")))
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await,
+    )?;
+    role_grant_from_row(&row)
+}
+
+pub(super) async fn delete_role_assignment(conn: &mut SqliteConnection, id: i64) -> Result<()> {
+    let found: Option<(Option<i64>, String)> = db(sqlx::query_as(
+        "SELECT source_id, role FROM role_assignments WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await)?;
+    let (source, role) = found.ok_or_else(|| StoreError::NotFound(format!("role assignment {id}")))?;
+    if source.is_none() && role == Role::Owner.as_str() {
+        let owners: i64 = db(sqlx::query_scalar(
+            "SELECT count(*) FROM role_assignments a WHERE a.source_id IS NULL AND a.role = 'Owner' \
+             AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = a.principal_id)",
+        )
+        .fetch_one(&mut *conn)
+        .await)?;
+        if owners <= 1 {
+            return Err(StoreError::Conflict(
+                "this is the last Owner of all workspaces and topics with a usable key; grant Owner to another \
+                 principal first"
+                    .to_owned(),
+            ));
+        }
+    }
+    db(sqlx::query("DELETE FROM role_assignments WHERE id = ?")
+        .bind(id)
+        .execute(&mut *conn)
+        .await)?;
+    Ok(())
+}
