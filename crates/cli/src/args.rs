@@ -69,6 +69,12 @@ pub enum Command {
     /// Registered datasets.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Principals and their API keys.
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Roles of principals on workspaces and topics.
+    #[command(subcommand)]
+    Role(RoleCommand),
     /// Read the event log of a workspace or topic.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -403,5 +409,68 @@ pub enum DatasetCommand {
         name: String,
         #[arg(long, short = 'v')]
         version: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCommand {
+    /// Create a principal; prints its API key once.
+    Create(NameArg),
+    List,
+    /// Manage a principal's API keys.
+    #[command(subcommand)]
+    Key(PrincipalKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalKeyCommand {
+    /// Issue another API key; printed once.
+    Create(NameArg),
+    /// Revoke every API key of the principal, at once.
+    Revoke(NameArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    #[command(subcommand)]
+    Assignment(RoleAssignmentCommand),
+}
+
+/// A workspace or a topic; neither means every workspace and topic.
+#[derive(Debug, Args)]
+#[group(required = false, multiple = false)]
+pub struct RoleScope {
+    #[arg(long)]
+    pub workspace: Option<String>,
+    #[arg(long)]
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleAssignmentCommand {
+    /// Grant a role.
+    Create {
+        /// The principal's name.
+        #[arg(long)]
+        assignee: String,
+        #[arg(long, value_parser = ["Owner", "Contributor", "Reader"], ignore_case = true)]
+        role: String,
+        #[command(flatten)]
+        scope: RoleScope,
+    },
+    List {
+        #[arg(long)]
+        assignee: Option<String>,
+        #[command(flatten)]
+        scope: RoleScope,
+    },
+    /// Remove the matching role assignments.
+    Delete {
+        #[arg(long)]
+        assignee: String,
+        #[arg(long, value_parser = ["Owner", "Contributor", "Reader"], ignore_case = true)]
+        role: Option<String>,
+        #[command(flatten)]
+        scope: RoleScope,
     },
 }

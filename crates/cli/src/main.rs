@@ -42,6 +42,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Workspace(command) => commands::sources::workspace(&Client::new(&cli.global)?, command).await?,
         Command::Topic(command) => commands::sources::topic(&Client::new(&cli.global)?, command).await?,
+        Command::Principal(command) => commands::access::principal(&Client::new(&cli.global)?, command).await?,
+        Command::Role(command) => commands::access::role(&Client::new(&cli.global)?, command).await?,
         Command::Run(command) => commands::lifecycle::run(&Client::new(&cli.global)?, command).await?,
         Command::Experiment(command) => commands::lifecycle::experiment(&Client::new(&cli.global)?, command).await?,
         Command::Model(command) => commands::lifecycle::model(&Client::new(&cli.global)?, command).await?,

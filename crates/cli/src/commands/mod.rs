@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod access;
 pub mod events;
 pub mod lifecycle;
 pub mod serve;

@@ -1,6 +1,7 @@
 //! The REST API, one module per resource: request and response types first, handlers
 //! next, `router()` last.
 
+pub mod access;
 pub mod datasets;
 pub mod events;
 pub mod health;
@@ -51,6 +52,7 @@ impl utoipa::Modify for SecuritySchemes {
 pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
+        .merge(access::router())
         .merge(workspaces::router())
         .merge(topics::router())
         .merge(events::router())
