@@ -94,6 +94,41 @@ pub fn resource_path(kind: SourceKind, subscription_id: &str, resource_group: &s
     format!("/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/{provider}/{name}")
 }
 
+/// Reads a source's resource path back: its kind and name. Provider and segment names
+/// compare case-insensitively, as Azure resource ids do.
+pub fn parse_resource_path(path: &str) -> Option<(SourceKind, String)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [
+            "",
+            subscriptions,
+            _,
+            resource_groups,
+            _,
+            providers,
+            provider,
+            kind,
+            name,
+        ] if subscriptions.eq_ignore_ascii_case("subscriptions")
+            && resource_groups.eq_ignore_ascii_case("resourceGroups")
+            && providers.eq_ignore_ascii_case("providers")
+            && !name.is_empty() =>
+        {
+            let kind = if provider.eq_ignore_ascii_case("Microsoft.MachineLearningServices")
+                && kind.eq_ignore_ascii_case("workspaces")
+            {
+                SourceKind::Workspace
+            } else if provider.eq_ignore_ascii_case("Microsoft.EventGrid") && kind.eq_ignore_ascii_case("topics") {
+                SourceKind::Topic
+            } else {
+                return None;
+            };
+            Some((kind, (*name).to_owned()))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +143,23 @@ mod tests {
             resource_path(SourceKind::Topic, "sub", "rg", "orders"),
             "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.EventGrid/topics/orders"
         );
+    }
+
+    #[test]
+    fn resource_paths_parse_back() {
+        for kind in [SourceKind::Workspace, SourceKind::Topic] {
+            let path = resource_path(kind, "sub", "rg", "name-1");
+            assert_eq!(parse_resource_path(&path), Some((kind, "name-1".to_owned())));
+        }
+        let lower = "/subscriptions/s/resourcegroups/rg/providers/microsoft.eventgrid/topics/t1";
+        assert_eq!(parse_resource_path(lower), Some((SourceKind::Topic, "t1".to_owned())));
+        for bad in [
+            "",
+            "/subscriptions/s",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/x",
+        ] {
+            assert_eq!(parse_resource_path(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -34,8 +34,10 @@ mod error;
 mod lifecycle;
 mod model;
 mod sqlite;
+mod subscriptions;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use mlgrid_core::resource::SourceKind;
 use tokio::sync::watch;
 
@@ -43,6 +45,7 @@ pub use error::{Result, StoreError};
 pub use lifecycle::*;
 pub use model::*;
 pub use sqlite::SqliteStore;
+pub use subscriptions::*;
 
 /// Largest page of events one read returns.
 pub const MAX_READ_LIMIT: u32 = 10_000;
@@ -189,6 +192,44 @@ pub trait Store: Send + Sync + 'static {
     async fn dataset(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Dataset>;
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>>;
+
+    // Event subscriptions and the fan-out that records which events each one matches.
+
+    /// Creates or replaces a subscription of a source; returns it and whether it is new.
+    async fn put_subscription(
+        &self,
+        source: SourceId,
+        put: SubscriptionPut,
+        if_match: Option<String>,
+    ) -> Result<(EventSubscription, bool)>;
+
+    async fn subscription(&self, source: SourceId, name: &str) -> Result<EventSubscription>;
+
+    /// The subscriptions of a source, or of every source, by name.
+    async fn list_subscriptions(&self, source: Option<SourceId>) -> Result<Vec<EventSubscription>>;
+
+    async fn delete_subscription(&self, source: SourceId, name: &str, if_match: Option<String>) -> Result<()>;
+
+    /// Removes the subscriptions that expired at or before `now`; returns how many.
+    async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// A number that changes whenever any subscription is created, replaced or deleted.
+    async fn subscriptions_version(&self) -> Result<u64>;
+
+    /// How far the fan-out has routed a source's log.
+    async fn fanout_cursor(&self, source: SourceId) -> Result<u64>;
+
+    /// Records the matches of a stretch of a log and moves the cursor, in one
+    /// transaction; `Conflict` if the cursor is no longer `from_sequence`.
+    async fn record_matches(&self, batch: RoutedBatch) -> Result<()>;
+
+    /// The events a subscription matched, after a sequence number, oldest first.
+    async fn subscription_matches(
+        &self,
+        subscription: SubscriptionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
 
     /// A counter that changes after every commit that appended events: wait on it to
     /// follow logs without polling.

@@ -819,6 +819,125 @@ pub async fn principals_keys_and_role_assignments(store: Arc<dyn Store>) {
     );
 }
 
+fn put(name: &str, spec: &str) -> SubscriptionPut {
+    SubscriptionPut {
+        name: name.into(),
+        spec: spec.into(),
+        provisioning_state: "Succeeded".into(),
+        expires_at: None,
+    }
+}
+
+pub async fn subscriptions_are_put_listed_expired_and_deleted(store: Arc<dyn Store>) {
+    let ws = workspace(&store, "ws-subs").await;
+    let v0 = store.subscriptions_version().await.unwrap();
+    let (created, new) = store
+        .put_subscription(ws, put("sub-a", r#"{"v":1}"#), None)
+        .await
+        .unwrap();
+    assert!(new);
+    assert!(
+        store.subscriptions_version().await.unwrap() > v0,
+        "changes bump the version"
+    );
+    let stale = store
+        .put_subscription(ws, put("sub-a", r#"{"v":2}"#), Some("\"old\"".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::PreconditionFailed(_)));
+    let (replaced, new) = store
+        .put_subscription(ws, put("sub-a", r#"{"v":2}"#), Some(created.etag.clone()))
+        .await
+        .unwrap();
+    assert!(!new);
+    assert_eq!(
+        (replaced.id, replaced.spec.as_str(), replaced.created_at),
+        (created.id, r#"{"v":2}"#, created.created_at)
+    );
+    assert_ne!(replaced.etag, created.etag);
+    let soon = SubscriptionPut {
+        expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(1)),
+        ..put("sub-b", "{}")
+    };
+    store.put_subscription(ws, soon, None).await.unwrap();
+    assert_eq!(store.list_subscriptions(Some(ws)).await.unwrap().len(), 2);
+    assert_eq!(store.delete_expired_subscriptions(chrono::Utc::now()).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .delete_expired_subscriptions(chrono::Utc::now() + chrono::Duration::seconds(2))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store.subscription(ws, "sub-b").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.subscription(ws, "sub-a").await.unwrap(), replaced);
+    store.delete_subscription(ws, "sub-a", None).await.unwrap();
+    assert!(matches!(
+        store.delete_subscription(ws, "sub-a", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.list_subscriptions(None).await.unwrap().is_empty());
+}
+
+pub async fn matches_are_recorded_once_with_the_cursor(store: Arc<dyn Store>) {
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "routed"), &keys())
+        .await
+        .unwrap();
+    store.append_events(topic.id, vec![event(0)]).await.unwrap();
+    let (a, _) = store
+        .put_subscription(topic.id, put("sub-a", "{}"), None)
+        .await
+        .unwrap();
+    assert_eq!(a.start_sequence, 1, "it receives only events published after it");
+    let (b, _) = store
+        .put_subscription(topic.id, put("sub-b", "{}"), None)
+        .await
+        .unwrap();
+    store
+        .append_events(topic.id, (1..=4).map(event).collect())
+        .await
+        .unwrap();
+    assert_eq!(store.fanout_cursor(topic.id).await.unwrap(), 0);
+    let batch = RoutedBatch {
+        source: topic.id,
+        from_sequence: 0,
+        to_sequence: 3,
+        matches: vec![(a.id, 2), (b.id, 2), (a.id, 3)],
+    };
+    store.record_matches(batch.clone()).await.unwrap();
+    assert_eq!(store.fanout_cursor(topic.id).await.unwrap(), 3);
+    let again = store.record_matches(batch).await.unwrap_err();
+    assert!(
+        matches!(again, StoreError::Conflict(_)),
+        "a stale cursor is refused: {again:?}"
+    );
+    store.delete_subscription(topic.id, "sub-b", None).await.unwrap();
+    let batch = RoutedBatch {
+        source: topic.id,
+        from_sequence: 3,
+        to_sequence: 5,
+        matches: vec![(a.id, 5), (b.id, 4)],
+    };
+    store.record_matches(batch).await.unwrap();
+    let matched: Vec<u64> = store
+        .subscription_matches(a.id, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(matched, [2, 3, 5]);
+    assert_eq!(store.subscription_matches(a.id, 2, 1).await.unwrap()[0].id, "id-2");
+    assert!(
+        store.subscription_matches(b.id, 0, 100).await.unwrap().is_empty(),
+        "a deleted subscription keeps nothing"
+    );
+}
+
 #[macro_export]
 macro_rules! backend_tests {
     ($open:path; $($case:ident),* $(,)?) => {
@@ -856,6 +975,8 @@ mod sqlite {
         deployments_check_models_and_raise_on_each_deploy,
         datasets_are_versioned,
         principals_keys_and_role_assignments,
+        subscriptions_are_put_listed_expired_and_deleted,
+        matches_are_recorded_once_with_the_cursor,
     );
 
     #[tokio::test]

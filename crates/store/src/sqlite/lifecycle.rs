@@ -18,12 +18,12 @@ fn now() -> String {
 }
 
 /// A fresh strong etag, quoted as HTTP writes it.
-fn new_etag() -> String {
+pub(super) fn new_etag() -> String {
     format!("\"{}\"", uuid::Uuid::new_v4().simple())
 }
 
 /// Refuses a change when `if_match` names another etag than the current one.
-fn check_etag(what: &str, current: &str, if_match: Option<&str>) -> Result<()> {
+pub(super) fn check_etag(what: &str, current: &str, if_match: Option<&str>) -> Result<()> {
     match if_match {
         Some(expected) if expected != "*" && expected != current => Err(StoreError::PreconditionFailed(format!(
             "{what} has changed: its etag is {current}, not {expected}; read it again and retry"

@@ -8,6 +8,7 @@ mod access;
 mod events;
 mod lifecycle;
 mod rows;
+mod subscriptions;
 mod writer;
 
 use std::path::Path;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::time::format_event_time;
 use sqlx::sqlite::SqliteRow;
@@ -29,6 +30,7 @@ use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
+use crate::subscriptions::*;
 use rows::{source_from_row, stored_event_from_row, topic_key_from_row, unique_violation};
 use writer::{Appends, WriterHandle};
 
@@ -581,6 +583,96 @@ impl Store for SqliteStore {
             rows::dataset_from_row,
         )
         .await
+    }
+
+    async fn put_subscription(
+        &self,
+        source: SourceId,
+        put: SubscriptionPut,
+        if_match: Option<String>,
+    ) -> Result<(EventSubscription, bool)> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(subscriptions::put(conn, source, put, if_match))
+            })
+            .await
+    }
+
+    async fn subscription(&self, source: SourceId, name: &str) -> Result<EventSubscription> {
+        let query = sqlx::query("SELECT * FROM event_subscriptions WHERE source_id = ? AND name = ?")
+            .bind(source)
+            .bind(name);
+        self.one(query, rows::subscription_from_row, || {
+            StoreError::NotFound(format!("event subscription `{name}`"))
+        })
+        .await
+    }
+
+    async fn list_subscriptions(&self, source: Option<SourceId>) -> Result<Vec<EventSubscription>> {
+        let query =
+            sqlx::query("SELECT * FROM event_subscriptions WHERE ? IS NULL OR source_id = ? ORDER BY source_id, name");
+        self.all(query.bind(source).bind(source), rows::subscription_from_row)
+            .await
+    }
+
+    async fn delete_subscription(&self, source: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
+        let name = name.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { subscriptions::delete(conn, source, &name, if_match).await })
+            })
+            .await
+    }
+
+    async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(subscriptions::delete_expired(conn, now))
+            })
+            .await
+    }
+
+    async fn subscriptions_version(&self) -> Result<u64> {
+        let version: i64 = sqlx::query_scalar("SELECT version FROM subscription_versions WHERE id = 1")
+            .fetch_one(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(version as u64)
+    }
+
+    async fn fanout_cursor(&self, source: SourceId) -> Result<u64> {
+        let cursor: Option<i64> = sqlx::query_scalar("SELECT last_sequence FROM fanout_cursors WHERE source_id = ?")
+            .bind(source)
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(cursor.unwrap_or(0) as u64)
+    }
+
+    async fn record_matches(&self, batch: RoutedBatch) -> Result<()> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(subscriptions::record_matches(conn, batch))
+            })
+            .await
+    }
+
+    async fn subscription_matches(
+        &self,
+        subscription: SubscriptionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let query = sqlx::query(
+            "SELECT e.sequence, e.event_id, e.schema, e.event_type, e.subject, e.published_at, e.body \
+             FROM deliveries d JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
+             WHERE d.subscription_id = ? AND d.sequence > ? ORDER BY d.sequence LIMIT ?",
+        );
+        let query = query
+            .bind(subscription)
+            .bind(to_i64(after))
+            .bind(limit.min(crate::MAX_READ_LIMIT));
+        self.all(query, stored_event_from_row).await
     }
 
     fn appended(&self) -> watch::Receiver<u64> {

@@ -11,6 +11,7 @@ use sqlx::sqlite::SqliteRow;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
+use crate::subscriptions::EventSubscription;
 
 pub(super) fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T>
 where
@@ -230,5 +231,20 @@ pub(super) fn principal_from_row(row: &SqliteRow) -> Result<Principal> {
         id: get(row, "id")?,
         name: get(row, "name")?,
         created_at: time(row, "created_at")?,
+    })
+}
+
+pub(super) fn subscription_from_row(row: &SqliteRow) -> Result<EventSubscription> {
+    Ok(EventSubscription {
+        id: get(row, "id")?,
+        source_id: get(row, "source_id")?,
+        name: get(row, "name")?,
+        spec: get(row, "spec")?,
+        provisioning_state: get(row, "provisioning_state")?,
+        expires_at: optional_time(row, "expires_at")?,
+        start_sequence: sequence(get(row, "start_sequence")?)?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+        etag: get(row, "etag")?,
     })
 }

@@ -1,0 +1,164 @@
+//! Event subscriptions and recorded matches on SQLite.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use mlgrid_core::time::format_event_time;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::lifecycle::{check_etag, new_etag};
+use super::rows::subscription_from_row;
+use crate::error::{Result, StoreError};
+use crate::model::SourceId;
+use crate::subscriptions::*;
+
+fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
+    result.map_err(StoreError::backend)
+}
+
+async fn bump_version(conn: &mut SqliteConnection) -> Result<()> {
+    db(
+        sqlx::query("UPDATE subscription_versions SET version = version + 1 WHERE id = 1")
+            .execute(&mut *conn)
+            .await,
+    )?;
+    Ok(())
+}
+
+async fn load(conn: &mut SqliteConnection, source: SourceId, name: &str) -> Result<Option<EventSubscription>> {
+    let row = db(
+        sqlx::query("SELECT * FROM event_subscriptions WHERE source_id = ? AND name = ?")
+            .bind(source)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await,
+    )?;
+    row.as_ref().map(subscription_from_row).transpose()
+}
+
+pub(super) async fn put(
+    conn: &mut SqliteConnection,
+    source: SourceId,
+    put: SubscriptionPut,
+    if_match: Option<String>,
+) -> Result<(EventSubscription, bool)> {
+    let existing = load(conn, source, &put.name).await?;
+    let what = format!("event subscription `{}`", put.name);
+    match (&existing, if_match.as_deref()) {
+        (Some(current), expected) => check_etag(&what, &current.etag, expected)?,
+        (None, Some(expected)) if expected != "*" => {
+            return Err(StoreError::PreconditionFailed(format!(
+                "{what} does not exist, so it cannot match etag {expected}"
+            )));
+        }
+        (None, _) => {}
+    }
+    let now = format_event_time(Utc::now());
+    let row = db(sqlx::query(
+        "INSERT INTO event_subscriptions \
+         (source_id, name, spec, provisioning_state, expires_at, start_sequence, created_at, updated_at, etag) \
+         VALUES (?, ?, ?, ?, ?, (SELECT last_sequence FROM sources WHERE id = ?), ?, ?, ?) \
+         ON CONFLICT (source_id, name) DO UPDATE SET spec = excluded.spec, provisioning_state = excluded.provisioning_state, \
+         expires_at = excluded.expires_at, updated_at = excluded.updated_at, etag = excluded.etag RETURNING *",
+    )
+    .bind(source)
+    .bind(&put.name)
+    .bind(&put.spec)
+    .bind(&put.provisioning_state)
+    .bind(put.expires_at.map(format_event_time))
+    .bind(source)
+    .bind(&now)
+    .bind(&now)
+    .bind(new_etag())
+    .fetch_one(&mut *conn)
+    .await)?;
+    bump_version(conn).await?;
+    Ok((subscription_from_row(&row)?, existing.is_none()))
+}
+
+pub(super) async fn delete(
+    conn: &mut SqliteConnection,
+    source: SourceId,
+    name: &str,
+    if_match: Option<String>,
+) -> Result<()> {
+    let current = load(conn, source, name)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("event subscription `{name}`")))?;
+    check_etag(
+        &format!("event subscription `{name}`"),
+        &current.etag,
+        if_match.as_deref(),
+    )?;
+    db(sqlx::query("DELETE FROM event_subscriptions WHERE id = ?")
+        .bind(current.id)
+        .execute(&mut *conn)
+        .await)?;
+    bump_version(conn).await
+}
+
+pub(super) async fn delete_expired(conn: &mut SqliteConnection, now: chrono::DateTime<Utc>) -> Result<u64> {
+    let deleted = db(
+        sqlx::query("DELETE FROM event_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= ?")
+            .bind(format_event_time(now))
+            .execute(&mut *conn)
+            .await,
+    )?
+    .rows_affected();
+    if deleted > 0 {
+        bump_version(conn).await?;
+    }
+    Ok(deleted)
+}
+
+/// Rows per multi-row `INSERT` of deliveries (4 parameters each).
+const INSERT_CHUNK: usize = 200;
+
+pub(super) async fn record_matches(conn: &mut SqliteConnection, batch: RoutedBatch) -> Result<()> {
+    let cursor: Option<i64> = db(
+        sqlx::query_scalar("SELECT last_sequence FROM fanout_cursors WHERE source_id = ?")
+            .bind(batch.source)
+            .fetch_optional(&mut *conn)
+            .await,
+    )?;
+    if cursor.unwrap_or(0) as u64 != batch.from_sequence {
+        return Err(StoreError::Conflict(format!(
+            "the fan-out cursor of source {} moved from {} to {}",
+            batch.source,
+            batch.from_sequence,
+            cursor.unwrap_or(0)
+        )));
+    }
+    // A subscription deleted since it was routed has nothing left to deliver to.
+    let live: HashSet<SubscriptionId> = db(sqlx::query_scalar(
+        "SELECT id FROM event_subscriptions WHERE source_id = ?",
+    )
+    .bind(batch.source)
+    .fetch_all(&mut *conn)
+    .await)?
+    .into_iter()
+    .collect();
+    let matches: Vec<&(SubscriptionId, u64)> = batch.matches.iter().filter(|(s, _)| live.contains(s)).collect();
+    let now = format_event_time(Utc::now());
+    for chunk in matches.chunks(INSERT_CHUNK) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO deliveries (subscription_id, source_id, sequence, created_at) ",
+        );
+        insert.push_values(chunk, |mut row, (subscription, sequence)| {
+            row.push_bind(*subscription)
+                .push_bind(batch.source)
+                .push_bind(*sequence as i64)
+                .push_bind(now.clone());
+        });
+        db(insert.build().execute(&mut *conn).await)?;
+    }
+    db(sqlx::query(
+        "INSERT INTO fanout_cursors (source_id, last_sequence) VALUES (?, ?) \
+         ON CONFLICT (source_id) DO UPDATE SET last_sequence = excluded.last_sequence",
+    )
+    .bind(batch.source)
+    .bind(batch.to_sequence as i64)
+    .execute(&mut *conn)
+    .await)?;
+    Ok(())
+}

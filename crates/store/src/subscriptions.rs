@@ -1,0 +1,51 @@
+//! Event subscriptions as the store keeps them, and the matches the fan-out records.
+
+use chrono::{DateTime, Utc};
+
+use crate::model::SourceId;
+
+/// Store-assigned id of an event subscription.
+pub type SubscriptionId = i64;
+
+/// An event subscription. The store keeps its definition as JSON text and does not
+/// interpret it; the server validates it before storing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSubscription {
+    pub id: SubscriptionId,
+    pub source_id: SourceId,
+    pub name: String,
+    /// The definition (Event Grid's `properties` a client sets), as JSON.
+    pub spec: String,
+    /// `Succeeded`, or a state of the validation handshake.
+    pub provisioning_state: String,
+    /// When the subscription stops receiving and is removed.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// It matches only events with a greater sequence: those published after it was
+    /// created.
+    pub start_sequence: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub etag: String,
+}
+
+/// A subscription to create or replace.
+#[derive(Debug, Clone)]
+pub struct SubscriptionPut {
+    pub name: String,
+    pub spec: String,
+    pub provisioning_state: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Matches the fan-out found in one stretch of a source's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutedBatch {
+    pub source: SourceId,
+    /// The cursor the batch started from; recording fails (`Conflict`) if another
+    /// router moved it meanwhile.
+    pub from_sequence: u64,
+    /// The last sequence routed: the new cursor.
+    pub to_sequence: u64,
+    /// (subscription, event sequence) pairs.
+    pub matches: Vec<(SubscriptionId, u64)>,
+}
