@@ -69,6 +69,9 @@ pub enum Command {
     /// Registered datasets.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Event subscriptions of workspaces and topics (like `az eventgrid event-subscription`).
+    #[command(subcommand, name = "event-subscription")]
+    EventSubscription(EventSubscriptionCommand),
     /// Principals and their API keys.
     #[command(subcommand)]
     Principal(PrincipalCommand),
@@ -473,4 +476,125 @@ pub enum RoleAssignmentCommand {
         #[command(flatten)]
         scope: RoleScope,
     },
+}
+
+/// The source of a subscription: a workspace, a topic, or a resource id naming either.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SubscriptionSource {
+    #[arg(long)]
+    pub workspace: Option<String>,
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// A workspace's or topic's resource path (`/subscriptions/.../workspaces/W`).
+    #[arg(long)]
+    pub source_resource_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubscriptionRef {
+    #[command(flatten)]
+    pub source: SubscriptionSource,
+    #[arg(long, short = 'n')]
+    pub name: String,
+}
+
+/// The settings of `create` and `update`; on `update` only the given ones change.
+#[derive(Debug, Args)]
+pub struct SubscriptionSettings {
+    /// The receiver's URL (required on create).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    #[arg(long, value_parser = ["webhook"], ignore_case = true)]
+    pub endpoint_type: Option<String>,
+    /// Event types to deliver (all when absent).
+    #[arg(long, num_args = 1..)]
+    pub included_event_types: Option<Vec<String>>,
+    #[arg(long)]
+    pub subject_begins_with: Option<String>,
+    #[arg(long)]
+    pub subject_ends_with: Option<String>,
+    /// Compare subjects case-sensitively.
+    #[arg(long)]
+    pub subject_case_sensitive: bool,
+    /// KEY OPERATOR VALUE...: repeat for several filters; ranges as LO,HI.
+    #[arg(long, num_args = 2.., action = clap::ArgAction::Append, value_names = ["KEY", "OPERATOR"])]
+    pub advanced_filter: Vec<String>,
+    /// The occurrences of --advanced-filter, one list each (filled from the parsed matches:
+    /// clap's derive flattens them).
+    #[arg(skip)]
+    pub advanced_filters: Vec<Vec<String>>,
+    /// Let advanced filters match any element of array values.
+    #[arg(long)]
+    pub enable_advanced_filtering_on_arrays: bool,
+    #[arg(long, value_parser = ["EventGridSchema", "CloudEventSchemaV1_0"], ignore_case = true)]
+    pub event_delivery_schema: Option<String>,
+    /// 1-30 (default 30).
+    #[arg(long)]
+    pub max_delivery_attempts: Option<u32>,
+    /// Minutes an event may wait for delivery, 1-1440 (default 1440).
+    #[arg(long)]
+    pub event_ttl: Option<u32>,
+    /// 1-5000 events per delivery (default 1).
+    #[arg(long)]
+    pub max_events_per_batch: Option<u32>,
+    /// 1-1024 KB per delivery (default 64).
+    #[arg(long)]
+    pub preferred_batch_size_in_kilobytes: Option<u32>,
+    #[arg(long, num_args = 1..)]
+    pub labels: Option<Vec<String>>,
+    /// When the subscription expires and is removed (RFC 3339).
+    #[arg(long)]
+    pub expiration_date: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventSubscriptionCommand {
+    Create {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        #[command(flatten)]
+        settings: SubscriptionSettings,
+    },
+    /// Change the given settings of a subscription.
+    Update {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        #[command(flatten)]
+        settings: SubscriptionSettings,
+    },
+    Show(SubscriptionRef),
+    List {
+        #[command(flatten)]
+        source: SubscriptionSource,
+    },
+    Delete(SubscriptionRef),
+    /// The events a subscription matched.
+    Events {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+impl Cli {
+    /// Parses the command line, keeping each `--advanced-filter` occurrence apart.
+    pub fn parse_grouped() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let Command::EventSubscription(
+            EventSubscriptionCommand::Create { settings, .. } | EventSubscriptionCommand::Update { settings, .. },
+        ) = &mut cli.command
+            && let Some((_, sub)) = matches.subcommand()
+            && let Some((_, action)) = sub.subcommand()
+            && let Ok(Some(occurrences)) = action.try_get_occurrences::<String>("advanced_filter")
+        {
+            settings.advanced_filters = occurrences.map(|values| values.cloned().collect()).collect();
+        }
+        cli
+    }
 }

@@ -56,10 +56,29 @@ impl Client {
     /// Sends a request and returns the JSON answer (`null` for an empty one); an error
     /// response becomes an error carrying the server's code and message.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        self.send(method, path, body, None).await
+    }
+
+    /// Like [`Self::call`], for a change that applies only while the resource still has
+    /// `etag`.
+    pub async fn call_if_match(&self, method: Method, path: &str, body: &Value, etag: &str) -> anyhow::Result<Value> {
+        self.send(method, path, Some(body), Some(etag)).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).bearer_auth(&self.api_key);
         if let Some(body) = body {
             request = request.json(body);
+        }
+        if let Some(etag) = if_match {
+            request = request.header("if-match", etag);
         }
         let response = request.send().await.with_context(|| {
             format!(

@@ -8,7 +8,6 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use args::{BenchCommand, Cli, Command, LogFormat};
@@ -42,6 +41,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Workspace(command) => commands::sources::workspace(&Client::new(&cli.global)?, command).await?,
         Command::Topic(command) => commands::sources::topic(&Client::new(&cli.global)?, command).await?,
+        Command::EventSubscription(command) => {
+            commands::subscriptions::run(&Client::new(&cli.global)?, command).await?
+        }
         Command::Principal(command) => commands::access::principal(&Client::new(&cli.global)?, command).await?,
         Command::Role(command) => commands::access::role(&Client::new(&cli.global)?, command).await?,
         Command::Run(command) => commands::lifecycle::run(&Client::new(&cli.global)?, command).await?,
@@ -58,7 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_grouped();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

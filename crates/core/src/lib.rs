@@ -7,6 +7,8 @@
 //!   each other; [`Event`] holds either, as the store keeps it.
 //! - [`ml::MlEvent`]: the five Azure Machine Learning event types with their data
 //!   (PascalCase fields, as Azure writes them) and [`ml::MlSubject`], their subjects.
+//! - [`filter`]: Event Grid's subscription filters, compiled, and a [`filter::RoutingTable`]
+//!   that finds the subscriptions an event matches.
 //! - [`publish`]: validation of what publishers send, with Event Grid's rules and limits.
 //! - [`resource`]: workspaces and custom topics, their names and resource paths.
 //!
@@ -28,10 +30,13 @@
 pub mod cloud_event;
 pub mod event;
 pub mod event_grid;
+pub mod filter;
 pub mod lifecycle;
 pub mod ml;
 pub mod publish;
 pub mod resource;
+pub mod retry;
+pub mod subscription;
 pub mod time;
 
 pub use cloud_event::CloudEvent;

@@ -33,6 +33,7 @@ use axum::Router;
 use axum::extract::MatchedPath;
 use axum::http::Request;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -75,4 +76,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Runs a whole node: the HTTP server and the background work (the fan-out of events to
+/// subscriptions) until `shutdown`; then drains requests and stops the workers. The
+/// store stays open for the caller to close.
+pub async fn run_node(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let workers = CancellationToken::new();
+    let fanout = tokio::spawn(mlgrid_delivery::Fanout::new(state.store.clone()).run(workers.clone()));
+    let served = serve(listener, app(state), shutdown).await;
+    workers.cancel();
+    if let Err(e) = fanout.await {
+        tracing::error!(error = %e, "the fan-out task failed");
+    }
+    served
 }

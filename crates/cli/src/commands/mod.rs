@@ -5,3 +5,4 @@ pub mod events;
 pub mod lifecycle;
 pub mod serve;
 pub mod sources;
+pub mod subscriptions;

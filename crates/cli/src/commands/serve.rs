@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use mlgrid_server::bootstrap::{Bootstrap, bootstrap_owner, load_or_create_secret, prepare_data_dir};
-use mlgrid_server::{AppState, ServerConfig, app, serve};
+use mlgrid_server::{AppState, ServerConfig, run_node};
 use mlgrid_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 
@@ -39,7 +39,7 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (in use? see --listen)", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, data_dir = %data_dir.display(), "mlgrid listening");
-    serve(listener, app(state), shutdown_signal()).await?;
+    run_node(listener, state, shutdown_signal()).await?;
     tracing::info!("requests drained; closing the store");
     store.close().await;
     Ok(())

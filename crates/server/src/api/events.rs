@@ -73,6 +73,17 @@ impl TryFrom<StoredEvent> for EventRecord {
     }
 }
 
+/// The page size a read asked for, checked.
+pub(super) fn check_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_READ_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_READ_LIMIT}, got {limit}"
+        )));
+    }
+    Ok(limit)
+}
+
 async fn read(
     state: AppState,
     caller: Caller,
@@ -80,12 +91,7 @@ async fn read(
     name: String,
     query: ReadEvents,
 ) -> Result<JsonResponse<EventPage>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_READ_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_READ_LIMIT}, got {limit}"
-        )));
-    }
+    let limit = check_limit(query.limit)?;
     if query.wait_seconds > MAX_WAIT_SECONDS {
         return Err(ApiError::bad_request(format!(
             "waitSeconds must be at most {MAX_WAIT_SECONDS}, got {}",

@@ -10,6 +10,7 @@ pub mod models;
 pub mod publish;
 pub mod runs;
 pub mod sources;
+pub mod subscriptions;
 pub mod topics;
 pub mod workspaces;
 
@@ -59,5 +60,6 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(models::router())
         .merge(datasets::router())
+        .merge(subscriptions::router())
         .merge(publish::router(state))
 }

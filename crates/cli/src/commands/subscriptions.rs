@@ -1,0 +1,268 @@
+//! `mlgrid event-subscription ...`, shaped like `az eventgrid event-subscription`.
+
+use anyhow::{Context, anyhow, bail};
+use mlgrid_core::resource::{SourceKind, parse_resource_path};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use crate::args::{EventSubscriptionCommand, SubscriptionRef, SubscriptionSettings, SubscriptionSource};
+use crate::client::{Client, list_value};
+
+/// The API path of a source's subscriptions.
+fn collection(source: &SubscriptionSource) -> anyhow::Result<String> {
+    let (kind, name) = match (&source.workspace, &source.topic, &source.source_resource_id) {
+        (Some(ws), _, _) => (SourceKind::Workspace, ws.clone()),
+        (_, Some(topic), _) => (SourceKind::Topic, topic.clone()),
+        (_, _, Some(id)) => parse_resource_path(id).ok_or_else(|| {
+            anyhow!("`{id}` is not the resource id of a workspace or topic (see `mlgrid workspace show`)")
+        })?,
+        _ => bail!("name the source with --workspace, --topic or --source-resource-id"),
+    };
+    Ok(match kind {
+        SourceKind::Workspace => format!("/v1/workspaces/{name}/eventSubscriptions"),
+        SourceKind::Topic => format!("/v1/topics/{name}/eventSubscriptions"),
+    })
+}
+
+fn path(subscription: &SubscriptionRef) -> anyhow::Result<String> {
+    Ok(format!("{}/{}", collection(&subscription.source)?, subscription.name))
+}
+
+fn number(operator: &str, value: &str) -> anyhow::Result<Value> {
+    let n: f64 = value
+        .parse()
+        .map_err(|_| anyhow!("{operator} takes numbers; `{value}` is not one"))?;
+    Ok(json!(n))
+}
+
+/// One `--advanced-filter KEY OPERATOR VALUE...` as Event Grid's JSON. Single-value
+/// operators get `value`, the others `values`; ranges are written `lo,hi`.
+pub fn advanced_filter(args: &[String]) -> anyhow::Result<Value> {
+    let [key, operator, values @ ..] = args else {
+        bail!("--advanced-filter takes KEY OPERATOR [VALUE...]");
+    };
+    let mut filter = json!({"operatorType": operator, "key": key});
+    match operator.as_str() {
+        "NumberLessThan" | "NumberGreaterThan" | "NumberLessThanOrEquals" | "NumberGreaterThanOrEquals" => {
+            let [value] = values else {
+                bail!("{operator} takes exactly one value")
+            };
+            filter["value"] = number(operator, value)?;
+        }
+        "BoolEquals" => {
+            let [value] = values else {
+                bail!("BoolEquals takes exactly one value, true or false")
+            };
+            let value: bool = value
+                .parse()
+                .map_err(|_| anyhow!("BoolEquals takes true or false, not `{value}`"))?;
+            filter["value"] = json!(value);
+        }
+        "NumberIn" | "NumberNotIn" => {
+            filter["values"] = values
+                .iter()
+                .map(|v| number(operator, v))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        "NumberInRange" | "NumberNotInRange" => {
+            let ranges = values
+                .iter()
+                .map(|range| {
+                    let (lo, hi) = range
+                        .split_once(',')
+                        .ok_or_else(|| anyhow!("{operator} takes ranges written LO,HI, not `{range}`"))?;
+                    Ok(json!([number(operator, lo.trim())?, number(operator, hi.trim())?]))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            filter["values"] = json!(ranges);
+        }
+        "IsNullOrUndefined" | "IsNotNull" => {
+            if !values.is_empty() {
+                bail!("{operator} takes no value");
+            }
+        }
+        // String operators, and unknown ones that the server will name.
+        _ => filter["values"] = json!(values),
+    }
+    Ok(filter)
+}
+
+/// Writes the given settings into a subscription's `properties`.
+fn apply(properties: &mut Map<String, Value>, settings: SubscriptionSettings) -> anyhow::Result<()> {
+    let destination = properties
+        .entry("destination")
+        .or_insert_with(|| json!({"endpointType": "WebHook", "properties": {}}));
+    if settings.endpoint_type.is_some() {
+        destination["endpointType"] = json!("WebHook");
+    }
+    if let Some(url) = settings.endpoint {
+        destination["properties"]["endpointUrl"] = json!(url);
+    }
+    if let Some(n) = settings.max_events_per_batch {
+        destination["properties"]["maxEventsPerBatch"] = json!(n);
+    }
+    if let Some(n) = settings.preferred_batch_size_in_kilobytes {
+        destination["properties"]["preferredBatchSizeInKilobytes"] = json!(n);
+    }
+    let filter = properties.entry("filter").or_insert_with(|| json!({}));
+    if let Some(types) = settings.included_event_types {
+        filter["includedEventTypes"] = json!(types);
+    }
+    if let Some(prefix) = settings.subject_begins_with {
+        filter["subjectBeginsWith"] = json!(prefix);
+    }
+    if let Some(suffix) = settings.subject_ends_with {
+        filter["subjectEndsWith"] = json!(suffix);
+    }
+    if settings.subject_case_sensitive {
+        filter["isSubjectCaseSensitive"] = json!(true);
+    }
+    if settings.enable_advanced_filtering_on_arrays {
+        filter["enableAdvancedFilteringOnArrays"] = json!(true);
+    }
+    if !settings.advanced_filters.is_empty() {
+        let filters = settings
+            .advanced_filters
+            .iter()
+            .map(|f| advanced_filter(f))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        filter["advancedFilters"] = json!(filters);
+    }
+    if let Some(schema) = settings.event_delivery_schema {
+        let canonical = if schema.eq_ignore_ascii_case("CloudEventSchemaV1_0") {
+            "CloudEventSchemaV1_0"
+        } else {
+            "EventGridSchema"
+        };
+        properties.insert("eventDeliverySchema".to_owned(), json!(canonical));
+    }
+    let retry = properties.entry("retryPolicy").or_insert_with(|| json!({}));
+    if let Some(n) = settings.max_delivery_attempts {
+        retry["maxDeliveryAttempts"] = json!(n);
+    }
+    if let Some(n) = settings.event_ttl {
+        retry["eventTimeToLiveInMinutes"] = json!(n);
+    }
+    if let Some(labels) = settings.labels {
+        properties.insert("labels".to_owned(), json!(labels));
+    }
+    if let Some(expiration) = settings.expiration_date {
+        properties.insert("expirationTimeUtc".to_owned(), json!(expiration));
+    }
+    Ok(())
+}
+
+/// The fields of a shown subscription that a client may set again.
+const SETTABLE: [&str; 7] = [
+    "destination",
+    "filter",
+    "eventDeliverySchema",
+    "retryPolicy",
+    "deadLetterDestination",
+    "labels",
+    "expirationTimeUtc",
+];
+
+pub async fn run(client: &Client, command: EventSubscriptionCommand) -> anyhow::Result<Value> {
+    match command {
+        EventSubscriptionCommand::Create { subscription, settings } => {
+            if settings.endpoint.is_none() {
+                bail!("--endpoint is required: the URL events are delivered to");
+            }
+            let mut properties = Map::new();
+            apply(&mut properties, settings)?;
+            client
+                .call(
+                    Method::PUT,
+                    &path(&subscription)?,
+                    Some(&json!({"properties": properties})),
+                )
+                .await
+        }
+        EventSubscriptionCommand::Update { subscription, settings } => {
+            let path = path(&subscription)?;
+            let current = client.get(&path).await?;
+            let shown = current["properties"]
+                .as_object()
+                .context("the server's subscription has no properties")?;
+            let mut properties: Map<String, Value> = shown
+                .iter()
+                .filter(|(k, _)| SETTABLE.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            apply(&mut properties, settings)?;
+            let etag = current["etag"].as_str().unwrap_or("*").to_owned();
+            client
+                .call_if_match(Method::PUT, &path, &json!({"properties": properties}), &etag)
+                .await
+        }
+        EventSubscriptionCommand::Show(subscription) => client.get(&path(&subscription)?).await,
+        EventSubscriptionCommand::List { source } => list_value(client.get(&collection(&source)?).await?),
+        EventSubscriptionCommand::Delete(subscription) => client.delete(&path(&subscription)?).await,
+        EventSubscriptionCommand::Events {
+            subscription,
+            after,
+            limit,
+        } => {
+            let page = client
+                .get(&format!("{}/events?after={after}&limit={limit}", path(&subscription)?))
+                .await?;
+            Ok(page["events"].clone())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(args: &[&str]) -> anyhow::Result<Value> {
+        advanced_filter(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn advanced_filters_are_written_as_event_grid_reads_them() {
+        assert_eq!(
+            filter(&["data.n", "NumberIn", "1", "2.5"]).unwrap(),
+            json!({"operatorType": "NumberIn", "key": "data.n", "values": [1.0, 2.5]})
+        );
+        assert_eq!(filter(&["data.n", "NumberLessThan", "7"]).unwrap()["value"], json!(7.0));
+        assert_eq!(
+            filter(&["data.n", "NumberInRange", "1,5", "10, 20"]).unwrap()["values"],
+            json!([[1.0, 5.0], [10.0, 20.0]])
+        );
+        assert_eq!(
+            filter(&["data.ok", "BoolEquals", "true"]).unwrap()["value"],
+            json!(true)
+        );
+        assert_eq!(
+            filter(&["data.s", "StringIn", "a", "b"]).unwrap()["values"],
+            json!(["a", "b"])
+        );
+        assert!(
+            filter(&["data.x", "IsNullOrUndefined"])
+                .unwrap()
+                .get("values")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn wrong_values_are_refused_before_sending() {
+        assert!(
+            filter(&["data.n", "NumberIn", "big"])
+                .unwrap_err()
+                .to_string()
+                .contains("`big`")
+        );
+        assert!(filter(&["data.n", "NumberLessThan", "1", "2"]).is_err());
+        assert!(
+            filter(&["data.n", "NumberInRange", "5"])
+                .unwrap_err()
+                .to_string()
+                .contains("LO,HI")
+        );
+        assert!(filter(&["data.b", "BoolEquals", "yes"]).is_err());
+        assert!(filter(&["data.x", "IsNotNull", "1"]).is_err());
+    }
+}

@@ -1,0 +1,326 @@
+//! Event subscriptions: which events of a source go where, and how.
+//!
+//! The shape is Event Grid's ARM resource (`properties` of
+//! `Microsoft.EventGrid/eventSubscriptions`), so that definitions written for Azure read
+//! the same here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventSchema;
+use crate::filter::EventFilter;
+use crate::ml::MlEventType;
+use crate::resource::SourceKind;
+use crate::time::parse_rfc3339;
+
+/// Event Grid's bounds on the delivery settings.
+pub const MAX_EVENTS_PER_BATCH: u32 = 5000;
+pub const MAX_BATCH_KILOBYTES: u32 = 1024;
+pub const MAX_DELIVERY_ATTEMPTS: u32 = 30;
+pub const MAX_EVENT_TTL_MINUTES: u32 = 1440;
+/// Most labels on one subscription, and longest label.
+pub const MAX_LABELS: usize = 25;
+pub const MAX_LABEL_LEN: usize = 255;
+
+/// Where events go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Destination {
+    /// `WebHook`.
+    pub endpoint_type: String,
+    pub properties: DestinationProperties,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DestinationProperties {
+    /// The receiver's URL (http or https).
+    pub endpoint_url: String,
+    /// Most events in one delivery (1-5000; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_events_per_batch: Option<u32>,
+    /// Preferred size of one delivery in KB (1-1024; default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_batch_size_in_kilobytes: Option<u32>,
+}
+
+/// How long and how often delivery is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    #[serde(default = "default_attempts")]
+    pub max_delivery_attempts: u32,
+    #[serde(default = "default_ttl")]
+    pub event_time_to_live_in_minutes: u32,
+}
+
+fn default_attempts() -> u32 {
+    MAX_DELIVERY_ATTEMPTS
+}
+
+fn default_ttl() -> u32 {
+    MAX_EVENT_TTL_MINUTES
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_delivery_attempts: default_attempts(),
+            event_time_to_live_in_minutes: default_ttl(),
+        }
+    }
+}
+
+/// What a subscription is: the `properties` of Event Grid's resource that a client sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubscriptionSpec {
+    pub destination: Destination,
+    #[serde(default)]
+    pub filter: EventFilter,
+    /// `EventGridSchema` (default) or `CloudEventSchemaV1_0`.
+    #[serde(default = "default_schema")]
+    pub event_delivery_schema: EventSchema,
+    #[serde(default)]
+    pub retry_policy: RetryPolicy,
+    /// Where undeliverable events go; kept as given until dead-lettering arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_destination: Option<serde_json::Value>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// After this time the subscription receives nothing and is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_time_utc: Option<String>,
+}
+
+fn default_schema() -> EventSchema {
+    EventSchema::EventGridSchema
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSubscription(pub String);
+
+fn invalid(message: impl Into<String>) -> InvalidSubscription {
+    InvalidSubscription(message.into())
+}
+
+/// Checks an event subscription name: 3-64 letters, digits and `-` (Event Grid's rule).
+pub fn validate_subscription_name(name: &str) -> Result<(), InvalidSubscription> {
+    let ok = (3..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "event subscription name `{name}` is invalid: use 3 to 64 letters, digits and `-`"
+        )))
+    }
+}
+
+impl SubscriptionSpec {
+    /// The expiration time, parsed.
+    pub fn expires_at(&self) -> Result<Option<DateTime<Utc>>, InvalidSubscription> {
+        self.expiration_time_utc
+            .as_deref()
+            .map(|t| {
+                parse_rfc3339(t).map_err(|_| {
+                    invalid(format!(
+                        "expirationTimeUtc `{t}` is not an RFC 3339 time such as 2027-01-01T00:00:00Z"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// Checks everything a subscription on a source of `kind` must satisfy at `now`.
+    pub fn validate(&self, kind: SourceKind, now: DateTime<Utc>) -> Result<(), InvalidSubscription> {
+        let destination = &self.destination;
+        if !destination.endpoint_type.eq_ignore_ascii_case("WebHook") {
+            return Err(invalid(format!(
+                "destination endpointType `{}` is not supported; use WebHook",
+                destination.endpoint_type
+            )));
+        }
+        validate_endpoint_url(&destination.properties.endpoint_url)?;
+        check_range(
+            "maxEventsPerBatch",
+            destination.properties.max_events_per_batch,
+            1,
+            MAX_EVENTS_PER_BATCH,
+        )?;
+        check_range(
+            "preferredBatchSizeInKilobytes",
+            destination.properties.preferred_batch_size_in_kilobytes,
+            1,
+            MAX_BATCH_KILOBYTES,
+        )?;
+        check_range(
+            "maxDeliveryAttempts",
+            Some(self.retry_policy.max_delivery_attempts),
+            1,
+            MAX_DELIVERY_ATTEMPTS,
+        )?;
+        check_range(
+            "eventTimeToLiveInMinutes",
+            Some(self.retry_policy.event_time_to_live_in_minutes),
+            1,
+            MAX_EVENT_TTL_MINUTES,
+        )?;
+        self.filter.validate().map_err(|e| invalid(format!("filter: {e}")))?;
+        if kind == SourceKind::Workspace {
+            for event_type in self.filter.included_event_types.iter().flatten() {
+                event_type
+                    .parse::<MlEventType>()
+                    .map_err(|e| invalid(format!("includedEventTypes: {e}")))?;
+            }
+        }
+        if self.labels.len() > MAX_LABELS {
+            return Err(invalid(format!(
+                "at most {MAX_LABELS} labels are allowed; this has {}",
+                self.labels.len()
+            )));
+        }
+        if let Some(label) = self.labels.iter().find(|l| l.is_empty() || l.len() > MAX_LABEL_LEN) {
+            return Err(invalid(format!(
+                "label `{label}` must be 1 to {MAX_LABEL_LEN} characters"
+            )));
+        }
+        if let Some(expires) = self.expires_at()?
+            && expires <= now
+        {
+            return Err(invalid(format!(
+                "expirationTimeUtc {} is not in the future",
+                self.expiration_time_utc.as_deref().unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn check_range(what: &str, value: Option<u32>, min: u32, max: u32) -> Result<(), InvalidSubscription> {
+    match value {
+        Some(v) if !(min..=max).contains(&v) => {
+            Err(invalid(format!("{what} must be between {min} and {max}, got {v}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks that a webhook URL is an absolute http or https URL with a host. Whether the
+/// host may be reached (private, loopback, metadata addresses) is the delivery's check.
+pub fn validate_endpoint_url(url: &str) -> Result<(), InvalidSubscription> {
+    let parsed = url::Url::parse(url).map_err(|e| invalid(format!("endpointUrl `{url}` is not a valid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(format!("endpointUrl `{url}` must use http or https")));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(format!("endpointUrl `{url}` has no host")));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(format!(
+            "endpointUrl must not carry credentials; authenticate the receiver with the webhook signature instead"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> SubscriptionSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn webhook() -> serde_json::Value {
+        serde_json::json!({"endpointType": "WebHook", "properties": {"endpointUrl": "https://example.com/hook"}})
+    }
+
+    #[test]
+    fn defaults_are_event_grids() {
+        let s = spec(serde_json::json!({"destination": webhook()}));
+        assert_eq!(s.event_delivery_schema, EventSchema::EventGridSchema);
+        assert_eq!(
+            s.retry_policy,
+            RetryPolicy {
+                max_delivery_attempts: 30,
+                event_time_to_live_in_minutes: 1440
+            }
+        );
+        assert!(s.validate(SourceKind::Topic, Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_what_to_fix() {
+        let now = Utc::now();
+        let cases = [
+            (
+                serde_json::json!({"destination": {"endpointType": "Carrier", "properties": {"endpointUrl": "https://x"}}}),
+                "use WebHook",
+            ),
+            (
+                serde_json::json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "ftp://x/y"}}}),
+                "http or https",
+            ),
+            (
+                serde_json::json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "not a url"}}}),
+                "not a valid URL",
+            ),
+            (
+                serde_json::json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://u:p@x/"}}}),
+                "credentials",
+            ),
+            (
+                serde_json::json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://x", "maxEventsPerBatch": 5001}}}),
+                "between 1 and 5000",
+            ),
+            (
+                serde_json::json!({"destination": webhook(), "retryPolicy": {"maxDeliveryAttempts": 0}}),
+                "maxDeliveryAttempts",
+            ),
+            (
+                serde_json::json!({"destination": webhook(), "retryPolicy": {"eventTimeToLiveInMinutes": 1441}}),
+                "eventTimeToLiveInMinutes",
+            ),
+            (
+                serde_json::json!({"destination": webhook(), "expirationTimeUtc": "2001-01-01T00:00:00Z"}),
+                "not in the future",
+            ),
+            (
+                serde_json::json!({"destination": webhook(), "expirationTimeUtc": "soon"}),
+                "RFC 3339",
+            ),
+            (serde_json::json!({"destination": webhook(), "labels": [""]}), "label"),
+        ];
+        for (json, needle) in cases {
+            let err = spec(json.clone())
+                .validate(SourceKind::Topic, now)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{json}: `{err}` should mention `{needle}`");
+        }
+    }
+
+    #[test]
+    fn workspace_sources_take_only_azure_ml_event_types() {
+        let s = spec(
+            serde_json::json!({"destination": webhook(), "filter": {"includedEventTypes": ["Microsoft.MachineLearningServices.ModelRegistered", "Shop.OrderPlaced"]}}),
+        );
+        let err = s.validate(SourceKind::Workspace, Utc::now()).unwrap_err().to_string();
+        assert!(
+            err.contains("Shop.OrderPlaced") && err.contains("ModelDeployed"),
+            "{err}"
+        );
+        assert!(
+            s.validate(SourceKind::Topic, Utc::now()).is_ok(),
+            "custom topics take any type"
+        );
+    }
+
+    #[test]
+    fn names_follow_event_grid() {
+        assert!(validate_subscription_name("sub-1").is_ok());
+        assert!(validate_subscription_name("s_1").is_err());
+        assert!(validate_subscription_name("ab").is_err());
+    }
+}

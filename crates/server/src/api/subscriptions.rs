@@ -1,0 +1,331 @@
+//! Event subscriptions of workspaces and custom topics, in the shape of Event Grid's
+//! ARM resource: `{"properties": {"destination", "filter", ...}}`.
+
+use axum::Json as JsonResponse;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::Utc;
+use mlgrid_core::resource::SourceKind;
+use mlgrid_core::subscription::{SubscriptionSpec, validate_subscription_name};
+use mlgrid_core::time::format_event_time;
+use mlgrid_store::{EventSubscription, Role, Source, SubscriptionPut};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::events::{EventPage, EventRecord};
+use super::lifecycle::with_etag;
+use super::sources;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{IfMatch, Json, Query};
+use crate::state::AppState;
+
+/// Provisioning state of a subscription that receives events.
+const SUCCEEDED: &str = "Succeeded";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutSubscription {
+    /// `destination` (`{"endpointType": "WebHook", "properties": {"endpointUrl", "maxEventsPerBatch",
+    /// "preferredBatchSizeInKilobytes"}}`), `filter`, `eventDeliverySchema`, `retryPolicy`,
+    /// `deadLetterDestination`, `labels`, `expirationTimeUtc`.
+    #[schema(value_type = Object)]
+    pub properties: SubscriptionSpec,
+}
+
+/// An event subscription as Event Grid shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionView {
+    /// `{source resource path}/providers/Microsoft.EventGrid/eventSubscriptions/{name}`
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub resource_type: &'static str,
+    /// The definition, with `topic`, `provisioningState`, `createdAt` and `updatedAt`.
+    #[schema(value_type = Object)]
+    pub properties: Value,
+    pub etag: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionList {
+    pub value: Vec<SubscriptionView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReadMatches {
+    /// Matches of events with a sequence number above this.
+    #[serde(default)]
+    after: u64,
+    /// Most events to return (default 100, at most 10000).
+    limit: Option<u32>,
+}
+
+fn view(source: &Source, subscription: EventSubscription) -> Result<SubscriptionView, ApiError> {
+    let mut properties: Value = serde_json::from_str(&subscription.spec)
+        .map_err(|e| ApiError::Internal(format!("stored subscription {} is not JSON: {e}", subscription.id)))?;
+    let topic = source.topic();
+    if let Value::Object(map) = &mut properties {
+        map.insert("topic".to_owned(), Value::String(topic.clone()));
+        map.insert(
+            "provisioningState".to_owned(),
+            Value::String(subscription.provisioning_state),
+        );
+        map.insert(
+            "createdAt".to_owned(),
+            Value::String(format_event_time(subscription.created_at)),
+        );
+        map.insert(
+            "updatedAt".to_owned(),
+            Value::String(format_event_time(subscription.updated_at)),
+        );
+    }
+    Ok(SubscriptionView {
+        id: format!(
+            "{topic}/providers/Microsoft.EventGrid/eventSubscriptions/{}",
+            subscription.name
+        ),
+        name: subscription.name,
+        resource_type: "Microsoft.EventGrid/eventSubscriptions",
+        properties,
+        etag: subscription.etag,
+    })
+}
+
+async fn put(
+    state: AppState,
+    caller: Caller,
+    kind: SourceKind,
+    source: String,
+    name: String,
+    if_match: Option<String>,
+    body: PutSubscription,
+) -> Result<Response, ApiError> {
+    let source = sources::load(&state, &caller, kind, &source, Role::Contributor).await?;
+    validate_subscription_name(&name).map_err(|e| ApiError::bad_request(e.0))?;
+    let spec = body.properties;
+    spec.validate(kind, Utc::now())
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    let put = SubscriptionPut {
+        name,
+        expires_at: spec.expires_at().map_err(|e| ApiError::bad_request(e.0))?,
+        spec: serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?,
+        provisioning_state: SUCCEEDED.to_owned(),
+    };
+    let (subscription, created) = state.store.put_subscription(source.id, put, if_match).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let etag = subscription.etag.clone();
+    Ok(with_etag(status, &etag, view(&source, subscription)?))
+}
+
+async fn list(
+    state: AppState,
+    caller: Caller,
+    kind: SourceKind,
+    source: String,
+) -> Result<JsonResponse<SubscriptionList>, ApiError> {
+    let source = sources::load(&state, &caller, kind, &source, Role::Reader).await?;
+    let subscriptions = state.store.list_subscriptions(Some(source.id)).await?;
+    let value = subscriptions
+        .into_iter()
+        .map(|s| view(&source, s))
+        .collect::<Result<_, _>>()?;
+    Ok(JsonResponse(SubscriptionList { value }))
+}
+
+async fn show(
+    state: AppState,
+    caller: Caller,
+    kind: SourceKind,
+    source: String,
+    name: String,
+) -> Result<Response, ApiError> {
+    let source = sources::load(&state, &caller, kind, &source, Role::Reader).await?;
+    let subscription = state.store.subscription(source.id, &name).await?;
+    let etag = subscription.etag.clone();
+    Ok(with_etag(StatusCode::OK, &etag, view(&source, subscription)?))
+}
+
+async fn delete(
+    state: AppState,
+    caller: Caller,
+    kind: SourceKind,
+    source: String,
+    name: String,
+    if_match: Option<String>,
+) -> Result<StatusCode, ApiError> {
+    let source = sources::load(&state, &caller, kind, &source, Role::Contributor).await?;
+    state.store.delete_subscription(source.id, &name, if_match).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn matches(
+    state: AppState,
+    caller: Caller,
+    kind: SourceKind,
+    source: String,
+    name: String,
+    query: ReadMatches,
+) -> Result<JsonResponse<EventPage>, ApiError> {
+    let source = sources::load(&state, &caller, kind, &source, Role::Reader).await?;
+    let subscription = state.store.subscription(source.id, &name).await?;
+    let limit = super::events::check_limit(query.limit)?;
+    let events = state
+        .store
+        .subscription_matches(subscription.id, query.after, limit)
+        .await?;
+    let last_sequence = events.last().map_or(query.after, |e| e.sequence);
+    let events = events
+        .into_iter()
+        .map(EventRecord::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok(JsonResponse(EventPage { events, last_sequence }))
+}
+
+/// Creates or replaces an event subscription of a workspace. Event types must be Azure ML's.
+/// Takes Contributor or Owner.
+#[utoipa::path(put, path = "/v1/workspaces/{workspace}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("workspace" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)), request_body = PutSubscription,
+    responses((status = 201, body = SubscriptionView), (status = 200, body = SubscriptionView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 412, body = ErrorBody)))]
+async fn put_workspace_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, name)): Path<(String, String)>,
+    IfMatch(if_match): IfMatch,
+    Json(body): Json<PutSubscription>,
+) -> Result<Response, ApiError> {
+    put(state, caller, SourceKind::Workspace, ws, name, if_match, body).await
+}
+
+/// Lists the event subscriptions of a workspace. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace}/eventSubscriptions", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("workspace" = String, Path)), responses((status = 200, body = SubscriptionList)))]
+async fn list_workspace_subscriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> Result<JsonResponse<SubscriptionList>, ApiError> {
+    list(state, caller, SourceKind::Workspace, ws).await
+}
+
+/// Shows an event subscription of a workspace. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("workspace" = String, Path), ("name" = String, Path)), responses((status = 200, body = SubscriptionView), (status = 404, body = ErrorBody)))]
+async fn show_workspace_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    show(state, caller, SourceKind::Workspace, ws, name).await
+}
+
+/// Deletes an event subscription of a workspace. Takes Contributor or Owner.
+#[utoipa::path(delete, path = "/v1/workspaces/{workspace}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("workspace" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_workspace_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, name)): Path<(String, String)>,
+    IfMatch(if_match): IfMatch,
+) -> Result<StatusCode, ApiError> {
+    delete(state, caller, SourceKind::Workspace, ws, name, if_match).await
+}
+
+/// The events an event subscription of a workspace matched. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/workspaces/{workspace}/eventSubscriptions/{name}/events", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("workspace" = String, Path), ("name" = String, Path), ReadMatches), responses((status = 200, body = EventPage), (status = 404, body = ErrorBody)))]
+async fn workspace_subscription_matches(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, name)): Path<(String, String)>,
+    Query(query): Query<ReadMatches>,
+) -> Result<JsonResponse<EventPage>, ApiError> {
+    matches(state, caller, SourceKind::Workspace, ws, name, query).await
+}
+
+/// Creates or replaces an event subscription of a custom topic. Takes Contributor or Owner.
+#[utoipa::path(put, path = "/v1/topics/{topic}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("topic" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)), request_body = PutSubscription,
+    responses((status = 201, body = SubscriptionView), (status = 200, body = SubscriptionView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 412, body = ErrorBody)))]
+async fn put_topic_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((topic, name)): Path<(String, String)>,
+    IfMatch(if_match): IfMatch,
+    Json(body): Json<PutSubscription>,
+) -> Result<Response, ApiError> {
+    put(state, caller, SourceKind::Topic, topic, name, if_match, body).await
+}
+
+/// Lists the event subscriptions of a custom topic. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/topics/{topic}/eventSubscriptions", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("topic" = String, Path)), responses((status = 200, body = SubscriptionList)))]
+async fn list_topic_subscriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(topic): Path<String>,
+) -> Result<JsonResponse<SubscriptionList>, ApiError> {
+    list(state, caller, SourceKind::Topic, topic).await
+}
+
+/// Shows an event subscription of a custom topic. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/topics/{topic}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("topic" = String, Path), ("name" = String, Path)), responses((status = 200, body = SubscriptionView), (status = 404, body = ErrorBody)))]
+async fn show_topic_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((topic, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    show(state, caller, SourceKind::Topic, topic, name).await
+}
+
+/// Deletes an event subscription of a custom topic. Takes Contributor or Owner.
+#[utoipa::path(delete, path = "/v1/topics/{topic}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("topic" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_topic_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((topic, name)): Path<(String, String)>,
+    IfMatch(if_match): IfMatch,
+) -> Result<StatusCode, ApiError> {
+    delete(state, caller, SourceKind::Topic, topic, name, if_match).await
+}
+
+/// The events an event subscription of a custom topic matched. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/topics/{topic}/eventSubscriptions/{name}/events", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("topic" = String, Path), ("name" = String, Path), ReadMatches), responses((status = 200, body = EventPage), (status = 404, body = ErrorBody)))]
+async fn topic_subscription_matches(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((topic, name)): Path<(String, String)>,
+    Query(query): Query<ReadMatches>,
+) -> Result<JsonResponse<EventPage>, ApiError> {
+    matches(state, caller, SourceKind::Topic, topic, name, query).await
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_workspace_subscriptions))
+        .routes(routes!(
+            put_workspace_subscription,
+            show_workspace_subscription,
+            delete_workspace_subscription
+        ))
+        .routes(routes!(workspace_subscription_matches))
+        .routes(routes!(list_topic_subscriptions))
+        .routes(routes!(
+            put_topic_subscription,
+            show_topic_subscription,
+            delete_topic_subscription
+        ))
+        .routes(routes!(topic_subscription_matches))
+}

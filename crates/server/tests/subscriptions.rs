@@ -1,0 +1,268 @@
+//! Event subscriptions through the API: definitions, bad input, and the matches the
+//! fan-out records.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::TestApi;
+use mlgrid_delivery::Fanout;
+use serde_json::{Value, json};
+
+fn webhook(url: &str) -> Value {
+    json!({"endpointType": "WebHook", "properties": {"endpointUrl": url}})
+}
+
+fn order(i: u64, kind: &str, total: f64) -> Value {
+    json!({"id": format!("o{i}"), "subject": format!("orders/{i}"), "eventType": kind, "eventTime": "2026-11-26T16:00:00Z",
+           "data": {"total": total, "tags": ["a", "b"]}})
+}
+
+async fn matched(api: &TestApi, path: &str) -> Vec<String> {
+    let page = api.call("GET", &format!("{path}/events"), None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn subscriptions_are_created_shown_replaced_and_deleted() {
+    let api = TestApi::new().await;
+    api.ok("POST", "/v1/workspaces", json!({"name": "ws1"})).await;
+    let body = json!({"properties": {
+        "destination": webhook("https://receiver.example/hook"),
+        "filter": {"includedEventTypes": ["Microsoft.MachineLearningServices.ModelRegistered"], "subjectBeginsWith": "models/",
+                   "advancedFilters": [{"operatorType": "StringIn", "key": "data.ModelTags.stage", "values": ["prod"]}]},
+        "labels": ["team-a"], "retryPolicy": {"maxDeliveryAttempts": 5}}});
+    let created = api
+        .call(
+            "PUT",
+            "/v1/workspaces/ws1/eventSubscriptions/models-prod",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let sub = &created.body;
+    assert_eq!(sub["name"], "models-prod");
+    assert_eq!(sub["type"], "Microsoft.EventGrid/eventSubscriptions");
+    assert!(
+        sub["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/workspaces/ws1/providers/Microsoft.EventGrid/eventSubscriptions/models-prod")
+    );
+    assert_eq!(sub["properties"]["provisioningState"], "Succeeded");
+    assert_eq!(sub["properties"]["eventDeliverySchema"], "EventGridSchema");
+    assert_eq!(
+        sub["properties"]["retryPolicy"],
+        json!({"maxDeliveryAttempts": 5, "eventTimeToLiveInMinutes": 1440})
+    );
+    assert_eq!(
+        sub["properties"]["topic"],
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/mlgrid/providers/Microsoft.MachineLearningServices/workspaces/ws1"
+    );
+    assert_eq!(created.etag.as_deref(), sub["etag"].as_str());
+
+    let shown = api
+        .call("GET", "/v1/workspaces/ws1/eventSubscriptions/models-prod", None)
+        .await;
+    assert_eq!(shown.body, created.body);
+    let stale = api
+        .call_as(
+            common::ADMIN_KEY,
+            "PUT",
+            "/v1/workspaces/ws1/eventSubscriptions/models-prod",
+            Some(body.clone()),
+            Some("\"stale\""),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    let replaced = api
+        .call_as(
+            common::ADMIN_KEY,
+            "PUT",
+            "/v1/workspaces/ws1/eventSubscriptions/models-prod",
+            Some(body),
+            created.etag.as_deref(),
+        )
+        .await;
+    assert_eq!(replaced.status, StatusCode::OK);
+    let list = api.call("GET", "/v1/workspaces/ws1/eventSubscriptions", None).await;
+    assert_eq!(list.body["value"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        api.call("DELETE", "/v1/workspaces/ws1/eventSubscriptions/models-prod", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call("GET", "/v1/workspaces/ws1/eventSubscriptions/models-prod", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn bad_definitions_are_refused_with_what_to_fix() {
+    let api = TestApi::new().await;
+    api.ok("POST", "/v1/workspaces", json!({"name": "ws1"})).await;
+    api.ok("POST", "/v1/topics", json!({"name": "shop"})).await;
+    let with_filter =
+        |filter: Value| json!({"properties": {"destination": webhook("https://r.example/"), "filter": filter}});
+    let too_many: Vec<Value> = (0..26)
+        .map(|i| json!({"operatorType": "IsNotNull", "key": format!("data.k{i}")}))
+        .collect();
+    let cases = [
+        (
+            "shop",
+            with_filter(json!({"advancedFilters": [{"operatorType": "NumberAbout", "key": "data.n", "values": [1]}]})),
+            "NumberAbout",
+        ),
+        (
+            "shop",
+            with_filter(json!({"advancedFilters": [{"operatorType": "NumberIn", "key": "data.n", "values": ["big"]}]})),
+            "big",
+        ),
+        ("shop", with_filter(json!({"advancedFilters": too_many})), "25"),
+        (
+            "shop",
+            with_filter(json!({"advancedFilters": [{"operatorType": "StringIn", "key": "data..x", "values": ["a"]}]})),
+            "data..x",
+        ),
+        (
+            "shop",
+            json!({"properties": {"destination": webhook("not a url")}}),
+            "endpointUrl",
+        ),
+        (
+            "shop",
+            json!({"properties": {"destination": webhook("https://r.example/"), "colour": "red"}}),
+            "colour",
+        ),
+        (
+            "ws1",
+            with_filter(json!({"includedEventTypes": ["Shop.OrderPlaced"]})),
+            "Shop.OrderPlaced",
+        ),
+    ];
+    for (source, body, needle) in cases {
+        let collection = if source == "ws1" { "workspaces" } else { "topics" };
+        let reply = api
+            .call(
+                "PUT",
+                &format!("/v1/{collection}/{source}/eventSubscriptions/sub-1"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {}", reply.body);
+        assert!(
+            reply.message().contains(needle),
+            "`{}` should mention `{needle}`",
+            reply.message()
+        );
+    }
+    let bad_name = api
+        .call(
+            "PUT",
+            "/v1/topics/shop/eventSubscriptions/a_b",
+            Some(with_filter(json!({}))),
+        )
+        .await;
+    assert!(bad_name.message().contains("3 to 64"), "{}", bad_name.message());
+    assert!(
+        api.call("GET", "/v1/topics/shop/eventSubscriptions", None).await.body["value"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing refused was stored"
+    );
+}
+
+#[tokio::test]
+async fn the_fanout_records_each_subscriptions_matches() {
+    let api = TestApi::new().await;
+    api.ok("POST", "/v1/topics", json!({"name": "shop"})).await;
+    api.publish("shop", json!([order(0, "Shop.OrderPlaced", 500.0)])).await;
+    let put = |filter: Value| json!({"properties": {"destination": webhook("https://r.example/"), "filter": filter}});
+    api.ok(
+        "PUT",
+        "/v1/topics/shop/eventSubscriptions/placed",
+        put(json!({"includedEventTypes": ["shop.orderplaced"]})),
+    )
+    .await;
+    api.ok(
+        "PUT",
+        "/v1/topics/shop/eventSubscriptions/order-1",
+        put(json!({"subjectBeginsWith": "ORDERS/1"})),
+    )
+    .await;
+    api.ok(
+        "PUT",
+        "/v1/topics/shop/eventSubscriptions/big",
+        put(json!({"advancedFilters": [{"operatorType": "NumberGreaterThan", "key": "data.total", "value": 100}]})),
+    )
+    .await;
+    api.ok(
+        "PUT",
+        "/v1/topics/shop/eventSubscriptions/case",
+        put(json!({"subjectBeginsWith": "ORDERS/", "isSubjectCaseSensitive": true})),
+    )
+    .await;
+    api.publish(
+        "shop",
+        json!([
+            order(1, "Shop.OrderPlaced", 50.0),
+            order(2, "Shop.OrderShipped", 150.0),
+            order(10, "Shop.OrderPlaced", 700.0)
+        ]),
+    )
+    .await;
+
+    let mut fanout = Fanout::new(api.store.clone());
+    assert_eq!(fanout.pass().await.unwrap(), 2 + 2 + 2);
+    assert_eq!(fanout.pass().await.unwrap(), 0, "nothing is recorded twice");
+    assert_eq!(
+        matched(&api, "/v1/topics/shop/eventSubscriptions/placed").await,
+        ["o1", "o10"],
+        "o0 came before the subscription"
+    );
+    assert_eq!(
+        matched(&api, "/v1/topics/shop/eventSubscriptions/order-1").await,
+        ["o1", "o10"]
+    );
+    assert_eq!(
+        matched(&api, "/v1/topics/shop/eventSubscriptions/big").await,
+        ["o2", "o10"]
+    );
+    assert!(
+        matched(&api, "/v1/topics/shop/eventSubscriptions/case")
+            .await
+            .is_empty()
+    );
+
+    // An expired subscription stops receiving and is removed.
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(300)).to_rfc3339();
+    api.ok(
+        "PUT",
+        "/v1/topics/shop/eventSubscriptions/brief",
+        json!({"properties": {"destination": webhook("https://r.example/"), "expirationTimeUtc": soon}}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    api.publish("shop", json!([order(3, "Shop.OrderPlaced", 1.0)])).await;
+    fanout.pass().await.unwrap();
+    assert_eq!(
+        api.call("GET", "/v1/topics/shop/eventSubscriptions/brief", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        matched(&api, "/v1/topics/shop/eventSubscriptions/placed").await,
+        ["o1", "o10", "o3"]
+    );
+}
