@@ -28,7 +28,11 @@ fn path(subscription: &SubscriptionRef) -> anyhow::Result<String> {
     Ok(format!("{}/{}", collection(&subscription.source)?, subscription.name))
 }
 
+/// A number as typed: integers stay integers in the JSON.
 fn number(operator: &str, value: &str) -> anyhow::Result<Value> {
+    if let Ok(n) = value.parse::<i64>() {
+        return Ok(json!(n));
+    }
     let n: f64 = value
         .parse()
         .map_err(|_| anyhow!("{operator} takes numbers; `{value}` is not one"))?;
@@ -224,12 +228,12 @@ mod tests {
     fn advanced_filters_are_written_as_event_grid_reads_them() {
         assert_eq!(
             filter(&["data.n", "NumberIn", "1", "2.5"]).unwrap(),
-            json!({"operatorType": "NumberIn", "key": "data.n", "values": [1.0, 2.5]})
+            json!({"operatorType": "NumberIn", "key": "data.n", "values": [1, 2.5]})
         );
-        assert_eq!(filter(&["data.n", "NumberLessThan", "7"]).unwrap()["value"], json!(7.0));
+        assert_eq!(filter(&["data.n", "NumberLessThan", "7"]).unwrap()["value"], json!(7));
         assert_eq!(
             filter(&["data.n", "NumberInRange", "1,5", "10, 20"]).unwrap()["values"],
-            json!([[1.0, 5.0], [10.0, 20.0]])
+            json!([[1, 5], [10, 20]])
         );
         assert_eq!(
             filter(&["data.ok", "BoolEquals", "true"]).unwrap()["value"],
