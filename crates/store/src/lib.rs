@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod delivery;
 mod error;
 mod lifecycle;
 mod model;
@@ -41,6 +42,7 @@ use chrono::{DateTime, Utc};
 use mlgrid_core::resource::SourceKind;
 use tokio::sync::watch;
 
+pub use delivery::*;
 pub use error::{Result, StoreError};
 pub use lifecycle::*;
 pub use model::*;
@@ -230,6 +232,35 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
+
+    // Delivery: claiming due deliveries with a lease, recording attempts, dead letters.
+
+    /// Claims up to `limit` pending deliveries that are due at `now` and not leased,
+    /// leasing them until `lease_until`; ordered by subscription and sequence.
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>>;
+
+    /// Records an attempt and moves its deliveries on (delivered, retry later, dead).
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<()>;
+
+    /// The latest attempts for a subscription, newest first.
+    async fn delivery_attempts(&self, subscription: SubscriptionId, limit: u32) -> Result<Vec<Attempt>>;
+
+    async fn delivery_stats(&self, subscription: SubscriptionId) -> Result<DeliveryStats>;
+
+    /// Dead-lettered events of a subscription after a sequence number, oldest first.
+    async fn dead_letters(&self, subscription: SubscriptionId, after: u64, limit: u32) -> Result<Vec<DeadLetter>>;
+
+    /// Makes dead-lettered events (all, or those listed) pending again, due now, with
+    /// their attempts reset; returns how many.
+    async fn redeliver(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64>;
+
+    /// Deletes dead-lettered events (all, or those listed); returns how many.
+    async fn purge_dead_letters(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64>;
 
     /// A counter that changes after every commit that appended events: wait on it to
     /// follow logs without polling.

@@ -938,6 +938,156 @@ pub async fn matches_are_recorded_once_with_the_cursor(store: Arc<dyn Store>) {
     );
 }
 
+fn attempt(
+    subscription: SubscriptionId,
+    sequences: Vec<u64>,
+    status: Option<u16>,
+    next: AfterAttempt,
+) -> AttemptRecord {
+    AttemptRecord {
+        subscription_id: subscription,
+        sequences,
+        attempted_at: chrono::Utc::now(),
+        status_code: status,
+        latency_ms: 1.5,
+        outcome: if next == AfterAttempt::Delivered {
+            "Delivered".into()
+        } else {
+            "Failed".into()
+        },
+        error: status.is_none().then(|| "connection refused".to_owned()),
+        response_excerpt: None,
+        next,
+    }
+}
+
+pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn Store>) {
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "deliver"), &keys())
+        .await
+        .unwrap();
+    let (sub, _) = store
+        .put_subscription(topic.id, put("sub-a", "{}"), None)
+        .await
+        .unwrap();
+    store
+        .append_events(topic.id, (1..=4).map(event).collect())
+        .await
+        .unwrap();
+    let matches = (1..=4).map(|s| (sub.id, s)).collect();
+    store
+        .record_matches(RoutedBatch {
+            source: topic.id,
+            from_sequence: 0,
+            to_sequence: 4,
+            matches,
+        })
+        .await
+        .unwrap();
+
+    let now = chrono::Utc::now();
+    let lease = now + chrono::Duration::seconds(30);
+    let claimed = store.claim_deliveries(now, lease, 3).await.unwrap();
+    assert_eq!(claimed.iter().map(|d| d.sequence).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!((claimed[0].attempts, claimed[0].body.as_str()), (0, r#"{"n":1}"#));
+    assert_eq!(
+        store.claim_deliveries(now, lease, 10).await.unwrap().len(),
+        1,
+        "leased deliveries are not claimed twice"
+    );
+    // A dead worker's lease runs out: the deliveries are due again.
+    let later = now + chrono::Duration::seconds(31);
+    assert_eq!(
+        store
+            .claim_deliveries(later, later + chrono::Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+
+    store
+        .record_attempt(attempt(sub.id, vec![1], Some(200), AfterAttempt::Delivered))
+        .await
+        .unwrap();
+    let retry_at = later + chrono::Duration::seconds(10);
+    store
+        .record_attempt(attempt(sub.id, vec![2, 3], Some(500), AfterAttempt::RetryAt(retry_at)))
+        .await
+        .unwrap();
+    store
+        .record_attempt(attempt(
+            sub.id,
+            vec![4],
+            Some(400),
+            AfterAttempt::DeadLetter("NonRetriableStatus".into()),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        store.claim_deliveries(later, later, 10).await.unwrap().is_empty(),
+        "a retry waits for its time"
+    );
+    let retried = store
+        .claim_deliveries(retry_at, retry_at + chrono::Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        retried.iter().map(|d| (d.sequence, d.attempts)).collect::<Vec<_>>(),
+        [(2, 1), (3, 1)]
+    );
+
+    let stats = store.delivery_stats(sub.id).await.unwrap();
+    assert_eq!(
+        (
+            stats.delivered,
+            stats.dead_lettered,
+            stats.pending,
+            stats.failed_attempts
+        ),
+        (1, 1, 2, 2)
+    );
+    let attempts = store.delivery_attempts(sub.id, 10).await.unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert_eq!(
+        (attempts[0].status_code, attempts[0].first_sequence),
+        (Some(400), 4),
+        "newest first"
+    );
+    assert_eq!(attempts[1].events, 2);
+
+    let dead = store.dead_letters(sub.id, 0, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].sequence,
+            dead[0].dead_letter_reason.as_str(),
+            dead[0].delivery_attempts,
+            dead[0].last_http_status_code
+        ),
+        (4, "NonRetriableStatus", 1, Some(400))
+    );
+    assert_eq!(store.redeliver(sub.id, Some(vec![4])).await.unwrap(), 1);
+    assert!(store.dead_letters(sub.id, 0, 10).await.unwrap().is_empty());
+    let again = store.claim_deliveries(retry_at, retry_at, 10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|d| (d.sequence, d.attempts)).collect::<Vec<_>>(),
+        [(4, 0)],
+        "redelivery starts over"
+    );
+    store
+        .record_attempt(attempt(
+            sub.id,
+            vec![4],
+            None,
+            AfterAttempt::DeadLetter("MaxDeliveryAttemptsExceeded".into()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.purge_dead_letters(sub.id, None).await.unwrap(), 1);
+    assert_eq!(store.delivery_stats(sub.id).await.unwrap().dead_lettered, 0);
+}
+
 #[macro_export]
 macro_rules! backend_tests {
     ($open:path; $($case:ident),* $(,)?) => {
@@ -977,6 +1127,7 @@ mod sqlite {
         principals_keys_and_role_assignments,
         subscriptions_are_put_listed_expired_and_deleted,
         matches_are_recorded_once_with_the_cursor,
+        deliveries_are_leased_attempted_and_dead_lettered,
     );
 
     #[tokio::test]

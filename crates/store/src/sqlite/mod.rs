@@ -5,6 +5,7 @@
 //! the write path (they would stall a commit); a background task checkpoints instead.
 
 mod access;
+mod delivery;
 mod events;
 mod lifecycle;
 mod rows;
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Store;
+use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
@@ -673,6 +675,93 @@ impl Store for SqliteStore {
             .bind(to_i64(after))
             .bind(limit.min(crate::MAX_READ_LIMIT));
         self.all(query, stored_event_from_row).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(delivery::claim(conn, now, lease_until, limit))
+            })
+            .await
+    }
+
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<()> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(delivery::record_attempt(conn, attempt))
+            })
+            .await
+    }
+
+    async fn delivery_attempts(&self, subscription: SubscriptionId, limit: u32) -> Result<Vec<Attempt>> {
+        let query = sqlx::query("SELECT * FROM delivery_attempts WHERE subscription_id = ? ORDER BY id DESC LIMIT ?");
+        self.all(
+            query.bind(subscription).bind(limit.min(crate::MAX_READ_LIMIT)),
+            rows::attempt_from_row,
+        )
+        .await
+    }
+
+    async fn delivery_stats(&self, subscription: SubscriptionId) -> Result<DeliveryStats> {
+        let (delivered, dead, pending): (i64, i64, i64) = sqlx::query_as(
+            "SELECT coalesce(sum(state = 'delivered'), 0), coalesce(sum(state = 'dead'), 0), coalesce(sum(state = 'pending'), 0) \
+             FROM deliveries WHERE subscription_id = ?",
+        )
+        .bind(subscription)
+        .fetch_one(&self.reads)
+        .await
+        .map_err(StoreError::backend)?;
+        let (failed, last_error): (i64, Option<String>) = sqlx::query_as(
+            "SELECT count(*), (SELECT coalesce(error, outcome) FROM delivery_attempts WHERE subscription_id = ?1 \
+             AND outcome != 'Delivered' ORDER BY id DESC LIMIT 1) \
+             FROM delivery_attempts WHERE subscription_id = ?1 AND outcome != 'Delivered'",
+        )
+        .bind(subscription)
+        .fetch_one(&self.reads)
+        .await
+        .map_err(StoreError::backend)?;
+        Ok(DeliveryStats {
+            delivered: delivered as u64,
+            dead_lettered: dead as u64,
+            pending: pending as u64,
+            failed_attempts: failed as u64,
+            last_error,
+        })
+    }
+
+    async fn dead_letters(&self, subscription: SubscriptionId, after: u64, limit: u32) -> Result<Vec<DeadLetter>> {
+        let query = sqlx::query(
+            "SELECT d.sequence, d.attempts, d.dead_letter_reason, d.last_outcome, d.last_status, d.last_attempt_at, \
+             e.schema, e.body, e.published_at FROM deliveries d \
+             JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
+             WHERE d.subscription_id = ? AND d.state = 'dead' AND d.sequence > ? ORDER BY d.sequence LIMIT ?",
+        );
+        let query = query
+            .bind(subscription)
+            .bind(to_i64(after))
+            .bind(limit.min(crate::MAX_READ_LIMIT));
+        self.all(query, rows::dead_letter_from_row).await
+    }
+
+    async fn redeliver(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(delivery::redeliver(conn, subscription, sequences))
+            })
+            .await
+    }
+
+    async fn purge_dead_letters(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(delivery::purge(conn, subscription, sequences))
+            })
+            .await
     }
 
     fn appended(&self) -> watch::Receiver<u64> {

@@ -8,6 +8,7 @@ use mlgrid_core::time::parse_rfc3339;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
@@ -79,11 +80,10 @@ pub(super) fn role_assignment_from_row(row: &SqliteRow) -> Result<RoleAssignment
 }
 
 pub(super) fn stored_event_from_row(row: &SqliteRow) -> Result<StoredEvent> {
-    let schema: String = get(row, "schema")?;
     Ok(StoredEvent {
         sequence: sequence(get(row, "sequence")?)?,
         id: get(row, "event_id")?,
-        schema: EventSchema::parse(&schema).ok_or_else(|| StoreError::Corrupt(format!("event schema `{schema}`")))?,
+        schema: schema(row)?,
         event_type: get(row, "event_type")?,
         subject: get(row, "subject")?,
         published_at: time(row, "published_at")?,
@@ -246,5 +246,56 @@ pub(super) fn subscription_from_row(row: &SqliteRow) -> Result<EventSubscription
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
         etag: get(row, "etag")?,
+    })
+}
+
+fn optional_u16(row: &SqliteRow, column: &str) -> Result<Option<u16>> {
+    let value: Option<i64> = get(row, column)?;
+    Ok(value.and_then(|v| u16::try_from(v).ok()))
+}
+
+fn schema(row: &SqliteRow) -> Result<EventSchema> {
+    let schema: String = get(row, "schema")?;
+    EventSchema::parse(&schema).ok_or_else(|| StoreError::Corrupt(format!("event schema `{schema}`")))
+}
+
+pub(super) fn due_delivery_from_row(row: &SqliteRow) -> Result<DueDelivery> {
+    let attempts: i64 = get(row, "attempts")?;
+    Ok(DueDelivery {
+        subscription_id: get(row, "subscription_id")?,
+        sequence: sequence(get(row, "sequence")?)?,
+        attempts: attempts as u32,
+        schema: schema(row)?,
+        published_at: time(row, "published_at")?,
+        body: get(row, "body")?,
+    })
+}
+
+pub(super) fn attempt_from_row(row: &SqliteRow) -> Result<Attempt> {
+    let events: i64 = get(row, "events")?;
+    Ok(Attempt {
+        attempted_at: time(row, "attempted_at")?,
+        events: events as u32,
+        first_sequence: sequence(get(row, "first_sequence")?)?,
+        status_code: optional_u16(row, "status_code")?,
+        latency_ms: get(row, "latency_ms")?,
+        outcome: get(row, "outcome")?,
+        error: get(row, "error")?,
+        response_excerpt: get(row, "response_excerpt")?,
+    })
+}
+
+pub(super) fn dead_letter_from_row(row: &SqliteRow) -> Result<DeadLetter> {
+    let attempts: i64 = get(row, "attempts")?;
+    Ok(DeadLetter {
+        sequence: sequence(get(row, "sequence")?)?,
+        schema: schema(row)?,
+        body: get(row, "body")?,
+        dead_letter_reason: get(row, "dead_letter_reason")?,
+        delivery_attempts: attempts as u32,
+        last_delivery_outcome: get(row, "last_outcome")?,
+        last_http_status_code: optional_u16(row, "last_status")?,
+        publish_time: time(row, "published_at")?,
+        last_delivery_attempt_time: optional_time(row, "last_attempt_at")?,
     })
 }

@@ -1,0 +1,86 @@
+//! Deliveries as the store keeps them: what is due, what each attempt did, what was
+//! given up (dead-lettered).
+
+use chrono::{DateTime, Utc};
+use mlgrid_core::EventSchema;
+
+use crate::subscriptions::SubscriptionId;
+
+/// A delivery claimed by a worker: one event for one subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueDelivery {
+    pub subscription_id: SubscriptionId,
+    pub sequence: u64,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub schema: EventSchema,
+    pub published_at: DateTime<Utc>,
+    /// The event as stored, in the schema it was published in.
+    pub body: String,
+}
+
+/// Where a delivery goes after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterAttempt {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    /// Given up, with Event Grid's reason.
+    DeadLetter(String),
+}
+
+/// One attempt to deliver a batch of events to a subscription's endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub subscription_id: SubscriptionId,
+    /// The events of the batch.
+    pub sequences: Vec<u64>,
+    pub attempted_at: DateTime<Utc>,
+    /// The HTTP status, when there was an answer.
+    pub status_code: Option<u16>,
+    pub latency_ms: f64,
+    /// `Delivered`, `Failed` or the HTTP status class, as shown in the delivery log.
+    pub outcome: String,
+    pub error: Option<String>,
+    /// The start of the receiver's answer.
+    pub response_excerpt: Option<String>,
+    pub next: AfterAttempt,
+}
+
+/// An attempt as the delivery log shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub attempted_at: DateTime<Utc>,
+    pub events: u32,
+    pub first_sequence: u64,
+    pub status_code: Option<u16>,
+    pub latency_ms: f64,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+/// A dead-lettered event, with Event Grid's dead-letter fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub sequence: u64,
+    pub schema: EventSchema,
+    pub body: String,
+    pub dead_letter_reason: String,
+    pub delivery_attempts: u32,
+    pub last_delivery_outcome: Option<String>,
+    pub last_http_status_code: Option<u16>,
+    pub publish_time: DateTime<Utc>,
+    pub last_delivery_attempt_time: Option<DateTime<Utc>>,
+}
+
+/// Counters of one subscription's deliveries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryStats {
+    pub delivered: u64,
+    pub dead_lettered: u64,
+    /// Pending deliveries: the backlog.
+    pub pending: u64,
+    /// Attempts that did not deliver.
+    pub failed_attempts: u64,
+    pub last_error: Option<String>,
+}

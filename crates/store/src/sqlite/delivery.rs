@@ -1,0 +1,149 @@
+//! Delivery state on SQLite: claims with leases, attempts, dead letters.
+
+use chrono::{DateTime, Utc};
+use mlgrid_core::time::format_event_time;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::rows::due_delivery_from_row;
+use crate::delivery::*;
+use crate::error::{Result, StoreError};
+use crate::subscriptions::SubscriptionId;
+
+fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
+    result.map_err(StoreError::backend)
+}
+
+pub(super) async fn claim(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<DueDelivery>> {
+    let now = format_event_time(now);
+    let rows = db(sqlx::query(
+        "SELECT d.subscription_id, d.sequence, d.attempts, e.schema, e.published_at, e.body \
+         FROM deliveries d JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
+         WHERE d.state = 'pending' AND (d.due_at IS NULL OR d.due_at <= ?) AND (d.lease_until IS NULL OR d.lease_until <= ?) \
+         ORDER BY d.subscription_id, d.sequence LIMIT ?",
+    )
+    .bind(&now)
+    .bind(&now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await)?;
+    let due: Vec<DueDelivery> = rows.iter().map(due_delivery_from_row).collect::<Result<_>>()?;
+    if due.is_empty() {
+        return Ok(due);
+    }
+    let mut lease = QueryBuilder::<Sqlite>::new("UPDATE deliveries SET lease_until = ");
+    lease
+        .push_bind(format_event_time(lease_until))
+        .push(" WHERE (subscription_id, sequence) IN (VALUES ");
+    let mut separated = lease.separated(", ");
+    for d in &due {
+        separated
+            .push("(")
+            .push_bind_unseparated(d.subscription_id)
+            .push_unseparated(", ");
+        separated.push_bind_unseparated(d.sequence as i64).push_unseparated(")");
+    }
+    lease.push(")");
+    db(lease.build().execute(&mut *conn).await)?;
+    Ok(due)
+}
+
+pub(super) async fn record_attempt(conn: &mut SqliteConnection, attempt: AttemptRecord) -> Result<()> {
+    let at = format_event_time(attempt.attempted_at);
+    db(sqlx::query(
+        "INSERT INTO delivery_attempts (subscription_id, attempted_at, events, first_sequence, status_code, latency_ms, outcome, error, response_excerpt) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(attempt.subscription_id)
+    .bind(&at)
+    .bind(attempt.sequences.len() as i64)
+    .bind(attempt.sequences.first().copied().unwrap_or(0) as i64)
+    .bind(attempt.status_code.map(i64::from))
+    .bind(attempt.latency_ms)
+    .bind(&attempt.outcome)
+    .bind(&attempt.error)
+    .bind(&attempt.response_excerpt)
+    .execute(&mut *conn)
+    .await)?;
+    let (state, due_at, reason) = match &attempt.next {
+        AfterAttempt::Delivered => ("delivered", None, None),
+        AfterAttempt::RetryAt(at) => ("pending", Some(format_event_time(*at)), None),
+        AfterAttempt::DeadLetter(reason) => ("dead", None, Some(reason.clone())),
+    };
+    let finished = (state != "pending").then(|| at.clone());
+    let mut update =
+        QueryBuilder::<Sqlite>::new("UPDATE deliveries SET attempts = attempts + 1, lease_until = NULL, state = ");
+    update
+        .push_bind(state)
+        .push(", due_at = ")
+        .push_bind(due_at)
+        .push(", dead_letter_reason = ")
+        .push_bind(reason)
+        .push(", finished_at = ")
+        .push_bind(finished)
+        .push(", last_attempt_at = ")
+        .push_bind(at)
+        .push(", last_status = ")
+        .push_bind(attempt.status_code.map(i64::from))
+        .push(", last_outcome = ")
+        .push_bind(attempt.outcome)
+        .push(", last_error = ")
+        .push_bind(attempt.error)
+        .push(" WHERE subscription_id = ")
+        .push_bind(attempt.subscription_id)
+        .push(" AND sequence IN (");
+    let mut separated = update.separated(", ");
+    for sequence in &attempt.sequences {
+        separated.push_bind(*sequence as i64);
+    }
+    update.push(")");
+    db(update.build().execute(&mut *conn).await)?;
+    Ok(())
+}
+
+/// `AND sequence IN (...)` for an optional list of sequences.
+fn push_sequences(query: &mut QueryBuilder<Sqlite>, sequences: &Option<Vec<u64>>) {
+    if let Some(sequences) = sequences {
+        query.push(" AND sequence IN (");
+        let mut separated = query.separated(", ");
+        for sequence in sequences {
+            separated.push_bind(*sequence as i64);
+        }
+        separated.push_unseparated(")");
+    }
+}
+
+pub(super) async fn redeliver(
+    conn: &mut SqliteConnection,
+    subscription: SubscriptionId,
+    sequences: Option<Vec<u64>>,
+) -> Result<u64> {
+    if sequences.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(0);
+    }
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, due_at = NULL, lease_until = NULL, \
+         dead_letter_reason = NULL, finished_at = NULL WHERE state = 'dead' AND subscription_id = ",
+    );
+    query.push_bind(subscription);
+    push_sequences(&mut query, &sequences);
+    Ok(db(query.build().execute(&mut *conn).await)?.rows_affected())
+}
+
+pub(super) async fn purge(
+    conn: &mut SqliteConnection,
+    subscription: SubscriptionId,
+    sequences: Option<Vec<u64>>,
+) -> Result<u64> {
+    if sequences.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(0);
+    }
+    let mut query = QueryBuilder::<Sqlite>::new("DELETE FROM deliveries WHERE state = 'dead' AND subscription_id = ");
+    query.push_bind(subscription);
+    push_sequences(&mut query, &sequences);
+    Ok(db(query.build().execute(&mut *conn).await)?.rows_affected())
+}
