@@ -1,20 +1,35 @@
 //! Getting events to the subscribers that asked for them.
 //!
-//! The [`Fanout`] follows every source's event log and records, for each event, the
-//! subscriptions whose filters it matches (a delivery each). It is a resumable step:
-//! its position in each log (the cursor) moves in the same transaction that records
-//! the matches, so after a crash it goes on where it stopped and records nothing twice.
+//! - The [`Fanout`] follows every source's event log and records, for each event, the
+//!   subscriptions whose filters it matches (a delivery each). It is a resumable step:
+//!   its position in each log (the cursor) moves in the same transaction that records
+//!   the matches, so after a crash it goes on where it stopped and records nothing twice.
+//! - The [`Dispatcher`] claims due deliveries with a lease, posts them to their webhooks
+//!   in batches with Event Grid's headers, and records every attempt: delivered, retried
+//!   on Event Grid's schedule, or dead-lettered.
+//! - The [`AddressPolicy`] keeps webhooks away from metadata, private and loopback
+//!   addresses unless allowed.
 //!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn mlgrid_store::Store>) {
+//! use mlgrid_delivery::{Dispatcher, DispatcherConfig, Fanout};
+//!
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let fanout = tokio::spawn(mlgrid_delivery::Fanout::new(store).run(shutdown.clone()));
+//! let fanout = tokio::spawn(Fanout::new(store.clone()).run(shutdown.clone()));
+//! let dispatcher = Dispatcher::new(store, DispatcherConfig::default()).unwrap();
+//! let delivery = tokio::spawn(dispatcher.run(shutdown.clone()));
 //! // ... serve ...
 //! shutdown.cancel();
 //! fanout.await.unwrap();
+//! delivery.await.unwrap();
 //! # }
 //! ```
 
+mod address_guard;
+mod dispatcher;
 mod fanout;
+mod webhook;
 
+pub use address_guard::AddressPolicy;
+pub use dispatcher::{Dispatcher, DispatcherConfig};
 pub use fanout::Fanout;

@@ -244,6 +244,15 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<DueDelivery>>;
 
+    /// Gives claimed deliveries back without an attempt, due again at `due_at` (the
+    /// endpoint is busy or on probation).
+    async fn release_deliveries(
+        &self,
+        subscription: SubscriptionId,
+        sequences: Vec<u64>,
+        due_at: DateTime<Utc>,
+    ) -> Result<()>;
+
     /// Records an attempt and moves its deliveries on (delivered, retry later, dead).
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<()>;
 

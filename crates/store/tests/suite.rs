@@ -1037,6 +1037,19 @@ pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn St
         [(2, 1), (3, 1)]
     );
 
+    // A busy endpoint gives deliveries back without an attempt.
+    let retried_at = retry_at + chrono::Duration::seconds(30);
+    store.release_deliveries(sub.id, vec![2, 3], retried_at).await.unwrap();
+    assert!(store.claim_deliveries(retry_at, retry_at, 10).await.unwrap().is_empty());
+    let back = store
+        .claim_deliveries(retried_at, retried_at + chrono::Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        back.iter().map(|d| (d.sequence, d.attempts)).collect::<Vec<_>>(),
+        [(2, 1), (3, 1)]
+    );
+
     let stats = store.delivery_stats(sub.id).await.unwrap();
     assert_eq!(
         (
@@ -1069,7 +1082,7 @@ pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn St
     );
     assert_eq!(store.redeliver(sub.id, Some(vec![4])).await.unwrap(), 1);
     assert!(store.dead_letters(sub.id, 0, 10).await.unwrap().is_empty());
-    let again = store.claim_deliveries(retry_at, retry_at, 10).await.unwrap();
+    let again = store.claim_deliveries(retried_at, retried_at, 10).await.unwrap();
     assert_eq!(
         again.iter().map(|d| (d.sequence, d.attempts)).collect::<Vec<_>>(),
         [(4, 0)],

@@ -105,6 +105,22 @@ pub(super) async fn record_attempt(conn: &mut SqliteConnection, attempt: Attempt
     Ok(())
 }
 
+pub(super) async fn release(
+    conn: &mut SqliteConnection,
+    subscription: SubscriptionId,
+    sequences: Vec<u64>,
+    due_at: DateTime<Utc>,
+) -> Result<()> {
+    let mut query = QueryBuilder::<Sqlite>::new("UPDATE deliveries SET lease_until = NULL, due_at = ");
+    query
+        .push_bind(format_event_time(due_at))
+        .push(" WHERE state = 'pending' AND subscription_id = ")
+        .push_bind(subscription);
+    push_sequences(&mut query, &Some(sequences));
+    db(query.build().execute(&mut *conn).await)?;
+    Ok(())
+}
+
 /// `AND sequence IN (...)` for an optional list of sequences.
 fn push_sequences(query: &mut QueryBuilder<Sqlite>, sequences: &Option<Vec<u64>>) {
     if let Some(sequences) = sequences {

@@ -690,6 +690,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn release_deliveries(
+        &self,
+        subscription: SubscriptionId,
+        sequences: Vec<u64>,
+        due_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(delivery::release(conn, subscription, sequences, due_at))
+            })
+            .await
+    }
+
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<()> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {

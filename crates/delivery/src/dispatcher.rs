@@ -1,0 +1,371 @@
+//! The dispatcher: claims due deliveries, sends them to their webhooks in batches, and
+//! records what each attempt did, following Event Grid's retry policy.
+//!
+//! Each batch is sent by its own task, bounded overall and per subscription, so a slow or
+//! dead endpoint holds only its own slots and never delays the others. A claimed
+//! delivery is leased; if this node dies, the lease runs out and another claim picks it
+//! up (at-least-once).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use mlgrid_core::resource::SourceKind;
+use mlgrid_core::retry::{NextStep, RetrySchedule, next_step};
+use mlgrid_core::subscription::SubscriptionSpec;
+use mlgrid_core::{EventGridEvent, EventSchema};
+use mlgrid_store::{AfterAttempt, AttemptRecord, DueDelivery, SourceId, Store, StoreError, SubscriptionId};
+use rand::Rng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::address_guard::{AddressPolicy, GuardedResolver};
+use crate::webhook::{Headers, batch_body, post};
+
+/// How the dispatcher works.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Batches in flight at once, in all.
+    pub concurrency: usize,
+    /// Batches in flight at once to one subscription.
+    pub per_subscription: usize,
+    /// How long a claimed delivery is reserved for this node.
+    pub lease: Duration,
+    /// How long a receiver has to answer.
+    pub timeout: Duration,
+    pub schedule: RetrySchedule,
+    pub addresses: AddressPolicy,
+    /// Deliveries claimed at once.
+    pub claim: u32,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            concurrency: 256,
+            per_subscription: 32,
+            lease: Duration::from_secs(90),
+            timeout: Duration::from_secs(30),
+            schedule: RetrySchedule::default(),
+            addresses: AddressPolicy::default(),
+            claim: 1000,
+        }
+    }
+}
+
+/// How long the dispatcher rests when nothing is due.
+const IDLE: Duration = Duration::from_millis(50);
+/// Event Grid's default for `preferredBatchSizeInKilobytes`.
+const DEFAULT_BATCH_KB: u32 = 64;
+
+/// After this many failed attempts in a row an endpoint is on probation.
+const PROBATION_AFTER: u32 = 5;
+/// The first probation, doubled with each further failure, up to the longest.
+const PROBATION_FIRST: Duration = Duration::from_secs(10);
+const PROBATION_LONGEST: Duration = Duration::from_secs(300);
+/// How long a delivery waits when its endpoint has no free slot.
+const BUSY_WAIT: Duration = Duration::from_millis(200);
+
+/// How an endpoint has been answering lately.
+#[derive(Default)]
+struct Health {
+    failures_in_a_row: AtomicU32,
+}
+
+impl Health {
+    /// Until when new attempts should wait, if the endpoint is on probation: the
+    /// failures keep coming, so it is tried less often, and it recovers by itself at
+    /// the first success.
+    fn probation(
+        &self,
+        schedule: &RetrySchedule,
+        last_failure: Option<chrono::DateTime<Utc>>,
+    ) -> Option<chrono::DateTime<Utc>> {
+        let failures = self.failures_in_a_row.load(Ordering::Relaxed);
+        if failures < PROBATION_AFTER {
+            return None;
+        }
+        let doublings = (failures - PROBATION_AFTER).min(16);
+        let wait = PROBATION_FIRST
+            .saturating_mul(1 << doublings)
+            .min(PROBATION_LONGEST)
+            .mul_f64(schedule.scale);
+        Some(last_failure? + chrono::Duration::from_std(wait).ok()?)
+    }
+}
+
+/// What a batch needs to know of its subscription.
+struct Target {
+    name: String,
+    topic: String,
+    spec: SubscriptionSpec,
+    slots: Arc<Semaphore>,
+    health: Arc<Health>,
+    last_failure: Arc<std::sync::Mutex<Option<chrono::DateTime<Utc>>>>,
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    config: DispatcherConfig,
+    http: reqwest::Client,
+    targets: HashMap<SubscriptionId, Arc<Target>>,
+    version: Option<u64>,
+    slots: Arc<Semaphore>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Arc<dyn Store>, config: DispatcherConfig) -> Result<Dispatcher, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .dns_resolver(GuardedResolver::shared(config.addresses))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(config.per_subscription)
+            .build()?;
+        Ok(Dispatcher {
+            slots: Arc::new(Semaphore::new(config.concurrency)),
+            store,
+            config,
+            http,
+            targets: HashMap::new(),
+            version: None,
+        })
+    }
+
+    async fn refresh(&mut self) -> Result<(), StoreError> {
+        let version = self.store.subscriptions_version().await?;
+        if self.version == Some(version) {
+            return Ok(());
+        }
+        let mut topics: HashMap<SourceId, String> = HashMap::new();
+        for kind in [SourceKind::Workspace, SourceKind::Topic] {
+            topics.extend(
+                self.store
+                    .list_sources(kind)
+                    .await?
+                    .into_iter()
+                    .map(|s| (s.id, s.topic())),
+            );
+        }
+        let mut targets = HashMap::new();
+        for subscription in self.store.list_subscriptions(None).await? {
+            let Ok(spec) = serde_json::from_str::<SubscriptionSpec>(&subscription.spec) else {
+                tracing::error!(subscription = %subscription.name, "skipping an unreadable subscription");
+                continue;
+            };
+            // Keep the slots and health of a known subscription: batches in flight use them.
+            let known = self.targets.get(&subscription.id);
+            let target = Target {
+                name: subscription.name,
+                topic: topics.get(&subscription.source_id).cloned().unwrap_or_default(),
+                spec,
+                slots: known.map_or_else(
+                    || Arc::new(Semaphore::new(self.config.per_subscription)),
+                    |t| t.slots.clone(),
+                ),
+                health: known.map(|t| t.health.clone()).unwrap_or_default(),
+                last_failure: known.map(|t| t.last_failure.clone()).unwrap_or_default(),
+            };
+            targets.insert(subscription.id, Arc::new(target));
+        }
+        self.targets = targets;
+        self.version = Some(version);
+        Ok(())
+    }
+
+    /// Splits one subscription's due deliveries into batches within its
+    /// `maxEventsPerBatch` and `preferredBatchSizeInKilobytes`, never waiting for more.
+    fn batches(target: &Target, due: Vec<DueDelivery>) -> Vec<Vec<DueDelivery>> {
+        let properties = &target.spec.destination.properties;
+        let max_events = properties.max_events_per_batch.unwrap_or(1).max(1) as usize;
+        let max_bytes = properties.preferred_batch_size_in_kilobytes.unwrap_or(DEFAULT_BATCH_KB) as usize * 1024;
+        let mut batches = Vec::new();
+        let mut current: Vec<DueDelivery> = Vec::new();
+        let mut bytes = 0;
+        for delivery in due {
+            let size = delivery.body.len();
+            if !current.is_empty() && (current.len() == max_events || bytes + size > max_bytes) {
+                batches.push(std::mem::take(&mut current));
+                bytes = 0;
+            }
+            bytes += size;
+            current.push(delivery);
+        }
+        if !current.is_empty() {
+            batches.push(current);
+        }
+        batches
+    }
+
+    /// Claims what is due and starts sending it; returns how many deliveries it claimed.
+    async fn dispatch(&mut self, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
+        self.refresh().await?;
+        let now = Utc::now();
+        let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
+        let claimed = self.store.claim_deliveries(now, lease_until, self.config.claim).await?;
+        let count = claimed.len();
+        let mut by_subscription: HashMap<SubscriptionId, Vec<DueDelivery>> = HashMap::new();
+        for delivery in claimed {
+            by_subscription
+                .entry(delivery.subscription_id)
+                .or_default()
+                .push(delivery);
+        }
+        for (subscription, due) in by_subscription {
+            let Some(target) = self.targets.get(&subscription).cloned() else {
+                // Deleted since it matched: its deliveries went with it.
+                continue;
+            };
+            let last_failure = *target.last_failure.lock().expect("never held across a panic");
+            if let Some(until) = target.health.probation(&self.config.schedule, last_failure)
+                && until > now
+            {
+                let sequences = due.iter().map(|d| d.sequence).collect();
+                self.store.release_deliveries(subscription, sequences, until).await?;
+                continue;
+            }
+            for batch in Self::batches(&target, due) {
+                // A full endpoint, or a full node, gives the batch back for a moment
+                // rather than wait: other endpoints go on.
+                let permits = self
+                    .slots
+                    .clone()
+                    .try_acquire_owned()
+                    .ok()
+                    .zip(target.slots.clone().try_acquire_owned().ok());
+                let Some((global, own)) = permits else {
+                    let later = now + chrono::Duration::from_std(BUSY_WAIT).unwrap_or_default();
+                    self.store
+                        .release_deliveries(subscription, batch.iter().map(|d| d.sequence).collect(), later)
+                        .await?;
+                    continue;
+                };
+                let (store, http, config, target) = (
+                    self.store.clone(),
+                    self.http.clone(),
+                    self.config.clone(),
+                    target.clone(),
+                );
+                tasks.spawn(send(store, http, config, subscription, target, batch, [global, own]));
+            }
+        }
+        Ok(count)
+    }
+
+    /// Delivers until `shutdown`, then waits for the batches in flight to be recorded.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut tasks = JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let claimed = match self.dispatch(&mut tasks).await {
+                Ok(claimed) => claimed,
+                Err(StoreError::Closed) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "claiming deliveries failed; retrying");
+                    0
+                }
+            };
+            if claimed == 0 {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(IDLE) => {}
+                }
+            } else if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Sends one batch and records the attempt; the permits are held until it is recorded.
+async fn send(
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    config: DispatcherConfig,
+    subscription: SubscriptionId,
+    target: Arc<Target>,
+    batch: Vec<DueDelivery>,
+    _permits: [OwnedSemaphorePermit; 2],
+) {
+    let schema = target.spec.event_delivery_schema;
+    let attempts = batch.iter().map(|d| d.attempts).max().unwrap_or(0);
+    let published = batch.iter().map(|d| d.published_at).min().unwrap_or_else(Utc::now);
+    let data_version = match batch.first() {
+        Some(first) if first.schema == EventSchema::EventGridSchema => {
+            serde_json::from_str::<EventGridEvent>(&first.body)
+                .map(|e| e.data_version)
+                .unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    let attempted_at = Utc::now();
+    let sent = match batch_body(&batch, schema, &target.topic) {
+        Ok(body) => {
+            let headers = Headers {
+                subscription: &target.name,
+                delivery_count: attempts,
+                data_version: &data_version,
+            };
+            post(
+                &http,
+                config.addresses,
+                &target.spec.destination.properties.endpoint_url,
+                schema,
+                headers,
+                body,
+                config.timeout,
+            )
+            .await
+        }
+        Err(e) => crate::webhook::Sent {
+            result: mlgrid_core::retry::AttemptResult::Failed {
+                error: format!("stored events cannot be converted: {e}"),
+            },
+            status: None,
+            latency_ms: 0.0,
+            excerpt: None,
+        },
+    };
+    if matches!(sent.result, mlgrid_core::retry::AttemptResult::Delivered) {
+        target.health.failures_in_a_row.store(0, Ordering::Relaxed);
+    } else {
+        target.health.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
+        *target.last_failure.lock().expect("never held across a panic") = Some(Utc::now());
+    }
+    let random: f64 = rand::rng().random();
+    let next = match next_step(
+        &target.spec.retry_policy,
+        &config.schedule,
+        &sent.result,
+        attempts + 1,
+        published,
+        Utc::now(),
+        random,
+    ) {
+        NextStep::Done => AfterAttempt::Delivered,
+        NextStep::RetryAt(at) => AfterAttempt::RetryAt(at),
+        NextStep::DeadLetter(reason) => AfterAttempt::DeadLetter(reason.as_str().to_owned()),
+    };
+    let (outcome, error) = match &sent.result {
+        mlgrid_core::retry::AttemptResult::Delivered => ("Delivered".to_owned(), None),
+        mlgrid_core::retry::AttemptResult::Status { code, .. } => (format!("Http{code}"), None),
+        mlgrid_core::retry::AttemptResult::Failed { error } => ("Failed".to_owned(), Some(error.clone())),
+    };
+    let record = AttemptRecord {
+        subscription_id: subscription,
+        sequences: batch.iter().map(|d| d.sequence).collect(),
+        attempted_at,
+        status_code: sent.status,
+        latency_ms: sent.latency_ms,
+        outcome,
+        error,
+        response_excerpt: sent.excerpt,
+        next,
+    };
+    if let Err(error) = store.record_attempt(record).await {
+        // The lease runs out and the batch is tried again: at least once.
+        tracing::warn!(%error, subscription = %target.name, "could not record a delivery attempt");
+    }
+}

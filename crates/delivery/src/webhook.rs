@@ -1,0 +1,128 @@
+//! One webhook delivery attempt: the request Event Grid would send, and its outcome.
+
+use std::time::{Duration, Instant};
+
+use mlgrid_core::retry::AttemptResult;
+use mlgrid_core::time::format_event_time;
+use mlgrid_core::{CloudEvent, EventGridEvent, EventSchema};
+use mlgrid_store::DueDelivery;
+
+use crate::address_guard::AddressPolicy;
+
+/// How much of a receiver's answer the delivery log keeps.
+const EXCERPT_BYTES: usize = 512;
+
+/// The request body for a batch in the subscription's delivery schema: a JSON array.
+pub fn batch_body(batch: &[DueDelivery], target: EventSchema, topic: &str) -> Result<String, serde_json::Error> {
+    let mut items = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        let item = match (delivery.schema, target) {
+            (stored, wanted) if stored == wanted => delivery.body.clone(),
+            (EventSchema::EventGridSchema, _) => {
+                let event: EventGridEvent = serde_json::from_str(&delivery.body)?;
+                serde_json::to_string(&event.to_cloud_event())?
+            }
+            (EventSchema::CloudEventSchemaV1_0, _) => {
+                let event: CloudEvent = serde_json::from_str(&delivery.body)?;
+                serde_json::to_string(&event.to_event_grid(topic, &format_event_time(delivery.published_at)))?
+            }
+        };
+        items.push(item);
+    }
+    Ok(format!("[{}]", items.join(",")))
+}
+
+/// Event Grid's `Content-Type` for deliveries in each schema.
+pub fn content_type(schema: EventSchema) -> &'static str {
+    match schema {
+        EventSchema::EventGridSchema => "application/json",
+        EventSchema::CloudEventSchemaV1_0 => "application/cloudevents-batch+json; charset=utf-8",
+    }
+}
+
+/// What an attempt did, for the delivery log.
+pub struct Sent {
+    pub result: AttemptResult,
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    pub excerpt: Option<String>,
+}
+
+/// The headers of a delivery besides the content type.
+pub struct Headers<'a> {
+    pub subscription: &'a str,
+    pub delivery_count: u32,
+    pub data_version: &'a str,
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Posts one batch. Only 200-204 counts as delivered; no answer within `timeout` is a
+/// failure like a refused connection.
+pub async fn post(
+    http: &reqwest::Client,
+    policy: AddressPolicy,
+    url: &str,
+    schema: EventSchema,
+    headers: Headers<'_>,
+    body: String,
+    timeout: Duration,
+) -> Sent {
+    let started = Instant::now();
+    let failed = |error: String, started: Instant| Sent {
+        result: AttemptResult::Failed { error },
+        status: None,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        excerpt: None,
+    };
+    // Host names are checked by the resolver at each connection; literal addresses here.
+    if let Some(ip) = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()))
+        && let Err(reason) = policy.check(ip)
+    {
+        return failed(reason, started);
+    }
+    let request = http
+        .post(url)
+        .timeout(timeout)
+        .header(reqwest::header::CONTENT_TYPE, content_type(schema))
+        .header("aeg-event-type", "Notification")
+        .header("aeg-subscription-name", headers.subscription.to_uppercase())
+        .header("aeg-delivery-count", headers.delivery_count.to_string())
+        .header("aeg-metadata-version", "1")
+        .header("aeg-data-version", headers.data_version)
+        .body(body);
+    match request.send().await {
+        Ok(response) => {
+            let code = response.status().as_u16();
+            let after = retry_after(&response);
+            let text = response.text().await.unwrap_or_default();
+            let mut end = text.len().min(EXCERPT_BYTES);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            Sent {
+                result: AttemptResult::from_status(code, after),
+                status: Some(code),
+                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                excerpt: (!text.is_empty()).then(|| text[..end].to_owned()),
+            }
+        }
+        Err(e) if e.is_timeout() => failed(format!("no answer within {} s", timeout.as_secs_f64()), started),
+        Err(e) => {
+            // The full chain says why (refused, reset, or the address guard).
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                message.push_str(": ");
+                message.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            failed(message, started)
+        }
+    }
+}

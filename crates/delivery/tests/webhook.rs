@@ -1,0 +1,290 @@
+//! Delivery to real receivers on loopback: retries, dead letters, batching, the address
+//! guard, headers. The retry schedule runs a thousand times faster (same code path).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use mlgrid_core::resource::SourceKind;
+use mlgrid_core::retry::RetrySchedule;
+use mlgrid_delivery::{AddressPolicy, Dispatcher, DispatcherConfig, Fanout};
+use mlgrid_store::{NewEvent, NewSource, SourceId, SqliteStore, Store, SubscriptionId, SubscriptionPut};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// What a receiver saw: each request's headers and JSON body.
+type Seen = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
+
+/// A receiver on a free loopback port that answers with `answers` in turn (the last one
+/// from then on).
+async fn receiver(answers: Vec<StatusCode>) -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let count = Arc::new(AtomicUsize::new(0));
+    let app = Router::new().route(
+        "/hook",
+        post({
+            let seen = seen.clone();
+            move |headers: HeaderMap, body: String| {
+                let (seen, count, answers) = (seen.clone(), count.clone(), answers.clone());
+                async move {
+                    seen.lock().await.push((headers, serde_json::from_str(&body).unwrap()));
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    answers[n.min(answers.len() - 1)]
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+struct Bed {
+    store: Arc<dyn Store>,
+    topic: SourceId,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Bed {
+    async fn new(addresses: AddressPolicy) -> Bed {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
+        let topic = store
+            .create_source(
+                &NewSource {
+                    kind: SourceKind::Topic,
+                    name: "hooks".into(),
+                    subscription_id: "s".into(),
+                    resource_group: "rg".into(),
+                },
+                &[],
+            )
+            .await
+            .unwrap()
+            .id;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Fanout::new(store.clone()).run(shutdown.clone()));
+        let config = DispatcherConfig {
+            schedule: RetrySchedule { scale: 0.001 },
+            timeout: Duration::from_millis(500),
+            addresses,
+            ..DispatcherConfig::default()
+        };
+        tokio::spawn(Dispatcher::new(store.clone(), config).unwrap().run(shutdown.clone()));
+        Bed {
+            store,
+            topic,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    async fn subscribe(&self, name: &str, url: &str, extra: Value) -> SubscriptionId {
+        let mut spec = json!({"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url}}});
+        for (k, v) in extra.as_object().unwrap() {
+            if k == "destination" {
+                for (dk, dv) in v.as_object().unwrap() {
+                    spec["destination"]["properties"][dk] = dv.clone();
+                }
+            } else {
+                spec[k] = v.clone();
+            }
+        }
+        let put = SubscriptionPut {
+            name: name.into(),
+            spec: spec.to_string(),
+            provisioning_state: "Succeeded".into(),
+            expires_at: None,
+        };
+        self.store.put_subscription(self.topic, put, None).await.unwrap().0.id
+    }
+
+    async fn publish(&self, count: usize) {
+        let events = (0..count)
+            .map(|i| {
+                let body = json!({"topic": "/t", "subject": format!("s/{i}"), "eventType": "T", "eventTime": "2026-11-26T16:00:00.0000000Z",
+                                  "id": format!("e{i}"), "data": {"i": i}, "dataVersion": "2.0", "metadataVersion": "1"});
+                NewEvent { id: format!("e{i}"), schema: mlgrid_core::EventSchema::EventGridSchema, event_type: "T".into(), subject: format!("s/{i}"), body: body.to_string() }
+            })
+            .collect();
+        self.store.append_events(self.topic, events).await.unwrap();
+    }
+
+    /// Waits until the subscription's deliveries are all finished.
+    async fn settled(&self, subscription: SubscriptionId) -> mlgrid_store::DeliveryStats {
+        let started = Instant::now();
+        loop {
+            let stats = self.store.delivery_stats(subscription).await.unwrap();
+            if stats.pending == 0 && stats.delivered + stats.dead_lettered > 0 {
+                return stats;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "deliveries did not settle: {stats:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn loopback() -> AddressPolicy {
+    AddressPolicy {
+        allow_loopback: true,
+        ..AddressPolicy::default()
+    }
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_until_it_answers() {
+    let bed = Bed::new(loopback()).await;
+    let (url, seen) = receiver(vec![
+        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::OK,
+    ])
+    .await;
+    let sub = bed.subscribe("flaky", &url, json!({})).await;
+    bed.publish(1).await;
+    let stats = bed.settled(sub).await;
+    assert_eq!((stats.delivered, stats.dead_lettered, stats.failed_attempts), (1, 0, 2));
+    let seen = seen.lock().await;
+    assert_eq!(seen.len(), 3);
+    let (headers, body) = &seen[2];
+    assert_eq!(headers["aeg-event-type"], "Notification");
+    assert_eq!(headers["aeg-subscription-name"], "FLAKY");
+    assert_eq!(headers["aeg-delivery-count"], "2");
+    assert_eq!(headers["aeg-metadata-version"], "1");
+    assert_eq!(headers["aeg-data-version"], "2.0");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body[0]["id"], "e0", "the payload is an array with the event");
+    let attempts = bed.store.delivery_attempts(sub, 10).await.unwrap();
+    let outcomes: Vec<&str> = attempts.iter().rev().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["Http500", "Http503", "Delivered"]);
+}
+
+#[tokio::test]
+async fn non_retried_answers_and_exhausted_attempts_dead_letter() {
+    let bed = Bed::new(loopback()).await;
+    let (bad_request, seen) = receiver(vec![StatusCode::BAD_REQUEST]).await;
+    let rejected = bed.subscribe("rejected", &bad_request, json!({})).await;
+    // Nothing listens on this port: every attempt is refused.
+    let closed = format!(
+        "http://127.0.0.1:{}/hook",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let refused = bed
+        .subscribe("refused", &closed, json!({"retryPolicy": {"maxDeliveryAttempts": 3}}))
+        .await;
+    bed.publish(1).await;
+
+    let stats = bed.settled(rejected).await;
+    assert_eq!(
+        (stats.dead_lettered, stats.failed_attempts),
+        (1, 1),
+        "400 is not retried"
+    );
+    assert_eq!(seen.lock().await.len(), 1);
+    let dead = bed.store.dead_letters(rejected, 0, 10).await.unwrap();
+    assert_eq!(
+        (dead[0].dead_letter_reason.as_str(), dead[0].last_http_status_code),
+        ("NonRetriableStatus", Some(400))
+    );
+
+    let stats = bed.settled(refused).await;
+    assert_eq!((stats.dead_lettered, stats.failed_attempts), (1, 3));
+    let dead = bed.store.dead_letters(refused, 0, 10).await.unwrap();
+    assert_eq!(
+        (dead[0].dead_letter_reason.as_str(), dead[0].delivery_attempts),
+        ("MaxDeliveryAttemptsExceeded", 3)
+    );
+    assert!(
+        bed.store.delivery_attempts(refused, 1).await.unwrap()[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("onnect")
+    );
+}
+
+#[tokio::test]
+async fn batches_respect_the_subscription_limits() {
+    let bed = Bed::new(loopback()).await;
+    let (url, seen) = receiver(vec![StatusCode::OK]).await;
+    let sub = bed
+        .subscribe("batched", &url, json!({"destination": {"maxEventsPerBatch": 10}}))
+        .await;
+    bed.publish(25).await;
+    let started = Instant::now();
+    while bed.store.delivery_stats(sub).await.unwrap().delivered < 25 {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = seen.lock().await;
+    assert!(seen.iter().all(|(_, body)| body.as_array().unwrap().len() <= 10));
+    assert_eq!(
+        seen.iter()
+            .map(|(_, body)| body.as_array().unwrap().len())
+            .sum::<usize>(),
+        25
+    );
+    assert!(seen.len() < 25, "events travel together: {} requests", seen.len());
+}
+
+#[tokio::test]
+async fn cloud_event_subscriptions_get_cloud_events() {
+    let bed = Bed::new(loopback()).await;
+    let (url, seen) = receiver(vec![StatusCode::OK]).await;
+    let sub = bed
+        .subscribe("clouds", &url, json!({"eventDeliverySchema": "CloudEventSchemaV1_0"}))
+        .await;
+    bed.publish(1).await;
+    bed.settled(sub).await;
+    let seen = seen.lock().await;
+    let (headers, body) = &seen[0];
+    assert_eq!(
+        headers["content-type"],
+        "application/cloudevents-batch+json; charset=utf-8"
+    );
+    assert_eq!(
+        (
+            body[0]["specversion"].as_str(),
+            body[0]["type"].as_str(),
+            body[0]["source"].as_str()
+        ),
+        (Some("1.0"), Some("T"), Some("/t"))
+    );
+}
+
+#[tokio::test]
+async fn loopback_is_refused_without_the_flag() {
+    let bed = Bed::new(AddressPolicy::default()).await;
+    let (url, seen) = receiver(vec![StatusCode::OK]).await;
+    let sub = bed
+        .subscribe("guarded", &url, json!({"retryPolicy": {"maxDeliveryAttempts": 1}}))
+        .await;
+    bed.publish(1).await;
+    let stats = bed.settled(sub).await;
+    assert_eq!(stats.dead_lettered, 1);
+    assert!(seen.lock().await.is_empty(), "nothing reached the receiver");
+    let attempt = &bed.store.delivery_attempts(sub, 1).await.unwrap()[0];
+    assert!(
+        attempt.error.as_deref().unwrap().contains("--allow-loopback-webhooks"),
+        "{attempt:?}"
+    );
+}
