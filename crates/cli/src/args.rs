@@ -101,6 +101,15 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "MLGRID_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Let webhooks reach private addresses (10/8, 172.16/12, 192.168/16, fc00::/7, 100.64/10).
+    #[arg(long)]
+    pub allow_private_webhooks: bool,
+    /// Let webhooks reach loopback addresses (127/8, ::1): for tests and demos.
+    #[arg(long)]
+    pub allow_loopback_webhooks: bool,
+    /// Multiply the retry schedule (10 s, 30 s, 1 min, ...) by this; tests use 0.001.
+    #[arg(long, default_value_t = 1.0, hide = true)]
+    pub retry_time_scale: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

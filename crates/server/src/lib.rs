@@ -79,19 +79,27 @@ pub async fn serve(
 }
 
 /// Runs a whole node: the HTTP server and the background work (the fan-out of events to
-/// subscriptions) until `shutdown`; then drains requests and stops the workers. The
-/// store stays open for the caller to close.
+/// subscriptions, the webhook dispatcher) until `shutdown`; then drains requests and
+/// stops the workers, which record the attempts in flight. The store stays open for the
+/// caller to close.
 pub async fn run_node(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let workers = CancellationToken::new();
-    let fanout = tokio::spawn(mlgrid_delivery::Fanout::new(state.store.clone()).run(workers.clone()));
+    let dispatcher = mlgrid_delivery::Dispatcher::new(state.store.clone(), state.config.delivery.clone())
+        .map_err(|e| std::io::Error::other(format!("cannot build the webhook client: {e}")))?;
+    let background = [
+        tokio::spawn(mlgrid_delivery::Fanout::new(state.store.clone()).run(workers.clone())),
+        tokio::spawn(dispatcher.run(workers.clone())),
+    ];
     let served = serve(listener, app(state), shutdown).await;
     workers.cancel();
-    if let Err(e) = fanout.await {
-        tracing::error!(error = %e, "the fan-out task failed");
+    for task in background {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "a background task failed");
+        }
     }
     served
 }

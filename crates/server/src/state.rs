@@ -20,6 +20,8 @@ pub struct ServerConfig {
     /// Largest publish request, in bytes (Event Grid: 1 MB for the whole array).
     pub max_request_bytes: usize,
     pub publish_limits: PublishLimits,
+    /// How webhooks are delivered, and which addresses they may reach.
+    pub delivery: mlgrid_delivery::DispatcherConfig,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +30,7 @@ impl Default for ServerConfig {
             public_url: None,
             max_request_bytes: 1024 * 1024,
             publish_limits: PublishLimits::default(),
+            delivery: mlgrid_delivery::DispatcherConfig::default(),
         }
     }
 }

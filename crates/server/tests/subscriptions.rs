@@ -266,3 +266,57 @@ async fn the_fanout_records_each_subscriptions_matches() {
         ["o1", "o10", "o3"]
     );
 }
+
+#[tokio::test]
+async fn delivery_counters_attempts_and_dead_letters_are_readable() {
+    let api = TestApi::new().await;
+    api.ok("POST", "/v1/topics", json!({"name": "shop"})).await;
+    api.ok(
+        "PUT",
+        "/v1/topics/shop/eventSubscriptions/all",
+        json!({"properties": {"destination": webhook("https://r.example/")}}),
+    )
+    .await;
+    api.publish(
+        "shop",
+        json!([order(1, "Shop.OrderPlaced", 1.0), order(2, "Shop.OrderPlaced", 2.0)]),
+    )
+    .await;
+    Fanout::new(api.store.clone()).pass().await.unwrap();
+    let base = "/v1/topics/shop/eventSubscriptions/all";
+    let stats = api.call("GET", &format!("{base}/deliveryStats"), None).await;
+    assert_eq!(
+        stats.body,
+        json!({"delivered": 0, "deadLettered": 0, "backlog": 2, "failedAttempts": 0, "lastError": null})
+    );
+    assert_eq!(
+        api.call("GET", &format!("{base}/attempts"), None).await.body,
+        json!({"value": []})
+    );
+    assert_eq!(
+        api.call("GET", &format!("{base}/deadLetters"), None).await.body,
+        json!({"value": []})
+    );
+    let redelivered = api
+        .call("POST", &format!("{base}/deadLetters/redeliver"), Some(json!({})))
+        .await;
+    assert_eq!(redelivered.body, json!({"count": 0}));
+    let purged = api
+        .call(
+            "POST",
+            &format!("{base}/deadLetters/purge"),
+            Some(json!({"sequences": [1]})),
+        )
+        .await;
+    assert_eq!(purged.body, json!({"count": 0}));
+    let unknown = api
+        .call("GET", "/v1/things/shop/eventSubscriptions/all/deliveryStats", None)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.call("GET", "/v1/topics/shop/eventSubscriptions/none/attempts", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}

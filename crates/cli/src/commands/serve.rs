@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use anyhow::Context;
+use mlgrid_core::retry::RetrySchedule;
+use mlgrid_delivery::AddressPolicy;
 use mlgrid_server::bootstrap::{Bootstrap, bootstrap_owner, load_or_create_secret, prepare_data_dir};
 use mlgrid_server::{AppState, ServerConfig, run_node};
 use mlgrid_store::{SqliteStore, Store};
@@ -29,10 +31,17 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         }
         Bootstrap::AlreadyDone => {}
     }
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         public_url: args.public_url,
         max_request_bytes: args.max_request_bytes,
         ..ServerConfig::default()
+    };
+    config.delivery.addresses = AddressPolicy {
+        allow_private: args.allow_private_webhooks,
+        allow_loopback: args.allow_loopback_webhooks,
+    };
+    config.delivery.schedule = RetrySchedule {
+        scale: args.retry_time_scale,
     };
     let state = AppState::new(store.clone(), secret, config);
     let listener = TcpListener::bind(args.listen)

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod datasets;
+pub mod deliveries;
 pub mod events;
 pub mod health;
 mod lifecycle;
@@ -61,5 +62,6 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(models::router())
         .merge(datasets::router())
         .merge(subscriptions::router())
+        .merge(deliveries::router())
         .merge(publish::router(state))
 }

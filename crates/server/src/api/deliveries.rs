@@ -1,0 +1,259 @@
+//! What delivery did for a subscription: its attempts, counters and dead letters.
+//!
+//! The paths take the source collection as a segment, `/v1/{workspaces|topics}/...`.
+
+use axum::Json as JsonResponse;
+use axum::extract::{Path, State};
+use mlgrid_core::resource::SourceKind;
+use mlgrid_core::time::format_event_time;
+use mlgrid_store::{Attempt, DeadLetter, DeliveryStats, Role, SubscriptionId};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::events::check_limit;
+use super::sources;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Json, Query};
+use crate::state::AppState;
+
+/// The subscription a path names, if the caller holds `needed` on its source.
+async fn subscription(
+    state: &AppState,
+    caller: &Caller,
+    collection: &str,
+    source: &str,
+    name: &str,
+    needed: Role,
+) -> Result<SubscriptionId, ApiError> {
+    let kind = match collection {
+        "workspaces" => SourceKind::Workspace,
+        "topics" => SourceKind::Topic,
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "`{other}` is not a collection; use workspaces or topics"
+            )));
+        }
+    };
+    let source = sources::load(state, caller, kind, source, needed).await?;
+    Ok(state.store.subscription(source.id, name).await?.id)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryStatsView {
+    pub delivered: u64,
+    pub dead_lettered: u64,
+    /// Deliveries not finished yet.
+    pub backlog: u64,
+    /// Attempts that did not deliver.
+    pub failed_attempts: u64,
+    pub last_error: Option<String>,
+}
+
+impl From<DeliveryStats> for DeliveryStatsView {
+    fn from(s: DeliveryStats) -> Self {
+        DeliveryStatsView {
+            delivered: s.delivered,
+            dead_lettered: s.dead_lettered,
+            backlog: s.pending,
+            failed_attempts: s.failed_attempts,
+            last_error: s.last_error,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub attempted_at: String,
+    /// Events in the request.
+    pub events: u32,
+    pub first_sequence: u64,
+    pub status_code: Option<u16>,
+    pub latency_ms: f64,
+    /// `Delivered`, `Http<status>` or `Failed` (no answer).
+    pub outcome: String,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        AttemptView {
+            attempted_at: format_event_time(a.attempted_at),
+            events: a.events,
+            first_sequence: a.first_sequence,
+            status_code: a.status_code,
+            latency_ms: a.latency_ms,
+            outcome: a.outcome,
+            error: a.error,
+            response_excerpt: a.response_excerpt,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptList {
+    pub value: Vec<AttemptView>,
+}
+
+/// A dead-lettered event with Event Grid's dead-letter fields.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterView {
+    pub sequence: u64,
+    pub dead_letter_reason: String,
+    pub delivery_attempts: u32,
+    pub last_delivery_outcome: Option<String>,
+    pub last_http_status_code: Option<u16>,
+    pub publish_time: String,
+    pub last_delivery_attempt_time: Option<String>,
+    #[schema(value_type = Object)]
+    pub event: Box<RawValue>,
+}
+
+impl TryFrom<DeadLetter> for DeadLetterView {
+    type Error = ApiError;
+
+    fn try_from(d: DeadLetter) -> Result<Self, ApiError> {
+        Ok(DeadLetterView {
+            sequence: d.sequence,
+            dead_letter_reason: d.dead_letter_reason,
+            delivery_attempts: d.delivery_attempts,
+            last_delivery_outcome: d.last_delivery_outcome,
+            last_http_status_code: d.last_http_status_code,
+            publish_time: format_event_time(d.publish_time),
+            last_delivery_attempt_time: d.last_delivery_attempt_time.map(format_event_time),
+            event: RawValue::from_string(d.body)
+                .map_err(|e| ApiError::Internal(format!("stored event is not JSON: {e}")))?,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterList {
+    pub value: Vec<DeadLetterView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// Dead letters of events with a sequence number above this.
+    #[serde(default)]
+    after: u64,
+    /// Most items to return (default 100, at most 10000).
+    limit: Option<u32>,
+}
+
+/// Which dead letters a redeliver or purge is about: the listed ones, or all.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSelection {
+    pub sequences: Option<Vec<u64>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Affected {
+    /// How many dead letters were redelivered or purged.
+    pub count: u64,
+}
+
+/// The delivery counters of a subscription. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/deliveryStats", tag = "delivery", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = DeliveryStatsView), (status = 404, body = ErrorBody)))]
+async fn delivery_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, source, name)): Path<(String, String, String)>,
+) -> Result<JsonResponse<DeliveryStatsView>, ApiError> {
+    let id = subscription(&state, &caller, &collection, &source, &name, Role::Reader).await?;
+    Ok(JsonResponse(state.store.delivery_stats(id).await?.into()))
+}
+
+/// The latest delivery attempts of a subscription, newest first. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/attempts", tag = "delivery", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path), Page),
+    responses((status = 200, body = AttemptList), (status = 404, body = ErrorBody)))]
+async fn attempts(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, source, name)): Path<(String, String, String)>,
+    Query(page): Query<Page>,
+) -> Result<JsonResponse<AttemptList>, ApiError> {
+    let id = subscription(&state, &caller, &collection, &source, &name, Role::Reader).await?;
+    let attempts = state.store.delivery_attempts(id, check_limit(page.limit)?).await?;
+    Ok(JsonResponse(AttemptList {
+        value: attempts.into_iter().map(AttemptView::from).collect(),
+    }))
+}
+
+/// The dead-lettered events of a subscription. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/deadLetters", tag = "delivery", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path), Page),
+    responses((status = 200, body = DeadLetterList), (status = 404, body = ErrorBody)))]
+async fn dead_letters(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, source, name)): Path<(String, String, String)>,
+    Query(page): Query<Page>,
+) -> Result<JsonResponse<DeadLetterList>, ApiError> {
+    let id = subscription(&state, &caller, &collection, &source, &name, Role::Reader).await?;
+    let dead = state
+        .store
+        .dead_letters(id, page.after, check_limit(page.limit)?)
+        .await?;
+    Ok(JsonResponse(DeadLetterList {
+        value: dead
+            .into_iter()
+            .map(DeadLetterView::try_from)
+            .collect::<Result<_, _>>()?,
+    }))
+}
+
+/// Delivers dead-lettered events again (the listed ones, or all), from a fresh count of
+/// attempts. Takes Contributor or Owner.
+#[utoipa::path(post, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/deadLetters/redeliver", tag = "delivery", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path)),
+    request_body = DeadLetterSelection, responses((status = 200, body = Affected), (status = 404, body = ErrorBody)))]
+async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, source, name)): Path<(String, String, String)>,
+    Json(selection): Json<DeadLetterSelection>,
+) -> Result<JsonResponse<Affected>, ApiError> {
+    let id = subscription(&state, &caller, &collection, &source, &name, Role::Contributor).await?;
+    Ok(JsonResponse(Affected {
+        count: state.store.redeliver(id, selection.sequences).await?,
+    }))
+}
+
+/// Deletes dead-lettered events (the listed ones, or all). Takes Contributor or Owner.
+#[utoipa::path(post, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/deadLetters/purge", tag = "delivery", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path)),
+    request_body = DeadLetterSelection, responses((status = 200, body = Affected), (status = 404, body = ErrorBody)))]
+async fn purge(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, source, name)): Path<(String, String, String)>,
+    Json(selection): Json<DeadLetterSelection>,
+) -> Result<JsonResponse<Affected>, ApiError> {
+    let id = subscription(&state, &caller, &collection, &source, &name, Role::Contributor).await?;
+    Ok(JsonResponse(Affected {
+        count: state.store.purge_dead_letters(id, selection.sequences).await?,
+    }))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(delivery_stats))
+        .routes(routes!(attempts))
+        .routes(routes!(dead_letters))
+        .routes(routes!(redeliver))
+        .routes(routes!(purge))
+}
