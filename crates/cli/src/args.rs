@@ -578,6 +578,16 @@ pub enum EventSubscriptionCommand {
         source: SubscriptionSource,
     },
     Delete(SubscriptionRef),
+    /// The delivery log: the latest attempts, newest first.
+    Attempts {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Dead-lettered events: list, redeliver, purge.
+    #[command(subcommand)]
+    Deadletter(DeadLetterCommand),
     /// The events a subscription matched.
     Events {
         #[command(flatten)]
@@ -606,4 +616,30 @@ impl Cli {
         }
         cli
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    List {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Deliver dead-lettered events again: the given sequences, or all.
+    Redeliver {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        #[arg(long = "sequence", num_args = 1..)]
+        sequences: Option<Vec<u64>>,
+    },
+    /// Delete dead-lettered events: the given sequences, or all.
+    Purge {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        #[arg(long = "sequence", num_args = 1..)]
+        sequences: Option<Vec<u64>>,
+    },
 }

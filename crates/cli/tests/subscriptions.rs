@@ -268,3 +268,118 @@ fn principals_and_roles_through_the_cli() {
         .unwrap();
     assert!(ok.status.success());
 }
+
+/// A receiver on a free loopback port that answers every request with `status`, and
+/// counts them.
+fn answering(status: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read the head, then the body its Content-Length announces.
+            loop {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream
+                .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno").as_bytes());
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn dead_letters_are_listed_redelivered_and_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &["--allow-loopback-webhooks", "--retry-time-scale", "0.001"],
+    );
+    let topic = server.json(&["topic", "create", "--name", "shop"]);
+    let (url, requests) = answering("400 Bad Request");
+    server.json(&[
+        "event-subscription",
+        "create",
+        "--topic",
+        "shop",
+        "--name",
+        "strict",
+        "--endpoint",
+        &url,
+    ]);
+    let key = server.json(&["topic", "key", "list", "--name", "shop"])["key1"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let http = reqwest::blocking::Client::new();
+    let events = json!([order("a", "orders/1", 1.0, "prod"), order("b", "orders/2", 2.0, "prod")]);
+    assert!(
+        publish(&http, topic["endpoint"].as_str().unwrap(), &key, &events)
+            .unwrap()
+            .status()
+            .is_success()
+    );
+
+    let sub = ["--topic", "shop", "--name", "strict"];
+    let started = Instant::now();
+    let dead = loop {
+        let dead = server.json(&[&["event-subscription", "deadletter", "list"][..], &sub].concat());
+        if dead.as_array().unwrap().len() == 2 || started.elapsed() > Duration::from_secs(10) {
+            break dead;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(dead.as_array().unwrap().len(), 2, "{dead}");
+    assert_eq!(dead[0]["deadLetterReason"], "NonRetriableStatus");
+    assert_eq!(dead[0]["lastHttpStatusCode"], 400);
+    assert_eq!(dead[0]["deliveryAttempts"], 1);
+    assert_eq!(dead[0]["event"]["id"], "a");
+    let shown = server.json(&[&["event-subscription", "show"][..], &sub].concat());
+    assert_eq!(shown["deliveryStats"]["deadLettered"], 2);
+    let attempts = server.json(&[&["event-subscription", "attempts"][..], &sub].concat());
+    assert_eq!(attempts[0]["outcome"], "Http400");
+    assert_eq!(attempts[0]["responseExcerpt"], "no");
+
+    let sequence = dead[0]["sequence"].to_string();
+    let redelivered = server.json(
+        &[
+            &["event-subscription", "deadletter", "redeliver", "--sequence", &sequence][..],
+            &sub,
+        ]
+        .concat(),
+    );
+    assert_eq!(redelivered["count"], 1);
+    let started = Instant::now();
+    while requests.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the redelivery was not attempted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let purged = server.json(&[&["event-subscription", "deadletter", "purge"][..], &sub].concat());
+    assert!(purged["count"].as_u64().unwrap() >= 1);
+}

@@ -5,7 +5,9 @@ use mlgrid_core::resource::{SourceKind, parse_resource_path};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use crate::args::{EventSubscriptionCommand, SubscriptionRef, SubscriptionSettings, SubscriptionSource};
+use crate::args::{
+    DeadLetterCommand, EventSubscriptionCommand, SubscriptionRef, SubscriptionSettings, SubscriptionSource,
+};
 use crate::client::{Client, list_value};
 
 /// The API path of a source's subscriptions.
@@ -200,7 +202,18 @@ pub async fn run(client: &Client, command: EventSubscriptionCommand) -> anyhow::
                 .call_if_match(Method::PUT, &path, &json!({"properties": properties}), &etag)
                 .await
         }
-        EventSubscriptionCommand::Show(subscription) => client.get(&path(&subscription)?).await,
+        EventSubscriptionCommand::Show(subscription) => {
+            let path = path(&subscription)?;
+            let mut shown = client.get(&path).await?;
+            shown["deliveryStats"] = client.get(&format!("{path}/deliveryStats")).await?;
+            Ok(shown)
+        }
+        EventSubscriptionCommand::Attempts { subscription, limit } => list_value(
+            client
+                .get(&format!("{}/attempts?limit={limit}", path(&subscription)?))
+                .await?,
+        ),
+        EventSubscriptionCommand::Deadletter(command) => dead_letters(client, command).await,
         EventSubscriptionCommand::List { source } => list_value(client.get(&collection(&source)?).await?),
         EventSubscriptionCommand::Delete(subscription) => client.delete(&path(&subscription)?).await,
         EventSubscriptionCommand::Events {
@@ -212,6 +225,45 @@ pub async fn run(client: &Client, command: EventSubscriptionCommand) -> anyhow::
                 .get(&format!("{}/events?after={after}&limit={limit}", path(&subscription)?))
                 .await?;
             Ok(page["events"].clone())
+        }
+    }
+}
+
+async fn dead_letters(client: &Client, command: DeadLetterCommand) -> anyhow::Result<Value> {
+    match command {
+        DeadLetterCommand::List {
+            subscription,
+            after,
+            limit,
+        } => list_value(
+            client
+                .get(&format!(
+                    "{}/deadLetters?after={after}&limit={limit}",
+                    path(&subscription)?
+                ))
+                .await?,
+        ),
+        DeadLetterCommand::Redeliver {
+            subscription,
+            sequences,
+        } => {
+            client
+                .post(
+                    &format!("{}/deadLetters/redeliver", path(&subscription)?),
+                    &json!({"sequences": sequences}),
+                )
+                .await
+        }
+        DeadLetterCommand::Purge {
+            subscription,
+            sequences,
+        } => {
+            client
+                .post(
+                    &format!("{}/deadLetters/purge", path(&subscription)?),
+                    &json!({"sequences": sequences}),
+                )
+                .await
         }
     }
 }

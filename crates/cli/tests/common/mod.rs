@@ -28,9 +28,15 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Starts `mlgrid serve` on `dir`, configured through the environment variables.
     pub fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    /// Starts `mlgrid serve` on `dir` with extra flags.
+    pub fn start_with(dir: &Path, flags: &[&str]) -> Server {
         let port = free_port();
         let child = Command::new(BIN)
             .arg("serve")
+            .args(flags)
             .env("MLGRID_LISTEN", format!("127.0.0.1:{port}"))
             .env("MLGRID_DATA_DIR", dir)
             .env_remove("MLGRID_BOOTSTRAP_KEY")
