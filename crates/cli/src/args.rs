@@ -585,6 +585,16 @@ pub enum EventSubscriptionCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// The secret that signs deliveries (Standard Webhooks), or a new one with --rotate.
+    SigningSecret {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        /// Replace the secret; the old one keeps signing for --grace-minutes.
+        #[arg(long)]
+        rotate: bool,
+        #[arg(long, default_value_t = 60, requires = "rotate")]
+        grace_minutes: u32,
+    },
     /// Dead-lettered events: list, redeliver, purge.
     #[command(subcommand)]
     Deadletter(DeadLetterCommand),

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::address_guard::{AddressPolicy, GuardedResolver};
+use crate::signature::WebhookSecrets;
 use crate::webhook::{Headers, batch_body, post};
 
 /// How the dispatcher works.
@@ -100,6 +101,9 @@ impl Health {
 /// What a batch needs to know of its subscription.
 struct Target {
     name: String,
+    /// The signing secret, and the one before it with the end of its grace period.
+    secret: Vec<u8>,
+    previous: Option<(Vec<u8>, chrono::DateTime<Utc>)>,
     topic: String,
     spec: SubscriptionSpec,
     slots: Arc<Semaphore>,
@@ -114,10 +118,15 @@ pub struct Dispatcher {
     targets: HashMap<SubscriptionId, Arc<Target>>,
     version: Option<u64>,
     slots: Arc<Semaphore>,
+    secrets: Arc<dyn WebhookSecrets>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, config: DispatcherConfig) -> Result<Dispatcher, reqwest::Error> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: DispatcherConfig,
+        secrets: Arc<dyn WebhookSecrets>,
+    ) -> Result<Dispatcher, reqwest::Error> {
         let http = reqwest::Client::builder()
             .dns_resolver(GuardedResolver::shared(config.addresses))
             .redirect(reqwest::redirect::Policy::none())
@@ -130,6 +139,7 @@ impl Dispatcher {
             http,
             targets: HashMap::new(),
             version: None,
+            secrets,
         })
     }
 
@@ -157,6 +167,11 @@ impl Dispatcher {
             // Keep the slots and health of a known subscription: batches in flight use them.
             let known = self.targets.get(&subscription.id);
             let target = Target {
+                secret: self.secrets.secret(&subscription.secret_salt),
+                previous: subscription
+                    .previous_salt
+                    .as_ref()
+                    .map(|(salt, until)| (self.secrets.secret(salt), *until)),
                 name: subscription.name,
                 topic: topics.get(&subscription.source_id).cloned().unwrap_or_default(),
                 spec,
@@ -303,10 +318,22 @@ async fn send(
     let attempted_at = Utc::now();
     let sent = match batch_body(&batch, schema, &target.topic) {
         Ok(body) => {
+            let mut secrets = vec![target.secret.clone()];
+            secrets.extend(
+                target
+                    .previous
+                    .iter()
+                    .filter(|(_, until)| *until > attempted_at)
+                    .map(|(s, _)| s.clone()),
+            );
+            let first = batch.first().map_or(0, |d| d.sequence);
+            let last = batch.last().map_or(0, |d| d.sequence);
             let headers = Headers {
                 subscription: &target.name,
                 delivery_count: attempts,
                 data_version: &data_version,
+                message_id: format!("msg_{subscription}_{first}_{last}"),
+                secrets,
             };
             post(
                 &http,

@@ -7,16 +7,18 @@
 //! - The [`Dispatcher`] claims due deliveries with a lease, posts them to their webhooks
 //!   in batches with Event Grid's headers, and records every attempt: delivered, retried
 //!   on Event Grid's schedule, or dead-lettered.
+//! - Every request is signed the Standard Webhooks way ([`sign`]) with the subscription's
+//!   secret, which [`WebhookSecrets`] derives from the server secret.
 //! - The [`AddressPolicy`] keeps webhooks away from metadata, private and loopback
 //!   addresses unless allowed.
 //!
 //! ```no_run
-//! # async fn demo(store: std::sync::Arc<dyn mlgrid_store::Store>) {
+//! # async fn demo(store: std::sync::Arc<dyn mlgrid_store::Store>, secrets: std::sync::Arc<dyn mlgrid_delivery::WebhookSecrets>) {
 //! use mlgrid_delivery::{Dispatcher, DispatcherConfig, Fanout};
 //!
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! let fanout = tokio::spawn(Fanout::new(store.clone()).run(shutdown.clone()));
-//! let dispatcher = Dispatcher::new(store, DispatcherConfig::default()).unwrap();
+//! let dispatcher = Dispatcher::new(store, DispatcherConfig::default(), secrets).unwrap();
 //! let delivery = tokio::spawn(dispatcher.run(shutdown.clone()));
 //! // ... serve ...
 //! shutdown.cancel();
@@ -28,8 +30,10 @@
 mod address_guard;
 mod dispatcher;
 mod fanout;
+mod signature;
 mod webhook;
 
 pub use address_guard::AddressPolicy;
 pub use dispatcher::{Dispatcher, DispatcherConfig};
 pub use fanout::Fanout;
+pub use signature::{WebhookSecrets, sign};

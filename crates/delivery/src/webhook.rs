@@ -53,6 +53,10 @@ pub struct Headers<'a> {
     pub subscription: &'a str,
     pub delivery_count: u32,
     pub data_version: &'a str,
+    /// Standard Webhooks message id: the same on every retry of the batch.
+    pub message_id: String,
+    /// The secrets that sign the request.
+    pub secrets: Vec<Vec<u8>>,
 }
 
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
@@ -86,8 +90,13 @@ pub async fn post(
     {
         return failed(reason, started);
     }
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = crate::signature::sign(&headers.secrets, &headers.message_id, timestamp, &body);
     let request = http
         .post(url)
+        .header("webhook-id", &headers.message_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, content_type(schema))
         .header("aeg-event-type", "Notification")

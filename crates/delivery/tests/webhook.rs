@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::retry::RetrySchedule;
-use mlgrid_delivery::{AddressPolicy, Dispatcher, DispatcherConfig, Fanout};
+use mlgrid_delivery::{AddressPolicy, Dispatcher, DispatcherConfig, Fanout, WebhookSecrets, sign};
 use mlgrid_store::{NewEvent, NewSource, SourceId, SqliteStore, Store, SubscriptionId, SubscriptionPut};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -42,6 +42,15 @@ async fn receiver(answers: Vec<StatusCode>) -> (String, Seen) {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, seen)
+}
+
+/// Secrets as the salt's bytes, so that tests can check signatures.
+struct FixedSecrets;
+
+impl WebhookSecrets for FixedSecrets {
+    fn secret(&self, salt: &str) -> Vec<u8> {
+        salt.as_bytes().to_vec()
+    }
 }
 
 struct Bed {
@@ -76,7 +85,11 @@ impl Bed {
             addresses,
             ..DispatcherConfig::default()
         };
-        tokio::spawn(Dispatcher::new(store.clone(), config).unwrap().run(shutdown.clone()));
+        tokio::spawn(
+            Dispatcher::new(store.clone(), config, Arc::new(FixedSecrets))
+                .unwrap()
+                .run(shutdown.clone()),
+        );
         Bed {
             store,
             topic,
@@ -101,6 +114,7 @@ impl Bed {
             spec: spec.to_string(),
             provisioning_state: "Succeeded".into(),
             expires_at: None,
+            secret_salt: format!("secret-of-{name}"),
         };
         self.store.put_subscription(self.topic, put, None).await.unwrap().0.id
     }
@@ -169,6 +183,17 @@ async fn a_failing_receiver_is_retried_until_it_answers() {
     assert_eq!(headers["aeg-data-version"], "2.0");
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(body[0]["id"], "e0", "the payload is an array with the event");
+    // Standard Webhooks: the receiver recomputes the signature with the secret.
+    let id = headers["webhook-id"].to_str().unwrap();
+    let timestamp: i64 = headers["webhook-timestamp"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        id,
+        seen[0].0["webhook-id"].to_str().unwrap(),
+        "the message id is the same on every retry"
+    );
+    assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 60);
+    let expected = sign(&[b"secret-of-flaky".to_vec()], id, timestamp, &body.to_string());
+    assert_eq!(headers["webhook-signature"].to_str().unwrap(), expected);
     let attempts = bed.store.delivery_attempts(sub, 10).await.unwrap();
     let outcomes: Vec<&str> = attempts.iter().rev().map(|a| a.outcome.as_str()).collect();
     assert_eq!(outcomes, ["Http500", "Http503", "Delivered"]);

@@ -94,6 +94,19 @@ impl ServerSecret {
         hash_matches(&key, &stored.hash).then_some(key)
     }
 
+    /// A fresh random salt for a webhook signing secret.
+    pub fn new_webhook_salt(&self) -> String {
+        URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+    }
+
+    /// The webhook signing secret a salt stands for (32 bytes).
+    pub fn webhook_secret(&self, salt: &str) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(b"mlgrid webhook secret v1:");
+        mac.update(salt.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
     fn derive(&self, salt: &str) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(b"mlgrid topic key v1:");
@@ -143,4 +156,15 @@ mod tests {
         assert!(ServerSecret::decode("c2hvcnQ=").is_none());
         assert_eq!(format!("{secret:?}"), "ServerSecret(..)");
     }
+}
+
+impl mlgrid_delivery::WebhookSecrets for ServerSecret {
+    fn secret(&self, salt: &str) -> Vec<u8> {
+        self.webhook_secret(salt)
+    }
+}
+
+/// A signing secret as Standard Webhooks writes it: `whsec_` and the base64 key.
+pub fn format_webhook_secret(secret: &[u8]) -> String {
+    format!("whsec_{}", STANDARD.encode(secret))
 }

@@ -88,7 +88,8 @@ pub async fn run_node(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let workers = CancellationToken::new();
-    let dispatcher = mlgrid_delivery::Dispatcher::new(state.store.clone(), state.config.delivery.clone())
+    let secrets = std::sync::Arc::new(state.secret.clone());
+    let dispatcher = mlgrid_delivery::Dispatcher::new(state.store.clone(), state.config.delivery.clone(), secrets)
         .map_err(|e| std::io::Error::other(format!("cannot build the webhook client: {e}")))?;
     let background = [
         tokio::spawn(mlgrid_delivery::Fanout::new(state.store.clone()).run(workers.clone())),

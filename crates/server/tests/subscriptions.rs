@@ -320,3 +320,43 @@ async fn delivery_counters_attempts_and_dead_letters_are_readable() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn signing_secrets_are_shown_and_rotated_with_grace() {
+    let api = TestApi::new().await;
+    api.ok("POST", "/v1/topics", json!({"name": "shop"})).await;
+    api.ok(
+        "PUT",
+        "/v1/topics/shop/eventSubscriptions/signed",
+        json!({"properties": {"destination": webhook("https://r.example/")}}),
+    )
+    .await;
+    let base = "/v1/topics/shop/eventSubscriptions/signed/signingSecret";
+    let first = api.call("POST", base, None).await.body;
+    assert!(first["secret"].as_str().unwrap().starts_with("whsec_"));
+    assert!(first["previousSecret"].is_null());
+    assert_eq!(
+        api.call("POST", base, None).await.body,
+        first,
+        "the same secret each time"
+    );
+    let rotated = api
+        .call("POST", &format!("{base}/rotate"), Some(json!({"graceMinutes": 30})))
+        .await
+        .body;
+    assert_ne!(rotated["secret"], first["secret"]);
+    assert_eq!(rotated["previousSecret"], first["secret"]);
+    assert!(rotated["previousValidUntil"].is_string());
+    let too_long = api
+        .call("POST", &format!("{base}/rotate"), Some(json!({"graceMinutes": 999999})))
+        .await;
+    assert_eq!(too_long.status, StatusCode::BAD_REQUEST);
+    let shown = api
+        .call("GET", "/v1/topics/shop/eventSubscriptions/signed", None)
+        .await
+        .body;
+    assert!(
+        !shown.to_string().contains(rotated["secret"].as_str().unwrap()),
+        "secrets are not part of the subscription"
+    );
+}

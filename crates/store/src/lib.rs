@@ -210,6 +210,16 @@ pub trait Store: Send + Sync + 'static {
     /// The subscriptions of a source, or of every source, by name.
     async fn list_subscriptions(&self, source: Option<SourceId>) -> Result<Vec<EventSubscription>>;
 
+    /// Replaces a subscription's signing secret; the old one keeps signing until
+    /// `grace_until`.
+    async fn rotate_subscription_secret(
+        &self,
+        source: SourceId,
+        name: &str,
+        salt: &str,
+        grace_until: DateTime<Utc>,
+    ) -> Result<EventSubscription>;
+
     async fn delete_subscription(&self, source: SourceId, name: &str, if_match: Option<String>) -> Result<()>;
 
     /// Removes the subscriptions that expired at or before `now`; returns how many.

@@ -26,6 +26,10 @@ pub struct EventSubscription {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub etag: String,
+    /// The signing secret, as a salt the server secret derives it from.
+    pub secret_salt: String,
+    /// The secret before the last rotation, still signing until `previous_until`.
+    pub previous_salt: Option<(String, DateTime<Utc>)>,
 }
 
 /// A subscription to create or replace.
@@ -35,6 +39,9 @@ pub struct SubscriptionPut {
     pub spec: String,
     pub provisioning_state: String,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The signing secret's salt, used when the subscription is created (a replaced
+    /// subscription keeps its secret).
+    pub secret_salt: String,
 }
 
 /// Matches the fan-out found in one stretch of a source's log.

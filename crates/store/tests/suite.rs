@@ -825,6 +825,7 @@ fn put(name: &str, spec: &str) -> SubscriptionPut {
         spec: spec.into(),
         provisioning_state: "Succeeded".into(),
         expires_at: None,
+        secret_salt: format!("salt-{name}"),
     }
 }
 
@@ -855,6 +856,22 @@ pub async fn subscriptions_are_put_listed_expired_and_deleted(store: Arc<dyn Sto
         (created.id, r#"{"v":2}"#, created.created_at)
     );
     assert_ne!(replaced.etag, created.etag);
+    assert_eq!(
+        (replaced.secret_salt.as_str(), &replaced.previous_salt),
+        ("salt-sub-a", &None),
+        "a replaced subscription keeps its secret"
+    );
+    let grace = chrono::Utc::now() + chrono::Duration::hours(1);
+    let rotated = store
+        .rotate_subscription_secret(ws, "sub-a", "salt-2", grace)
+        .await
+        .unwrap();
+    assert_eq!(rotated.secret_salt, "salt-2");
+    assert_eq!(
+        rotated.previous_salt.as_ref().map(|(s, _)| s.as_str()),
+        Some("salt-sub-a")
+    );
+    let replaced = rotated;
     let soon = SubscriptionPut {
         expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(1)),
         ..put("sub-b", "{}")

@@ -224,7 +224,7 @@ impl Workspace {
             }),
             15..25 => MlEvent::ModelDeployed(ModelDeployed {
                 service_name: rng.pick(&self.services).clone(),
-                service_compute_type: *rng.pick(&COMPUTE_TYPES).to_string(),
+                service_compute_type: rng.pick(&COMPUTE_TYPES).to_string(),
                 model_ids: format!(
                     "{}:{},{}:{}",
                     rng.pick(&self.models),
@@ -238,7 +238,7 @@ impl Workspace {
             25..50 => MlEvent::RunCompleted(run),
             50..85 => MlEvent::RunStatusChanged(RunStatusChanged {
                 run,
-                run_status: *rng.pick(&RUN_STATUSES).to_string(),
+                run_status: rng.pick(&RUN_STATUSES).to_string(),
             }),
             _ => {
                 let start = DateTime::from_timestamp(1_780_000_000 + rng.between(0, 10_000_000) as i64, 0)

@@ -214,6 +214,20 @@ pub async fn run(client: &Client, command: EventSubscriptionCommand) -> anyhow::
                 .await?,
         ),
         EventSubscriptionCommand::Deadletter(command) => dead_letters(client, command).await,
+        EventSubscriptionCommand::SigningSecret {
+            subscription,
+            rotate,
+            grace_minutes,
+        } => {
+            let path = format!("{}/signingSecret", path(&subscription)?);
+            if rotate {
+                client
+                    .post(&format!("{path}/rotate"), &json!({"graceMinutes": grace_minutes}))
+                    .await
+            } else {
+                client.post(&path, &json!({})).await
+            }
+        }
         EventSubscriptionCommand::List { source } => list_value(client.get(&collection(&source)?).await?),
         EventSubscriptionCommand::Delete(subscription) => client.delete(&path(&subscription)?).await,
         EventSubscriptionCommand::Events {

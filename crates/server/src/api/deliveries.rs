@@ -6,7 +6,7 @@ use axum::Json as JsonResponse;
 use axum::extract::{Path, State};
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::time::format_event_time;
-use mlgrid_store::{Attempt, DeadLetter, DeliveryStats, Role, SubscriptionId};
+use mlgrid_store::{Attempt, DeadLetter, DeliveryStats, EventSubscription, Role, Source, SubscriptionId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
@@ -18,17 +18,18 @@ use super::sources;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Query};
+use crate::keys::format_webhook_secret;
 use crate::state::AppState;
 
 /// The subscription a path names, if the caller holds `needed` on its source.
-async fn subscription(
+async fn load(
     state: &AppState,
     caller: &Caller,
     collection: &str,
     source: &str,
     name: &str,
     needed: Role,
-) -> Result<SubscriptionId, ApiError> {
+) -> Result<(Source, EventSubscription), ApiError> {
     let kind = match collection {
         "workspaces" => SourceKind::Workspace,
         "topics" => SourceKind::Topic,
@@ -39,7 +40,19 @@ async fn subscription(
         }
     };
     let source = sources::load(state, caller, kind, source, needed).await?;
-    Ok(state.store.subscription(source.id, name).await?.id)
+    let subscription = state.store.subscription(source.id, name).await?;
+    Ok((source, subscription))
+}
+
+async fn subscription(
+    state: &AppState,
+    caller: &Caller,
+    collection: &str,
+    source: &str,
+    name: &str,
+    needed: Role,
+) -> Result<SubscriptionId, ApiError> {
+    Ok(load(state, caller, collection, source, name, needed).await?.1.id)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -249,6 +262,76 @@ async fn purge(
     }))
 }
 
+/// A subscription's webhook signing secrets, in the Standard Webhooks format.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningSecret {
+    /// `whsec_...`: verify `webhook-signature` with it.
+    pub secret: String,
+    /// The secret before the last rotation, still signing until `previousValidUntil`.
+    pub previous_secret: Option<String>,
+    pub previous_valid_until: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rotate {
+    /// How long the old secret keeps signing (default 60 minutes, at most a week).
+    pub grace_minutes: Option<u32>,
+}
+
+const DEFAULT_GRACE_MINUTES: u32 = 60;
+const MAX_GRACE_MINUTES: u32 = 7 * 24 * 60;
+
+fn signing_secret(state: &AppState, subscription: &EventSubscription) -> SigningSecret {
+    let now = chrono::Utc::now();
+    let previous = subscription.previous_salt.as_ref().filter(|(_, until)| *until > now);
+    SigningSecret {
+        secret: format_webhook_secret(&state.secret.webhook_secret(&subscription.secret_salt)),
+        previous_secret: previous.map(|(salt, _)| format_webhook_secret(&state.secret.webhook_secret(salt))),
+        previous_valid_until: previous.map(|(_, until)| format_event_time(*until)),
+    }
+}
+
+/// Shows the secrets that sign a subscription's deliveries. Takes Contributor or Owner.
+#[utoipa::path(post, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/signingSecret", tag = "delivery", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = SigningSecret), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn show_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, source, name)): Path<(String, String, String)>,
+) -> Result<JsonResponse<SigningSecret>, ApiError> {
+    let (_, subscription) = load(&state, &caller, &collection, &source, &name, Role::Contributor).await?;
+    Ok(JsonResponse(signing_secret(&state, &subscription)))
+}
+
+/// Replaces the signing secret; the old one keeps signing for the grace period, so that
+/// receivers can switch without losing deliveries. Takes Contributor or Owner.
+#[utoipa::path(post, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/signingSecret/rotate", tag = "delivery", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path)),
+    request_body = Rotate, responses((status = 200, body = SigningSecret), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, source, name)): Path<(String, String, String)>,
+    Json(body): Json<Rotate>,
+) -> Result<JsonResponse<SigningSecret>, ApiError> {
+    let grace = body.grace_minutes.unwrap_or(DEFAULT_GRACE_MINUTES);
+    if grace > MAX_GRACE_MINUTES {
+        return Err(ApiError::bad_request(format!(
+            "graceMinutes must be at most {MAX_GRACE_MINUTES}, got {grace}"
+        )));
+    }
+    let (source, _) = load(&state, &caller, &collection, &source, &name, Role::Contributor).await?;
+    let until = chrono::Utc::now() + chrono::Duration::minutes(i64::from(grace));
+    let rotated = state
+        .store
+        .rotate_subscription_secret(source.id, &name, &state.secret.new_webhook_salt(), until)
+        .await?;
+    Ok(JsonResponse(signing_secret(&state, &rotated)))
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(delivery_stats))
@@ -256,4 +339,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters))
         .routes(routes!(redeliver))
         .routes(routes!(purge))
+        .routes(routes!(show_secret))
+        .routes(routes!(rotate_secret))
 }

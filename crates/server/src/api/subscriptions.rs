@@ -118,6 +118,7 @@ async fn put(
         expires_at: spec.expires_at().map_err(|e| ApiError::bad_request(e.0))?,
         spec: serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?,
         provisioning_state: SUCCEEDED.to_owned(),
+        secret_salt: state.secret.new_webhook_salt(),
     };
     let (subscription, created) = state.store.put_subscription(source.id, put, if_match).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };

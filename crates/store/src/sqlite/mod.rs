@@ -617,6 +617,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn rotate_subscription_secret(
+        &self,
+        source: SourceId,
+        name: &str,
+        salt: &str,
+        grace_until: DateTime<Utc>,
+    ) -> Result<EventSubscription> {
+        let (name, salt) = (name.to_owned(), salt.to_owned());
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { subscriptions::rotate_secret(conn, source, &name, &salt, grace_until).await })
+            })
+            .await
+    }
+
     async fn delete_subscription(&self, source: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
         let name = name.to_owned();
         self.writer()?

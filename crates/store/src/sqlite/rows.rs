@@ -246,6 +246,14 @@ pub(super) fn subscription_from_row(row: &SqliteRow) -> Result<EventSubscription
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
         etag: get(row, "etag")?,
+        secret_salt: get::<Option<String>>(row, "secret_salt")?.unwrap_or_default(),
+        previous_salt: match (
+            get::<Option<String>>(row, "previous_salt")?,
+            optional_time(row, "previous_until")?,
+        ) {
+            (Some(salt), Some(until)) => Some((salt, until)),
+            _ => None,
+        },
     })
 }
 

@@ -56,8 +56,8 @@ pub(super) async fn put(
     let now = format_event_time(Utc::now());
     let row = db(sqlx::query(
         "INSERT INTO event_subscriptions \
-         (source_id, name, spec, provisioning_state, expires_at, start_sequence, created_at, updated_at, etag) \
-         VALUES (?, ?, ?, ?, ?, (SELECT last_sequence FROM sources WHERE id = ?), ?, ?, ?) \
+         (source_id, name, spec, provisioning_state, expires_at, start_sequence, created_at, updated_at, etag, secret_salt) \
+         VALUES (?, ?, ?, ?, ?, (SELECT last_sequence FROM sources WHERE id = ?), ?, ?, ?, ?) \
          ON CONFLICT (source_id, name) DO UPDATE SET spec = excluded.spec, provisioning_state = excluded.provisioning_state, \
          expires_at = excluded.expires_at, updated_at = excluded.updated_at, etag = excluded.etag RETURNING *",
     )
@@ -70,10 +70,35 @@ pub(super) async fn put(
     .bind(&now)
     .bind(&now)
     .bind(new_etag())
+    .bind(&put.secret_salt)
     .fetch_one(&mut *conn)
     .await)?;
     bump_version(conn).await?;
     Ok((subscription_from_row(&row)?, existing.is_none()))
+}
+
+pub(super) async fn rotate_secret(
+    conn: &mut SqliteConnection,
+    source: SourceId,
+    name: &str,
+    salt: &str,
+    grace_until: chrono::DateTime<Utc>,
+) -> Result<EventSubscription> {
+    let row = db(sqlx::query(
+        "UPDATE event_subscriptions SET previous_salt = secret_salt, previous_until = ?, secret_salt = ?, etag = ?, updated_at = ? \
+         WHERE source_id = ? AND name = ? RETURNING *",
+    )
+    .bind(format_event_time(grace_until))
+    .bind(salt)
+    .bind(new_etag())
+    .bind(format_event_time(Utc::now()))
+    .bind(source)
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await)?;
+    let row = row.ok_or_else(|| StoreError::NotFound(format!("event subscription `{name}`")))?;
+    bump_version(conn).await?;
+    subscription_from_row(&row)
 }
 
 pub(super) async fn delete(
