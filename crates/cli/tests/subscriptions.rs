@@ -363,6 +363,21 @@ fn dead_letters_are_listed_redelivered_and_purged() {
     assert_eq!(attempts[0]["outcome"], "Http400");
     assert_eq!(attempts[0]["responseExcerpt"], "no");
 
+    let metrics = http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for needle in [
+        "mlgrid_events_published_total 2",
+        "mlgrid_events_matched_total 2",
+        "mlgrid_events_dead_lettered_total 2",
+        "mlgrid_delivery_attempt_seconds",
+        "mlgrid_delivery_backlog{source_kind=\"topic\",source=\"shop\",subscription=\"strict\"} 0",
+    ] {
+        assert!(metrics.contains(needle), "`{needle}` missing from /metrics:\n{metrics}");
+    }
     let sequence = dead[0]["sequence"].to_string();
     let redelivered = server.json(
         &[

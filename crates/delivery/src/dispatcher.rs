@@ -380,6 +380,16 @@ async fn send(
         mlgrid_core::retry::AttemptResult::Status { code, .. } => (format!("Http{code}"), None),
         mlgrid_core::retry::AttemptResult::Failed { error } => ("Failed".to_owned(), Some(error.clone())),
     };
+    let events = batch.len() as u64;
+    metrics::histogram!("mlgrid_delivery_attempt_seconds").record(sent.latency_ms / 1000.0);
+    match &next {
+        AfterAttempt::Delivered => metrics::counter!("mlgrid_events_delivered_total").increment(events),
+        AfterAttempt::RetryAt(_) => metrics::counter!("mlgrid_delivery_failures_total").increment(events),
+        AfterAttempt::DeadLetter(_) => {
+            metrics::counter!("mlgrid_delivery_failures_total").increment(events);
+            metrics::counter!("mlgrid_events_dead_lettered_total").increment(events);
+        }
+    }
     let record = AttemptRecord {
         subscription_id: subscription,
         sequences: batch.iter().map(|d| d.sequence).collect(),

@@ -146,6 +146,8 @@ impl Fanout {
                 );
             }
             recorded += matches.len();
+            metrics::counter!("mlgrid_events_routed_total").increment(events.len() as u64);
+            metrics::counter!("mlgrid_events_matched_total").increment(matches.len() as u64);
             let full_page = events.len() == PAGE as usize;
             self.record(RoutedBatch {
                 source,

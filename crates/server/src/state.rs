@@ -42,6 +42,8 @@ pub struct AppState {
     pub secret: ServerSecret,
     pub config: Arc<ServerConfig>,
     pub(crate) topics: Arc<TopicCache>,
+    /// Renders the process's metrics for `/metrics`; `None` when no recorder is installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
@@ -51,6 +53,7 @@ impl AppState {
             secret,
             config: Arc::new(config),
             topics: Arc::new(TopicCache::default()),
+            metrics: None,
         }
     }
 }

@@ -43,7 +43,12 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     config.delivery.schedule = RetrySchedule {
         scale: args.retry_time_scale,
     };
-    let state = AppState::new(store.clone(), secret, config);
+    let mut state = AppState::new(store.clone(), secret, config);
+    state.metrics = Some(
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("installing the metrics recorder")?,
+    );
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (in use? see --listen)", args.listen))?;

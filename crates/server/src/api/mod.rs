@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod events;
 pub mod health;
 mod lifecycle;
+pub mod metrics;
 pub mod models;
 pub mod publish;
 pub mod runs;
@@ -54,6 +55,7 @@ impl utoipa::Modify for SecuritySchemes {
 pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
+        .merge(metrics::router())
         .merge(access::router())
         .merge(workspaces::router())
         .merge(topics::router())

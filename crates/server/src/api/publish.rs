@@ -119,7 +119,9 @@ async fn publish_events(
             .map(|e| NewEvent::from(&Event::Cloud(e)))
             .collect(),
     };
+    let count = events.len() as u64;
     let receipt = state.store.append_events(topic.source_id, events).await?;
+    metrics::counter!("mlgrid_events_published_total").increment(count);
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
     headers.insert(FIRST_SEQUENCE_HEADER, HeaderValue::from(receipt.first_sequence));
