@@ -205,6 +205,8 @@ pub enum EventsCommand {
 pub enum BenchCommand {
     /// Publish Event Grid events to a custom topic and measure throughput and latency.
     Publish(crate::bench::publish::PublishArgs),
+    /// Deliver events to local webhook receivers and measure deliveries/s and latency.
+    Deliver(crate::bench::deliver::DeliverArgs),
 }
 
 #[derive(Debug, Args)]

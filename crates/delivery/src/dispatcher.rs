@@ -18,7 +18,8 @@ use mlgrid_core::subscription::SubscriptionSpec;
 use mlgrid_core::{EventGridEvent, EventSchema};
 use mlgrid_store::{AfterAttempt, AttemptRecord, DueDelivery, SourceId, Store, StoreError, SubscriptionId};
 use rand::Rng;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -119,6 +120,9 @@ pub struct Dispatcher {
     version: Option<u64>,
     slots: Arc<Semaphore>,
     secrets: Arc<dyn WebhookSecrets>,
+    /// Where finished attempts go to be recorded, many per transaction.
+    records: mpsc::Sender<AttemptRecord>,
+    recorder: Option<JoinHandle<()>>,
 }
 
 impl Dispatcher {
@@ -127,6 +131,8 @@ impl Dispatcher {
         config: DispatcherConfig,
         secrets: Arc<dyn WebhookSecrets>,
     ) -> Result<Dispatcher, reqwest::Error> {
+        let (records, pending) = mpsc::channel(RECORD_QUEUE);
+        let recorder = tokio::spawn(record_attempts(store.clone(), pending));
         let http = reqwest::Client::builder()
             .dns_resolver(GuardedResolver::shared(config.addresses))
             .redirect(reqwest::redirect::Policy::none())
@@ -140,6 +146,8 @@ impl Dispatcher {
             targets: HashMap::new(),
             version: None,
             secrets,
+            records,
+            recorder: Some(recorder),
         })
     }
 
@@ -218,7 +226,20 @@ impl Dispatcher {
         self.refresh().await?;
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
-        let claimed = self.store.claim_deliveries(now, lease_until, self.config.claim).await?;
+        // Claim no more than the free slots can send: what cannot be sent now would only
+        // be given back.
+        let largest_batch = self
+            .targets
+            .values()
+            .map(|t| t.spec.destination.properties.max_events_per_batch.unwrap_or(1))
+            .max()
+            .unwrap_or(1);
+        let sendable = (self.slots.available_permits() as u32).saturating_mul(largest_batch);
+        let limit = self.config.claim.min(sendable);
+        if limit == 0 {
+            return Ok(0);
+        }
+        let claimed = self.store.claim_deliveries(now, lease_until, limit).await?;
         let count = claimed.len();
         let mut by_subscription: HashMap<SubscriptionId, Vec<DueDelivery>> = HashMap::new();
         for delivery in claimed {
@@ -256,13 +277,13 @@ impl Dispatcher {
                         .await?;
                     continue;
                 };
-                let (store, http, config, target) = (
-                    self.store.clone(),
+                let (records, http, config, target) = (
+                    self.records.clone(),
                     self.http.clone(),
                     self.config.clone(),
                     target.clone(),
                 );
-                tasks.spawn(send(store, http, config, subscription, target, batch, [global, own]));
+                tasks.spawn(send(records, http, config, subscription, target, batch, [global, own]));
             }
         }
         Ok(count)
@@ -282,8 +303,10 @@ impl Dispatcher {
                 }
             };
             if claimed == 0 {
+                // Nothing due, or every slot busy: rest until a batch finishes or a moment passes.
                 tokio::select! {
                     () = shutdown.cancelled() => break,
+                    _ = tasks.join_next(), if !tasks.is_empty() => {}
                     () = tokio::time::sleep(IDLE) => {}
                 }
             } else if shutdown.is_cancelled() {
@@ -291,12 +314,36 @@ impl Dispatcher {
             }
         }
         while tasks.join_next().await.is_some() {}
+        // Every attempt in flight has been queued; let the recorder write them and stop.
+        let Dispatcher { records, recorder, .. } = self;
+        drop(records);
+        if let Some(recorder) = recorder
+            && let Err(e) = recorder.await
+        {
+            tracing::error!(error = %e, "the attempt recorder failed");
+        }
+    }
+}
+
+/// Attempts recorded in one transaction, at most.
+const RECORD_BATCH: usize = 512;
+/// Finished attempts waiting to be recorded, at most (senders wait beyond it).
+const RECORD_QUEUE: usize = 4096;
+
+/// Writes finished attempts, as many per transaction as have queued up.
+async fn record_attempts(store: Arc<dyn Store>, mut pending: mpsc::Receiver<AttemptRecord>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while pending.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        if let Err(error) = store.record_attempts(std::mem::take(&mut batch)).await {
+            // The leases run out and the batches are tried again: at least once.
+            tracing::warn!(%error, "could not record delivery attempts");
+        }
     }
 }
 
 /// Sends one batch and records the attempt; the permits are held until it is recorded.
 async fn send(
-    store: Arc<dyn Store>,
+    records: mpsc::Sender<AttemptRecord>,
     http: reqwest::Client,
     config: DispatcherConfig,
     subscription: SubscriptionId,
@@ -401,8 +448,7 @@ async fn send(
         response_excerpt: sent.excerpt,
         next,
     };
-    if let Err(error) = store.record_attempt(record).await {
-        // The lease runs out and the batch is tried again: at least once.
-        tracing::warn!(%error, subscription = %target.name, "could not record a delivery attempt");
+    if records.send(record).await.is_err() {
+        tracing::warn!(subscription = %target.name, "the attempt recorder stopped; the lease will run out and the batch be tried again");
     }
 }

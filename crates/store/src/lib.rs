@@ -246,7 +246,7 @@ pub trait Store: Send + Sync + 'static {
     // Delivery: claiming due deliveries with a lease, recording attempts, dead letters.
 
     /// Claims up to `limit` pending deliveries that are due at `now` and not leased,
-    /// leasing them until `lease_until`; ordered by subscription and sequence.
+    /// leasing them until `lease_until`; the longest due first.
     async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
@@ -263,8 +263,9 @@ pub trait Store: Send + Sync + 'static {
         due_at: DateTime<Utc>,
     ) -> Result<()>;
 
-    /// Records an attempt and moves its deliveries on (delivered, retry later, dead).
-    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<()>;
+    /// Records attempts and moves their deliveries on (delivered, retry later, dead), in
+    /// one transaction.
+    async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()>;
 
     /// The latest attempts for a subscription, newest first.
     async fn delivery_attempts(&self, subscription: SubscriptionId, limit: u32) -> Result<Vec<Attempt>>;

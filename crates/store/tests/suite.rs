@@ -1024,21 +1024,26 @@ pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn St
     );
 
     store
-        .record_attempt(attempt(sub.id, vec![1], Some(200), AfterAttempt::Delivered))
+        .record_attempts(vec![attempt(sub.id, vec![1], Some(200), AfterAttempt::Delivered)])
         .await
         .unwrap();
     let retry_at = later + chrono::Duration::seconds(10);
     store
-        .record_attempt(attempt(sub.id, vec![2, 3], Some(500), AfterAttempt::RetryAt(retry_at)))
+        .record_attempts(vec![attempt(
+            sub.id,
+            vec![2, 3],
+            Some(500),
+            AfterAttempt::RetryAt(retry_at),
+        )])
         .await
         .unwrap();
     store
-        .record_attempt(attempt(
+        .record_attempts(vec![attempt(
             sub.id,
             vec![4],
             Some(400),
             AfterAttempt::DeadLetter("NonRetriableStatus".into()),
-        ))
+        )])
         .await
         .unwrap();
     assert!(
@@ -1106,12 +1111,12 @@ pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn St
         "redelivery starts over"
     );
     store
-        .record_attempt(attempt(
+        .record_attempts(vec![attempt(
             sub.id,
             vec![4],
             None,
             AfterAttempt::DeadLetter("MaxDeliveryAttemptsExceeded".into()),
-        ))
+        )])
         .await
         .unwrap();
     assert_eq!(store.purge_dead_letters(sub.id, None).await.unwrap(), 1);

@@ -23,6 +23,11 @@ fn free_loopback_port() -> anyhow::Result<u16> {
 
 impl LocalServer {
     pub async fn start() -> anyhow::Result<LocalServer> {
+        LocalServer::start_with(&[]).await
+    }
+
+    /// Starts the server with extra `serve` flags.
+    pub async fn start_with(flags: &[&str]) -> anyhow::Result<LocalServer> {
         let dir = tempfile::tempdir().context("creating a temporary data directory")?;
         let port = free_loopback_port()?;
         let url = format!("http://127.0.0.1:{port}");
@@ -35,6 +40,7 @@ impl LocalServer {
         let log_file = std::fs::File::create(&log)?;
         let child = Command::new(std::env::current_exe()?)
             .arg("serve")
+            .args(flags)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(dir.path())

@@ -4,6 +4,7 @@
 //! data directory) unless `--server` is given, reports progress on stderr, and prints
 //! its result as one JSON object on the last line of stdout.
 
+pub mod deliver;
 pub mod local_server;
 pub mod publish;
 pub mod stats;

@@ -4,6 +4,7 @@
 ALTER TABLE deliveries ADD COLUMN state TEXT NOT NULL DEFAULT 'pending'
     CHECK (state IN ('pending', 'delivered', 'dead'));
 ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+-- When the next attempt is due; set when the match is recorded.
 ALTER TABLE deliveries ADD COLUMN due_at TEXT;
 ALTER TABLE deliveries ADD COLUMN lease_until TEXT;
 ALTER TABLE deliveries ADD COLUMN last_attempt_at TEXT;
@@ -12,7 +13,8 @@ ALTER TABLE deliveries ADD COLUMN last_outcome TEXT;
 ALTER TABLE deliveries ADD COLUMN last_error TEXT;
 ALTER TABLE deliveries ADD COLUMN dead_letter_reason TEXT;
 ALTER TABLE deliveries ADD COLUMN finished_at TEXT;
-CREATE INDEX deliveries_due ON deliveries (state, due_at) WHERE state = 'pending';
+-- Pending deliveries in the order they fall due: claims read this index in order.
+CREATE INDEX deliveries_due ON deliveries (due_at) WHERE state = 'pending';
 
 -- Every delivery attempt, for the delivery log.
 CREATE TABLE delivery_attempts (

@@ -23,8 +23,8 @@ pub(super) async fn claim(
     let rows = db(sqlx::query(
         "SELECT d.subscription_id, d.sequence, d.attempts, e.schema, e.published_at, e.body \
          FROM deliveries d JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
-         WHERE d.state = 'pending' AND (d.due_at IS NULL OR d.due_at <= ?) AND (d.lease_until IS NULL OR d.lease_until <= ?) \
-         ORDER BY d.subscription_id, d.sequence LIMIT ?",
+         WHERE d.state = 'pending' AND d.due_at <= ? AND (d.lease_until IS NULL OR d.lease_until <= ?) \
+         ORDER BY d.due_at LIMIT ?",
     )
     .bind(&now)
     .bind(&now)
@@ -142,10 +142,13 @@ pub(super) async fn redeliver(
         return Ok(0);
     }
     let mut query = QueryBuilder::<Sqlite>::new(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, due_at = NULL, lease_until = NULL, \
-         dead_letter_reason = NULL, finished_at = NULL WHERE state = 'dead' AND subscription_id = ",
+        "UPDATE deliveries SET state = 'pending', attempts = 0, lease_until = NULL, dead_letter_reason = NULL, \
+         finished_at = NULL, due_at = ",
     );
-    query.push_bind(subscription);
+    query
+        .push_bind(format_event_time(Utc::now()))
+        .push(" WHERE state = 'dead' AND subscription_id = ")
+        .push_bind(subscription);
     push_sequences(&mut query, &sequences);
     Ok(db(query.build().execute(&mut *conn).await)?.rows_affected())
 }

@@ -718,10 +718,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<()> {
+    async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(delivery::record_attempt(conn, attempt))
+                Box::pin(async move {
+                    for attempt in attempts {
+                        delivery::record_attempt(conn, attempt).await?;
+                    }
+                    Ok(())
+                })
             })
             .await
     }

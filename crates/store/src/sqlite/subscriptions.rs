@@ -167,12 +167,13 @@ pub(super) async fn record_matches(conn: &mut SqliteConnection, batch: RoutedBat
     let now = format_event_time(Utc::now());
     for chunk in matches.chunks(INSERT_CHUNK) {
         let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT OR IGNORE INTO deliveries (subscription_id, source_id, sequence, created_at) ",
+            "INSERT OR IGNORE INTO deliveries (subscription_id, source_id, sequence, created_at, due_at) ",
         );
         insert.push_values(chunk, |mut row, (subscription, sequence)| {
             row.push_bind(*subscription)
                 .push_bind(batch.source)
                 .push_bind(*sequence as i64)
+                .push_bind(now.clone())
                 .push_bind(now.clone());
         });
         db(insert.build().execute(&mut *conn).await)?;
