@@ -313,3 +313,38 @@ async fn loopback_is_refused_without_the_flag() {
         "{attempt:?}"
     );
 }
+
+#[tokio::test]
+async fn a_receiver_that_does_not_answer_in_time_is_retried_and_others_go_on() {
+    let bed = Bed::new(loopback()).await;
+    // Accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let (url, seen) = receiver(vec![StatusCode::OK]).await;
+    let stuck = bed
+        .subscribe("stuck", &silent_url, json!({"retryPolicy": {"maxDeliveryAttempts": 2}}))
+        .await;
+    let healthy = bed.subscribe("healthy", &url, json!({})).await;
+    let started = Instant::now();
+    bed.publish(3).await;
+    let stats = bed.settled(healthy).await;
+    assert_eq!(stats.delivered, 3);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the silent endpoint did not hold the healthy one up"
+    );
+    assert_eq!(seen.lock().await.len(), 3);
+    let stats = bed.settled(stuck).await;
+    assert_eq!((stats.dead_lettered, stats.failed_attempts), (3, 6));
+    let attempt = &bed.store.delivery_attempts(stuck, 1).await.unwrap()[0];
+    assert!(
+        attempt.error.as_deref().unwrap().contains("no answer within 0.5 s"),
+        "{attempt:?}"
+    );
+}
