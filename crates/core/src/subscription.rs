@@ -217,7 +217,9 @@ pub fn validate_endpoint_url(url: &str) -> Result<(), InvalidSubscription> {
         return Err(invalid(format!("endpointUrl `{url}` has no host")));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid("endpointUrl must not carry credentials; authenticate the receiver with the webhook signature instead"));
+        return Err(invalid(
+            "endpointUrl must not carry credentials; authenticate the receiver with the webhook signature instead",
+        ));
     }
     Ok(())
 }

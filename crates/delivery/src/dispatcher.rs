@@ -234,11 +234,13 @@ impl Dispatcher {
             .map(|t| t.spec.destination.properties.max_events_per_batch.unwrap_or(1))
             .max()
             .unwrap_or(1);
-        let sendable = (self.slots.available_permits() as u32).saturating_mul(largest_batch);
-        let limit = self.config.claim.min(sendable);
-        if limit == 0 {
+        // Claims are transactions: wait until a good share of the slots is free rather
+        // than claim a delivery or two each time one batch finishes.
+        let free = self.slots.available_permits();
+        if free < (self.config.concurrency / 4).max(1) {
             return Ok(0);
         }
+        let limit = self.config.claim.min((free as u32).saturating_mul(largest_batch));
         let claimed = self.store.claim_deliveries(now, lease_until, limit).await?;
         let count = claimed.len();
         let mut by_subscription: HashMap<SubscriptionId, Vec<DueDelivery>> = HashMap::new();

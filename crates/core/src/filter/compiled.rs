@@ -75,6 +75,11 @@ impl CompiledFilter {
         suffix_ok && self.advanced.iter().all(|filter| filter.matches(event, self.arrays))
     }
 
+    /// Whether [`Self::matches_rest`] can be false, i.e. the index does not decide alone.
+    pub(crate) fn has_rest(&self) -> bool {
+        self.subject_ends_with.is_some() || !self.advanced.is_empty()
+    }
+
     /// The subject as this filter compares it.
     fn subject<'e>(&self, event: &'e EventView<'_>) -> &'e str {
         if self.subject_case_sensitive {
@@ -99,7 +104,10 @@ impl CompiledFilter {
 
 #[derive(Debug, Clone)]
 struct CompiledAdvanced {
+    /// The segments after `data` if the key starts with exactly `data` (read from the
+    /// view's cached data), else all of them.
     path: Box<[Segment]>,
+    from_data: bool,
     /// The key names a top-level attribute other than `data`: for a CloudEvent a context
     /// attribute, whose number and boolean values string operators read in their canonical
     /// string form (Event Grid's documentation filters `"comexampleothervalue": 5` with
@@ -172,17 +180,19 @@ impl CompiledAdvanced {
             filter.condition,
             Condition::NumberNotIn(_) | Condition::StringNotIn(_) | Condition::IsNullOrUndefined
         );
-        let path: Box<[Segment]> = filter
-            .key
-            .split('.')
+        let segments: Vec<&str> = filter.key.split('.').collect();
+        let from_data = segments[0] == "data";
+        let path = segments[usize::from(from_data)..]
+            .iter()
             .map(|s| Segment {
-                exact: s.into(),
+                exact: (*s).into(),
                 folded: fold::fold(s).into(),
             })
             .collect();
         CompiledAdvanced {
-            context_attribute: path.len() == 1 && &*path[0].folded != "data",
+            context_attribute: segments.len() == 1 && fold::fold(segments[0]) != "data",
             path,
+            from_data,
             test,
             negate,
             if_missing,
@@ -190,7 +200,7 @@ impl CompiledAdvanced {
     }
 
     fn matches(&self, event: &EventView<'_>, arrays: bool) -> bool {
-        let value = match self.lookup(event.json()) {
+        let value = match self.lookup(event) {
             None | Some(Value::Null) => return self.if_missing,
             Some(value) => value,
         };
@@ -207,9 +217,10 @@ impl CompiledAdvanced {
         hit != self.negate
     }
 
-    fn lookup<'v>(&self, event: &'v Value) -> Option<&'v Value> {
-        self.path.iter().try_fold(event, |current, segment| match current {
-            Value::Object(map) => property(map, segment),
+    fn lookup<'v>(&self, event: &EventView<'v>) -> Option<&'v Value> {
+        let start = if self.from_data { event.data()? } else { event.json() };
+        self.path.iter().try_fold(start, |current, segment| match current {
+            Value::Object(map) => property(map, &segment.exact, &segment.folded),
             _ => None,
         })
     }
@@ -251,13 +262,27 @@ impl CompiledAdvanced {
 }
 
 /// A property by name: the exact name if present, otherwise the first property (in
-/// document order) whose name is equal ignoring case.
-fn property<'v>(map: &'v Map<String, Value>, segment: &Segment) -> Option<&'v Value> {
-    map.get(&*segment.exact).or_else(|| {
-        map.iter()
-            .find(|(name, _)| fold::eq(name, &segment.folded))
-            .map(|(_, value)| value)
-    })
+/// document order) whose name is equal ignoring case (`folded` is the name folded).
+pub(crate) fn property<'v>(map: &'v Map<String, Value>, exact: &str, folded: &str) -> Option<&'v Value> {
+    // Objects in events are small: one pass over the names beats hashing the name. Only
+    // names of the right length can be equal, unless they have non-ASCII letters, whose
+    // folded form may be longer or shorter.
+    const SCAN_LIMIT: usize = 16;
+    if map.len() > SCAN_LIMIT {
+        if let Some(value) = map.get(exact) {
+            return Some(value);
+        }
+    }
+    let mut loose = None;
+    for (name, value) in map {
+        if name.len() == exact.len() && name == exact {
+            return Some(value);
+        }
+        if loose.is_none() && (name.len() == folded.len() || !name.is_ascii()) && fold::eq(name, folded) {
+            loose = Some(value);
+        }
+    }
+    loose
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ fn iter_starts_with(mut hay: impl Iterator<Item = char>, needle: &str) -> bool {
 // needle can never equal one of the hay).
 
 /// `fold(hay) == needle`
+#[inline]
 pub(crate) fn eq(hay: &str, needle: &str) -> bool {
     if hay.is_ascii() {
         return hay.eq_ignore_ascii_case(needle);
@@ -46,6 +47,7 @@ pub(crate) fn eq(hay: &str, needle: &str) -> bool {
 }
 
 /// `fold(hay).starts_with(needle)`
+#[inline]
 pub(crate) fn starts_with(hay: &str, needle: &str) -> bool {
     if hay.is_ascii() {
         let (hay, needle) = (hay.as_bytes(), needle.as_bytes());
@@ -55,6 +57,7 @@ pub(crate) fn starts_with(hay: &str, needle: &str) -> bool {
 }
 
 /// `fold(hay).ends_with(needle)`
+#[inline]
 pub(crate) fn ends_with(hay: &str, needle: &str) -> bool {
     if hay.is_ascii() {
         let (hay, needle) = (hay.as_bytes(), needle.as_bytes());
@@ -65,6 +68,7 @@ pub(crate) fn ends_with(hay: &str, needle: &str) -> bool {
 }
 
 /// `fold(hay).contains(needle)`
+#[inline]
 pub(crate) fn contains(hay: &str, needle: &str) -> bool {
     if needle.is_empty() {
         return true;

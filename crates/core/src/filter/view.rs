@@ -22,6 +22,8 @@ pub struct EventView<'a> {
     subject: &'a str,
     folded_event_type: Cow<'a, str>,
     folded_subject: Cow<'a, str>,
+    /// The `data` attribute, looked up once: most keys start there.
+    data: Option<&'a Value>,
 }
 
 impl<'a> EventView<'a> {
@@ -39,6 +41,9 @@ impl<'a> EventView<'a> {
             subject,
             folded_event_type: fold::fold(event_type),
             folded_subject: fold::fold(subject),
+            data: event
+                .as_object()
+                .and_then(|object| super::compiled::property(object, "data", "data")),
         }
     }
 
@@ -65,6 +70,10 @@ impl<'a> EventView<'a> {
 
     pub(crate) fn json(&self) -> &'a Value {
         self.json
+    }
+
+    pub(crate) fn data(&self) -> Option<&'a Value> {
+        self.data
     }
 }
 

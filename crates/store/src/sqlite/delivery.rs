@@ -52,56 +52,76 @@ pub(super) async fn claim(
     Ok(due)
 }
 
-pub(super) async fn record_attempt(conn: &mut SqliteConnection, attempt: AttemptRecord) -> Result<()> {
-    let at = format_event_time(attempt.attempted_at);
-    db(sqlx::query(
-        "INSERT INTO delivery_attempts (subscription_id, attempted_at, events, first_sequence, status_code, latency_ms, outcome, error, response_excerpt) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(attempt.subscription_id)
-    .bind(&at)
-    .bind(attempt.sequences.len() as i64)
-    .bind(attempt.sequences.first().copied().unwrap_or(0) as i64)
-    .bind(attempt.status_code.map(i64::from))
-    .bind(attempt.latency_ms)
-    .bind(&attempt.outcome)
-    .bind(&attempt.error)
-    .bind(&attempt.response_excerpt)
-    .execute(&mut *conn)
-    .await)?;
-    let (state, due_at, reason) = match &attempt.next {
-        AfterAttempt::Delivered => ("delivered", None, None),
-        AfterAttempt::RetryAt(at) => ("pending", Some(format_event_time(*at)), None),
-        AfterAttempt::DeadLetter(reason) => ("dead", None, Some(reason.clone())),
-    };
-    let finished = (state != "pending").then(|| at.clone());
-    let mut update =
-        QueryBuilder::<Sqlite>::new("UPDATE deliveries SET attempts = attempts + 1, lease_until = NULL, state = ");
-    update
-        .push_bind(state)
-        .push(", due_at = ")
-        .push_bind(due_at)
-        .push(", dead_letter_reason = ")
-        .push_bind(reason)
-        .push(", finished_at = ")
-        .push_bind(finished)
-        .push(", last_attempt_at = ")
-        .push_bind(at)
-        .push(", last_status = ")
-        .push_bind(attempt.status_code.map(i64::from))
-        .push(", last_outcome = ")
-        .push_bind(attempt.outcome)
-        .push(", last_error = ")
-        .push_bind(attempt.error)
-        .push(" WHERE subscription_id = ")
-        .push_bind(attempt.subscription_id)
-        .push(" AND sequence IN (");
-    let mut separated = update.separated(", ");
-    for sequence in &attempt.sequences {
-        separated.push_bind(*sequence as i64);
+/// Rows per multi-row statement when recording attempts (at most 10 parameters a row).
+const RECORD_CHUNK: usize = 1000;
+
+/// Records attempts with two statements per chunk, whatever their number: the attempts
+/// themselves, and the new state of every delivery they carried.
+pub(super) async fn record_attempts(conn: &mut SqliteConnection, attempts: Vec<AttemptRecord>) -> Result<()> {
+    for chunk in attempts.chunks(RECORD_CHUNK) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO delivery_attempts (subscription_id, attempted_at, events, first_sequence, status_code, latency_ms, outcome, error, response_excerpt) ",
+        );
+        insert.push_values(chunk, |mut row, a| {
+            row.push_bind(a.subscription_id)
+                .push_bind(format_event_time(a.attempted_at))
+                .push_bind(a.sequences.len() as i64)
+                .push_bind(a.sequences.first().copied().unwrap_or(0) as i64)
+                .push_bind(a.status_code.map(i64::from))
+                .push_bind(a.latency_ms)
+                .push_bind(a.outcome.clone())
+                .push_bind(a.error.clone())
+                .push_bind(a.response_excerpt.clone());
+        });
+        db(insert.build().execute(&mut *conn).await)?;
     }
-    update.push(")");
-    db(update.build().execute(&mut *conn).await)?;
+    // One row per delivery: (subscription, sequence, state, due_at, reason, finished_at,
+    // attempted_at, status, outcome, error).
+    let rows: Vec<(&AttemptRecord, u64)> = attempts
+        .iter()
+        .flat_map(|a| a.sequences.iter().map(move |s| (a, *s)))
+        .collect();
+    for chunk in rows.chunks(RECORD_CHUNK) {
+        let mut update = QueryBuilder::<Sqlite>::new(
+            "UPDATE deliveries SET attempts = attempts + 1, lease_until = NULL, state = v.column3, due_at = v.column4, \
+             dead_letter_reason = v.column5, finished_at = v.column6, last_attempt_at = v.column7, last_status = v.column8, \
+             last_outcome = v.column9, last_error = v.column10 FROM (VALUES ",
+        );
+        let mut separated = update.separated(", ");
+        for (attempt, sequence) in chunk {
+            let at = format_event_time(attempt.attempted_at);
+            let (state, due_at, reason) = match &attempt.next {
+                AfterAttempt::Delivered => ("delivered", None, None),
+                AfterAttempt::RetryAt(due) => ("pending", Some(format_event_time(*due)), None),
+                AfterAttempt::DeadLetter(reason) => ("dead", None, Some(reason.clone())),
+            };
+            let finished = (state != "pending").then(|| at.clone());
+            separated
+                .push("(")
+                .push_bind_unseparated(attempt.subscription_id)
+                .push_unseparated(", ")
+                .push_bind_unseparated(*sequence as i64)
+                .push_unseparated(", ")
+                .push_bind_unseparated(state)
+                .push_unseparated(", ")
+                .push_bind_unseparated(due_at)
+                .push_unseparated(", ")
+                .push_bind_unseparated(reason)
+                .push_unseparated(", ")
+                .push_bind_unseparated(finished)
+                .push_unseparated(", ")
+                .push_bind_unseparated(at)
+                .push_unseparated(", ")
+                .push_bind_unseparated(attempt.status_code.map(i64::from))
+                .push_unseparated(", ")
+                .push_bind_unseparated(attempt.outcome.clone())
+                .push_unseparated(", ")
+                .push_bind_unseparated(attempt.error.clone())
+                .push_unseparated(")");
+        }
+        update.push(") AS v WHERE deliveries.subscription_id = v.column1 AND deliveries.sequence = v.column2");
+        db(update.build().execute(&mut *conn).await)?;
+    }
     Ok(())
 }
 

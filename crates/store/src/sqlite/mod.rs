@@ -721,12 +721,7 @@ impl Store for SqliteStore {
     async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move {
-                    for attempt in attempts {
-                        delivery::record_attempt(conn, attempt).await?;
-                    }
-                    Ok(())
-                })
+                Box::pin(delivery::record_attempts(conn, attempts))
             })
             .await
     }
