@@ -207,6 +207,8 @@ pub enum BenchCommand {
     Publish(crate::bench::publish::PublishArgs),
     /// Deliver events to local webhook receivers and measure deliveries/s and latency.
     Deliver(crate::bench::deliver::DeliverArgs),
+    /// Route events through many subscriptions' filters and measure events/s on one core.
+    Filter(crate::bench::filter::FilterArgs),
 }
 
 #[derive(Debug, Args)]

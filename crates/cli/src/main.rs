@@ -35,6 +35,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging("warn", LogFormat::Text);
             return bench::publish::run(args, &cli.global).await;
         }
+        Command::Bench(BenchCommand::Filter(args)) => {
+            init_logging("warn", LogFormat::Text);
+            return bench::filter::run(args);
+        }
         Command::Bench(BenchCommand::Deliver(args)) => {
             init_logging("warn", LogFormat::Text);
             return bench::deliver::run(args, &cli.global).await;

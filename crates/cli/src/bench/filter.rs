@@ -40,8 +40,7 @@ pub struct FilterArgs {
 /// bounded while still spreading over far more events than a cache holds.
 const MAX_DISTINCT_EVENTS: usize = 20_000;
 
-const TOPIC: &str =
-    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml/providers/Microsoft.MachineLearningServices/workspaces/bench";
+const TOPIC: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ml/providers/Microsoft.MachineLearningServices/workspaces/bench";
 const STAGES: [&str; 4] = ["Production", "Staging", "Development", "Archived"];
 const TEAMS: [&str; 5] = ["vision", "nlp", "forecasting", "ads", "fraud"];
 const FRAMEWORKS: [&str; 4] = ["sklearn", "pytorch", "tensorflow", "lightgbm"];
@@ -71,7 +70,10 @@ pub fn run(args: FilterArgs) -> anyhow::Result<()> {
     let distinct = args.events.min(MAX_DISTINCT_EVENTS);
     eprintln!("bench: generating {distinct} distinct events");
     let events: Vec<(EventSchema, Value)> = (0..distinct).map(|n| workspace.event(&mut rng, n)).collect();
-    let views: Vec<EventView<'_>> = events.iter().map(|(schema, json)| EventView::new(*schema, json)).collect();
+    let views: Vec<EventView<'_>> = events
+        .iter()
+        .map(|(schema, json)| EventView::new(*schema, json))
+        .collect();
     // What a view costs (folding the type and subject), timed apart and warm: a first pass
     // would mostly time the allocator growing the heap.
     let started = Instant::now();
@@ -80,7 +82,11 @@ pub fn run(args: FilterArgs) -> anyhow::Result<()> {
     }
     let view_ns = started.elapsed().as_nanos() as f64 / distinct as f64;
 
-    eprintln!("bench: routing {} events through {} subscriptions", args.events, table.len());
+    eprintln!(
+        "bench: routing {} events through {} subscriptions",
+        args.events,
+        table.len()
+    );
     let mut routed = Vec::with_capacity(1024);
     let mut matches = 0u64;
     let mut most = 0usize;
@@ -207,7 +213,8 @@ impl Workspace {
 
     /// One event, in the Event Grid schema or (one in five) the CloudEvents schema.
     fn event(&self, rng: &mut SplitMix64, n: usize) -> (EventSchema, Value) {
-        let tags = |pairs: &[(&str, &str)]| -> Tags { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        let tags =
+            |pairs: &[(&str, &str)]| -> Tags { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
         let experiment = rng.pick(&self.experiments);
         let run = RunCompleted {
             experiment_id: experiment.id.clone(),
@@ -215,7 +222,10 @@ impl Workspace {
             run_id: self.run_id(rng, experiment),
             run_type: rng.pick(&RUN_TYPES).map(str::to_owned),
             run_tags: tags(&[("team", *rng.pick(&TEAMS))]),
-            run_properties: tags(&[("runTemplate", "automl_child"), ("iteration", &rng.between(0, 20).to_string())]),
+            run_properties: tags(&[
+                ("runTemplate", "automl_child"),
+                ("iteration", &rng.between(0, 20).to_string()),
+            ]),
         };
         let event = match rng.below(100) {
             0..15 => MlEvent::ModelRegistered(ModelRegistered {

@@ -5,6 +5,7 @@
 //! its result as one JSON object on the last line of stdout.
 
 pub mod deliver;
+pub mod filter;
 pub mod local_server;
 pub mod publish;
 pub mod stats;

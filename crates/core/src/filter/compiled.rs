@@ -54,6 +54,10 @@ impl CompiledFilter {
 
     /// Whether the event passes every condition of the filter.
     pub fn matches(&self, event: &EventView<'_>) -> bool {
+        self.matches_with(event, &mut LookupCache::new())
+    }
+
+    fn matches_with<'v>(&self, event: &EventView<'v>, cache: &mut LookupCache<'v>) -> bool {
         let type_ok = match &self.event_types {
             None => true,
             Some(types) => types.iter().any(|t| **t == *event.folded_event_type()),
@@ -62,17 +66,33 @@ impl CompiledFilter {
             None => true,
             Some(prefix) => self.subject(event).starts_with(&**prefix),
         };
-        type_ok && prefix_ok && self.matches_rest(event)
+        type_ok && prefix_ok && self.matches_rest(event, cache)
     }
 
     /// The conditions a [`super::RoutingTable`] does not index: the subject's suffix and
     /// the advanced filters.
-    pub(crate) fn matches_rest(&self, event: &EventView<'_>) -> bool {
+    pub(crate) fn matches_rest<'v>(&self, event: &EventView<'v>, cache: &mut LookupCache<'v>) -> bool {
         let suffix_ok = match &self.subject_ends_with {
             None => true,
             Some(suffix) => self.subject(event).ends_with(&**suffix),
         };
-        suffix_ok && self.advanced.iter().all(|filter| filter.matches(event, self.arrays))
+        suffix_ok
+            && self
+                .advanced
+                .iter()
+                .all(|filter| filter.matches(event, self.arrays, cache))
+    }
+
+    /// The keys of the advanced filters, in order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.advanced.iter().map(|filter| &*filter.key)
+    }
+
+    /// Numbers the keys for a [`LookupCache`]: `ids` gives one per key, as [`Self::keys`].
+    pub(crate) fn set_key_ids(&mut self, ids: impl IntoIterator<Item = u32>) {
+        for (filter, id) in self.advanced.iter_mut().zip(ids) {
+            filter.key_id = id;
+        }
     }
 
     /// Whether [`Self::matches_rest`] can be false, i.e. the index does not decide alone.
@@ -102,8 +122,43 @@ impl CompiledFilter {
     }
 }
 
+/// The values found at keys while one event is routed, so that the many subscriptions
+/// that filter on one key look it up once. A routing table numbers the keys
+/// ([`CompiledFilter::set_key_ids`]); the cache is direct-mapped and lives on the stack,
+/// so a collision costs only a second lookup and routing allocates nothing.
+pub(crate) struct LookupCache<'v> {
+    entries: [(u32, Option<&'v Value>); LOOKUP_CACHE_SIZE],
+}
+
+const LOOKUP_CACHE_SIZE: usize = 32;
+
+/// The id of a key nobody numbered: never cached.
+const UNNUMBERED: u32 = u32::MAX;
+
+impl<'v> LookupCache<'v> {
+    pub(crate) fn new() -> LookupCache<'v> {
+        LookupCache {
+            entries: [(UNNUMBERED, None); LOOKUP_CACHE_SIZE],
+        }
+    }
+
+    fn get(&mut self, id: u32, lookup: impl FnOnce() -> Option<&'v Value>) -> Option<&'v Value> {
+        if id == UNNUMBERED {
+            return lookup();
+        }
+        let entry = &mut self.entries[id as usize % LOOKUP_CACHE_SIZE];
+        if entry.0 != id {
+            *entry = (id, lookup());
+        }
+        entry.1
+    }
+}
+
 #[derive(Debug, Clone)]
 struct CompiledAdvanced {
+    key: Box<str>,
+    /// The key's number for a [`LookupCache`].
+    key_id: u32,
     /// The segments after `data` if the key starts with exactly `data` (read from the
     /// view's cached data), else all of them.
     path: Box<[Segment]>,
@@ -190,6 +245,8 @@ impl CompiledAdvanced {
             })
             .collect();
         CompiledAdvanced {
+            key: filter.key.as_str().into(),
+            key_id: UNNUMBERED,
             context_attribute: segments.len() == 1 && fold::fold(segments[0]) != "data",
             path,
             from_data,
@@ -199,8 +256,8 @@ impl CompiledAdvanced {
         }
     }
 
-    fn matches(&self, event: &EventView<'_>, arrays: bool) -> bool {
-        let value = match self.lookup(event) {
+    fn matches<'v>(&self, event: &EventView<'v>, arrays: bool, cache: &mut LookupCache<'v>) -> bool {
+        let value = match cache.get(self.key_id, || self.lookup(event)) {
             None | Some(Value::Null) => return self.if_missing,
             Some(value) => value,
         };
@@ -264,25 +321,20 @@ impl CompiledAdvanced {
 /// A property by name: the exact name if present, otherwise the first property (in
 /// document order) whose name is equal ignoring case (`folded` is the name folded).
 pub(crate) fn property<'v>(map: &'v Map<String, Value>, exact: &str, folded: &str) -> Option<&'v Value> {
-    // Objects in events are small: one pass over the names beats hashing the name. Only
-    // names of the right length can be equal, unless they have non-ASCII letters, whose
-    // folded form may be longer or shorter.
+    // Objects in events are small: scanning the names beats hashing the name.
     const SCAN_LIMIT: usize = 16;
-    if map.len() > SCAN_LIMIT {
-        if let Some(value) = map.get(exact) {
-            return Some(value);
-        }
-    }
-    let mut loose = None;
-    for (name, value) in map {
-        if name.len() == exact.len() && name == exact {
-            return Some(value);
-        }
-        if loose.is_none() && (name.len() == folded.len() || !name.is_ascii()) && fold::eq(name, folded) {
-            loose = Some(value);
-        }
-    }
-    loose
+    let found = if map.len() <= SCAN_LIMIT {
+        map.iter().find(|(name, _)| *name == exact).map(|(_, value)| value)
+    } else {
+        map.get(exact)
+    };
+    // Only names of the folded name's length can be equal ignoring case, unless they have
+    // non-ASCII letters, whose folded form may be longer or shorter.
+    found.or_else(|| {
+        map.iter()
+            .find(|(name, _)| (name.len() == folded.len() || !name.is_ascii()) && fold::eq(name, folded))
+            .map(|(_, value)| value)
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-use super::compiled::CompiledFilter;
+use super::compiled::{CompiledFilter, LookupCache};
 use super::model::{EventFilter, FilterError};
 use super::view::EventView;
 
@@ -25,6 +25,7 @@ pub struct RoutingTable<K> {
     by_key: HashMap<K, u32>,
     by_type: FastMap<Box<str>, Bucket>,
     any_type: Bucket,
+    keys: KeyNumbers,
 }
 
 #[derive(Debug)]
@@ -44,6 +45,7 @@ impl<K> Default for RoutingTable<K> {
             by_key: HashMap::new(),
             by_type: FastMap::default(),
             any_type: Bucket::default(),
+            keys: KeyNumbers::default(),
         }
     }
 }
@@ -56,8 +58,10 @@ impl<K: Clone + Eq + Hash + Ord> RoutingTable<K> {
     /// Compiles `filter` and adds it under `key`, replacing the filter `key` had. If the
     /// filter is invalid the table is left as it was.
     pub fn insert(&mut self, key: K, filter: &EventFilter) -> Result<(), FilterError> {
-        let filter = CompiledFilter::new(filter)?;
+        let mut filter = CompiledFilter::new(filter)?;
         self.remove(&key);
+        let ids: Vec<u32> = filter.keys().map(|k| self.keys.acquire(k)).collect();
+        filter.set_key_ids(ids);
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -89,6 +93,9 @@ impl<K: Clone + Eq + Hash + Ord> RoutingTable<K> {
         };
         let subscription = self.slots[slot as usize].take().expect("indexed slots are occupied");
         let filter = &subscription.filter;
+        for key in filter.keys() {
+            self.keys.release(key);
+        }
         match filter.event_types() {
             None => self.any_type.remove(slot, filter),
             Some(types) => {
@@ -109,9 +116,10 @@ impl<K: Clone + Eq + Hash + Ord> RoutingTable<K> {
     /// each once. Allocates nothing but room in `out`.
     pub fn route(&self, event: &EventView<'_>, out: &mut Vec<K>) {
         let start = out.len();
+        let mut cache = LookupCache::new();
         let mut check = |slot: u32| {
             let subscription = self.slots[slot as usize].as_ref().expect("indexed slots are occupied");
-            if !subscription.check_rest || subscription.filter.matches_rest(event) {
+            if !subscription.check_rest || subscription.filter.matches_rest(event, &mut cache) {
                 out.push(subscription.key.clone());
             }
         };
@@ -220,6 +228,38 @@ impl PrefixIndex {
             if let Some(slots) = self.by_prefix.get(&subject[..len]) {
                 slots.iter().copied().for_each(&mut *f);
             }
+        }
+    }
+}
+
+/// Numbers for the distinct keys of the advanced filters in a table, counted so that a
+/// number is freed (and reused) with the last filter on its key.
+#[derive(Debug, Default)]
+struct KeyNumbers {
+    by_key: FastMap<Box<str>, (u32, usize)>,
+    free: Vec<u32>,
+}
+
+impl KeyNumbers {
+    fn acquire(&mut self, key: &str) -> u32 {
+        if let Some((id, count)) = self.by_key.get_mut(key) {
+            *count += 1;
+            return *id;
+        }
+        let id = self
+            .free
+            .pop()
+            .unwrap_or_else(|| u32::try_from(self.by_key.len()).expect("fewer than 2^32 keys"));
+        self.by_key.insert(key.into(), (id, 1));
+        id
+    }
+
+    fn release(&mut self, key: &str) {
+        let (id, count) = self.by_key.get_mut(key).expect("the key was numbered");
+        *count -= 1;
+        if *count == 0 {
+            self.free.push(*id);
+            self.by_key.remove(key);
         }
     }
 }
