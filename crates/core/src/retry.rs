@@ -95,7 +95,8 @@ pub enum NextStep {
 /// under `policy`, for an event published at `published` and now at `now`.
 ///
 /// A `Retry-After` longer than the schedule's wait is honoured; the event is given up
-/// when the attempts are used up or the next try would fall after its time to live.
+/// when the attempts are used up or the next try would not come before its time to live
+/// runs out.
 pub fn next_step(
     policy: &RetryPolicy,
     schedule: &RetrySchedule,
@@ -120,7 +121,7 @@ pub fn next_step(
     let at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
     let ttl = chrono::Duration::seconds(i64::from(policy.event_time_to_live_in_minutes) * 60);
     let expires = published + chrono::Duration::milliseconds((ttl.num_milliseconds() as f64 * schedule.scale) as i64);
-    if at > expires {
+    if at >= expires {
         return NextStep::DeadLetter(DeadLetterReason::TimeToLiveExceeded);
     }
     NextStep::RetryAt(at)
