@@ -121,6 +121,17 @@ impl std::fmt::Debug for ServerSecret {
     }
 }
 
+impl mlgrid_delivery::WebhookSecrets for ServerSecret {
+    fn secret(&self, salt: &str) -> Vec<u8> {
+        self.webhook_secret(salt)
+    }
+}
+
+/// A signing secret as Standard Webhooks writes it: `whsec_` and the base64 key.
+pub fn format_webhook_secret(secret: &[u8]) -> String {
+    format!("whsec_{}", STANDARD.encode(secret))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,15 +167,4 @@ mod tests {
         assert!(ServerSecret::decode("c2hvcnQ=").is_none());
         assert_eq!(format!("{secret:?}"), "ServerSecret(..)");
     }
-}
-
-impl mlgrid_delivery::WebhookSecrets for ServerSecret {
-    fn secret(&self, salt: &str) -> Vec<u8> {
-        self.webhook_secret(salt)
-    }
-}
-
-/// A signing secret as Standard Webhooks writes it: `whsec_` and the base64 key.
-pub fn format_webhook_secret(secret: &[u8]) -> String {
-    format!("whsec_{}", STANDARD.encode(secret))
 }

@@ -88,10 +88,14 @@ impl CompiledFilter {
         self.advanced.iter().map(|filter| &*filter.key)
     }
 
-    /// Numbers the keys for a [`LookupCache`]: `ids` gives one per key, as [`Self::keys`].
-    pub(crate) fn set_key_ids(&mut self, ids: impl IntoIterator<Item = u32>) {
-        for (filter, id) in self.advanced.iter_mut().zip(ids) {
-            filter.key_id = id;
+    /// Numbers the keys and the advanced filters for a [`LookupCache`], one (key,
+    /// condition) pair per advanced filter, in order. Two advanced filters may share a
+    /// condition number only if they are the same filter under the same
+    /// `enableAdvancedFilteringOnArrays`.
+    pub(crate) fn set_ids(&mut self, ids: impl IntoIterator<Item = (u32, u32)>) {
+        for (filter, (key_id, condition_id)) in self.advanced.iter_mut().zip(ids) {
+            filter.key_id = key_id;
+            filter.condition_id = condition_id;
         }
     }
 
@@ -122,43 +126,48 @@ impl CompiledFilter {
     }
 }
 
-/// The values found at keys while one event is routed, so that the many subscriptions
-/// that filter on one key look it up once. A routing table numbers the keys
-/// ([`CompiledFilter::set_key_ids`]); the cache is direct-mapped and lives on the stack,
-/// so a collision costs only a second lookup and routing allocates nothing.
+/// What one event's routing learnt so far: the values found at keys and the results of
+/// advanced filters, so that the many subscriptions that filter on one key (often with
+/// one condition) look it up and test it once. A routing table numbers keys and conditions
+/// ([`CompiledFilter::set_ids`]); the caches are direct-mapped and live on the stack, so a
+/// collision costs only a second evaluation and routing allocates nothing.
 pub(crate) struct LookupCache<'v> {
-    entries: [(u32, Option<&'v Value>); LOOKUP_CACHE_SIZE],
+    values: [(u32, Option<&'v Value>); CACHE_SIZE],
+    results: [(u32, bool); CACHE_SIZE],
 }
 
-const LOOKUP_CACHE_SIZE: usize = 32;
+const CACHE_SIZE: usize = 32;
 
-/// The id of a key nobody numbered: never cached.
+/// The id of a key or condition nobody numbered: never cached.
 const UNNUMBERED: u32 = u32::MAX;
 
 impl<'v> LookupCache<'v> {
     pub(crate) fn new() -> LookupCache<'v> {
         LookupCache {
-            entries: [(UNNUMBERED, None); LOOKUP_CACHE_SIZE],
+            values: [(UNNUMBERED, None); CACHE_SIZE],
+            results: [(UNNUMBERED, false); CACHE_SIZE],
         }
     }
+}
 
-    fn get(&mut self, id: u32, lookup: impl FnOnce() -> Option<&'v Value>) -> Option<&'v Value> {
-        if id == UNNUMBERED {
-            return lookup();
-        }
-        let entry = &mut self.entries[id as usize % LOOKUP_CACHE_SIZE];
-        if entry.0 != id {
-            *entry = (id, lookup());
-        }
-        entry.1
+/// `entries[id]`, computed by `compute` unless cached.
+fn cached<T: Copy>(entries: &mut [(u32, T); CACHE_SIZE], id: u32, compute: impl FnOnce() -> T) -> T {
+    if id == UNNUMBERED {
+        return compute();
     }
+    let entry = &mut entries[id as usize % CACHE_SIZE];
+    if entry.0 != id {
+        *entry = (id, compute());
+    }
+    entry.1
 }
 
 #[derive(Debug, Clone)]
 struct CompiledAdvanced {
     key: Box<str>,
-    /// The key's number for a [`LookupCache`].
+    /// The numbers of the key and of the whole filter for a [`LookupCache`].
     key_id: u32,
+    condition_id: u32,
     /// The segments after `data` if the key starts with exactly `data` (read from the
     /// view's cached data), else all of them.
     path: Box<[Segment]>,
@@ -247,6 +256,7 @@ impl CompiledAdvanced {
         CompiledAdvanced {
             key: filter.key.as_str().into(),
             key_id: UNNUMBERED,
+            condition_id: UNNUMBERED,
             context_attribute: segments.len() == 1 && fold::fold(segments[0]) != "data",
             path,
             from_data,
@@ -257,14 +267,22 @@ impl CompiledAdvanced {
     }
 
     fn matches<'v>(&self, event: &EventView<'v>, arrays: bool, cache: &mut LookupCache<'v>) -> bool {
-        let value = match cache.get(self.key_id, || self.lookup(event)) {
+        let values = &mut cache.values;
+        cached(&mut cache.results, self.condition_id, || {
+            let value = cached(values, self.key_id, || self.lookup(event));
+            self.matches_value(value, event.schema(), arrays)
+        })
+    }
+
+    fn matches_value(&self, value: Option<&Value>, schema: EventSchema, arrays: bool) -> bool {
+        let value = match value {
             None | Some(Value::Null) => return self.if_missing,
             Some(value) => value,
         };
         if let Test::Defined = self.test {
             return !self.negate;
         }
-        let coerce = self.context_attribute && event.schema() == EventSchema::CloudEventSchemaV1_0;
+        let coerce = self.context_attribute && schema == EventSchema::CloudEventSchemaV1_0;
         let hit = match value {
             Value::Array(items) if arrays => items.iter().any(|item| self.test(item, coerce)),
             // Without enableAdvancedFilteringOnArrays an array is a value of no operator's

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use super::compiled::{CompiledFilter, LookupCache};
-use super::model::{EventFilter, FilterError};
+use super::model::{AdvancedFilter, EventFilter, FilterError};
 use super::view::EventView;
 
 /// The compiled filters of many subscriptions, indexed for routing. `K` names a
@@ -25,7 +25,8 @@ pub struct RoutingTable<K> {
     by_key: HashMap<K, u32>,
     by_type: FastMap<Box<str>, Bucket>,
     any_type: Bucket,
-    keys: KeyNumbers,
+    keys: Numbers,
+    conditions: Numbers,
 }
 
 #[derive(Debug)]
@@ -35,6 +36,8 @@ struct Subscription<K> {
     /// beside the key so that routing reads the filter only when it has to.
     check_rest: bool,
     filter: CompiledFilter,
+    /// The texts the conditions of the advanced filters are numbered by.
+    conditions: Box<[Box<str>]>,
 }
 
 impl<K> Default for RoutingTable<K> {
@@ -45,7 +48,8 @@ impl<K> Default for RoutingTable<K> {
             by_key: HashMap::new(),
             by_type: FastMap::default(),
             any_type: Bucket::default(),
-            keys: KeyNumbers::default(),
+            keys: Numbers::default(),
+            conditions: Numbers::default(),
         }
     }
 }
@@ -58,10 +62,21 @@ impl<K: Clone + Eq + Hash + Ord> RoutingTable<K> {
     /// Compiles `filter` and adds it under `key`, replacing the filter `key` had. If the
     /// filter is invalid the table is left as it was.
     pub fn insert(&mut self, key: K, filter: &EventFilter) -> Result<(), FilterError> {
-        let mut filter = CompiledFilter::new(filter)?;
+        let mut compiled = CompiledFilter::new(filter)?;
         self.remove(&key);
-        let ids: Vec<u32> = filter.keys().map(|k| self.keys.acquire(k)).collect();
-        filter.set_key_ids(ids);
+        let arrays = filter.enable_advanced_filtering_on_arrays;
+        let conditions: Box<[Box<str>]> = filter
+            .advanced_filters
+            .iter()
+            .map(|advanced| condition_text(advanced, arrays))
+            .collect();
+        let ids: Vec<(u32, u32)> = filter
+            .advanced_filters
+            .iter()
+            .zip(&conditions)
+            .map(|(advanced, condition)| (self.keys.acquire(&advanced.key), self.conditions.acquire(condition)))
+            .collect();
+        compiled.set_ids(ids);
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
@@ -69,20 +84,29 @@ impl<K: Clone + Eq + Hash + Ord> RoutingTable<K> {
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 subscriptions")
             }
         };
-        match filter.event_types() {
-            None => self.any_type.add(slot, &filter),
-            Some(types) => {
-                for event_type in types {
-                    self.by_type.entry(event_type.clone()).or_default().add(slot, &filter);
-                }
-            }
-        }
         self.by_key.insert(key.clone(), slot);
         self.slots[slot as usize] = Some(Subscription {
             key,
-            check_rest: filter.has_rest(),
-            filter,
+            check_rest: compiled.has_rest(),
+            filter: compiled,
+            conditions,
         });
+        let subscription = self.slots[slot as usize].as_ref().expect("just stored");
+        let key_of = |slot: u32| {
+            &self.slots[slot as usize]
+                .as_ref()
+                .expect("indexed slots are occupied")
+                .key
+        };
+        match subscription.filter.event_types() {
+            None => self.any_type.add(slot, &subscription.filter, key_of),
+            Some(types) => {
+                for event_type in types {
+                    let bucket = self.by_type.entry(event_type.clone()).or_default();
+                    bucket.add(slot, &subscription.filter, key_of);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -93,8 +117,9 @@ impl<K: Clone + Eq + Hash + Ord> RoutingTable<K> {
         };
         let subscription = self.slots[slot as usize].take().expect("indexed slots are occupied");
         let filter = &subscription.filter;
-        for key in filter.keys() {
+        for (key, condition) in filter.keys().zip(&subscription.conditions) {
             self.keys.release(key);
+            self.conditions.release(condition);
         }
         match filter.event_types() {
             None => self.any_type.remove(slot, filter),
@@ -113,7 +138,8 @@ impl<K: Clone + Eq + Hash + Ord> RoutingTable<K> {
     }
 
     /// Appends the keys of the subscriptions whose filter `event` matches to `out`, sorted,
-    /// each once. Allocates nothing but room in `out`.
+    /// each once. Allocates nothing but room in `out` (and, past a thousand or so matches,
+    /// the sort's buffer).
     pub fn route(&self, event: &EventView<'_>, out: &mut Vec<K>) {
         let start = out.len();
         let mut cache = LookupCache::new();
@@ -127,7 +153,9 @@ impl<K: Clone + Eq + Hash + Ord> RoutingTable<K> {
             bucket.visit(event, &mut check);
         }
         self.any_type.visit(event, &mut check);
-        out[start..].sort_unstable();
+        // Mostly two sorted runs (the unprefixed subscriptions of the type and of every
+        // type) and a few others: the stable sort merges runs in linear time.
+        out[start..].sort();
     }
 
     pub fn len(&self) -> usize {
@@ -142,15 +170,20 @@ impl<K: Clone + Eq + Hash + Ord> RoutingTable<K> {
 /// The subscriptions of one event type (or of every type), by subject prefix.
 #[derive(Debug, Default)]
 struct Bucket {
+    /// Sorted by key, so that routing appends them as one sorted run.
     no_prefix: Vec<u32>,
     folded_prefix: PrefixIndex,
     exact_prefix: PrefixIndex,
 }
 
 impl Bucket {
-    fn add(&mut self, slot: u32, filter: &CompiledFilter) {
+    fn add<'k, K: Ord + 'k>(&mut self, slot: u32, filter: &CompiledFilter, key_of: impl Fn(u32) -> &'k K) {
         match filter.subject_begins_with() {
-            None => self.no_prefix.push(slot),
+            None => {
+                let key = key_of(slot);
+                let at = self.no_prefix.partition_point(|other| key_of(*other) < key);
+                self.no_prefix.insert(at, slot);
+            }
             Some(prefix) if filter.is_subject_case_sensitive() => self.exact_prefix.insert(prefix, slot),
             Some(prefix) => self.folded_prefix.insert(prefix, slot),
         }
@@ -158,7 +191,14 @@ impl Bucket {
 
     fn remove(&mut self, slot: u32, filter: &CompiledFilter) {
         match filter.subject_begins_with() {
-            None => remove_slot(&mut self.no_prefix, slot),
+            None => {
+                let at = self
+                    .no_prefix
+                    .iter()
+                    .position(|s| *s == slot)
+                    .expect("the slot is indexed here");
+                self.no_prefix.remove(at);
+            }
             Some(prefix) if filter.is_subject_case_sensitive() => self.exact_prefix.remove(prefix, slot),
             Some(prefix) => self.folded_prefix.remove(prefix, slot),
         }
@@ -232,15 +272,21 @@ impl PrefixIndex {
     }
 }
 
-/// Numbers for the distinct keys of the advanced filters in a table, counted so that a
-/// number is freed (and reused) with the last filter on its key.
+/// An advanced filter as text: two filters with one text give one result on any event.
+fn condition_text(filter: &AdvancedFilter, arrays: bool) -> Box<str> {
+    let json = serde_json::to_string(filter).expect("filters serialise");
+    format!("{arrays} {json}").into()
+}
+
+/// Numbers for distinct texts (keys of advanced filters, or conditions), counted so that
+/// a number is freed, and reused, with the last filter that has it.
 #[derive(Debug, Default)]
-struct KeyNumbers {
+struct Numbers {
     by_key: FastMap<Box<str>, (u32, usize)>,
     free: Vec<u32>,
 }
 
-impl KeyNumbers {
+impl Numbers {
     fn acquire(&mut self, key: &str) -> u32 {
         if let Some((id, count)) = self.by_key.get_mut(key) {
             *count += 1;
