@@ -4,7 +4,6 @@
 
 use axum::Json as JsonResponse;
 use axum::extract::{Path, State};
-use mlgrid_core::resource::SourceKind;
 use mlgrid_core::time::format_event_time;
 use mlgrid_store::{Attempt, DeadLetter, DeliveryStats, EventSubscription, Role, Source, SubscriptionId};
 use serde::{Deserialize, Serialize};
@@ -14,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::events::check_limit;
-use super::sources;
+use super::sources::{self, collection_kind};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Query};
@@ -30,15 +29,7 @@ async fn load(
     name: &str,
     needed: Role,
 ) -> Result<(Source, EventSubscription), ApiError> {
-    let kind = match collection {
-        "workspaces" => SourceKind::Workspace,
-        "topics" => SourceKind::Topic,
-        other => {
-            return Err(ApiError::NotFound(format!(
-                "`{other}` is not a collection; use workspaces or topics"
-            )));
-        }
-    };
+    let kind = collection_kind(collection)?;
     let source = sources::load(state, caller, kind, source, needed).await?;
     let subscription = state.store.subscription(source.id, name).await?;
     Ok((source, subscription))

@@ -80,3 +80,14 @@ pub async fn delete(state: &AppState, caller: &Caller, kind: SourceKind, name: &
     state.store.delete_source(kind, name).await?;
     Ok(())
 }
+
+/// The kind of source a `/v1/{collection}/...` path names.
+pub fn collection_kind(collection: &str) -> Result<SourceKind, ApiError> {
+    match collection {
+        "workspaces" => Ok(SourceKind::Workspace),
+        "topics" => Ok(SourceKind::Topic),
+        other => Err(ApiError::NotFound(format!(
+            "`{other}` is not a collection; use workspaces or topics"
+        ))),
+    }
+}

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::events::{EventPage, EventRecord};
 use super::lifecycle::with_etag;
-use super::sources;
+use super::sources::{self, collection_kind};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{IfMatch, Json, Query};
@@ -190,143 +190,83 @@ async fn matches(
     Ok(JsonResponse(EventPage { events, last_sequence }))
 }
 
-/// Creates or replaces an event subscription of a workspace. Event types must be Azure ML's.
-/// Takes Contributor or Owner.
-#[utoipa::path(put, path = "/v1/workspaces/{workspace}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("workspace" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)), request_body = PutSubscription,
+/// Creates or replaces an event subscription of a workspace or custom topic. On a
+/// workspace, event types must be Azure ML's. Takes Contributor or Owner.
+#[utoipa::path(put, path = "/v1/{collection}/{source}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = PutSubscription,
     responses((status = 201, body = SubscriptionView), (status = 200, body = SubscriptionView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 412, body = ErrorBody)))]
-async fn put_workspace_subscription(
+async fn put_subscription(
     State(state): State<AppState>,
     caller: Caller,
-    Path((ws, name)): Path<(String, String)>,
+    Path((collection, source, name)): Path<(String, String, String)>,
     IfMatch(if_match): IfMatch,
     Json(body): Json<PutSubscription>,
 ) -> Result<Response, ApiError> {
-    put(state, caller, SourceKind::Workspace, ws, name, if_match, body).await
+    put(
+        state,
+        caller,
+        collection_kind(&collection)?,
+        source,
+        name,
+        if_match,
+        body,
+    )
+    .await
 }
 
-/// Lists the event subscriptions of a workspace. Takes Reader or stronger.
-#[utoipa::path(get, path = "/v1/workspaces/{workspace}/eventSubscriptions", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("workspace" = String, Path)), responses((status = 200, body = SubscriptionList)))]
-async fn list_workspace_subscriptions(
+/// Lists the event subscriptions of a workspace or custom topic. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/{collection}/{source}/eventSubscriptions", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path)), responses((status = 200, body = SubscriptionList)))]
+async fn list_subscriptions(
     State(state): State<AppState>,
     caller: Caller,
-    Path(ws): Path<String>,
+    Path((collection, source)): Path<(String, String)>,
 ) -> Result<JsonResponse<SubscriptionList>, ApiError> {
-    list(state, caller, SourceKind::Workspace, ws).await
+    list(state, caller, collection_kind(&collection)?, source).await
 }
 
-/// Shows an event subscription of a workspace. Takes Reader or stronger.
-#[utoipa::path(get, path = "/v1/workspaces/{workspace}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("workspace" = String, Path), ("name" = String, Path)), responses((status = 200, body = SubscriptionView), (status = 404, body = ErrorBody)))]
-async fn show_workspace_subscription(
+/// Shows an event subscription. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/{collection}/{source}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = SubscriptionView), (status = 404, body = ErrorBody)))]
+async fn show_subscription(
     State(state): State<AppState>,
     caller: Caller,
-    Path((ws, name)): Path<(String, String)>,
+    Path((collection, source, name)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    show(state, caller, SourceKind::Workspace, ws, name).await
+    show(state, caller, collection_kind(&collection)?, source, name).await
 }
 
-/// Deletes an event subscription of a workspace. Takes Contributor or Owner.
-#[utoipa::path(delete, path = "/v1/workspaces/{workspace}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("workspace" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
+/// Deletes an event subscription. Takes Contributor or Owner.
+#[utoipa::path(delete, path = "/v1/{collection}/{source}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_workspace_subscription(
+async fn delete_subscription(
     State(state): State<AppState>,
     caller: Caller,
-    Path((ws, name)): Path<(String, String)>,
+    Path((collection, source, name)): Path<(String, String, String)>,
     IfMatch(if_match): IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    delete(state, caller, SourceKind::Workspace, ws, name, if_match).await
+    delete(state, caller, collection_kind(&collection)?, source, name, if_match).await
 }
 
-/// The events an event subscription of a workspace matched. Takes Reader or stronger.
-#[utoipa::path(get, path = "/v1/workspaces/{workspace}/eventSubscriptions/{name}/events", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("workspace" = String, Path), ("name" = String, Path), ReadMatches), responses((status = 200, body = EventPage), (status = 404, body = ErrorBody)))]
-async fn workspace_subscription_matches(
+/// The events an event subscription matched. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/events", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path), ReadMatches),
+    responses((status = 200, body = EventPage), (status = 404, body = ErrorBody)))]
+async fn subscription_matches(
     State(state): State<AppState>,
     caller: Caller,
-    Path((ws, name)): Path<(String, String)>,
+    Path((collection, source, name)): Path<(String, String, String)>,
     Query(query): Query<ReadMatches>,
 ) -> Result<JsonResponse<EventPage>, ApiError> {
-    matches(state, caller, SourceKind::Workspace, ws, name, query).await
-}
-
-/// Creates or replaces an event subscription of a custom topic. Takes Contributor or Owner.
-#[utoipa::path(put, path = "/v1/topics/{topic}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("topic" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)), request_body = PutSubscription,
-    responses((status = 201, body = SubscriptionView), (status = 200, body = SubscriptionView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 412, body = ErrorBody)))]
-async fn put_topic_subscription(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((topic, name)): Path<(String, String)>,
-    IfMatch(if_match): IfMatch,
-    Json(body): Json<PutSubscription>,
-) -> Result<Response, ApiError> {
-    put(state, caller, SourceKind::Topic, topic, name, if_match, body).await
-}
-
-/// Lists the event subscriptions of a custom topic. Takes Reader or stronger.
-#[utoipa::path(get, path = "/v1/topics/{topic}/eventSubscriptions", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("topic" = String, Path)), responses((status = 200, body = SubscriptionList)))]
-async fn list_topic_subscriptions(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(topic): Path<String>,
-) -> Result<JsonResponse<SubscriptionList>, ApiError> {
-    list(state, caller, SourceKind::Topic, topic).await
-}
-
-/// Shows an event subscription of a custom topic. Takes Reader or stronger.
-#[utoipa::path(get, path = "/v1/topics/{topic}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("topic" = String, Path), ("name" = String, Path)), responses((status = 200, body = SubscriptionView), (status = 404, body = ErrorBody)))]
-async fn show_topic_subscription(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((topic, name)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    show(state, caller, SourceKind::Topic, topic, name).await
-}
-
-/// Deletes an event subscription of a custom topic. Takes Contributor or Owner.
-#[utoipa::path(delete, path = "/v1/topics/{topic}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("topic" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_topic_subscription(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((topic, name)): Path<(String, String)>,
-    IfMatch(if_match): IfMatch,
-) -> Result<StatusCode, ApiError> {
-    delete(state, caller, SourceKind::Topic, topic, name, if_match).await
-}
-
-/// The events an event subscription of a custom topic matched. Takes Reader or stronger.
-#[utoipa::path(get, path = "/v1/topics/{topic}/eventSubscriptions/{name}/events", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("topic" = String, Path), ("name" = String, Path), ReadMatches), responses((status = 200, body = EventPage), (status = 404, body = ErrorBody)))]
-async fn topic_subscription_matches(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((topic, name)): Path<(String, String)>,
-    Query(query): Query<ReadMatches>,
-) -> Result<JsonResponse<EventPage>, ApiError> {
-    matches(state, caller, SourceKind::Topic, topic, name, query).await
+    matches(state, caller, collection_kind(&collection)?, source, name, query).await
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_workspace_subscriptions))
-        .routes(routes!(
-            put_workspace_subscription,
-            show_workspace_subscription,
-            delete_workspace_subscription
-        ))
-        .routes(routes!(workspace_subscription_matches))
-        .routes(routes!(list_topic_subscriptions))
-        .routes(routes!(
-            put_topic_subscription,
-            show_topic_subscription,
-            delete_topic_subscription
-        ))
-        .routes(routes!(topic_subscription_matches))
+        .routes(routes!(list_subscriptions))
+        .routes(routes!(put_subscription, show_subscription, delete_subscription))
+        .routes(routes!(subscription_matches))
 }

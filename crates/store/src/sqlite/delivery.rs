@@ -4,14 +4,10 @@ use chrono::{DateTime, Utc};
 use mlgrid_core::time::format_event_time;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::rows::due_delivery_from_row;
+use super::rows::{db, due_delivery_from_row};
 use crate::delivery::*;
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::subscriptions::SubscriptionId;
-
-fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
-    result.map_err(StoreError::backend)
-}
 
 pub(super) async fn claim(
     conn: &mut SqliteConnection,

@@ -8,7 +8,9 @@ use mlgrid_core::time::format_event_time;
 use sqlx::SqliteConnection;
 
 use super::events::{raise, workspace_topic};
-use super::rows::{RUN_SELECT, dataset_from_row, deployment_from_row, model_from_row, run_from_row, unique_violation};
+use super::rows::{
+    RUN_SELECT, dataset_from_row, db, deployment_from_row, model_from_row, run_from_row, unique_violation,
+};
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::SourceId;
@@ -32,8 +34,16 @@ pub(super) fn check_etag(what: &str, current: &str, if_match: Option<&str>) -> R
     }
 }
 
-fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
-    result.map_err(StoreError::backend)
+/// Refuses a create-or-replace when `if_match` names another etag than the resource's,
+/// or any etag (but `*`) when there is no resource yet.
+pub(super) fn check_put_etag(what: &str, current: Option<&str>, if_match: Option<&str>) -> Result<()> {
+    match (current, if_match) {
+        (Some(current), expected) => check_etag(what, current, expected),
+        (None, Some(expected)) if expected != "*" => Err(StoreError::PreconditionFailed(format!(
+            "{what} does not exist, so it cannot match etag {expected}"
+        ))),
+        (None, _) => Ok(()),
+    }
 }
 
 fn json(tags: &Tags) -> String {
@@ -358,15 +368,7 @@ pub(super) async fn deploy(
     }
     let existing = load_deployment(conn, workspace, &new.name).await?;
     let what = format!("deployment `{}`", new.name);
-    match (&existing, if_match.as_deref()) {
-        (Some(current), expected) => check_etag(&what, &current.etag, expected)?,
-        (None, Some(expected)) if expected != "*" => {
-            return Err(StoreError::PreconditionFailed(format!(
-                "{what} does not exist, so it cannot match etag {expected}"
-            )));
-        }
-        (None, _) => {}
-    }
+    check_put_etag(&what, existing.as_ref().map(|e| e.etag.as_str()), if_match.as_deref())?;
     let at = now();
     let etag = new_etag();
     let models = mlgrid_core::lifecycle::model_ids(&new.models);

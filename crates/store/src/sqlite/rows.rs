@@ -14,6 +14,11 @@ use crate::lifecycle::*;
 use crate::model::*;
 use crate::subscriptions::EventSubscription;
 
+/// A driver result as a store result.
+pub(super) fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
+    result.map_err(StoreError::backend)
+}
+
 pub(super) fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,

@@ -6,15 +6,11 @@ use chrono::Utc;
 use mlgrid_core::time::format_event_time;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::lifecycle::{check_etag, new_etag};
-use super::rows::subscription_from_row;
+use super::lifecycle::{check_etag, check_put_etag, new_etag};
+use super::rows::{db, subscription_from_row};
 use crate::error::{Result, StoreError};
 use crate::model::SourceId;
 use crate::subscriptions::*;
-
-fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
-    result.map_err(StoreError::backend)
-}
 
 async fn bump_version(conn: &mut SqliteConnection) -> Result<()> {
     db(
@@ -44,15 +40,7 @@ pub(super) async fn put(
 ) -> Result<(EventSubscription, bool)> {
     let existing = load(conn, source, &put.name).await?;
     let what = format!("event subscription `{}`", put.name);
-    match (&existing, if_match.as_deref()) {
-        (Some(current), expected) => check_etag(&what, &current.etag, expected)?,
-        (None, Some(expected)) if expected != "*" => {
-            return Err(StoreError::PreconditionFailed(format!(
-                "{what} does not exist, so it cannot match etag {expected}"
-            )));
-        }
-        (None, _) => {}
-    }
+    check_put_etag(&what, existing.as_ref().map(|e| e.etag.as_str()), if_match.as_deref())?;
     let now = format_event_time(Utc::now());
     let row = db(sqlx::query(
         "INSERT INTO event_subscriptions \
