@@ -136,7 +136,7 @@ pub(crate) struct LookupCache<'v> {
     results: [(u32, bool); CACHE_SIZE],
 }
 
-const CACHE_SIZE: usize = 32;
+const CACHE_SIZE: usize = 64;
 
 /// The id of a key or condition nobody numbered: never cached.
 const UNNUMBERED: u32 = u32::MAX;
