@@ -7,6 +7,9 @@
 //! and the wildcard bucket, looks up each prefix length of its (folded or raw) subject, and
 //! only the subscriptions found are checked for what the index does not cover (the
 //! subject's suffix and the advanced filters), and only if they have such conditions.
+//! Keys and advanced filters are numbered table-wide, so that while one event is routed
+//! each key is looked up, and each distinct advanced filter evaluated, about once however
+//! many subscriptions share it.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -487,6 +490,33 @@ mod tests {
         assert_eq!(route(&table, &e), [17]);
         let e = event("type-7", "models/m1:1", json!({}));
         assert_eq!(table.candidates(&EventView::new(EventSchema::EventGridSchema, &e)), 0);
+    }
+
+    #[test]
+    fn shared_keys_and_conditions_share_numbers_until_the_last_goes() {
+        let on = |op: &str, key: &str| {
+            filter(json!({"advancedFilters": [{"operatorType": op, "key": key, "values": ["a"]}]}))
+        };
+        let mut table = RoutingTable::new();
+        table.insert(1, &on("StringIn", "data.k")).unwrap();
+        table.insert(2, &on("StringIn", "data.k")).unwrap();
+        table.insert(3, &on("StringNotIn", "data.k")).unwrap();
+        table.insert(4, &on("StringIn", "data.other")).unwrap();
+        assert_eq!((table.keys.by_key.len(), table.conditions.by_key.len()), (2, 3));
+        assert_eq!(route(&table, &event("t", "", json!({"k": "A"}))), [1, 2]);
+        assert_eq!(route(&table, &event("t", "", json!({"k": "b", "other": "a"}))), [3, 4]);
+
+        table.remove(&1);
+        assert_eq!(table.conditions.by_key.len(), 3, "2 still has the condition");
+        table.remove(&2);
+        table.remove(&4);
+        assert_eq!((table.keys.by_key.len(), table.conditions.by_key.len()), (1, 1));
+        // Freed numbers are reused.
+        table.insert(5, &on("StringContains", "data.new")).unwrap();
+        let mut ids: Vec<u32> = table.keys.by_key.values().map(|(id, _)| *id).collect();
+        ids.sort();
+        assert_eq!(ids, [0, 1]);
+        assert_eq!(route(&table, &event("t", "", json!({"k": "b", "new": "xax"}))), [3, 5]);
     }
 
     #[test]
