@@ -220,6 +220,19 @@ pub trait Store: Send + Sync + 'static {
         grace_until: DateTime<Utc>,
     ) -> Result<EventSubscription>;
 
+    /// Moves a subscription whose definition still has `etag` from provisioning state
+    /// `from` to `to`; returns it, or `None` when it is gone, was replaced (another etag)
+    /// or is not in `from`. Becoming `Succeeded` also moves its start to the source's last
+    /// sequence: it receives the events published after it became active. Bumps the
+    /// subscriptions version.
+    async fn transition_subscription(
+        &self,
+        id: SubscriptionId,
+        etag: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<EventSubscription>>;
+
     async fn delete_subscription(&self, source: SourceId, name: &str, if_match: Option<String>) -> Result<()>;
 
     /// Removes the subscriptions that expired at or before `now`; returns how many.
@@ -246,7 +259,9 @@ pub trait Store: Send + Sync + 'static {
     // Delivery: claiming due deliveries with a lease, recording attempts, dead letters.
 
     /// Claims up to `limit` pending deliveries that are due at `now` and not leased,
-    /// leasing them until `lease_until`; the longest due first.
+    /// leasing them until `lease_until`; the longest due first. Only deliveries of
+    /// subscriptions in provisioning state `Succeeded` are claimed: one awaiting or
+    /// failing its validation handshake keeps its backlog.
     async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
@@ -281,6 +296,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes dead-lettered events (all, or those listed); returns how many.
     async fn purge_dead_letters(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64>;
+
+    /// Dead letters of a subscription not yet written to its dead-letter destination,
+    /// oldest first, at most `limit`. A redelivered event that dies again is listed again.
+    async fn unexported_dead_letters(&self, subscription: SubscriptionId, limit: u32) -> Result<Vec<DeadLetter>>;
+
+    /// Marks dead letters as written to the subscription's dead-letter destination.
+    async fn mark_dead_letters_exported(&self, subscription: SubscriptionId, sequences: Vec<u64>) -> Result<()>;
 
     /// A counter that changes after every commit that appended events: wait on it to
     /// follow logs without polling.

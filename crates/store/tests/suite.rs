@@ -1123,6 +1123,99 @@ pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn St
     assert_eq!(store.delivery_stats(sub.id).await.unwrap().dead_lettered, 0);
 }
 
+pub async fn unvalidated_subscriptions_hold_their_backlog_until_they_succeed(store: Arc<dyn Store>) {
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "handshake"), &keys())
+        .await
+        .unwrap();
+    let awaiting = SubscriptionPut {
+        provisioning_state: "AwaitingManualAction".into(),
+        ..put("sub-a", "{}")
+    };
+    let (sub, _) = store.put_subscription(topic.id, awaiting, None).await.unwrap();
+    store
+        .append_events(topic.id, (1..=3).map(event).collect())
+        .await
+        .unwrap();
+    store
+        .record_matches(RoutedBatch {
+            source: topic.id,
+            from_sequence: 0,
+            to_sequence: 3,
+            matches: vec![(sub.id, 1)],
+        })
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let lease = now + chrono::Duration::seconds(30);
+    assert!(
+        store.claim_deliveries(now, lease, 10).await.unwrap().is_empty(),
+        "nothing is delivered to an endpoint that has not validated"
+    );
+
+    let version = store.subscriptions_version().await.unwrap();
+    let wrong_state = store
+        .transition_subscription(sub.id, &sub.etag, "Creating", "Succeeded")
+        .await
+        .unwrap();
+    assert_eq!(wrong_state, None);
+    let wrong_etag = store
+        .transition_subscription(sub.id, "\"other\"", "AwaitingManualAction", "Succeeded")
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong_etag, None,
+        "a replaced definition is not validated by an old handshake"
+    );
+    let active = store
+        .transition_subscription(sub.id, &sub.etag, "AwaitingManualAction", "Succeeded")
+        .await
+        .unwrap()
+        .expect("moved");
+    assert_eq!(active.provisioning_state, "Succeeded");
+    assert_eq!(active.etag, sub.etag);
+    assert_eq!(active.start_sequence, 3, "it receives what is published from now on");
+    assert!(store.subscriptions_version().await.unwrap() > version);
+    let claimed = store.claim_deliveries(now, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the backlog flows once it succeeded");
+    assert_eq!(
+        store
+            .transition_subscription(sub.id, &sub.etag, "AwaitingManualAction", "Failed")
+            .await
+            .unwrap(),
+        None,
+        "a late timeout does not undo a validation"
+    );
+
+    // Dead letters are listed for export until marked, and again after redelivery.
+    store
+        .record_attempts(vec![attempt(
+            sub.id,
+            vec![1],
+            Some(400),
+            AfterAttempt::DeadLetter("NoRetryHttpStatusCode".into()),
+        )])
+        .await
+        .unwrap();
+    let unexported = store.unexported_dead_letters(sub.id, 10).await.unwrap();
+    assert_eq!(unexported.iter().map(|d| d.sequence).collect::<Vec<_>>(), [1]);
+    store.mark_dead_letters_exported(sub.id, vec![1]).await.unwrap();
+    assert!(store.unexported_dead_letters(sub.id, 10).await.unwrap().is_empty());
+    assert_eq!(store.dead_letters(sub.id, 0, 10).await.unwrap().len(), 1, "still kept");
+    store.redeliver(sub.id, None).await.unwrap();
+    let again = store.claim_deliveries(chrono::Utc::now(), lease, 10).await.unwrap();
+    store
+        .record_attempts(vec![attempt(
+            sub.id,
+            vec![again[0].sequence],
+            Some(413),
+            AfterAttempt::DeadLetter("NoRetryHttpStatusCode".into()),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(store.unexported_dead_letters(sub.id, 10).await.unwrap().len(), 1);
+}
+
 #[macro_export]
 macro_rules! backend_tests {
     ($open:path; $($case:ident),* $(,)?) => {
@@ -1163,6 +1256,7 @@ mod sqlite {
         subscriptions_are_put_listed_expired_and_deleted,
         matches_are_recorded_once_with_the_cursor,
         deliveries_are_leased_attempted_and_dead_lettered,
+        unvalidated_subscriptions_hold_their_backlog_until_they_succeed,
     );
 
     #[tokio::test]

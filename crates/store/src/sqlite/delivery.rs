@@ -19,6 +19,7 @@ pub(super) async fn claim(
     let rows = db(sqlx::query(
         "SELECT d.subscription_id, d.sequence, d.attempts, e.schema, e.published_at, e.body \
          FROM deliveries d JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
+         JOIN event_subscriptions s ON s.id = d.subscription_id AND s.provisioning_state = 'Succeeded' \
          WHERE d.state = 'pending' AND d.due_at <= ? AND (d.lease_until IS NULL OR d.lease_until <= ?) \
          ORDER BY d.due_at LIMIT ?",
     )
@@ -159,7 +160,7 @@ pub(super) async fn redeliver(
     }
     let mut query = QueryBuilder::<Sqlite>::new(
         "UPDATE deliveries SET state = 'pending', attempts = 0, lease_until = NULL, dead_letter_reason = NULL, \
-         finished_at = NULL, due_at = ",
+         finished_at = NULL, dead_letter_exported_at = NULL, due_at = ",
     );
     query
         .push_bind(format_event_time(Utc::now()))
@@ -181,4 +182,22 @@ pub(super) async fn purge(
     query.push_bind(subscription);
     push_sequences(&mut query, &sequences);
     Ok(db(query.build().execute(&mut *conn).await)?.rows_affected())
+}
+
+pub(super) async fn mark_exported(
+    conn: &mut SqliteConnection,
+    subscription: SubscriptionId,
+    sequences: Vec<u64>,
+) -> Result<()> {
+    if sequences.is_empty() {
+        return Ok(());
+    }
+    let mut query = QueryBuilder::<Sqlite>::new("UPDATE deliveries SET dead_letter_exported_at = ");
+    query
+        .push_bind(format_event_time(Utc::now()))
+        .push(" WHERE state = 'dead' AND subscription_id = ")
+        .push_bind(subscription);
+    push_sequences(&mut query, &Some(sequences));
+    db(query.build().execute(&mut *conn).await)?;
+    Ok(())
 }

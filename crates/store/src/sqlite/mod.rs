@@ -126,6 +126,11 @@ async fn checkpoint_loop(mut conn: sqlx::SqliteConnection, stop: CancellationTok
     }
 }
 
+/// Dead-lettered deliveries with their events, for `dead_letter_from_row`.
+const DEAD_LETTERS: &str = "SELECT d.sequence, d.attempts, d.dead_letter_reason, d.last_outcome, d.last_status, \
+     d.last_attempt_at, e.schema, e.body, e.published_at FROM deliveries d \
+     JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence";
+
 fn now() -> String {
     format_event_time(Utc::now())
 }
@@ -632,6 +637,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn transition_subscription(
+        &self,
+        id: SubscriptionId,
+        etag: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<EventSubscription>> {
+        let (etag, from, to) = (etag.to_owned(), from.to_owned(), to.to_owned());
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { subscriptions::transition(conn, id, &etag, &from, &to).await })
+            })
+            .await
+    }
+
     async fn delete_subscription(&self, source: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
         let name = name.to_owned();
         self.writer()?
@@ -763,12 +783,9 @@ impl Store for SqliteStore {
     }
 
     async fn dead_letters(&self, subscription: SubscriptionId, after: u64, limit: u32) -> Result<Vec<DeadLetter>> {
-        let query = sqlx::query(
-            "SELECT d.sequence, d.attempts, d.dead_letter_reason, d.last_outcome, d.last_status, d.last_attempt_at, \
-             e.schema, e.body, e.published_at FROM deliveries d \
-             JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
-             WHERE d.subscription_id = ? AND d.state = 'dead' AND d.sequence > ? ORDER BY d.sequence LIMIT ?",
-        );
+        let query = sqlx::query(AssertSqlSafe(format!(
+            "{DEAD_LETTERS} WHERE d.subscription_id = ? AND d.state = 'dead' AND d.sequence > ? ORDER BY d.sequence LIMIT ?"
+        )));
         let query = query
             .bind(subscription)
             .bind(to_i64(after))
@@ -788,6 +805,26 @@ impl Store for SqliteStore {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
                 Box::pin(delivery::purge(conn, subscription, sequences))
+            })
+            .await
+    }
+
+    async fn unexported_dead_letters(&self, subscription: SubscriptionId, limit: u32) -> Result<Vec<DeadLetter>> {
+        let query = sqlx::query(AssertSqlSafe(format!(
+            "{DEAD_LETTERS} WHERE d.subscription_id = ? AND d.state = 'dead' AND d.dead_letter_exported_at IS NULL \
+             ORDER BY d.sequence LIMIT ?"
+        )));
+        self.all(
+            query.bind(subscription).bind(limit.min(crate::MAX_READ_LIMIT)),
+            rows::dead_letter_from_row,
+        )
+        .await
+    }
+
+    async fn mark_dead_letters_exported(&self, subscription: SubscriptionId, sequences: Vec<u64>) -> Result<()> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(delivery::mark_exported(conn, subscription, sequences))
             })
             .await
     }

@@ -89,6 +89,31 @@ pub(super) async fn rotate_secret(
     subscription_from_row(&row)
 }
 
+pub(super) async fn transition(
+    conn: &mut SqliteConnection,
+    id: SubscriptionId,
+    etag: &str,
+    from: &str,
+    to: &str,
+) -> Result<Option<EventSubscription>> {
+    let row = db(sqlx::query(
+        "UPDATE event_subscriptions SET provisioning_state = ?1, updated_at = ?2, \
+         start_sequence = CASE WHEN ?1 = 'Succeeded' \
+             THEN (SELECT last_sequence FROM sources WHERE id = source_id) ELSE start_sequence END \
+         WHERE id = ?3 AND etag = ?4 AND provisioning_state = ?5 RETURNING *",
+    )
+    .bind(to)
+    .bind(format_event_time(Utc::now()))
+    .bind(id)
+    .bind(etag)
+    .bind(from)
+    .fetch_optional(&mut *conn)
+    .await)?;
+    let Some(row) = row else { return Ok(None) };
+    bump_version(conn).await?;
+    subscription_from_row(&row).map(Some)
+}
+
 pub(super) async fn delete(
     conn: &mut SqliteConnection,
     source: SourceId,
