@@ -71,7 +71,7 @@ pub enum Command {
     Dataset(DatasetCommand),
     /// Event subscriptions of workspaces and topics (like `az eventgrid event-subscription`).
     #[command(subcommand, name = "event-subscription")]
-    EventSubscription(EventSubscriptionCommand),
+    EventSubscription(Box<EventSubscriptionCommand>),
     /// Principals and their API keys.
     #[command(subcommand)]
     Principal(PrincipalCommand),
@@ -559,6 +559,14 @@ pub struct SubscriptionSettings {
     /// When the subscription expires and is removed (RFC 3339).
     #[arg(long)]
     pub expiration_date: Option<String>,
+    /// Also write dead-lettered events, as JSON arrays, to this folder of the datastore.
+    #[arg(long)]
+    pub deadletter_folder: Option<String>,
+    #[arg(long, default_value = "workspaceblobstore", requires = "deadletter_folder")]
+    pub deadletter_datastore: String,
+    /// Skip the endpoint validation handshake (for receivers you trust).
+    #[arg(long)]
+    pub skip_validation: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -619,9 +627,9 @@ impl Cli {
         use clap::{CommandFactory, FromArgMatches};
         let matches = Cli::command().get_matches();
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        if let Command::EventSubscription(
-            EventSubscriptionCommand::Create { settings, .. } | EventSubscriptionCommand::Update { settings, .. },
-        ) = &mut cli.command
+        if let Command::EventSubscription(command) = &mut cli.command
+            && let EventSubscriptionCommand::Create { settings, .. } | EventSubscriptionCommand::Update { settings, .. } =
+                command.as_mut()
             && let Some((_, sub)) = matches.subcommand()
             && let Some((_, action)) = sub.subcommand()
             && let Ok(Some(occurrences)) = action.try_get_occurrences::<String>("advanced_filter")

@@ -50,7 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workspace(command) => commands::sources::workspace(&Client::new(&cli.global)?, command).await?,
         Command::Topic(command) => commands::sources::topic(&Client::new(&cli.global)?, command).await?,
         Command::EventSubscription(command) => {
-            commands::subscriptions::run(&Client::new(&cli.global)?, command).await?
+            commands::subscriptions::run(&Client::new(&cli.global)?, *command).await?
         }
         Command::Principal(command) => commands::access::principal(&Client::new(&cli.global)?, command).await?,
         Command::Role(command) => commands::access::role(&Client::new(&cli.global)?, command).await?,

@@ -46,6 +46,7 @@ fn subscriptions_with_advanced_filters_record_their_matches() {
         "big-prod",
         "--endpoint",
         "https://hooks.example/big",
+        "--skip-validation",
         "--included-event-types",
         "Shop.OrderPlaced",
         "--subject-begins-with",
@@ -87,6 +88,7 @@ fn subscriptions_with_advanced_filters_record_their_matches() {
         "all",
         "--endpoint",
         "https://hooks.example/all",
+        "--skip-validation",
     ]);
     assert_eq!(by_id["properties"]["topic"], topic["id"]);
     assert_eq!(
@@ -154,6 +156,7 @@ fn subscriptions_with_advanced_filters_record_their_matches() {
         "bad",
         "--endpoint",
         "https://x.example/",
+        "--skip-validation",
         "--advanced-filter",
         "data.n",
         "NumberIn",
@@ -170,6 +173,7 @@ fn subscriptions_with_advanced_filters_record_their_matches() {
         "bad",
         "--endpoint",
         "https://x.example/",
+        "--skip-validation",
         "--advanced-filter",
         "data.n",
         "NumberAbout",
@@ -269,8 +273,8 @@ fn principals_and_roles_through_the_cli() {
     assert!(ok.status.success());
 }
 
-/// A receiver on a free loopback port that answers every request with `status`, and
-/// counts them.
+/// A receiver on a free loopback port that answers the validation handshake, then
+/// every delivery with `status`, and counts the deliveries.
 fn answering(status: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -303,6 +307,20 @@ fn answering(status: &'static str) -> (String, std::sync::Arc<std::sync::atomic:
                     }
                 }
             }
+            let text = String::from_utf8_lossy(&request).to_string();
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+            let events: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+            if events[0]["eventType"] == "Microsoft.EventGrid.SubscriptionValidationEvent" {
+                let answer = json!({"validationResponse": events[0]["data"]["validationCode"]}).to_string();
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    )
+                    .as_bytes(),
+                );
+                continue;
+            }
             seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = stream
                 .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno").as_bytes());
@@ -329,6 +347,8 @@ fn dead_letters_are_listed_redelivered_and_purged() {
         "strict",
         "--endpoint",
         &url,
+        "--deadletter-folder",
+        "deadletters",
     ]);
     let key = server.json(&["topic", "key", "list", "--name", "shop"])["key1"]
         .as_str()
@@ -357,6 +377,20 @@ fn dead_letters_are_listed_redelivered_and_purged() {
     assert_eq!(dead[0]["lastHttpStatusCode"], 400);
     assert_eq!(dead[0]["deliveryAttempts"], 1);
     assert_eq!(dead[0]["event"]["id"], "a");
+    // Also written to the datastore folder, as Event Grid writes them to blob storage.
+    let folder = dir.path().join("datastores/workspaceblobstore/deadletters/SHOP/STRICT");
+    let started = Instant::now();
+    let written = loop {
+        let written = dead_letter_files(&folder);
+        if written.len() == 2 || started.elapsed() > Duration::from_secs(10) {
+            break written;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ids: Vec<&str> = written.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{written:?}");
+    assert!(ids.contains(&"a") && ids.contains(&"b"));
+    assert_eq!(written[0]["deadLetterReason"], "NonRetriableStatus");
     let shown = server.json(&[&["event-subscription", "show"][..], &sub].concat());
     assert_eq!(shown["deliveryStats"]["deadLettered"], 2);
     let attempts = server.json(&[&["event-subscription", "attempts"][..], &sub].concat());
@@ -397,4 +431,20 @@ fn dead_letters_are_listed_redelivered_and_purged() {
     }
     let purged = server.json(&[&["event-subscription", "deadletter", "purge"][..], &sub].concat());
     assert!(purged["count"].as_u64().unwrap() >= 1);
+}
+
+/// The dead letters in every file under a folder.
+fn dead_letter_files(folder: &std::path::Path) -> Vec<Value> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut events = Vec::new();
+    for entry in entries.flatten() {
+        if entry.path().is_dir() {
+            events.extend(dead_letter_files(&entry.path()));
+        } else if let Ok(Value::Array(written)) = serde_json::from_slice(&std::fs::read(entry.path()).unwrap()) {
+            events.extend(written);
+        }
+    }
+    events
 }

@@ -38,6 +38,7 @@ pub mod resource;
 pub mod retry;
 pub mod subscription;
 pub mod time;
+pub mod validation;
 
 pub use cloud_event::CloudEvent;
 pub use event::{Event, EventSchema};

@@ -71,6 +71,59 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The datastore every workspace has, as in Azure ML: a folder under the server's data
+/// directory. The only datastore dead letters can go to until datastores can be
+/// registered.
+pub const DEFAULT_DATASTORE: &str = "workspaceblobstore";
+
+/// A folder of a datastore that dead-lettered events are written to, as JSON arrays
+/// (Event Grid writes them to a storage blob container).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetterDestination {
+    /// `Datastore`.
+    pub endpoint_type: String,
+    pub properties: DeadLetterFolder,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetterFolder {
+    pub datastore_name: String,
+    /// A relative path on the datastore, `/`-separated.
+    #[serde(default)]
+    pub folder: String,
+}
+
+impl DeadLetterDestination {
+    fn validate(&self) -> Result<(), InvalidSubscription> {
+        if !self.endpoint_type.eq_ignore_ascii_case("Datastore") {
+            return Err(invalid(format!(
+                "deadLetterDestination endpointType `{}` is not supported; use Datastore",
+                self.endpoint_type
+            )));
+        }
+        let DeadLetterFolder { datastore_name, folder } = &self.properties;
+        if datastore_name != DEFAULT_DATASTORE {
+            return Err(invalid(format!(
+                "deadLetterDestination datastore `{datastore_name}` does not exist; the datastores available are: \
+                 {DEFAULT_DATASTORE}"
+            )));
+        }
+        let bad_segment = folder
+            .trim_matches('/')
+            .split('/')
+            .any(|s| matches!(s, "." | "..") || s.contains('\\'));
+        if folder.len() > 1024 || bad_segment || folder.contains("//") {
+            return Err(invalid(format!(
+                "deadLetterDestination folder `{folder}` must be a relative path of at most 1024 characters, \
+                 `/`-separated, without `.` or `..` segments"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// What a subscription is: the `properties` of Event Grid's resource that a client sets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -83,9 +136,9 @@ pub struct SubscriptionSpec {
     pub event_delivery_schema: EventSchema,
     #[serde(default)]
     pub retry_policy: RetryPolicy,
-    /// Where undeliverable events go; kept as given until dead-lettering arrives.
+    /// Where dead-lettered events are written besides the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dead_letter_destination: Option<serde_json::Value>,
+    pub dead_letter_destination: Option<DeadLetterDestination>,
     #[serde(default)]
     pub labels: Vec<String>,
     /// After this time the subscription receives nothing and is removed.
@@ -167,6 +220,9 @@ impl SubscriptionSpec {
             MAX_EVENT_TTL_MINUTES,
         )?;
         self.filter.validate().map_err(|e| invalid(format!("filter: {e}")))?;
+        if let Some(destination) = &self.dead_letter_destination {
+            destination.validate()?;
+        }
         if kind == SourceKind::Workspace {
             for event_type in self.filter.included_event_types.iter().flatten() {
                 event_type
@@ -322,5 +378,27 @@ mod tests {
         assert!(validate_subscription_name("sub-1").is_ok());
         assert!(validate_subscription_name("s_1").is_err());
         assert!(validate_subscription_name("ab").is_err());
+    }
+
+    #[test]
+    fn dead_letter_destinations_name_a_datastore_folder() {
+        let with = |destination: serde_json::Value| {
+            spec(serde_json::json!({"destination": webhook(), "deadLetterDestination": destination}))
+                .validate(SourceKind::Topic, Utc::now())
+        };
+        let folder = |datastore: &str, folder: &str| serde_json::json!({"endpointType": "Datastore", "properties": {"datastoreName": datastore, "folder": folder}});
+        assert_eq!(with(folder("workspaceblobstore", "deadletters/orders")), Ok(()));
+        let unknown = with(folder("blobs", "x")).unwrap_err().0;
+        assert!(
+            unknown.contains("`blobs` does not exist") && unknown.contains("workspaceblobstore"),
+            "{unknown}"
+        );
+        for bad in ["../etc", "a/../b", "a//b", "a\\b"] {
+            let error = with(folder("workspaceblobstore", bad)).unwrap_err().0;
+            assert!(error.contains("relative path"), "{bad}: {error}");
+        }
+        let blob =
+            serde_json::json!({"endpointType": "StorageBlob", "properties": {"datastoreName": "workspaceblobstore"}});
+        assert!(with(blob).unwrap_err().0.contains("use Datastore"));
     }
 }

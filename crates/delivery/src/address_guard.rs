@@ -76,6 +76,35 @@ impl AddressPolicy {
             _ => Ok(()),
         }
     }
+
+    /// Refuses a URL whose host is a literal address the policy refuses. Host names are
+    /// checked by the resolver at each connection instead.
+    pub fn check_literal(&self, url: &str) -> Result<(), String> {
+        let literal = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()));
+        literal.map_or(Ok(()), |ip| self.check(ip))
+    }
+
+    /// Refuses a URL whose host is, or resolves now to, an address the policy refuses.
+    /// A host that does not resolve yet passes: every connection is checked again.
+    pub async fn check_url(&self, url: &str) -> Result<(), String> {
+        self.check_literal(url)?;
+        let Some((host, port)) = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?)))
+        else {
+            return Ok(());
+        };
+        let Ok(addresses) = tokio::net::lookup_host((host.as_str(), port)).await else {
+            return Ok(());
+        };
+        for address in addresses {
+            self.check(address.ip())
+                .map_err(|reason| format!("{host} resolves to {}; {reason}", address.ip()))?;
+        }
+        Ok(())
+    }
 }
 
 /// A DNS resolver for the webhook client that drops the addresses the policy refuses,

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::address_guard::{AddressPolicy, GuardedResolver};
+use crate::address_guard::AddressPolicy;
 use crate::signature::WebhookSecrets;
 use crate::webhook::{Headers, batch_body, post};
 
@@ -133,11 +133,7 @@ impl Dispatcher {
     ) -> Result<Dispatcher, reqwest::Error> {
         let (records, pending) = mpsc::channel(RECORD_QUEUE);
         let recorder = tokio::spawn(record_attempts(store.clone(), pending));
-        let http = reqwest::Client::builder()
-            .dns_resolver(GuardedResolver::shared(config.addresses))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(config.per_subscription)
-            .build()?;
+        let http = crate::webhook::client(config.addresses, config.per_subscription)?;
         Ok(Dispatcher {
             slots: Arc::new(Semaphore::new(config.concurrency)),
             store,

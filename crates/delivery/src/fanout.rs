@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use mlgrid_core::filter::{EventView, RoutingTable};
 use mlgrid_core::subscription::SubscriptionSpec;
+use mlgrid_core::validation::{AWAITING_MANUAL_ACTION, FAILED, SUCCEEDED};
 use mlgrid_store::{EventSubscription, RoutedBatch, SourceId, Store, StoreError, SubscriptionId};
 use tokio_util::sync::CancellationToken;
 
@@ -51,19 +52,42 @@ impl SourceRoutes {
     }
 }
 
-/// Follows the event logs and records which subscriptions each event matches.
+/// A subscription waiting for its endpoint to validate, until its deadline.
+struct Awaiting {
+    id: SubscriptionId,
+    etag: String,
+    name: String,
+    deadline: DateTime<Utc>,
+}
+
+/// Follows the event logs and records which subscriptions each event matches; also
+/// retires the subscriptions that expired or never validated.
 pub struct Fanout {
     store: Arc<dyn Store>,
     routes: HashMap<SourceId, SourceRoutes>,
+    awaiting: Vec<Awaiting>,
+    /// How long an endpoint has to validate manually.
+    validation_window: chrono::Duration,
     /// The subscriptions version the routes were built from.
     version: Option<u64>,
 }
 
+/// Whether the routes were current for a whole stretch of a log.
+enum Routed {
+    Recorded(usize),
+    /// Subscriptions changed while the stretch was read: route it again with new routes.
+    Stale,
+}
+
 impl Fanout {
-    pub fn new(store: Arc<dyn Store>) -> Fanout {
+    /// A fan-out that fails subscriptions still awaiting validation after
+    /// `validation_window` (Event Grid: 5 minutes).
+    pub fn new(store: Arc<dyn Store>, validation_window: chrono::Duration) -> Fanout {
         Fanout {
             store,
             routes: HashMap::new(),
+            awaiting: Vec::new(),
+            validation_window,
             version: None,
         }
     }
@@ -75,7 +99,20 @@ impl Fanout {
             return Ok(());
         }
         let mut routes: HashMap<SourceId, SourceRoutes> = HashMap::new();
+        let mut awaiting = Vec::new();
         for subscription in self.store.list_subscriptions(None).await? {
+            if subscription.provisioning_state == AWAITING_MANUAL_ACTION {
+                awaiting.push(Awaiting {
+                    deadline: subscription.updated_at + self.validation_window,
+                    id: subscription.id,
+                    etag: subscription.etag,
+                    name: subscription.name,
+                });
+                continue;
+            }
+            if subscription.provisioning_state != SUCCEEDED {
+                continue;
+            }
             let source = routes.entry(subscription.source_id).or_insert_with(SourceRoutes::new);
             if let Err(error) = source.add(&subscription) {
                 // Validated when it was stored; a definition this version cannot read
@@ -84,7 +121,22 @@ impl Fanout {
             }
         }
         self.routes = routes;
+        self.awaiting = awaiting;
         self.version = Some(version);
+        Ok(())
+    }
+
+    /// Fails the subscriptions whose endpoints did not validate in time.
+    async fn fail_unvalidated(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for late in self.awaiting.iter().filter(|a| a.deadline <= now) {
+            let failed = self
+                .store
+                .transition_subscription(late.id, &late.etag, AWAITING_MANUAL_ACTION, FAILED)
+                .await?;
+            if failed.is_some() {
+                tracing::info!(subscription = %late.name, "the endpoint did not validate in time; the subscription failed");
+            }
+        }
         Ok(())
     }
 
@@ -95,15 +147,22 @@ impl Fanout {
             tracing::info!("removed expired event subscriptions");
         }
         self.refresh().await?;
+        self.fail_unvalidated(Utc::now()).await?;
         let mut recorded = 0;
-        let sources: Vec<SourceId> = self.routes.keys().copied().collect();
-        for source in sources {
-            recorded += self.route_source(source).await?;
+        let mut sources: Vec<SourceId> = self.routes.keys().copied().collect();
+        while let Some(source) = sources.pop() {
+            match self.route_source(source).await? {
+                Routed::Recorded(n) => recorded += n,
+                Routed::Stale => {
+                    self.refresh().await?;
+                    sources = self.routes.keys().copied().collect();
+                }
+            }
         }
         Ok(recorded)
     }
 
-    async fn route_source(&self, source: SourceId) -> Result<usize, StoreError> {
+    async fn route_source(&self, source: SourceId) -> Result<Routed, StoreError> {
         let routes = &self.routes[&source];
         let mut recorded = 0;
         loop {
@@ -122,8 +181,14 @@ impl Fanout {
             }
             let events = self.store.read_events(source, cursor, PAGE).await?;
             let Some(last) = events.last().map(|e| e.sequence) else {
-                return Ok(recorded);
+                return Ok(Routed::Recorded(recorded));
             };
+            // A subscription that became active before these events were read starts
+            // before them: the routes must know it. (One that becomes active later
+            // starts after them.)
+            if Some(self.store.subscriptions_version().await?) != self.version {
+                return Ok(Routed::Stale);
+            }
             let now = Utc::now();
             let mut matches = Vec::new();
             let mut matched = Vec::new();
@@ -157,7 +222,7 @@ impl Fanout {
             })
             .await?;
             if !full_page {
-                return Ok(recorded);
+                return Ok(Routed::Recorded(recorded));
             }
         }
     }

@@ -7,8 +7,12 @@
 //! - The [`Dispatcher`] claims due deliveries with a lease, posts them to their webhooks
 //!   in batches with Event Grid's headers, and records every attempt: delivered, retried
 //!   on Event Grid's schedule, or dead-lettered.
+//! - The [`DeadLetterExporter`] writes dead letters to the datastore folder their
+//!   subscription names.
 //! - Every request is signed the Standard Webhooks way ([`sign`]) with the subscription's
 //!   secret, which [`WebhookSecrets`] derives from the server secret.
+//! - The [`Validator`] runs Event Grid's endpoint validation handshake before a webhook
+//!   subscription receives anything.
 //! - The [`AddressPolicy`] keeps webhooks away from metadata, private and loopback
 //!   addresses unless allowed.
 //!
@@ -17,7 +21,7 @@
 //! use mlgrid_delivery::{Dispatcher, DispatcherConfig, Fanout};
 //!
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let fanout = tokio::spawn(Fanout::new(store.clone()).run(shutdown.clone()));
+//! let fanout = tokio::spawn(Fanout::new(store.clone(), chrono::Duration::minutes(5)).run(shutdown.clone()));
 //! let dispatcher = Dispatcher::new(store, DispatcherConfig::default(), secrets).unwrap();
 //! let delivery = tokio::spawn(dispatcher.run(shutdown.clone()));
 //! // ... serve ...
@@ -28,12 +32,16 @@
 //! ```
 
 mod address_guard;
+mod dead_letters;
 mod dispatcher;
 mod fanout;
 mod signature;
+mod validation;
 mod webhook;
 
 pub use address_guard::AddressPolicy;
+pub use dead_letters::{DeadLetterExporter, dead_letter_record};
 pub use dispatcher::{Dispatcher, DispatcherConfig};
 pub use fanout::Fanout;
 pub use signature::{WebhookSecrets, sign};
+pub use validation::{HandshakeRequest, Validator};

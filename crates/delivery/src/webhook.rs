@@ -82,12 +82,7 @@ pub async fn post(
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         excerpt: None,
     };
-    // Host names are checked by the resolver at each connection; literal addresses here.
-    if let Some(ip) = reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()))
-        && let Err(reason) = policy.check(ip)
-    {
+    if let Err(reason) = policy.check_literal(url) {
         return failed(reason, started);
     }
     let timestamp = chrono::Utc::now().timestamp();
@@ -110,28 +105,48 @@ pub async fn post(
             let code = response.status().as_u16();
             let after = retry_after(&response);
             let text = response.text().await.unwrap_or_default();
-            let mut end = text.len().min(EXCERPT_BYTES);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
             Sent {
                 result: AttemptResult::from_status(code, after),
                 status: Some(code),
                 latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                excerpt: (!text.is_empty()).then(|| text[..end].to_owned()),
+                excerpt: (!text.is_empty()).then(|| excerpt(&text).to_owned()),
             }
         }
-        Err(e) if e.is_timeout() => failed(format!("no answer within {} s", timeout.as_secs_f64()), started),
-        Err(e) => {
-            // The full chain says why (refused, reset, or the address guard).
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(inner) = source {
-                message.push_str(": ");
-                message.push_str(&inner.to_string());
-                source = inner.source();
-            }
-            failed(message, started)
-        }
+        Err(e) => failed(describe(&e, timeout), started),
     }
+}
+
+/// What went wrong with a request that got no answer, with the whole chain of causes
+/// (refused, reset, or the address guard).
+pub(crate) fn describe(error: &reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!("no answer within {} s", timeout.as_secs_f64());
+    }
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    message
+}
+
+/// The start of a receiver's answer, cut at a character boundary.
+pub(crate) fn excerpt(text: &str) -> &str {
+    let mut end = text.len().min(EXCERPT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The HTTP client webhooks are sent with: every connection's address checked by the
+/// policy (DNS rebinding included), no redirects followed.
+pub(crate) fn client(policy: AddressPolicy, idle_per_host: usize) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .dns_resolver(crate::address_guard::GuardedResolver::shared(policy))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(idle_per_host)
+        .build()
 }

@@ -22,6 +22,14 @@ type Seen = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
 /// A receiver on a free loopback port that answers with `answers` in turn (the last one
 /// from then on).
 async fn receiver(answers: Vec<StatusCode>) -> (String, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = serve(listener, answers, CancellationToken::new());
+    (url, seen)
+}
+
+/// Answers on `listener` until `stop`, then closes it: connections are refused.
+fn serve(listener: tokio::net::TcpListener, answers: Vec<StatusCode>, stop: CancellationToken) -> Seen {
     let seen: Seen = Arc::default();
     let count = Arc::new(AtomicUsize::new(0));
     let app = Router::new().route(
@@ -38,10 +46,22 @@ async fn receiver(answers: Vec<StatusCode>) -> (String, Seen) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .unwrap()
+    });
+    seen
+}
+
+/// A loopback URL on which nothing listens (yet).
+fn closed_url() -> (std::net::SocketAddr, String) {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    (address, format!("http://{address}/hook"))
 }
 
 /// Secrets as the salt's bytes, so that tests can check signatures.
@@ -78,7 +98,7 @@ impl Bed {
             .unwrap()
             .id;
         let shutdown = CancellationToken::new();
-        tokio::spawn(Fanout::new(store.clone()).run(shutdown.clone()));
+        tokio::spawn(Fanout::new(store.clone(), chrono::Duration::minutes(5)).run(shutdown.clone()));
         let config = DispatcherConfig {
             schedule: RetrySchedule { scale: 0.001 },
             timeout: Duration::from_millis(500),
@@ -205,14 +225,7 @@ async fn non_retried_answers_and_exhausted_attempts_dead_letter() {
     let (bad_request, seen) = receiver(vec![StatusCode::BAD_REQUEST]).await;
     let rejected = bed.subscribe("rejected", &bad_request, json!({})).await;
     // Nothing listens on this port: every attempt is refused.
-    let closed = format!(
-        "http://127.0.0.1:{}/hook",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let (_, closed) = closed_url();
     let refused = bed
         .subscribe("refused", &closed, json!({"retryPolicy": {"maxDeliveryAttempts": 3}}))
         .await;
@@ -347,4 +360,122 @@ async fn a_receiver_that_does_not_answer_in_time_is_retried_and_others_go_on() {
         attempt.error.as_deref().unwrap().contains("no answer within 0.5 s"),
         "{attempt:?}"
     );
+}
+
+#[tokio::test]
+async fn a_receiver_down_for_minutes_gets_everything_when_it_comes_back() {
+    let bed = Bed::new(loopback()).await;
+    let (address, url) = closed_url();
+    let sub = bed.subscribe("flaky", &url, json!({})).await;
+    bed.publish(40).await;
+    // 1.5 s at a thousandth of the time: 25 minutes of Event Grid's schedule down.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let down = bed.store.delivery_stats(sub).await.unwrap();
+    assert_eq!(
+        (down.delivered, down.dead_lettered, down.pending),
+        (0, 0, 40),
+        "{down:?}"
+    );
+    assert!(down.failed_attempts >= 40, "every event was tried: {down:?}");
+    // Retries spaced by the schedule and probation, not a tight loop: by 25 minutes Event
+    // Grid's schedule has made 6 attempts per event.
+    assert!(down.failed_attempts <= 40 * 7, "hammered: {down:?}");
+    let error = bed.store.delivery_attempts(sub, 1).await.unwrap()[0].error.clone();
+    assert!(error.unwrap_or_default().contains("onnect"));
+
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let seen = serve(listener, vec![StatusCode::OK], CancellationToken::new());
+    let stats = bed.settled(sub).await;
+    assert_eq!((stats.delivered, stats.dead_lettered), (40, 0));
+    let mut ids: Vec<String> = Vec::new();
+    for (_, body) in seen.lock().await.iter() {
+        ids.extend(
+            body.as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned()),
+        );
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "every event arrived once back up");
+}
+
+#[tokio::test]
+async fn a_receiver_that_dies_mid_stream_is_retried_after_it_returns() {
+    let bed = Bed::new(loopback()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let before = serve(listener, vec![StatusCode::OK], stop.clone());
+    let sub = bed
+        .subscribe("dies", &format!("http://{address}/hook"), json!({}))
+        .await;
+    bed.publish(10).await;
+    let started = Instant::now();
+    while bed.store.delivery_stats(sub).await.unwrap().delivered < 10 {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    bed.publish(10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let after = serve(listener, vec![StatusCode::OK], CancellationToken::new());
+    let stats = bed.settled(sub).await;
+    assert_eq!((stats.delivered, stats.dead_lettered), (20, 0), "{stats:?}");
+    assert!(stats.failed_attempts > 0, "the dead receiver was tried: {stats:?}");
+    assert_eq!(before.lock().await.len() + after.lock().await.len(), 20);
+}
+
+#[tokio::test]
+async fn dead_letters_are_written_to_the_datastore_folder() {
+    let bed = Bed::new(loopback()).await;
+    let (url, _) = receiver(vec![StatusCode::PAYLOAD_TOO_LARGE]).await;
+    let destination = json!({"endpointType": "Datastore", "properties": {"datastoreName": "workspaceblobstore", "folder": "dead/orders"}});
+    let sub = bed
+        .subscribe("big", &url, json!({"deadLetterDestination": destination}))
+        .await;
+    bed.publish(3).await;
+    assert_eq!(bed.settled(sub).await.dead_lettered, 3);
+
+    let root = tempfile::tempdir().unwrap();
+    let mut exporter = mlgrid_delivery::DeadLetterExporter::new(bed.store.clone(), root.path().to_owned());
+    assert_eq!(exporter.pass().await.unwrap(), 3);
+    assert_eq!(exporter.pass().await.unwrap(), 0, "each dead letter is written once");
+    let folder = root.path().join("workspaceblobstore/dead/orders/HOOKS/BIG");
+    let files: Vec<std::path::PathBuf> = walk(&folder);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let relative = files[0].strip_prefix(&folder).unwrap().to_string_lossy().into_owned();
+    let today = chrono::Utc::now().format("%Y/%m/%d/").to_string();
+    assert!(
+        relative.starts_with(&today) && relative.ends_with(".json"),
+        "{relative}"
+    );
+    let written: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    let written = written.as_array().unwrap();
+    assert_eq!(written.len(), 3);
+    assert_eq!(written[0]["id"], "e0");
+    assert_eq!(written[0]["data"]["i"], 0);
+    assert_eq!(written[0]["deadLetterReason"], "NonRetriableStatus");
+    assert_eq!(written[0]["deliveryAttempts"], 1);
+    assert_eq!(written[0]["lastHttpStatusCode"], 413);
+    assert_eq!(written[0]["lastDeliveryOutcome"], "Http413");
+    for field in ["publishTime", "lastDeliveryAttemptTime"] {
+        assert!(written[0][field].as_str().unwrap().ends_with('Z'), "{field}");
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().is_dir() {
+            files.extend(walk(&entry.path()));
+        } else {
+            files.push(entry.path());
+        }
+    }
+    files
 }

@@ -101,17 +101,39 @@ impl ServerSecret {
 
     /// The webhook signing secret a salt stands for (32 bytes).
     pub fn webhook_secret(&self, salt: &str) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
-        mac.update(b"mlgrid webhook secret v1:");
-        mac.update(salt.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+        self.mac(b"mlgrid webhook secret v1:", salt).to_vec()
+    }
+
+    /// The `validationCode` of the handshake for one definition of a subscription (its
+    /// id and etag), shaped as a UUID like Event Grid's.
+    pub fn validation_code(&self, subscription: i64, etag: &str) -> String {
+        let mac = self.mac(b"mlgrid validation code v1:", &format!("{subscription}:{etag}"));
+        let bytes: [u8; 16] = mac[..16].try_into().expect("a SHA-256 MAC has 32 bytes");
+        uuid::Uuid::from_bytes(bytes).to_string()
+    }
+
+    /// The token of a validation URL issued at `issued` (Unix seconds) for one definition
+    /// of a subscription.
+    pub fn validation_token(&self, subscription: i64, etag: &str, issued: i64) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(b"mlgrid validation url v1:", &format!("{subscription}:{etag}:{issued}")))
+    }
+
+    /// Whether `token` is the token of that validation URL, compared in constant time.
+    pub fn validation_token_matches(&self, token: &str, subscription: i64, etag: &str, issued: i64) -> bool {
+        let expected = self.validation_token(subscription, etag, issued);
+        token.as_bytes().ct_eq(expected.as_bytes()).into()
     }
 
     fn derive(&self, salt: &str) -> String {
+        STANDARD.encode(self.mac(b"mlgrid topic key v1:", salt))
+    }
+
+    /// HMAC-SHA256 under the server secret of `purpose` followed by `input`.
+    fn mac(&self, purpose: &[u8], input: &str) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
-        mac.update(b"mlgrid topic key v1:");
-        mac.update(salt.as_bytes());
-        STANDARD.encode(mac.finalize().into_bytes())
+        mac.update(purpose);
+        mac.update(input.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 }
 

@@ -12,7 +12,7 @@
 //! use mlgrid_store::Store;
 //!
 //! let store = mlgrid_store::SqliteStore::open("mlgrid-data/mlgrid.db").await?;
-//! let state = AppState::new(store.clone(), ServerSecret::generate(), ServerConfig::default());
+//! let state = AppState::new(store.clone(), ServerSecret::generate(), ServerConfig::default())?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! serve(listener, app(state), async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! store.close().await;
@@ -92,8 +92,14 @@ pub async fn run_node(
     let dispatcher = mlgrid_delivery::Dispatcher::new(state.store.clone(), state.config.delivery.clone(), secrets)
         .map_err(|e| std::io::Error::other(format!("cannot build the webhook client: {e}")))?;
     let background = [
-        tokio::spawn(mlgrid_delivery::Fanout::new(state.store.clone()).run(workers.clone())),
+        tokio::spawn(
+            mlgrid_delivery::Fanout::new(state.store.clone(), state.config.validation_window()).run(workers.clone()),
+        ),
         tokio::spawn(dispatcher.run(workers.clone())),
+        tokio::spawn(
+            mlgrid_delivery::DeadLetterExporter::new(state.store.clone(), state.config.datastore_root.clone())
+                .run(workers.clone()),
+        ),
     ];
     let served = serve(listener, app(state), shutdown).await;
     workers.cancel();

@@ -1,11 +1,14 @@
 //! What every handler shares.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mlgrid_core::publish::PublishLimits;
 use mlgrid_core::resource::SourceKind;
+use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
+use mlgrid_delivery::Validator;
 use mlgrid_store::{SourceId, Store};
 
 use crate::error::ApiError;
@@ -22,6 +25,18 @@ pub struct ServerConfig {
     pub publish_limits: PublishLimits,
     /// How webhooks are delivered, and which addresses they may reach.
     pub delivery: mlgrid_delivery::DispatcherConfig,
+    /// The folder holding the local datastores (the built-in `workspaceblobstore`
+    /// among them), where dead letters are written.
+    pub datastore_root: PathBuf,
+}
+
+impl ServerConfig {
+    /// How long an endpoint has to validate a subscription manually: Event Grid's
+    /// 5 minutes, on the delivery schedule's time scale.
+    pub fn validation_window(&self) -> chrono::Duration {
+        let window = Duration::from_secs(60 * VALIDATION_WINDOW_MINUTES as u64).mul_f64(self.delivery.schedule.scale);
+        chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX)
+    }
 }
 
 impl Default for ServerConfig {
@@ -31,6 +46,7 @@ impl Default for ServerConfig {
             max_request_bytes: 1024 * 1024,
             publish_limits: PublishLimits::default(),
             delivery: mlgrid_delivery::DispatcherConfig::default(),
+            datastore_root: PathBuf::from("mlgrid-data/datastores"),
         }
     }
 }
@@ -44,17 +60,23 @@ pub struct AppState {
     pub(crate) topics: Arc<TopicCache>,
     /// Renders the process's metrics for `/metrics`; `None` when no recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Runs the validation handshake of webhook subscriptions.
+    pub validator: Validator,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, secret: ServerSecret, config: ServerConfig) -> AppState {
-        AppState {
+    /// Fails only if the HTTP client for webhooks cannot be built.
+    pub fn new(store: Arc<dyn Store>, secret: ServerSecret, config: ServerConfig) -> std::io::Result<AppState> {
+        let validator = Validator::new(config.delivery.addresses, config.delivery.timeout)
+            .map_err(|e| std::io::Error::other(format!("cannot build the webhook client: {e}")))?;
+        Ok(AppState {
             store,
             secret,
             config: Arc::new(config),
             topics: Arc::new(TopicCache::default()),
             metrics: None,
-        }
+            validator,
+        })
     }
 }
 

@@ -25,7 +25,7 @@ async fn server_with(config: ServerConfig) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
     bootstrap_owner(&*store, dir.path(), Some(ADMIN_KEY)).await.unwrap();
-    let state = AppState::new(store.clone(), ServerSecret::generate(), config);
+    let state = AppState::new(store.clone(), ServerSecret::generate(), config).unwrap();
     TestServer {
         app: app(state),
         store,

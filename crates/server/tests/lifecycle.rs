@@ -30,7 +30,7 @@ impl Api {
         let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
         bootstrap_owner(&*store, dir.path(), Some(KEY)).await.unwrap();
         let api = Api {
-            app: app(AppState::new(store, ServerSecret::generate(), ServerConfig::default())),
+            app: app(AppState::new(store, ServerSecret::generate(), ServerConfig::default()).unwrap()),
             _dir: dir,
         };
         let ws = json!({"name": "mlws", "subscriptionId": "sub-1", "resourceGroup": "rg-1"});

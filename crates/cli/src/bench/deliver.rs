@@ -64,11 +64,19 @@ struct Received {
     duplicates: AtomicU64,
 }
 
-async fn receive(State(received): State<Arc<Received>>, Path(subscription): Path<u32>, body: String) -> &'static str {
+/// Takes a delivery, or answers the validation handshake as a receiver should.
+async fn receive(State(received): State<Arc<Received>>, Path(subscription): Path<u32>, body: String) -> String {
     let now = micros_now();
     let Ok(Value::Array(events)) = serde_json::from_str::<Value>(&body) else {
-        return "bad";
+        return "bad".into();
     };
+    if let Some(code) = events
+        .first()
+        .filter(|e| e["eventType"] == mlgrid_core::validation::VALIDATION_EVENT_TYPE)
+        .and_then(|e| e["data"]["validationCode"].as_str())
+    {
+        return json!({ "validationResponse": code }).to_string();
+    }
     let mut latencies = Vec::with_capacity(events.len());
     let mut seen = received.seen.lock().await;
     for event in &events {
@@ -84,7 +92,7 @@ async fn receive(State(received): State<Arc<Received>>, Path(subscription): Path
     }
     drop(seen);
     received.latencies.lock().await.extend(latencies);
-    "ok"
+    "ok".into()
 }
 
 pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {

@@ -34,6 +34,7 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     let mut config = ServerConfig {
         public_url: args.public_url,
         max_request_bytes: args.max_request_bytes,
+        datastore_root: data_dir.join("datastores"),
         ..ServerConfig::default()
     };
     config.delivery.addresses = AddressPolicy {
@@ -43,7 +44,7 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     config.delivery.schedule = RetrySchedule {
         scale: args.retry_time_scale,
     };
-    let mut state = AppState::new(store.clone(), secret, config);
+    let mut state = AppState::new(store.clone(), secret, config)?;
     state.metrics = Some(
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()

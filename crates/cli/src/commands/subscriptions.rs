@@ -155,7 +155,23 @@ fn apply(properties: &mut Map<String, Value>, settings: SubscriptionSettings) ->
     if let Some(expiration) = settings.expiration_date {
         properties.insert("expirationTimeUtc".to_owned(), json!(expiration));
     }
+    if let Some(folder) = settings.deadletter_folder {
+        properties.insert(
+            "deadLetterDestination".to_owned(),
+            json!({"endpointType": "Datastore", "properties": {"datastoreName": settings.deadletter_datastore, "folder": folder}}),
+        );
+    }
     Ok(())
+}
+
+/// The path that puts a subscription, with the handshake skipped if asked.
+fn put_path(subscription: &SubscriptionRef, settings: &SubscriptionSettings) -> anyhow::Result<String> {
+    let path = path(subscription)?;
+    Ok(if settings.skip_validation {
+        format!("{path}?skipValidation=true")
+    } else {
+        path
+    })
 }
 
 /// The fields of a shown subscription that a client may set again.
@@ -175,19 +191,16 @@ pub async fn run(client: &Client, command: EventSubscriptionCommand) -> anyhow::
             if settings.endpoint.is_none() {
                 bail!("--endpoint is required: the URL events are delivered to");
             }
+            let put = put_path(&subscription, &settings)?;
             let mut properties = Map::new();
             apply(&mut properties, settings)?;
             client
-                .call(
-                    Method::PUT,
-                    &path(&subscription)?,
-                    Some(&json!({"properties": properties})),
-                )
+                .call(Method::PUT, &put, Some(&json!({"properties": properties})))
                 .await
         }
         EventSubscriptionCommand::Update { subscription, settings } => {
-            let path = path(&subscription)?;
-            let current = client.get(&path).await?;
+            let put = put_path(&subscription, &settings)?;
+            let current = client.get(&path(&subscription)?).await?;
             let shown = current["properties"]
                 .as_object()
                 .context("the server's subscription has no properties")?;
@@ -199,7 +212,7 @@ pub async fn run(client: &Client, command: EventSubscriptionCommand) -> anyhow::
             apply(&mut properties, settings)?;
             let etag = current["etag"].as_str().unwrap_or("*").to_owned();
             client
-                .call_if_match(Method::PUT, &path, &json!({"properties": properties}), &etag)
+                .call_if_match(Method::PUT, &put, &json!({"properties": properties}), &etag)
                 .await
         }
         EventSubscriptionCommand::Show(subscription) => {

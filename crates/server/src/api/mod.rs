@@ -14,6 +14,7 @@ pub mod runs;
 pub mod sources;
 pub mod subscriptions;
 pub mod topics;
+pub mod validation;
 pub mod workspaces;
 
 use utoipa::OpenApi;
@@ -65,5 +66,6 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(datasets::router())
         .merge(subscriptions::router())
         .merge(deliveries::router())
+        .merge(validation::router())
         .merge(publish::router(state))
 }

@@ -9,6 +9,7 @@ use chrono::Utc;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::subscription::{SubscriptionSpec, validate_subscription_name};
 use mlgrid_core::time::format_event_time;
+use mlgrid_core::validation::{AWAITING_MANUAL_ACTION, SUCCEEDED};
 use mlgrid_store::{EventSubscription, Role, Source, SubscriptionPut};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,13 +20,11 @@ use utoipa_axum::routes;
 use super::events::{EventPage, EventRecord};
 use super::lifecycle::with_etag;
 use super::sources::{self, collection_kind};
+use super::validation;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{IfMatch, Json, Query};
+use crate::extract::{BaseUrl, IfMatch, Json, Query};
 use crate::state::AppState;
-
-/// Provisioning state of a subscription that receives events.
-const SUCCEEDED: &str = "Succeeded";
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +54,16 @@ pub struct SubscriptionView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionList {
     pub value: Vec<SubscriptionView>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PutOptions {
+    /// Skip the endpoint validation handshake: the subscription receives events at once.
+    /// For endpoints the owner trusts.
+    #[serde(default)]
+    skip_validation: bool,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -99,28 +108,54 @@ fn view(source: &Source, subscription: EventSubscription) -> Result<Subscription
     })
 }
 
-async fn put(
-    state: AppState,
-    caller: Caller,
+/// What a put names besides its body.
+struct PutTarget {
     kind: SourceKind,
     source: String,
     name: String,
     if_match: Option<String>,
-    body: PutSubscription,
-) -> Result<Response, ApiError> {
+    options: PutOptions,
+    base_url: String,
+}
+
+async fn put(state: AppState, caller: Caller, target: PutTarget, body: PutSubscription) -> Result<Response, ApiError> {
+    let PutTarget {
+        kind,
+        source,
+        name,
+        if_match,
+        options,
+        base_url,
+    } = target;
     let source = sources::load(&state, &caller, kind, &source, Role::Contributor).await?;
     validate_subscription_name(&name).map_err(|e| ApiError::bad_request(e.0))?;
     let spec = body.properties;
     spec.validate(kind, Utc::now())
         .map_err(|e| ApiError::bad_request(e.0))?;
+    state
+        .config
+        .delivery
+        .addresses
+        .check_url(&spec.destination.properties.endpoint_url)
+        .await
+        .map_err(|reason| ApiError::bad_request(format!("endpointUrl is refused: {reason}")))?;
+    let existing = match state.store.subscription(source.id, &name).await {
+        Ok(existing) => Some(existing),
+        Err(mlgrid_store::StoreError::NotFound(_)) => None,
+        Err(other) => return Err(other.into()),
+    };
+    let handshake = !options.skip_validation && validation::needs_handshake(existing.as_ref(), &spec);
     let put = SubscriptionPut {
         name,
         expires_at: spec.expires_at().map_err(|e| ApiError::bad_request(e.0))?,
         spec: serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?,
-        provisioning_state: SUCCEEDED.to_owned(),
+        provisioning_state: if handshake { AWAITING_MANUAL_ACTION } else { SUCCEEDED }.to_owned(),
         secret_salt: state.secret.new_webhook_salt(),
     };
-    let (subscription, created) = state.store.put_subscription(source.id, put, if_match).await?;
+    let (mut subscription, created) = state.store.put_subscription(source.id, put, if_match).await?;
+    if handshake {
+        subscription = validation::handshake(&state, &base_url, &source, subscription, &spec).await?;
+    }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let etag = subscription.etag.clone();
     Ok(with_etag(status, &etag, view(&source, subscription)?))
@@ -191,9 +226,13 @@ async fn matches(
 }
 
 /// Creates or replaces an event subscription of a workspace or custom topic. On a
-/// workspace, event types must be Azure ML's. Takes Contributor or Owner.
+/// workspace, event types must be Azure ML's. A new webhook endpoint must pass Event
+/// Grid's validation handshake (unless `skipValidation=true`): the answer says
+/// `provisioningState` `Succeeded`, or `AwaitingManualAction` until the endpoint GETs
+/// the validation URL; a refusing endpoint makes it `Failed` and the answer a 400.
+/// Takes Contributor or Owner.
 #[utoipa::path(put, path = "/v1/{collection}/{source}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
-    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header), PutOptions),
     request_body = PutSubscription,
     responses((status = 201, body = SubscriptionView), (status = 200, body = SubscriptionView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 412, body = ErrorBody)))]
 async fn put_subscription(
@@ -201,18 +240,19 @@ async fn put_subscription(
     caller: Caller,
     Path((collection, source, name)): Path<(String, String, String)>,
     IfMatch(if_match): IfMatch,
+    Query(options): Query<PutOptions>,
+    BaseUrl(base_url): BaseUrl,
     Json(body): Json<PutSubscription>,
 ) -> Result<Response, ApiError> {
-    put(
-        state,
-        caller,
-        collection_kind(&collection)?,
+    let target = PutTarget {
+        kind: collection_kind(&collection)?,
         source,
         name,
         if_match,
-        body,
-    )
-    .await
+        options,
+        base_url,
+    };
+    put(state, caller, target, body).await
 }
 
 /// Lists the event subscriptions of a workspace or custom topic. Takes Reader or stronger.

@@ -37,15 +37,15 @@ impl Reply {
 
 impl TestApi {
     pub async fn new() -> TestApi {
+        TestApi::with_config(ServerConfig::default()).await
+    }
+
+    pub async fn with_config(config: ServerConfig) -> TestApi {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
         bootstrap_owner(&*store, dir.path(), Some(ADMIN_KEY)).await.unwrap();
         TestApi {
-            app: app(AppState::new(
-                store.clone(),
-                ServerSecret::generate(),
-                ServerConfig::default(),
-            )),
+            app: app(AppState::new(store.clone(), ServerSecret::generate(), config).unwrap()),
             store,
             _dir: dir,
         }
@@ -82,7 +82,8 @@ impl TestApi {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap()
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         Reply { status, etag, body }
     }

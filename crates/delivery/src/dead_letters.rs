@@ -1,0 +1,169 @@
+//! Writes dead-lettered events to the datastore folder their subscription names, as
+//! Event Grid writes them to a storage container: JSON arrays of the events, each with
+//! Event Grid's dead-letter fields, under `{folder}/{SOURCE}/{SUBSCRIPTION}/{yyyy}/{MM}/
+//! {dd}/{HH}/{uuid}.json`.
+//!
+//! Dead letters are kept in the store first; a dead letter is marked exported only
+//! after its file was written, so a crash in between writes it again (at least once).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use mlgrid_core::resource::SourceKind;
+use mlgrid_core::subscription::{DeadLetterFolder, SubscriptionSpec};
+use mlgrid_core::time::format_event_time;
+use mlgrid_store::{DeadLetter, EventSubscription, SourceId, Store, StoreError};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+/// Dead letters written per file, at most.
+const PER_FILE: u32 = 1000;
+/// How often the exporter looks for new dead letters.
+const EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing dead letters to datastore `{datastore}`: {error}")]
+    Datastore { datastore: String, error: String },
+}
+
+/// A dead letter as Event Grid writes it: the event with the dead-letter fields added.
+pub fn dead_letter_record(dead: &DeadLetter) -> Value {
+    let mut record = match serde_json::from_str::<Value>(&dead.body) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    record.insert("deadLetterReason".into(), dead.dead_letter_reason.clone().into());
+    record.insert("deliveryAttempts".into(), dead.delivery_attempts.into());
+    record.insert("lastDeliveryOutcome".into(), dead.last_delivery_outcome.clone().into());
+    record.insert("lastHttpStatusCode".into(), dead.last_http_status_code.into());
+    record.insert("publishTime".into(), format_event_time(dead.publish_time).into());
+    record.insert(
+        "lastDeliveryAttemptTime".into(),
+        dead.last_delivery_attempt_time.map(format_event_time).into(),
+    );
+    Value::Object(record)
+}
+
+/// Follows dead letters and writes them to their datastore folders. Datastores are
+/// folders under `root` (the data directory's `datastores/`), one per datastore name.
+pub struct DeadLetterExporter {
+    store: Arc<dyn Store>,
+    root: PathBuf,
+    datastores: HashMap<String, Arc<LocalFileSystem>>,
+}
+
+impl DeadLetterExporter {
+    pub fn new(store: Arc<dyn Store>, root: PathBuf) -> DeadLetterExporter {
+        DeadLetterExporter {
+            store,
+            root,
+            datastores: HashMap::new(),
+        }
+    }
+
+    fn datastore(&mut self, name: &str) -> Result<Arc<LocalFileSystem>, ExportError> {
+        if let Some(store) = self.datastores.get(name) {
+            return Ok(store.clone());
+        }
+        let failed = |error: String| ExportError::Datastore {
+            datastore: name.to_owned(),
+            error,
+        };
+        let folder = self.root.join(name);
+        std::fs::create_dir_all(&folder).map_err(|e| failed(format!("creating {}: {e}", folder.display())))?;
+        let store = Arc::new(LocalFileSystem::new_with_prefix(&folder).map_err(|e| failed(e.to_string()))?);
+        self.datastores.insert(name.to_owned(), store.clone());
+        Ok(store)
+    }
+
+    /// Writes every dead letter not written yet; returns how many it wrote.
+    pub async fn pass(&mut self) -> Result<usize, ExportError> {
+        let mut names: HashMap<SourceId, String> = HashMap::new();
+        let mut written = 0;
+        for subscription in self.store.list_subscriptions(None).await? {
+            let Ok(spec) = serde_json::from_str::<SubscriptionSpec>(&subscription.spec) else {
+                continue;
+            };
+            let Some(destination) = spec.dead_letter_destination else {
+                continue;
+            };
+            if names.is_empty() {
+                for kind in [SourceKind::Workspace, SourceKind::Topic] {
+                    names.extend(self.store.list_sources(kind).await?.into_iter().map(|s| (s.id, s.name)));
+                }
+            }
+            let source = names.get(&subscription.source_id).cloned().unwrap_or_default();
+            written += self.export(&subscription, &source, &destination.properties).await?;
+        }
+        Ok(written)
+    }
+
+    async fn export(
+        &mut self,
+        subscription: &EventSubscription,
+        source: &str,
+        destination: &DeadLetterFolder,
+    ) -> Result<usize, ExportError> {
+        let mut written = 0;
+        loop {
+            let dead = self.store.unexported_dead_letters(subscription.id, PER_FILE).await?;
+            if dead.is_empty() {
+                return Ok(written);
+            }
+            let records: Vec<Value> = dead.iter().map(dead_letter_record).collect();
+            let body = serde_json::to_vec(&records).expect("JSON values serialize");
+            let now = Utc::now();
+            let folder = destination.folder.trim_matches('/');
+            let file = format!(
+                "{folder}{}{}/{}/{}/{}.json",
+                if folder.is_empty() { "" } else { "/" },
+                source.to_uppercase(),
+                subscription.name.to_uppercase(),
+                now.format("%Y/%m/%d/%H"),
+                uuid::Uuid::new_v4()
+            );
+            let datastore = self.datastore(&destination.datastore_name)?;
+            let path = Path::parse(&file).map_err(|e| ExportError::Datastore {
+                datastore: destination.datastore_name.clone(),
+                error: e.to_string(),
+            })?;
+            datastore
+                .put(&path, PutPayload::from(body))
+                .await
+                .map_err(|e| ExportError::Datastore {
+                    datastore: destination.datastore_name.clone(),
+                    error: e.to_string(),
+                })?;
+            let sequences: Vec<u64> = dead.iter().map(|d| d.sequence).collect();
+            written += sequences.len();
+            metrics::counter!("mlgrid_dead_letters_exported_total").increment(sequences.len() as u64);
+            self.store
+                .mark_dead_letters_exported(subscription.id, sequences)
+                .await?;
+        }
+    }
+
+    /// Exports until `shutdown`, once a second.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            match self.pass().await {
+                Err(ExportError::Store(StoreError::Closed)) => return,
+                Err(error) => tracing::warn!(%error, "exporting dead letters failed; retrying"),
+                Ok(_) => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(EVERY) => {}
+            }
+        }
+    }
+}
