@@ -41,6 +41,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The embedded SQLite store. See the [module docs](self).
 pub struct SqliteStore {
+    /// The exclusive lock on `{database}.lock`: one process per embedded database.
+    lock: std::sync::Mutex<Option<std::fs::File>>,
     reads: SqlitePool,
     writer: std::sync::Mutex<Option<WriterHandle>>,
     background: Mutex<Vec<JoinHandle<()>>>,
@@ -70,7 +72,15 @@ impl SqliteStore {
     }
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// The embedded database belongs to one process at a time (several nodes share
+    /// PostgreSQL instead): opening takes an exclusive lock on `{path}.lock`, refused while
+    /// another process holds it, and gives back the delivery claims a crashed previous
+    /// process left, so that their deliveries are retried at once rather than after
+    /// their leases.
     pub async fn open(path: impl AsRef<Path>) -> Result<Arc<SqliteStore>> {
+        let path = path.as_ref();
+        let lock = lock_database(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -82,6 +92,10 @@ impl SqliteStore {
         let mut write_conn = options.connect().await.map_err(StoreError::backend)?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut write_conn)
+            .await
+            .map_err(StoreError::backend)?;
+        sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL")
+            .execute(&mut write_conn)
             .await
             .map_err(StoreError::backend)?;
         let reads = SqlitePoolOptions::new()
@@ -97,6 +111,7 @@ impl SqliteStore {
             stop_checkpoints.clone(),
         ));
         Ok(Arc::new(SqliteStore {
+            lock: std::sync::Mutex::new(Some(lock)),
             reads,
             writer: std::sync::Mutex::new(Some(writer)),
             background: Mutex::new(vec![writer_task, checkpoints]),
@@ -112,6 +127,26 @@ impl SqliteStore {
             .clone()
             .ok_or(StoreError::Closed)
     }
+}
+
+/// Takes the lock that keeps a second process off the database.
+fn lock_database(path: &Path) -> Result<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(StoreError::backend)?;
+    file.try_lock().map_err(|_| {
+        StoreError::backend(std::io::Error::other(format!(
+            "{} is in use by another process: run one `mlgrid serve` per data directory, \
+             or several nodes on PostgreSQL (--database-url)",
+            path.display()
+        )))
+    })?;
+    Ok(file)
 }
 
 async fn checkpoint_loop(mut conn: sqlx::SqliteConnection, stop: CancellationToken) {
@@ -848,5 +883,6 @@ impl Store for SqliteStore {
             }
         }
         self.reads.close().await;
+        drop(self.lock.lock().expect("never held across a panic").take());
     }
 }
