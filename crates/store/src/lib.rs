@@ -32,6 +32,7 @@
 
 mod delivery;
 mod error;
+mod etag;
 mod lifecycle;
 mod model;
 mod sqlite;

@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use mlgrid_core::lifecycle::{ComputeType, ModelRef, RunStatus};
-use mlgrid_core::ml::Tags;
+use mlgrid_core::ml::{MlEvent, Tags};
+use mlgrid_core::time::format_event_time;
+use mlgrid_core::{Event, EventSchema};
+
+use crate::model::NewEvent;
 
 /// Changes to a tag map, as a JSON merge patch: a value sets the key, `None` removes it.
 pub type TagsPatch = BTreeMap<String, Option<String>>;
@@ -22,6 +26,19 @@ pub fn apply_patch(tags: &mut Tags, patch: &TagsPatch) {
             }
         }
     }
+}
+
+/// The event a workspace raises for an ML change, as its log stores it: an Event Grid
+/// envelope on `topic` (the workspace's resource path) carrying the subject's
+/// `sequence` and the changed resource's `etag`.
+pub(crate) fn raised_event(event: &MlEvent, topic: &str, sequence: u64, etag: &str) -> NewEvent {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut envelope = event.to_event_grid(topic, &id, &format_event_time(Utc::now()));
+    envelope.sequence = Some(sequence);
+    envelope.etag = Some(etag.to_owned());
+    let stored = NewEvent::from(&Event::EventGrid(envelope));
+    debug_assert_eq!(stored.schema, EventSchema::EventGridSchema);
+    stored
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,10 +5,10 @@ use chrono::Utc;
 use mlgrid_core::ml::MlEvent;
 use mlgrid_core::resource::{SourceKind, resource_path};
 use mlgrid_core::time::format_event_time;
-use mlgrid_core::{Event, EventSchema};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::error::{Result, StoreError};
+use crate::lifecycle::raised_event;
 use crate::model::{AppendReceipt, NewEvent, SourceId};
 
 /// Rows per multi-row `INSERT` of events (8 parameters each).
@@ -86,12 +86,7 @@ pub(super) async fn raise(conn: &mut SqliteConnection, workspace: SourceId, even
     .fetch_one(&mut *conn)
     .await
     .map_err(StoreError::backend)?;
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut envelope = event.to_event_grid(&topic, &id, &format_event_time(Utc::now()));
-    envelope.sequence = Some(sequence as u64);
-    envelope.etag = Some(etag.to_owned());
-    let stored = NewEvent::from(&Event::EventGrid(envelope));
-    debug_assert_eq!(stored.schema, EventSchema::EventGridSchema);
+    let stored = raised_event(event, &topic, sequence as u64, etag);
     insert_events(conn, workspace, std::slice::from_ref(&stored)).await?;
     Ok(())
 }

@@ -12,38 +12,12 @@ use super::rows::{
     RUN_SELECT, dataset_from_row, db, deployment_from_row, model_from_row, run_from_row, unique_violation,
 };
 use crate::error::{Result, StoreError};
+use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::lifecycle::*;
 use crate::model::SourceId;
 
 fn now() -> String {
     format_event_time(Utc::now())
-}
-
-/// A fresh strong etag, quoted as HTTP writes it.
-pub(super) fn new_etag() -> String {
-    format!("\"{}\"", uuid::Uuid::new_v4().simple())
-}
-
-/// Refuses a change when `if_match` names another etag than the current one.
-pub(super) fn check_etag(what: &str, current: &str, if_match: Option<&str>) -> Result<()> {
-    match if_match {
-        Some(expected) if expected != "*" && expected != current => Err(StoreError::PreconditionFailed(format!(
-            "{what} has changed: its etag is {current}, not {expected}; read it again and retry"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Refuses a create-or-replace when `if_match` names another etag than the resource's,
-/// or any etag (but `*`) when there is no resource yet.
-pub(super) fn check_put_etag(what: &str, current: Option<&str>, if_match: Option<&str>) -> Result<()> {
-    match (current, if_match) {
-        (Some(current), expected) => check_etag(what, current, expected),
-        (None, Some(expected)) if expected != "*" => Err(StoreError::PreconditionFailed(format!(
-            "{what} does not exist, so it cannot match etag {expected}"
-        ))),
-        (None, _) => Ok(()),
-    }
 }
 
 fn json(tags: &Tags) -> String {

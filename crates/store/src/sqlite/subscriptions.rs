@@ -6,9 +6,9 @@ use chrono::Utc;
 use mlgrid_core::time::format_event_time;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::lifecycle::{check_etag, check_put_etag, new_etag};
 use super::rows::{db, subscription_from_row};
 use crate::error::{Result, StoreError};
+use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::model::SourceId;
 use crate::subscriptions::*;
 
