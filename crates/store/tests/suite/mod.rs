@@ -1,5 +1,9 @@
 //! The one test suite every store backend must pass. Each case takes a fresh, empty
-//! store; `backend_tests!` instantiates every case for one backend.
+//! store; `backend_tests!` instantiates every case for one backend, so a case added
+//! here runs on every backend.
+//!
+//! Included as a module by each backend's test file (`tests/sqlite.rs`,
+//! `tests/postgres.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,7 +13,7 @@ use mlgrid_core::lifecycle::RunStatus;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_store::*;
 
-fn new_source(kind: SourceKind, name: &str) -> NewSource {
+pub fn new_source(kind: SourceKind, name: &str) -> NewSource {
     NewSource {
         kind,
         name: name.into(),
@@ -18,7 +22,7 @@ fn new_source(kind: SourceKind, name: &str) -> NewSource {
     }
 }
 
-fn event(n: usize) -> NewEvent {
+pub fn event(n: usize) -> NewEvent {
     NewEvent {
         id: format!("id-{n}"),
         schema: EventSchema::EventGridSchema,
@@ -28,7 +32,7 @@ fn event(n: usize) -> NewEvent {
     }
 }
 
-fn keys() -> Vec<TopicKey> {
+pub fn keys() -> Vec<TopicKey> {
     KeyName::BOTH
         .into_iter()
         .map(|name| TopicKey {
@@ -1216,72 +1220,39 @@ pub async fn unvalidated_subscriptions_hold_their_backlog_until_they_succeed(sto
     assert_eq!(store.unexported_dead_letters(sub.id, 10).await.unwrap().len(), 1);
 }
 
-#[macro_export]
+/// Instantiates every case of the suite for one backend: `backend_tests!(open)`, where
+/// `open().await` returns a fresh, empty store and a guard that cleans up when dropped.
 macro_rules! backend_tests {
-    ($open:path; $($case:ident),* $(,)?) => {
+    ($open:path) => {
+        $crate::suite::backend_tests!(@cases $open;
+            sources_are_created_listed_and_deleted,
+            appended_events_read_back_in_order,
+            concurrent_appends_get_gap_free_sequences,
+            a_failed_write_leaves_others_and_sequences_intact,
+            bootstrap_owner_is_created_once,
+            topic_keys_are_kept_and_replaced,
+            followers_are_woken_by_appends,
+            writes_after_close_are_refused,
+            runs_move_through_validated_statuses_and_raise_azure_ml_events,
+            concurrent_completions_raise_exactly_one_event,
+            model_versions_are_never_reused_even_concurrently,
+            deployments_check_models_and_raise_on_each_deploy,
+            datasets_are_versioned,
+            principals_keys_and_role_assignments,
+            subscriptions_are_put_listed_expired_and_deleted,
+            matches_are_recorded_once_with_the_cursor,
+            deliveries_are_leased_attempted_and_dead_lettered,
+            unvalidated_subscriptions_hold_their_backlog_until_they_succeed,
+        );
+    };
+    (@cases $open:path; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
                 let (store, _guard) = $open().await;
-                $crate::$case(store).await;
+                $crate::suite::$case(store).await;
             }
         )*
     };
 }
-
-mod sqlite {
-    use super::*;
-
-    async fn open() -> (Arc<dyn Store>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
-        (store, dir)
-    }
-
-    backend_tests!(open;
-        sources_are_created_listed_and_deleted,
-        appended_events_read_back_in_order,
-        concurrent_appends_get_gap_free_sequences,
-        a_failed_write_leaves_others_and_sequences_intact,
-        bootstrap_owner_is_created_once,
-        topic_keys_are_kept_and_replaced,
-        followers_are_woken_by_appends,
-        writes_after_close_are_refused,
-        runs_move_through_validated_statuses_and_raise_azure_ml_events,
-        concurrent_completions_raise_exactly_one_event,
-        model_versions_are_never_reused_even_concurrently,
-        deployments_check_models_and_raise_on_each_deploy,
-        datasets_are_versioned,
-        principals_keys_and_role_assignments,
-        subscriptions_are_put_listed_expired_and_deleted,
-        matches_are_recorded_once_with_the_cursor,
-        deliveries_are_leased_attempted_and_dead_lettered,
-        unvalidated_subscriptions_hold_their_backlog_until_they_succeed,
-    );
-
-    #[tokio::test]
-    async fn committed_events_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mlgrid.db");
-        let store = SqliteStore::open(&path).await.unwrap();
-        let topic = store
-            .create_source(&new_source(SourceKind::Topic, "durable"), &keys())
-            .await
-            .unwrap();
-        store
-            .append_events(topic.id, (0..10).map(event).collect())
-            .await
-            .unwrap();
-        store.close().await;
-        let store = SqliteStore::open(&path).await.unwrap();
-        assert_eq!(store.read_events(topic.id, 0, 100).await.unwrap().len(), 10);
-        assert_eq!(
-            store
-                .append_events(topic.id, vec![event(10)])
-                .await
-                .unwrap()
-                .first_sequence,
-            11
-        );
-    }
-}
+pub(crate) use backend_tests;
