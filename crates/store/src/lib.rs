@@ -305,6 +305,34 @@ pub trait Store: Send + Sync + 'static {
     /// Marks dead letters as written to the subscription's dead-letter destination.
     async fn mark_dead_letters_exported(&self, subscription: SubscriptionId, sequences: Vec<u64>) -> Result<()>;
 
+    // Leases with fencing tokens: work that one node at a time does (a singleton task in
+    // a cluster). Nodes pass their own clock's `now`; leases should be long compared to
+    // the clock skew between nodes.
+
+    /// Takes or renews the named lease for `holder` until `until`, if it is free (never
+    /// taken, or released), expired at `now`, or already held by `holder`; returns its
+    /// fencing token, or `None` while another holder's lease runs.
+    ///
+    /// **Invariant:** the token increases every time the lease changes hands (a release
+    /// ends a tenure too, so taking it back gives a new token), and never on renewal.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<u64>>;
+
+    /// Gives the lease up if `holder` holds it with `token`; does nothing otherwise (it
+    /// has changed hands already).
+    async fn release_lease(&self, name: &str, holder: &str, token: u64) -> Result<()>;
+
+    /// Whether `token` is still the named lease's token: nobody took the lease over and
+    /// it was not released. Check before acting on the lease's behalf. Expiry alone does
+    /// not end a token (it takes another holder to), and a check cannot stop a takeover
+    /// that follows it: keep leases long compared to the work done between checks.
+    async fn lease_is_current(&self, name: &str, token: u64) -> Result<bool>;
+
     /// A counter that changes after every commit that appended events: wait on it to
     /// follow logs without polling.
     fn appended(&self) -> watch::Receiver<u64>;

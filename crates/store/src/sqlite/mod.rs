@@ -7,6 +7,7 @@
 mod access;
 mod delivery;
 mod events;
+mod leases;
 mod lifecycle;
 mod rows;
 mod subscriptions;
@@ -862,6 +863,41 @@ impl Store for SqliteStore {
                 Box::pin(delivery::mark_exported(conn, subscription, sequences))
             })
             .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { leases::acquire(conn, &name, &holder, now, until).await })
+            })
+            .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str, token: u64) -> Result<()> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { leases::release(conn, &name, &holder, token).await })
+            })
+            .await
+    }
+
+    async fn lease_is_current(&self, name: &str, token: u64) -> Result<bool> {
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM leases WHERE name = ? AND token = ? AND holder IS NOT NULL")
+                .bind(name)
+                .bind(to_i64(token))
+                .fetch_optional(&self.reads)
+                .await
+                .map_err(StoreError::backend)?;
+        Ok(current.is_some())
     }
 
     fn appended(&self) -> watch::Receiver<u64> {

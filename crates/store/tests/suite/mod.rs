@@ -1220,6 +1220,68 @@ pub async fn unvalidated_subscriptions_hold_their_backlog_until_they_succeed(sto
     assert_eq!(store.unexported_dead_letters(sub.id, 10).await.unwrap().len(), 1);
 }
 
+pub async fn leases_fence_holders_with_growing_tokens(store: Arc<dyn Store>) {
+    let t0 = chrono::Utc::now();
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    let acquire = |holder: &'static str, now: i64, until: i64| {
+        let store = store.clone();
+        async move { store.acquire_lease("fanout", holder, at(now), at(until)).await.unwrap() }
+    };
+    let current = |token: u64| {
+        let store = store.clone();
+        async move { store.lease_is_current("fanout", token).await.unwrap() }
+    };
+
+    let a = acquire("node-a", 0, 10).await.expect("a free lease is taken");
+    assert!(current(a).await);
+    assert_eq!(acquire("node-b", 5, 15).await, None, "a running lease is refused");
+    assert_eq!(acquire("node-a", 5, 20).await, Some(a), "renewal keeps the token");
+    assert_eq!(acquire("node-b", 15, 25).await, None, "the renewal counts");
+
+    let b = acquire("node-b", 20, 30).await.expect("an expired lease is taken over");
+    assert!(b > a, "a takeover gets a bigger token: {b} > {a}");
+    assert!(!current(a).await, "a stale token is not current");
+    assert!(current(b).await);
+    store.release_lease("fanout", "node-a", a).await.unwrap();
+    assert!(current(b).await, "a stale holder cannot release");
+    assert_eq!(acquire("node-a", 21, 40).await, None);
+    assert_eq!(acquire("node-b", 22, 30).await, Some(b));
+    assert!(
+        store
+            .acquire_lease("other", "node-a", at(22), at(30))
+            .await
+            .unwrap()
+            .is_some(),
+        "leases are independent"
+    );
+
+    store.release_lease("fanout", "node-b", b).await.unwrap();
+    assert!(!current(b).await, "a released token is not current");
+    let c = acquire("node-b", 23, 30).await.expect("a released lease is free");
+    assert!(c > b, "taking a released lease back starts a new tenure: {c} > {b}");
+}
+
+pub async fn concurrent_acquirers_one_wins(store: Arc<dyn Store>) {
+    let now = chrono::Utc::now();
+    let until = now + chrono::Duration::seconds(30);
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in 0..16 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            store
+                .acquire_lease("singleton", &format!("node-{node}"), now, until)
+                .await
+                .unwrap()
+        });
+    }
+    let mut tokens = Vec::new();
+    while let Some(token) = tasks.join_next().await {
+        tokens.extend(token.unwrap());
+    }
+    assert_eq!(tokens.len(), 1, "exactly one acquirer wins: {tokens:?}");
+    assert!(store.lease_is_current("singleton", tokens[0]).await.unwrap());
+}
+
 /// Instantiates every case of the suite for one backend: `backend_tests!(open)`, where
 /// `open().await` returns a fresh, empty store and a guard that cleans up when dropped.
 macro_rules! backend_tests {
@@ -1243,6 +1305,8 @@ macro_rules! backend_tests {
             matches_are_recorded_once_with_the_cursor,
             deliveries_are_leased_attempted_and_dead_lettered,
             unvalidated_subscriptions_hold_their_backlog_until_they_succeed,
+            leases_fence_holders_with_growing_tokens,
+            concurrent_acquirers_one_wins,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
