@@ -11,6 +11,13 @@
 //! one writer task that commits concurrent writes together (group commit), so that one
 //! fsync covers many requests.
 //!
+//! [`PostgresStore`] is the shared implementation, for several nodes on one database:
+//! each write is one statement or transaction, row locks order concurrent writers from
+//! any node (per-source sequences stay gap-free), deliveries are claimed with
+//! `FOR UPDATE SKIP LOCKED`, and appends are announced to every node with
+//! `LISTEN`/`NOTIFY`. Its writes are durable under PostgreSQL's default
+//! `synchronous_commit = on`. Leases with fencing tokens let nodes do a thing once.
+//!
 //! ```no_run
 //! # async fn demo() -> mlgrid_store::Result<()> {
 //! use mlgrid_core::resource::SourceKind;
@@ -29,12 +36,26 @@
 //! store.close().await;
 //! # Ok(()) }
 //! ```
+//!
+//! Several nodes share a PostgreSQL database the same way, through the same trait:
+//!
+//! ```no_run
+//! # async fn demo() -> mlgrid_store::Result<()> {
+//! use mlgrid_store::{PostgresStore, Store};
+//!
+//! let store = PostgresStore::connect("postgres://mlgrid@db.internal/mlgrid").await?;
+//! let mut appended = store.appended(); // changes after any node's append
+//! # let _ = appended.changed().await;
+//! store.close().await;
+//! # Ok(()) }
+//! ```
 
 mod delivery;
 mod error;
 mod etag;
 mod lifecycle;
 mod model;
+mod postgres;
 mod sqlite;
 mod subscriptions;
 
@@ -47,6 +68,7 @@ pub use delivery::*;
 pub use error::{Result, StoreError};
 pub use lifecycle::*;
 pub use model::*;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use subscriptions::*;
 

@@ -1,0 +1,199 @@
+//! Principals, their API keys and role assignments on PostgreSQL.
+
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+
+use super::db::{all, begin, commit, db, now, optional, unique};
+use super::rows::{
+    principal_from_row, principal_key_from_row, principal_summary_from_row, role_assignment_from_row,
+    role_grant_from_row,
+};
+use crate::error::{Result, StoreError};
+use crate::model::*;
+
+/// Role assignments with the names of their principal and source.
+const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind AS source_kind, s.name AS source_name, \
+     a.role, a.created_at FROM role_assignments a JOIN principals p ON p.id = a.principal_id \
+     LEFT JOIN sources s ON s.id = a.source_id";
+
+async fn insert_principal(conn: &mut PgConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+    let row = unique(
+        sqlx::query("INSERT INTO principals (name, created_at) VALUES ($1, $2) RETURNING *")
+            .bind(name)
+            .bind(now())
+            .fetch_one(&mut *conn)
+            .await,
+        || format!("principal `{name}` already exists"),
+    )?;
+    let principal = principal_from_row(&row)?;
+    insert_key(conn, principal.id, key).await?;
+    Ok(principal)
+}
+
+async fn insert_key(conn: &mut PgConnection, principal: PrincipalId, key: &ApiKeyHash) -> Result<()> {
+    db(
+        sqlx::query("INSERT INTO principal_keys (key_id, principal_id, key_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&key.key_id)
+            .bind(principal)
+            .bind(&key.hash)
+            .bind(now())
+            .execute(&mut *conn)
+            .await,
+    )?;
+    Ok(())
+}
+
+async fn grant(
+    conn: &mut PgConnection,
+    principal: PrincipalId,
+    source: Option<SourceId>,
+    role: Role,
+) -> Result<RoleGrant> {
+    let id: i64 = unique(
+        sqlx::query_scalar(
+            "INSERT INTO role_assignments (principal_id, source_id, role, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(principal)
+        .bind(source)
+        .bind(role.as_str())
+        .bind(now())
+        .fetch_one(&mut *conn)
+        .await,
+        || format!("the principal already holds {} there", role.as_str()),
+    )?;
+    let row = db(sqlx::query(AssertSqlSafe(format!("{GRANT_SELECT} WHERE a.id = $1")))
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await)?;
+    role_grant_from_row(&row)
+}
+
+/// Creates the first principal as Owner of everything, unless any principal exists.
+/// Nodes starting together may all try: the table lock lets one decide at a time.
+pub(super) async fn create_bootstrap_owner(pool: &PgPool, name: &str, key: &ApiKeyHash) -> Result<bool> {
+    let mut tx = begin(pool).await?;
+    db(sqlx::query("LOCK TABLE principals IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await)?;
+    let existing: i64 = db(sqlx::query_scalar("SELECT count(*) FROM principals")
+        .fetch_one(&mut *tx)
+        .await)?;
+    if existing > 0 {
+        return Ok(false);
+    }
+    let principal = insert_principal(&mut tx, name, key).await?;
+    grant(&mut tx, principal.id, None, Role::Owner).await?;
+    commit(tx).await?;
+    Ok(true)
+}
+
+pub(super) async fn has_principals(pool: &PgPool) -> Result<bool> {
+    let any: Option<i32> = db(sqlx::query_scalar("SELECT 1 FROM principals LIMIT 1")
+        .fetch_optional(pool)
+        .await)?;
+    Ok(any.is_some())
+}
+
+pub(super) async fn principal_by_key_id(pool: &PgPool, key_id: &str) -> Result<Option<(Principal, ApiKeyHash)>> {
+    let query = sqlx::query(
+        "SELECT p.id, p.name, p.created_at, k.key_id, k.key_hash \
+         FROM principal_keys k JOIN principals p ON p.id = k.principal_id WHERE k.key_id = $1",
+    );
+    optional(pool, query.bind(key_id), principal_key_from_row).await
+}
+
+pub(super) async fn role_assignments(pool: &PgPool, principal: PrincipalId) -> Result<Vec<RoleAssignment>> {
+    let query = sqlx::query("SELECT principal_id, source_id, role FROM role_assignments WHERE principal_id = $1");
+    all(pool, query.bind(principal), role_assignment_from_row).await
+}
+
+pub(super) async fn create_principal(pool: &PgPool, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+    let mut tx = begin(pool).await?;
+    let principal = insert_principal(&mut tx, name, key).await?;
+    commit(tx).await?;
+    Ok(principal)
+}
+
+pub(super) async fn principal(pool: &PgPool, name: &str) -> Result<Principal> {
+    let query = sqlx::query("SELECT * FROM principals WHERE name = $1").bind(name);
+    optional(pool, query, principal_from_row)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("principal `{name}`")))
+}
+
+pub(super) async fn list_principals(pool: &PgPool) -> Result<Vec<PrincipalSummary>> {
+    let query = sqlx::query(
+        "SELECT p.*, (SELECT count(*) FROM principal_keys k WHERE k.principal_id = p.id) AS keys \
+         FROM principals p ORDER BY p.name",
+    );
+    all(pool, query, principal_summary_from_row).await
+}
+
+pub(super) async fn add_principal_key(pool: &PgPool, principal: PrincipalId, key: &ApiKeyHash) -> Result<()> {
+    let mut tx = begin(pool).await?;
+    insert_key(&mut tx, principal, key).await?;
+    commit(tx).await
+}
+
+pub(super) async fn revoke_principal_keys(pool: &PgPool, principal: PrincipalId) -> Result<u64> {
+    let deleted = db(sqlx::query("DELETE FROM principal_keys WHERE principal_id = $1")
+        .bind(principal)
+        .execute(pool)
+        .await)?;
+    Ok(deleted.rows_affected())
+}
+
+pub(super) async fn create_role_assignment(
+    pool: &PgPool,
+    principal: PrincipalId,
+    source: Option<SourceId>,
+    role: Role,
+) -> Result<RoleGrant> {
+    let mut tx = begin(pool).await?;
+    let granted = grant(&mut tx, principal, source, role).await?;
+    commit(tx).await?;
+    Ok(granted)
+}
+
+pub(super) async fn list_role_assignments(pool: &PgPool) -> Result<Vec<RoleGrant>> {
+    let query = sqlx::query(AssertSqlSafe(format!("{GRANT_SELECT} ORDER BY p.name, a.id")));
+    all(pool, query, role_grant_from_row).await
+}
+
+/// Deletes a role assignment unless it is the last usable Owner of everything. The
+/// table lock makes two nodes deleting two such Owners at once decide one after the
+/// other, so that they cannot both see the other's Owner and leave none.
+pub(super) async fn delete_role_assignment(pool: &PgPool, id: i64) -> Result<()> {
+    let mut tx = begin(pool).await?;
+    db(sqlx::query("LOCK TABLE role_assignments IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await)?;
+    let found: Option<(Option<i64>, String)> = db(sqlx::query_as(
+        "SELECT source_id, role FROM role_assignments WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await)?;
+    let (source, role) = found.ok_or_else(|| StoreError::NotFound(format!("role assignment {id}")))?;
+    if source.is_none() && role == Role::Owner.as_str() && usable_global_owners(&mut tx).await? <= 1 {
+        return Err(StoreError::Conflict(
+            "this is the last Owner of all workspaces and topics with a usable key; grant Owner to another \
+             principal first"
+                .to_owned(),
+        ));
+    }
+    db(sqlx::query("DELETE FROM role_assignments WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await)?;
+    commit(tx).await
+}
+
+/// Owners of every source that hold at least one API key.
+async fn usable_global_owners(conn: &mut PgConnection) -> Result<i64> {
+    db(sqlx::query_scalar(
+        "SELECT count(*) FROM role_assignments a WHERE a.source_id IS NULL AND a.role = 'Owner' \
+         AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = a.principal_id)",
+    )
+    .fetch_one(&mut *conn)
+    .await)
+}

@@ -1,0 +1,419 @@
+//! The shared store: PostgreSQL, for several mlgrid nodes working on one database.
+//!
+//! PostgreSQL has real concurrency, so there is no writer task: each write is one
+//! statement or one transaction on a pooled connection, and row locks make concurrent
+//! writers from any node take turns where they must (a source's sequence counter, a
+//! run's status, a fan-out cursor, a lease). Deliveries are claimed with
+//! `FOR UPDATE SKIP LOCKED`. Appends notify a channel that every node listens on
+//! ([`listener`]), so followers on every node wake up.
+//!
+//! Writes return after `COMMIT`, which is durable under PostgreSQL's default
+//! `synchronous_commit = on`. Times are `TIMESTAMPTZ` (microseconds); event bodies are
+//! `TEXT`, kept exactly as published. The store works in the first schema of the
+//! connection's `search_path`, which a URL can set with
+//! `?options[search_path]=<schema>`.
+
+mod access;
+mod assets;
+mod db;
+mod delivery;
+mod events;
+mod leases;
+mod listener;
+mod rows;
+mod runs;
+mod sources;
+mod subscriptions;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mlgrid_core::resource::SourceKind;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+use crate::Store;
+use crate::delivery::*;
+use crate::error::{Result, StoreError};
+use crate::lifecycle::*;
+use crate::model::*;
+use crate::subscriptions::*;
+use db::db;
+
+/// The schema, brought up to date by [`PostgresStore::connect`] and
+/// [`PostgresStore::migrate`]. Nodes
+/// starting together take turns (the migrator holds an advisory lock).
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections a store's queries use at most; the listener holds one more.
+const MAX_CONNECTIONS: u32 = 10;
+
+/// The PostgreSQL store. See the [module docs](self).
+pub struct PostgresStore {
+    pool: PgPool,
+    appended: watch::Receiver<u64>,
+    listener: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn options(url: &str) -> Result<PgConnectOptions> {
+    url.parse()
+        .map_err(|e| StoreError::Invalid(format!("the database URL is not a PostgreSQL URL: {e}")))
+}
+
+impl PostgresStore {
+    /// Brings the schema of the database at `url` up to date, and does nothing else (for
+    /// deployments that migrate before starting nodes).
+    pub async fn migrate(url: &str) -> Result<()> {
+        let mut conn = db(options(url)?.connect().await)?;
+        MIGRATOR.run(&mut conn).await.map_err(StoreError::backend)?;
+        db(conn.close().await)
+    }
+
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`),
+    /// brings its schema up to date and starts listening for appends.
+    pub async fn connect(url: &str) -> Result<Arc<PostgresStore>> {
+        let pool = db(PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS + 1)
+            .connect_with(options(url)?)
+            .await)?;
+        MIGRATOR.run(&pool).await.map_err(StoreError::backend)?;
+        let (appended, listener) = listener::spawn(&pool).await?;
+        Ok(Arc::new(PostgresStore {
+            pool,
+            appended,
+            listener: Mutex::new(Some(listener)),
+        }))
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_bootstrap_owner(&self, name: &str, key: &ApiKeyHash) -> Result<bool> {
+        access::create_bootstrap_owner(&self.pool, name, key).await
+    }
+
+    async fn has_principals(&self) -> Result<bool> {
+        access::has_principals(&self.pool).await
+    }
+
+    async fn principal_by_key_id(&self, key_id: &str) -> Result<Option<(Principal, ApiKeyHash)>> {
+        access::principal_by_key_id(&self.pool, key_id).await
+    }
+
+    async fn role_assignments(&self, principal: PrincipalId) -> Result<Vec<RoleAssignment>> {
+        access::role_assignments(&self.pool, principal).await
+    }
+
+    async fn create_principal(&self, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+        access::create_principal(&self.pool, name, key).await
+    }
+
+    async fn principal(&self, name: &str) -> Result<Principal> {
+        access::principal(&self.pool, name).await
+    }
+
+    async fn list_principals(&self) -> Result<Vec<PrincipalSummary>> {
+        access::list_principals(&self.pool).await
+    }
+
+    async fn add_principal_key(&self, principal: PrincipalId, key: &ApiKeyHash) -> Result<()> {
+        access::add_principal_key(&self.pool, principal, key).await
+    }
+
+    async fn revoke_principal_keys(&self, principal: PrincipalId) -> Result<u64> {
+        access::revoke_principal_keys(&self.pool, principal).await
+    }
+
+    async fn create_role_assignment(
+        &self,
+        principal: PrincipalId,
+        source: Option<SourceId>,
+        role: Role,
+    ) -> Result<RoleGrant> {
+        access::create_role_assignment(&self.pool, principal, source, role).await
+    }
+
+    async fn list_role_assignments(&self) -> Result<Vec<RoleGrant>> {
+        access::list_role_assignments(&self.pool).await
+    }
+
+    async fn delete_role_assignment(&self, id: i64) -> Result<()> {
+        access::delete_role_assignment(&self.pool, id).await
+    }
+
+    async fn create_source(&self, new: &NewSource, keys: &[TopicKey]) -> Result<Source> {
+        sources::create(&self.pool, new, keys).await
+    }
+
+    async fn source(&self, kind: SourceKind, name: &str) -> Result<Source> {
+        sources::get(&self.pool, kind, name).await
+    }
+
+    async fn list_sources(&self, kind: SourceKind) -> Result<Vec<Source>> {
+        sources::list(&self.pool, kind).await
+    }
+
+    async fn delete_source(&self, kind: SourceKind, name: &str) -> Result<()> {
+        sources::delete(&self.pool, kind, name).await
+    }
+
+    async fn topic_keys(&self, source: SourceId) -> Result<Vec<TopicKey>> {
+        sources::topic_keys(&self.pool, source).await
+    }
+
+    async fn replace_topic_key(&self, source: SourceId, key: &TopicKey) -> Result<()> {
+        sources::replace_topic_key(&self.pool, source, key).await
+    }
+
+    async fn append_events(&self, source: SourceId, events: Vec<NewEvent>) -> Result<AppendReceipt> {
+        events::insert_events(&self.pool, source, &events).await
+    }
+
+    async fn read_events(&self, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
+        events::read(&self.pool, source, after, limit).await
+    }
+
+    async fn experiments(&self, workspace: SourceId) -> Result<Vec<Experiment>> {
+        runs::experiments(&self.pool, workspace).await
+    }
+
+    async fn start_run(&self, workspace: SourceId, new: NewRun) -> Result<Run> {
+        runs::start(&self.pool, workspace, new).await
+    }
+
+    async fn run(&self, workspace: SourceId, run_id: &str) -> Result<Run> {
+        runs::get(&self.pool, workspace, run_id).await
+    }
+
+    async fn list_runs(&self, workspace: SourceId, experiment: Option<&str>) -> Result<Vec<Run>> {
+        runs::list(&self.pool, workspace, experiment).await
+    }
+
+    async fn change_run(
+        &self,
+        workspace: SourceId,
+        run_id: &str,
+        change: RunChange,
+        if_match: Option<String>,
+    ) -> Result<Run> {
+        runs::change(&self.pool, workspace, run_id, change, if_match).await
+    }
+
+    async fn log_metrics(&self, workspace: SourceId, run_id: &str, metrics: Vec<NewMetric>) -> Result<()> {
+        runs::log_metrics(&self.pool, workspace, run_id, metrics).await
+    }
+
+    async fn run_metrics(&self, workspace: SourceId, run_id: &str) -> Result<Vec<Metric>> {
+        runs::metrics(&self.pool, workspace, run_id).await
+    }
+
+    async fn register_model(&self, workspace: SourceId, new: NewModel) -> Result<Model> {
+        assets::register_model(&self.pool, workspace, new).await
+    }
+
+    async fn model(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Model> {
+        assets::model(&self.pool, workspace, name, version).await
+    }
+
+    async fn list_models(&self, workspace: SourceId, name: Option<&str>, include_archived: bool) -> Result<Vec<Model>> {
+        assets::list_models(&self.pool, workspace, name, include_archived).await
+    }
+
+    async fn change_model(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        version: u64,
+        change: ModelChange,
+        if_match: Option<String>,
+    ) -> Result<Model> {
+        assets::change_model(&self.pool, workspace, name, version, change, if_match).await
+    }
+
+    async fn deploy(
+        &self,
+        workspace: SourceId,
+        new: NewDeployment,
+        if_match: Option<String>,
+    ) -> Result<(Deployment, bool)> {
+        assets::deploy(&self.pool, workspace, new, if_match).await
+    }
+
+    async fn deployment(&self, workspace: SourceId, name: &str) -> Result<Deployment> {
+        assets::deployment(&self.pool, workspace, name).await
+    }
+
+    async fn list_deployments(&self, workspace: SourceId) -> Result<Vec<Deployment>> {
+        assets::list_deployments(&self.pool, workspace).await
+    }
+
+    async fn delete_deployment(&self, workspace: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
+        assets::delete_deployment(&self.pool, workspace, name, if_match).await
+    }
+
+    async fn register_dataset(&self, workspace: SourceId, new: NewDataset) -> Result<Dataset> {
+        assets::register_dataset(&self.pool, workspace, new).await
+    }
+
+    async fn dataset(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Dataset> {
+        assets::dataset(&self.pool, workspace, name, version).await
+    }
+
+    async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>> {
+        assets::list_datasets(&self.pool, workspace, name).await
+    }
+
+    async fn put_subscription(
+        &self,
+        source: SourceId,
+        put: SubscriptionPut,
+        if_match: Option<String>,
+    ) -> Result<(EventSubscription, bool)> {
+        subscriptions::put(&self.pool, source, put, if_match).await
+    }
+
+    async fn subscription(&self, source: SourceId, name: &str) -> Result<EventSubscription> {
+        subscriptions::get(&self.pool, source, name).await
+    }
+
+    async fn list_subscriptions(&self, source: Option<SourceId>) -> Result<Vec<EventSubscription>> {
+        subscriptions::list(&self.pool, source).await
+    }
+
+    async fn rotate_subscription_secret(
+        &self,
+        source: SourceId,
+        name: &str,
+        salt: &str,
+        grace_until: DateTime<Utc>,
+    ) -> Result<EventSubscription> {
+        subscriptions::rotate_secret(&self.pool, source, name, salt, grace_until).await
+    }
+
+    async fn transition_subscription(
+        &self,
+        id: SubscriptionId,
+        etag: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<EventSubscription>> {
+        subscriptions::transition(&self.pool, id, etag, from, to).await
+    }
+
+    async fn delete_subscription(&self, source: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
+        subscriptions::delete(&self.pool, source, name, if_match).await
+    }
+
+    async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64> {
+        subscriptions::delete_expired(&self.pool, now).await
+    }
+
+    async fn subscriptions_version(&self) -> Result<u64> {
+        subscriptions::version(&self.pool).await
+    }
+
+    async fn fanout_cursor(&self, source: SourceId) -> Result<u64> {
+        subscriptions::fanout_cursor(&self.pool, source).await
+    }
+
+    async fn record_matches(&self, batch: RoutedBatch) -> Result<()> {
+        subscriptions::record_matches(&self.pool, batch).await
+    }
+
+    async fn subscription_matches(
+        &self,
+        subscription: SubscriptionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        subscriptions::matches(&self.pool, subscription, after, limit).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>> {
+        delivery::claim(&self.pool, now, lease_until, limit).await
+    }
+
+    async fn release_deliveries(
+        &self,
+        subscription: SubscriptionId,
+        sequences: Vec<u64>,
+        due_at: DateTime<Utc>,
+    ) -> Result<()> {
+        delivery::release(&self.pool, subscription, sequences, due_at).await
+    }
+
+    async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()> {
+        delivery::record_attempts(&self.pool, attempts).await
+    }
+
+    async fn delivery_attempts(&self, subscription: SubscriptionId, limit: u32) -> Result<Vec<Attempt>> {
+        delivery::attempts(&self.pool, subscription, limit).await
+    }
+
+    async fn delivery_stats(&self, subscription: SubscriptionId) -> Result<DeliveryStats> {
+        delivery::stats(&self.pool, subscription).await
+    }
+
+    async fn dead_letters(&self, subscription: SubscriptionId, after: u64, limit: u32) -> Result<Vec<DeadLetter>> {
+        delivery::dead_letters(&self.pool, subscription, after, limit).await
+    }
+
+    async fn redeliver(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64> {
+        delivery::redeliver(&self.pool, subscription, sequences).await
+    }
+
+    async fn purge_dead_letters(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64> {
+        delivery::purge(&self.pool, subscription, sequences).await
+    }
+
+    async fn unexported_dead_letters(&self, subscription: SubscriptionId, limit: u32) -> Result<Vec<DeadLetter>> {
+        delivery::unexported_dead_letters(&self.pool, subscription, limit).await
+    }
+
+    async fn mark_dead_letters_exported(&self, subscription: SubscriptionId, sequences: Vec<u64>) -> Result<()> {
+        delivery::mark_exported(&self.pool, subscription, sequences).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        leases::acquire(&self.pool, name, holder, now, until).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str, token: u64) -> Result<()> {
+        leases::release(&self.pool, name, holder, token).await
+    }
+
+    async fn lease_is_current(&self, name: &str, token: u64) -> Result<bool> {
+        leases::is_current(&self.pool, name, token).await
+    }
+
+    fn appended(&self) -> watch::Receiver<u64> {
+        self.appended.clone()
+    }
+
+    /// Waits for running calls to give their connections back, then closes them and the
+    /// listener. Calls made afterwards fail with [`StoreError::Closed`].
+    async fn close(&self) {
+        // Closing the pool also wakes the listener, which then gives its connection back.
+        self.pool.close().await;
+        if let Some(task) = self.listener.lock().await.take()
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "the append listener failed");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Experiments, runs and their metrics on PostgreSQL. A run's status changes lock the
+//! run's row, so concurrent changes from any node apply one after the other (and a
+//! completion raises its event once).
+
+use chrono::Utc;
+use mlgrid_core::lifecycle::{RunFacts, RunStatus, run_event};
+use mlgrid_core::ml::Tags;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+
+use super::db::{all, begin, commit, db, now, optional, unique};
+use super::events::{raise, workspace_topic};
+use super::rows::{RUN_SELECT, experiment_from_row, metric_from_row, run_from_row};
+use crate::error::{Result, StoreError};
+use crate::etag::{check_etag, new_etag};
+use crate::lifecycle::*;
+use crate::model::SourceId;
+
+pub(super) fn json(tags: &Tags) -> String {
+    serde_json::to_string(tags).expect("string maps serialise")
+}
+
+/// How a run is read inside a write: `FOR UPDATE` before changing it, `FOR SHARE`
+/// before relying on its status.
+#[derive(Clone, Copy)]
+enum Lock {
+    Update,
+    Share,
+}
+
+async fn load_run(conn: &mut PgConnection, workspace: SourceId, run_id: &str, lock: Lock) -> Result<Run> {
+    let lock = match lock {
+        Lock::Update => "FOR UPDATE OF r",
+        Lock::Share => "FOR SHARE OF r",
+    };
+    let query = sqlx::query(AssertSqlSafe(format!(
+        "{RUN_SELECT} WHERE r.source_id = $1 AND r.run_id = $2 {lock}"
+    )));
+    optional(&mut *conn, query.bind(workspace).bind(run_id), run_from_row)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}`")))
+}
+
+pub(super) async fn experiments(pool: &PgPool, workspace: SourceId) -> Result<Vec<Experiment>> {
+    let query = sqlx::query("SELECT * FROM experiments WHERE source_id = $1 ORDER BY name").bind(workspace);
+    all(pool, query, experiment_from_row).await
+}
+
+pub(super) async fn start(pool: &PgPool, workspace: SourceId, new: NewRun) -> Result<Run> {
+    let mut tx = begin(pool).await?;
+    workspace_topic(&mut tx, workspace).await?;
+    if new.status.is_terminal() {
+        return Err(StoreError::Invalid(format!(
+            "a run starts as NotStarted, Queued or Running, not {}",
+            new.status
+        )));
+    }
+    if let Some(parent) = &new.parent_run_id {
+        let exists: Option<i32> = db(
+            sqlx::query_scalar("SELECT 1 FROM runs WHERE source_id = $1 AND run_id = $2")
+                .bind(workspace)
+                .bind(parent)
+                .fetch_optional(&mut *tx)
+                .await,
+        )?;
+        if exists.is_none() {
+            return Err(StoreError::Invalid(format!(
+                "parent run `{parent}` does not exist in this workspace"
+            )));
+        }
+    }
+    let created = now();
+    // A concurrent first use of the name waits here for the other insert, then reads it.
+    db(sqlx::query(
+        "INSERT INTO experiments (source_id, id, name, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (source_id, name) DO NOTHING",
+    )
+    .bind(workspace)
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(&new.experiment_name)
+    .bind(created)
+    .execute(&mut *tx)
+    .await)?;
+    let experiment_id: String = db(sqlx::query_scalar(
+        "SELECT id FROM experiments WHERE source_id = $1 AND name = $2",
+    )
+    .bind(workspace)
+    .bind(&new.experiment_name)
+    .fetch_one(&mut *tx)
+    .await)?;
+    let run_id = new.run_id.clone().unwrap_or_else(|| {
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        format!(
+            "{}_{}_{}",
+            new.experiment_name,
+            Utc::now().timestamp_millis(),
+            &random[..8]
+        )
+    });
+    let start_time = (new.status == RunStatus::Running).then_some(created);
+    unique(
+        sqlx::query(
+            "INSERT INTO runs (source_id, run_id, experiment_id, parent_run_id, run_type, status, tags, properties, \
+             created_at, start_time, etag) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(workspace)
+        .bind(&run_id)
+        .bind(&experiment_id)
+        .bind(&new.parent_run_id)
+        .bind(&new.run_type)
+        .bind(new.status.as_str())
+        .bind(json(&new.tags))
+        .bind(json(&new.properties))
+        .bind(created)
+        .bind(start_time)
+        .bind(new_etag())
+        .execute(&mut *tx)
+        .await,
+        || format!("run `{run_id}` already exists"),
+    )?;
+    let run = load_run(&mut tx, workspace, &run_id, Lock::Share).await?;
+    commit(tx).await?;
+    Ok(run)
+}
+
+pub(super) async fn get(pool: &PgPool, workspace: SourceId, run_id: &str) -> Result<Run> {
+    let query = sqlx::query(AssertSqlSafe(format!(
+        "{RUN_SELECT} WHERE r.source_id = $1 AND r.run_id = $2"
+    )));
+    optional(pool, query.bind(workspace).bind(run_id), run_from_row)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}`")))
+}
+
+pub(super) async fn list(pool: &PgPool, workspace: SourceId, experiment: Option<&str>) -> Result<Vec<Run>> {
+    let query = sqlx::query(AssertSqlSafe(format!(
+        "{RUN_SELECT} WHERE r.source_id = $1 AND ($2::text IS NULL OR e.name = $2) ORDER BY r.created_at, r.run_id"
+    )));
+    all(pool, query.bind(workspace).bind(experiment), run_from_row).await
+}
+
+pub(super) async fn change(
+    pool: &PgPool,
+    workspace: SourceId,
+    run_id: &str,
+    change: RunChange,
+    if_match: Option<String>,
+) -> Result<Run> {
+    let mut tx = begin(pool).await?;
+    let mut run = load_run(&mut tx, workspace, run_id, Lock::Update).await?;
+    check_etag(&format!("run `{run_id}`"), &run.etag, if_match.as_deref())?;
+    let new_status = change.status.filter(|to| *to != run.status || run.status.is_terminal());
+    if let Some(to) = new_status {
+        run.status
+            .check_transition(to)
+            .map_err(|e| StoreError::Conflict(format!("run `{run_id}`: {e}")))?;
+        let at = now();
+        if to == RunStatus::Running && run.start_time.is_none() {
+            run.start_time = Some(at);
+        }
+        if to.is_terminal() {
+            run.end_time = Some(at);
+        }
+        run.status = to;
+    }
+    if change.error.is_some() {
+        run.error = change.error;
+    }
+    apply_patch(&mut run.tags, &change.tags);
+    apply_patch(&mut run.properties, &change.properties);
+    run.etag = new_etag();
+    db(sqlx::query(
+        "UPDATE runs SET status = $1, tags = $2, properties = $3, error = $4, start_time = $5, end_time = $6, \
+         etag = $7 WHERE source_id = $8 AND run_id = $9",
+    )
+    .bind(run.status.as_str())
+    .bind(json(&run.tags))
+    .bind(json(&run.properties))
+    .bind(&run.error)
+    .bind(run.start_time)
+    .bind(run.end_time)
+    .bind(&run.etag)
+    .bind(workspace)
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await)?;
+    if let Some(to) = new_status {
+        let facts = RunFacts {
+            experiment_id: run.experiment_id.clone(),
+            experiment_name: run.experiment_name.clone(),
+            run_id: run.run_id.clone(),
+            run_type: run.run_type.clone(),
+            tags: run.tags.clone(),
+            properties: run.properties.clone(),
+        };
+        if let Some(event) = run_event(&facts, to) {
+            raise(&mut tx, workspace, &event, &run.etag).await?;
+        }
+    }
+    commit(tx).await?;
+    Ok(run)
+}
+
+/// Logs metrics on a run that has not ended; the run's row is share-locked meanwhile,
+/// so it cannot end between the check and the inserts.
+pub(super) async fn log_metrics(
+    pool: &PgPool,
+    workspace: SourceId,
+    run_id: &str,
+    metrics: Vec<NewMetric>,
+) -> Result<()> {
+    let mut tx = begin(pool).await?;
+    let run = load_run(&mut tx, workspace, run_id, Lock::Share).await?;
+    if run.status.is_terminal() {
+        return Err(StoreError::Conflict(format!(
+            "run `{run_id}` is {}; metrics can be logged only before a run ends",
+            run.status
+        )));
+    }
+    let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
+    let values: Vec<f64> = metrics.iter().map(|m| m.value).collect();
+    let steps: Vec<i64> = metrics.iter().map(|m| m.step as i64).collect();
+    db(sqlx::query(
+        "INSERT INTO run_metrics (source_id, run_id, name, value, step, logged_at) \
+         SELECT $1, $2, m.name, m.value, m.step, $3 \
+         FROM unnest($4::text[], $5::float8[], $6::bigint[]) WITH ORDINALITY AS m(name, value, step, n) ORDER BY m.n",
+    )
+    .bind(workspace)
+    .bind(run_id)
+    .bind(now())
+    .bind(names)
+    .bind(values)
+    .bind(steps)
+    .execute(&mut *tx)
+    .await)?;
+    commit(tx).await
+}
+
+pub(super) async fn metrics(pool: &PgPool, workspace: SourceId, run_id: &str) -> Result<Vec<Metric>> {
+    get(pool, workspace, run_id).await?;
+    let query = sqlx::query("SELECT * FROM run_metrics WHERE source_id = $1 AND run_id = $2 ORDER BY name, step, id");
+    all(pool, query.bind(workspace).bind(run_id), metric_from_row).await
+}

@@ -1,0 +1,95 @@
+//! Sources (workspaces and topics) and the access keys of topics on PostgreSQL.
+
+use mlgrid_core::resource::SourceKind;
+use sqlx::PgPool;
+
+use super::db::{all, begin, commit, db, now, optional, unique};
+use super::rows::{source_from_row, topic_key_from_row};
+use crate::error::{Result, StoreError};
+use crate::model::*;
+
+pub(super) async fn create(pool: &PgPool, new: &NewSource, keys: &[TopicKey]) -> Result<Source> {
+    let mut tx = begin(pool).await?;
+    let row = unique(
+        sqlx::query(
+            "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING *",
+        )
+        .bind(new.kind.as_str())
+        .bind(&new.name)
+        .bind(&new.subscription_id)
+        .bind(&new.resource_group)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await,
+        || format!("{} `{}` already exists", new.kind, new.name),
+    )?;
+    let source = source_from_row(&row)?;
+    for key in keys {
+        db(sqlx::query(
+            "INSERT INTO topic_keys (source_id, key_name, salt, key_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(source.id)
+        .bind(key.name.as_str())
+        .bind(&key.salt)
+        .bind(&key.hash)
+        .bind(now())
+        .execute(&mut *tx)
+        .await)?;
+    }
+    commit(tx).await?;
+    Ok(source)
+}
+
+pub(super) async fn get(pool: &PgPool, kind: SourceKind, name: &str) -> Result<Source> {
+    let query = sqlx::query("SELECT * FROM sources WHERE kind = $1 AND name = $2")
+        .bind(kind.as_str())
+        .bind(name);
+    optional(pool, query, source_from_row)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("{kind} `{name}`")))
+}
+
+pub(super) async fn list(pool: &PgPool, kind: SourceKind) -> Result<Vec<Source>> {
+    let query = sqlx::query("SELECT * FROM sources WHERE kind = $1 ORDER BY name").bind(kind.as_str());
+    all(pool, query, source_from_row).await
+}
+
+/// Deletes a source; its keys, roles, events, lifecycle and subscriptions go with it
+/// (`ON DELETE CASCADE`). An append waiting on the source's row then finds no source.
+pub(super) async fn delete(pool: &PgPool, kind: SourceKind, name: &str) -> Result<()> {
+    let deleted = db(sqlx::query("DELETE FROM sources WHERE kind = $1 AND name = $2")
+        .bind(kind.as_str())
+        .bind(name)
+        .execute(pool)
+        .await)?;
+    if deleted.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("{kind} `{name}`")));
+    }
+    Ok(())
+}
+
+pub(super) async fn topic_keys(pool: &PgPool, source: SourceId) -> Result<Vec<TopicKey>> {
+    let query = sqlx::query("SELECT key_name, salt, key_hash FROM topic_keys WHERE source_id = $1 ORDER BY key_name");
+    all(pool, query.bind(source), topic_key_from_row).await
+}
+
+pub(super) async fn replace_topic_key(pool: &PgPool, source: SourceId, key: &TopicKey) -> Result<()> {
+    let updated = db(sqlx::query(
+        "UPDATE topic_keys SET salt = $1, key_hash = $2, created_at = $3 WHERE source_id = $4 AND key_name = $5",
+    )
+    .bind(&key.salt)
+    .bind(&key.hash)
+    .bind(now())
+    .bind(source)
+    .bind(key.name.as_str())
+    .execute(pool)
+    .await)?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!(
+            "{} of source {source}",
+            key.name.as_str()
+        )));
+    }
+    Ok(())
+}
