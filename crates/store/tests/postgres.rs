@@ -228,6 +228,37 @@ async fn two_nodes_routing_one_stretch_record_it_once() {
 }
 
 #[tokio::test]
+async fn two_nodes_finishing_one_handshake_move_it_once() {
+    let schema = Schema::create().await;
+    let nodes = [schema.node("a").await, schema.node("b").await];
+    let topic = nodes[0]
+        .create_source(&new_source(SourceKind::Topic, "validated"), &keys())
+        .await
+        .unwrap();
+    let put = SubscriptionPut {
+        name: "sub".into(),
+        spec: "{}".into(),
+        provisioning_state: "AwaitingManualAction".into(),
+        expires_at: None,
+        secret_salt: "salt".into(),
+    };
+    let (sub, _) = nodes[0].put_subscription(topic.id, put, None).await.unwrap();
+    let version = nodes[0].subscriptions_version().await.unwrap();
+    let (a, b) = tokio::join!(
+        nodes[0].transition_subscription(sub.id, &sub.etag, "AwaitingManualAction", "Succeeded"),
+        nodes[1].transition_subscription(sub.id, &sub.etag, "AwaitingManualAction", "Failed")
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.is_some() ^ b.is_some(), "exactly one transition applies: {a:?} {b:?}");
+    let state = a.or(b).unwrap().provisioning_state;
+    assert_eq!(
+        nodes[1].subscription(topic.id, "sub").await.unwrap().provisioning_state,
+        state
+    );
+    assert_eq!(nodes[1].subscriptions_version().await.unwrap(), version + 1);
+}
+
+#[tokio::test]
 async fn one_lease_holder_among_nodes() {
     let schema = Schema::create().await;
     let nodes = [schema.node("a").await, schema.node("b").await];
