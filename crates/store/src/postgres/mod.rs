@@ -52,7 +52,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// Connections a store's queries use at most; the listener holds one more.
 const MAX_CONNECTIONS: u32 = 10;
 
-/// The PostgreSQL store. See the [module docs](self).
+/// The shared store: several nodes on one PostgreSQL database (see the crate docs).
 pub struct PostgresStore {
     pool: PgPool,
     appended: watch::Receiver<u64>,
