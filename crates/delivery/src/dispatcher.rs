@@ -123,7 +123,13 @@ pub struct Dispatcher {
     /// Where finished attempts go to be recorded, many per transaction.
     records: mpsc::Sender<AttemptRecord>,
     recorder: Option<JoinHandle<()>>,
+    /// New deliveries handed over by the fan-out, already claimed.
+    handed: mpsc::Receiver<Vec<DueDelivery>>,
+    handoff: mpsc::Sender<Vec<DueDelivery>>,
 }
+
+/// Pages of new deliveries the fan-out may hand over before it leaves them to claims.
+const HANDOFF_PAGES: usize = 4;
 
 impl Dispatcher {
     pub fn new(
@@ -133,8 +139,11 @@ impl Dispatcher {
     ) -> Result<Dispatcher, reqwest::Error> {
         let (records, pending) = mpsc::channel(RECORD_QUEUE);
         let recorder = tokio::spawn(record_attempts(store.clone(), pending));
-        let http = crate::webhook::client(config.addresses, config.per_subscription)?;
+        let http = crate::webhook::client(config.addresses, config.concurrency)?;
+        let (handoff, handed) = mpsc::channel(HANDOFF_PAGES);
         Ok(Dispatcher {
+            handed,
+            handoff,
             slots: Arc::new(Semaphore::new(config.concurrency)),
             store,
             config,
@@ -145,6 +154,12 @@ impl Dispatcher {
             records,
             recorder: Some(recorder),
         })
+    }
+
+    /// Where the fan-out hands new deliveries straight to this dispatcher
+    /// ([`crate::Fanout::with_handoff`]), with the lease they must be created claimed for.
+    pub fn handoff(&self) -> (mpsc::Sender<Vec<DueDelivery>>, Duration) {
+        (self.handoff.clone(), self.config.lease)
     }
 
     async fn refresh(&mut self) -> Result<(), StoreError> {
@@ -239,6 +254,14 @@ impl Dispatcher {
         let limit = self.config.claim.min((free as u32).saturating_mul(largest_batch));
         let claimed = self.store.claim_deliveries(now, lease_until, limit).await?;
         let count = claimed.len();
+        self.start(claimed, tasks).await?;
+        Ok(count)
+    }
+
+    /// Starts sending claimed deliveries, in batches; gives back what cannot be sent now.
+    async fn start(&mut self, claimed: Vec<DueDelivery>, tasks: &mut JoinSet<()>) -> Result<(), StoreError> {
+        self.refresh().await?;
+        let now = Utc::now();
         let mut by_subscription: HashMap<SubscriptionId, Vec<DueDelivery>> = HashMap::new();
         for delivery in claimed {
             by_subscription
@@ -259,21 +282,17 @@ impl Dispatcher {
                 self.store.release_deliveries(subscription, sequences, until).await?;
                 continue;
             }
+            let mut busy = Vec::new();
             for batch in Self::batches(&target, due) {
-                // A full endpoint, or a full node, gives the batch back for a moment
-                // rather than wait: other endpoints go on.
-                let permits = self
-                    .slots
-                    .clone()
-                    .try_acquire_owned()
-                    .ok()
-                    .zip(target.slots.clone().try_acquire_owned().ok());
-                let Some((global, own)) = permits else {
-                    let later = now + chrono::Duration::from_std(BUSY_WAIT).unwrap_or_default();
-                    self.store
-                        .release_deliveries(subscription, batch.iter().map(|d| d.sequence).collect(), later)
-                        .await?;
+                // A full endpoint gives the batch back for a moment rather than wait: other
+                // endpoints go on. A full node waits for a free slot: what it sends
+                // next is the same either way.
+                let Ok(own) = target.slots.clone().try_acquire_owned() else {
+                    busy.extend(batch.iter().map(|d| d.sequence));
                     continue;
+                };
+                let Ok(global) = self.slots.clone().acquire_owned().await else {
+                    return Ok(());
                 };
                 let (records, http, config, target) = (
                     self.records.clone(),
@@ -283,8 +302,12 @@ impl Dispatcher {
                 );
                 tasks.spawn(send(records, http, config, subscription, target, batch, [global, own]));
             }
+            if !busy.is_empty() {
+                let later = now + chrono::Duration::from_std(BUSY_WAIT).unwrap_or_default();
+                self.store.release_deliveries(subscription, busy, later).await?;
+            }
         }
-        Ok(count)
+        Ok(())
     }
 
     /// Delivers until `shutdown`, then waits for the batches in flight to be recorded.
@@ -292,7 +315,15 @@ impl Dispatcher {
         let mut tasks = JoinSet::new();
         loop {
             while tasks.try_join_next().is_some() {}
-            let claimed = match self.dispatch(&mut tasks).await {
+            let mut started = 0;
+            while let Ok(handed) = self.handed.try_recv() {
+                started += handed.len();
+                if let Err(error) = self.start(handed, &mut tasks).await {
+                    // Their leases run out and claims pick them up.
+                    tracing::warn!(%error, "starting handed-over deliveries failed");
+                }
+            }
+            started += match self.dispatch(&mut tasks).await {
                 Ok(claimed) => claimed,
                 Err(StoreError::Closed) => break,
                 Err(error) => {
@@ -300,10 +331,18 @@ impl Dispatcher {
                     0
                 }
             };
-            if claimed == 0 {
-                // Nothing due, or every slot busy: rest until a batch finishes or a moment passes.
+            if started == 0 {
+                // Nothing due, or every slot busy: rest until new deliveries come, a batch
+                // finishes, or a moment passes.
                 tokio::select! {
                     () = shutdown.cancelled() => break,
+                    handed = self.handed.recv() => {
+                        if let Some(handed) = handed
+                            && let Err(error) = self.start(handed, &mut tasks).await
+                        {
+                            tracing::warn!(%error, "starting handed-over deliveries failed");
+                        }
+                    }
                     _ = tasks.join_next(), if !tasks.is_empty() => {}
                     () = tokio::time::sleep(IDLE) => {}
                 }

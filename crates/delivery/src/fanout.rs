@@ -8,7 +8,10 @@ use chrono::{DateTime, Utc};
 use mlgrid_core::filter::{EventView, RoutingTable};
 use mlgrid_core::subscription::SubscriptionSpec;
 use mlgrid_core::validation::{AWAITING_MANUAL_ACTION, FAILED, SUCCEEDED};
-use mlgrid_store::{EventSubscription, RoutedBatch, SourceId, Store, StoreError, SubscriptionId};
+use mlgrid_store::{
+    DueDelivery, EventSubscription, RoutedBatch, SourceId, Store, StoreError, StoredEvent, SubscriptionId,
+};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Events routed per transaction.
@@ -52,6 +55,25 @@ impl SourceRoutes {
     }
 }
 
+/// The deliveries of a page's matches, as a claim would return them.
+fn due_deliveries(events: &[StoredEvent], matches: &[(SubscriptionId, u64)]) -> Vec<DueDelivery> {
+    matches
+        .iter()
+        .filter_map(|(subscription, sequence)| {
+            let index = events.binary_search_by_key(sequence, |e| e.sequence).ok()?;
+            let event = &events[index];
+            Some(DueDelivery {
+                subscription_id: *subscription,
+                sequence: *sequence,
+                attempts: 0,
+                schema: event.schema,
+                published_at: event.published_at,
+                body: event.body.clone(),
+            })
+        })
+        .collect()
+}
+
 /// A subscription waiting for its endpoint to validate, until its deadline.
 struct Awaiting {
     id: SubscriptionId,
@@ -70,6 +92,15 @@ pub struct Fanout {
     validation_window: chrono::Duration,
     /// The subscriptions version the routes were built from.
     version: Option<u64>,
+    /// This node's dispatcher, which takes new deliveries straight from the fan-out.
+    handoff: Option<Handoff>,
+}
+
+/// New deliveries given to the dispatcher in memory, created claimed for `lease` so
+/// that no claim is needed; when the dispatcher is full they are left to claims.
+struct Handoff {
+    sender: mpsc::Sender<Vec<DueDelivery>>,
+    lease: chrono::Duration,
 }
 
 /// Whether the routes were current for a whole stretch of a log.
@@ -89,7 +120,18 @@ impl Fanout {
             awaiting: Vec::new(),
             validation_window,
             version: None,
+            handoff: None,
         }
+    }
+
+    /// Hands new deliveries to a dispatcher (see [`crate::Dispatcher::handoff`]) instead
+    /// of leaving them to its claims, created claimed for `lease`.
+    pub fn with_handoff(mut self, sender: mpsc::Sender<Vec<DueDelivery>>, lease: std::time::Duration) -> Fanout {
+        self.handoff = Some(Handoff {
+            sender,
+            lease: chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX),
+        });
+        self
     }
 
     /// Rebuilds the routing tables when subscriptions changed.
@@ -175,6 +217,7 @@ impl Fanout {
                     from_sequence: cursor,
                     to_sequence: skip_to,
                     matches: Vec::new(),
+                    lease_until: None,
                 };
                 self.record(skip).await?;
                 continue;
@@ -214,28 +257,40 @@ impl Fanout {
             metrics::counter!("mlgrid_events_routed_total").increment(events.len() as u64);
             metrics::counter!("mlgrid_events_matched_total").increment(matches.len() as u64);
             let full_page = events.len() == PAGE as usize;
-            self.record(RoutedBatch {
-                source,
-                from_sequence: cursor,
-                to_sequence: last,
-                matches,
-            })
-            .await?;
+            // A free place in the dispatcher's queue, reserved before the deliveries are
+            // created claimed, so that none is created claimed and then not sent.
+            let permit = match &self.handoff {
+                Some(handoff) if !matches.is_empty() => handoff.sender.try_reserve().ok().map(|p| (p, handoff.lease)),
+                _ => None,
+            };
+            let due = permit.as_ref().map(|_| due_deliveries(&events, &matches));
+            let recorded_ok = self
+                .record(RoutedBatch {
+                    source,
+                    from_sequence: cursor,
+                    to_sequence: last,
+                    matches,
+                    lease_until: permit.as_ref().map(|(_, lease)| now + *lease),
+                })
+                .await?;
+            if let (true, Some((permit, _)), Some(due)) = (recorded_ok, permit, due) {
+                permit.send(due);
+            }
             if !full_page {
                 return Ok(Routed::Recorded(recorded));
             }
         }
     }
 
-    /// Records a batch; a cursor moved by another router is not an error, the next pass
-    /// starts from where it is.
-    async fn record(&self, batch: RoutedBatch) -> Result<(), StoreError> {
+    /// Records a batch and says whether it did; a cursor moved by another router is not
+    /// an error, the next pass starts from where it is.
+    async fn record(&self, batch: RoutedBatch) -> Result<bool, StoreError> {
         match self.store.record_matches(batch).await {
             Err(StoreError::Conflict(reason)) => {
                 tracing::debug!(%reason, "another router moved on");
-                Ok(())
+                Ok(false)
             }
-            other => other,
+            other => other.map(|()| true),
         }
     }
 

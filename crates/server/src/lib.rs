@@ -91,9 +91,12 @@ pub async fn run_node(
     let secrets = std::sync::Arc::new(state.secret.clone());
     let dispatcher = mlgrid_delivery::Dispatcher::new(state.store.clone(), state.config.delivery.clone(), secrets)
         .map_err(|e| std::io::Error::other(format!("cannot build the webhook client: {e}")))?;
+    let (handoff, lease) = dispatcher.handoff();
     let background = [
         tokio::spawn(
-            mlgrid_delivery::Fanout::new(state.store.clone(), state.config.validation_window()).run(workers.clone()),
+            mlgrid_delivery::Fanout::new(state.store.clone(), state.config.validation_window())
+                .with_handoff(handoff, lease)
+                .run(workers.clone()),
         ),
         tokio::spawn(dispatcher.run(workers.clone())),
         tokio::spawn(

@@ -55,4 +55,7 @@ pub struct RoutedBatch {
     pub to_sequence: u64,
     /// (subscription, event sequence) pairs.
     pub matches: Vec<(SubscriptionId, u64)>,
+    /// When set, the deliveries are created claimed until then: the router hands them
+    /// to its own dispatcher directly, without a claim.
+    pub lease_until: Option<DateTime<Utc>>,
 }

@@ -168,6 +168,7 @@ async fn claims_from_two_nodes_never_overlap() {
         from_sequence: 0,
         to_sequence: count,
         matches: (1..=count).map(|s| (sub.id, s)).collect(),
+        lease_until: None,
     };
     nodes[1].record_matches(batch).await.unwrap();
 
@@ -213,6 +214,7 @@ async fn two_nodes_routing_one_stretch_record_it_once() {
             from_sequence: from,
             to_sequence: from + 1,
             matches: Vec::new(),
+            lease_until: None,
         };
         let (a, b) = tokio::join!(nodes[0].record_matches(batch.clone()), nodes[1].record_matches(batch));
         let conflicts = [&a, &b]

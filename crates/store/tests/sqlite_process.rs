@@ -60,6 +60,7 @@ async fn claims_of_a_crashed_process_are_given_back_on_open() {
             from_sequence: 0,
             to_sequence: 1,
             matches: vec![(sub.id, 1)],
+            lease_until: None,
         })
         .await
         .unwrap();

@@ -218,8 +218,8 @@ pub(super) async fn record_matches(pool: &PgPool, batch: RoutedBatch) -> Result<
     }
     let (subscriptions, sequences): (Vec<i64>, Vec<i64>) = batch.matches.iter().map(|(s, q)| (*s, to_i64(*q))).unzip();
     db(sqlx::query(
-        "INSERT INTO deliveries (subscription_id, source_id, sequence, created_at, due_at) \
-         SELECT m.subscription_id, $1, m.sequence, $2, $2 \
+        "INSERT INTO deliveries (subscription_id, source_id, sequence, created_at, due_at, lease_until) \
+         SELECT m.subscription_id, $1, m.sequence, $2, $2, $5 \
          FROM unnest($3::bigint[], $4::bigint[]) AS m(subscription_id, sequence) \
          WHERE m.subscription_id IN ( \
              SELECT id FROM event_subscriptions WHERE source_id = $1 FOR KEY SHARE \
@@ -230,6 +230,7 @@ pub(super) async fn record_matches(pool: &PgPool, batch: RoutedBatch) -> Result<
     .bind(now())
     .bind(subscriptions)
     .bind(sequences)
+    .bind(batch.lease_until)
     .execute(&mut *tx)
     .await)?;
     db(

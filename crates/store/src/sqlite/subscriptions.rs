@@ -149,7 +149,7 @@ pub(super) async fn delete_expired(conn: &mut SqliteConnection, now: chrono::Dat
     Ok(deleted)
 }
 
-/// Rows per multi-row `INSERT` of deliveries (4 parameters each).
+/// Rows per multi-row `INSERT` of deliveries (6 parameters each).
 const INSERT_CHUNK: usize = 200;
 
 pub(super) async fn record_matches(conn: &mut SqliteConnection, batch: RoutedBatch) -> Result<()> {
@@ -178,16 +178,18 @@ pub(super) async fn record_matches(conn: &mut SqliteConnection, batch: RoutedBat
     .collect();
     let matches: Vec<&(SubscriptionId, u64)> = batch.matches.iter().filter(|(s, _)| live.contains(s)).collect();
     let now = format_event_time(Utc::now());
+    let lease_until = batch.lease_until.map(format_event_time);
     for chunk in matches.chunks(INSERT_CHUNK) {
         let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT OR IGNORE INTO deliveries (subscription_id, source_id, sequence, created_at, due_at) ",
+            "INSERT OR IGNORE INTO deliveries (subscription_id, source_id, sequence, created_at, due_at, lease_until) ",
         );
         insert.push_values(chunk, |mut row, (subscription, sequence)| {
             row.push_bind(*subscription)
                 .push_bind(batch.source)
                 .push_bind(*sequence as i64)
                 .push_bind(now.clone())
-                .push_bind(now.clone());
+                .push_bind(now.clone())
+                .push_bind(lease_until.clone());
         });
         db(insert.build().execute(&mut *conn).await)?;
     }

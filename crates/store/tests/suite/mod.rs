@@ -928,6 +928,7 @@ pub async fn matches_are_recorded_once_with_the_cursor(store: Arc<dyn Store>) {
         from_sequence: 0,
         to_sequence: 3,
         matches: vec![(a.id, 2), (b.id, 2), (a.id, 3)],
+        lease_until: None,
     };
     store.record_matches(batch.clone()).await.unwrap();
     assert_eq!(store.fanout_cursor(topic.id).await.unwrap(), 3);
@@ -942,6 +943,7 @@ pub async fn matches_are_recorded_once_with_the_cursor(store: Arc<dyn Store>) {
         from_sequence: 3,
         to_sequence: 5,
         matches: vec![(a.id, 5), (b.id, 4)],
+        lease_until: None,
     };
     store.record_matches(batch).await.unwrap();
     let matched: Vec<u64> = store
@@ -1002,6 +1004,7 @@ pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn St
             from_sequence: 0,
             to_sequence: 4,
             matches,
+            lease_until: None,
         })
         .await
         .unwrap();
@@ -1147,6 +1150,7 @@ pub async fn unvalidated_subscriptions_hold_their_backlog_until_they_succeed(sto
             from_sequence: 0,
             to_sequence: 3,
             matches: vec![(sub.id, 1)],
+            lease_until: None,
         })
         .await
         .unwrap();
@@ -1282,6 +1286,47 @@ pub async fn concurrent_acquirers_one_wins(store: Arc<dyn Store>) {
     assert!(store.lease_is_current("singleton", tokens[0]).await.unwrap());
 }
 
+pub async fn handed_over_matches_are_created_claimed(store: Arc<dyn Store>) {
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "handoff"), &keys())
+        .await
+        .unwrap();
+    let (sub, _) = store
+        .put_subscription(topic.id, put("sub-a", "{}"), None)
+        .await
+        .unwrap();
+    store
+        .append_events(topic.id, (1..=2).map(event).collect())
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    store
+        .record_matches(RoutedBatch {
+            source: topic.id,
+            from_sequence: 0,
+            to_sequence: 2,
+            matches: vec![(sub.id, 1), (sub.id, 2)],
+            lease_until: Some(now + chrono::Duration::seconds(60)),
+        })
+        .await
+        .unwrap();
+    let lease = now + chrono::Duration::seconds(30);
+    assert!(
+        store.claim_deliveries(now, lease, 10).await.unwrap().is_empty(),
+        "the router's dispatcher holds them"
+    );
+    let later = now + chrono::Duration::seconds(61);
+    let claimed = store
+        .claim_deliveries(later, later + chrono::Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.len(),
+        2,
+        "claimable once the lease ran out (the dispatcher died)"
+    );
+}
+
 /// Instantiates every case of the suite for one backend: `backend_tests!(open)`, where
 /// `open().await` returns a fresh, empty store and a guard that cleans up when dropped.
 macro_rules! backend_tests {
@@ -1304,6 +1349,7 @@ macro_rules! backend_tests {
             subscriptions_are_put_listed_expired_and_deleted,
             matches_are_recorded_once_with_the_cursor,
             deliveries_are_leased_attempted_and_dead_lettered,
+            handed_over_matches_are_created_claimed,
             unvalidated_subscriptions_hold_their_backlog_until_they_succeed,
             leases_fence_holders_with_growing_tokens,
             concurrent_acquirers_one_wins,
