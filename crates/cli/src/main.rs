@@ -66,6 +66,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// mimalloc instead of the system allocator: deliveries allocate and free many small
+/// buffers across threads, where glibc's allocator spends much of its time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse_grouped();
