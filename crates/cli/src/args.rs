@@ -650,18 +650,39 @@ pub enum DeadLetterCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
-    /// Deliver dead-lettered events again: the given sequences, or all.
+    /// One dead-lettered event.
+    Show {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        #[arg(long)]
+        sequence: u64,
+    },
+    /// Deliver dead-lettered events again: those matching every option given, or all.
     Redeliver {
         #[command(flatten)]
         subscription: SubscriptionRef,
-        #[arg(long = "sequence", num_args = 1..)]
-        sequences: Option<Vec<u64>>,
+        #[command(flatten)]
+        selection: DeadLetterSelection,
     },
-    /// Delete dead-lettered events: the given sequences, or all.
+    /// Delete dead-lettered events: those matching every option given, or all.
     Purge {
         #[command(flatten)]
         subscription: SubscriptionRef,
-        #[arg(long = "sequence", num_args = 1..)]
-        sequences: Option<Vec<u64>>,
+        #[command(flatten)]
+        selection: DeadLetterSelection,
     },
+}
+
+/// Which dead letters a redeliver or purge is about.
+#[derive(Debug, Args)]
+pub struct DeadLetterSelection {
+    #[arg(long = "sequence", num_args = 1..)]
+    pub sequences: Option<Vec<u64>>,
+    /// e.g. MaxDeliveryAttemptsExceeded, TimeToLiveExceeded, NonRetriableStatus.
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub event_type: Option<String>,
+    #[arg(long)]
+    pub status_code: Option<u16>,
 }

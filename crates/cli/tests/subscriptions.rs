@@ -413,6 +413,28 @@ fn dead_letters_are_listed_redelivered_and_purged() {
         assert!(metrics.contains(needle), "`{needle}` missing from /metrics:\n{metrics}");
     }
     let sequence = dead[0]["sequence"].to_string();
+    let shown = server.json(
+        &[
+            &["event-subscription", "deadletter", "show", "--sequence", &sequence][..],
+            &sub,
+        ]
+        .concat(),
+    );
+    assert_eq!(shown["event"]["id"], "a");
+    let none = server.json(
+        &[
+            &[
+                "event-subscription",
+                "deadletter",
+                "redeliver",
+                "--reason",
+                "TimeToLiveExceeded",
+            ][..],
+            &sub,
+        ]
+        .concat(),
+    );
+    assert_eq!(none["count"], 0, "no dead letter has that reason");
     let redelivered = server.json(
         &[
             &["event-subscription", "deadletter", "redeliver", "--sequence", &sequence][..],

@@ -363,3 +363,92 @@ async fn signing_secrets_are_shown_and_rotated_with_grace() {
         "secrets are not part of the subscription"
     );
 }
+
+#[tokio::test]
+async fn dead_letters_are_shown_and_selected_by_reason_type_and_status() {
+    let api = TestApi::new().await;
+    api.ok("POST", "/v1/topics", json!({"name": "shop"})).await;
+    api.ok(
+        "PUT",
+        "/v1/topics/shop/eventSubscriptions/all?skipValidation=true",
+        json!({"properties": {"destination": webhook("https://r.example/")}}),
+    )
+    .await;
+    api.publish(
+        "shop",
+        json!([
+            order(1, "Shop.OrderPlaced", 1.0),
+            order(2, "Shop.OrderShipped", 2.0),
+            order(3, "Shop.OrderPlaced", 3.0)
+        ]),
+    )
+    .await;
+    Fanout::new(api.store.clone(), chrono::Duration::minutes(5))
+        .pass()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let claimed = api
+        .store
+        .claim_deliveries(now, now + chrono::Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    let subscription = claimed[0].subscription_id;
+    let dead = |sequence: u64, status: u16, reason: &str| mlgrid_store::AttemptRecord {
+        subscription_id: subscription,
+        sequences: vec![sequence],
+        attempted_at: now,
+        status_code: Some(status),
+        latency_ms: 1.0,
+        outcome: format!("Http{status}"),
+        error: None,
+        response_excerpt: None,
+        next: mlgrid_store::AfterAttempt::DeadLetter(reason.into()),
+    };
+    api.store
+        .record_attempts(vec![
+            dead(1, 400, "NonRetriableStatus"),
+            dead(2, 413, "NonRetriableStatus"),
+            dead(3, 503, "MaxDeliveryAttemptsExceeded"),
+        ])
+        .await
+        .unwrap();
+    let base = "/v1/topics/shop/eventSubscriptions/all/deadLetters";
+    let shown = api.call("GET", &format!("{base}/2"), None).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(
+        (
+            shown.body["event"]["eventType"].as_str(),
+            shown.body["lastHttpStatusCode"].as_u64()
+        ),
+        (Some("Shop.OrderShipped"), Some(413))
+    );
+    assert_eq!(
+        api.call("GET", &format!("{base}/9"), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let purged = api
+        .call(
+            "POST",
+            &format!("{base}/purge"),
+            Some(json!({"lastHttpStatusCode": 503})),
+        )
+        .await;
+    assert_eq!(purged.body, json!({"count": 1}));
+    let redelivered = api
+        .call(
+            "POST",
+            &format!("{base}/redeliver"),
+            Some(json!({"deadLetterReason": "nonretriablestatus", "eventType": "Shop.OrderPlaced"})),
+        )
+        .await;
+    assert_eq!(redelivered.body, json!({"count": 1}), "only event 1 matches both");
+    let left: Vec<u64> = api.call("GET", base, None).await.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(left, [2]);
+}

@@ -6,7 +6,8 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use crate::args::{
-    DeadLetterCommand, EventSubscriptionCommand, SubscriptionRef, SubscriptionSettings, SubscriptionSource,
+    DeadLetterCommand, DeadLetterSelection, EventSubscriptionCommand, SubscriptionRef, SubscriptionSettings,
+    SubscriptionSource,
 };
 use crate::client::{Client, list_value};
 
@@ -270,29 +271,43 @@ async fn dead_letters(client: &Client, command: DeadLetterCommand) -> anyhow::Re
                 ))
                 .await?,
         ),
+        DeadLetterCommand::Show { subscription, sequence } => {
+            client
+                .get(&format!("{}/deadLetters/{sequence}", path(&subscription)?))
+                .await
+        }
         DeadLetterCommand::Redeliver {
             subscription,
-            sequences,
+            selection,
         } => {
             client
                 .post(
                     &format!("{}/deadLetters/redeliver", path(&subscription)?),
-                    &json!({"sequences": sequences}),
+                    &selection_body(selection),
                 )
                 .await
         }
         DeadLetterCommand::Purge {
             subscription,
-            sequences,
+            selection,
         } => {
             client
                 .post(
                     &format!("{}/deadLetters/purge", path(&subscription)?),
-                    &json!({"sequences": sequences}),
+                    &selection_body(selection),
                 )
                 .await
         }
     }
+}
+
+fn selection_body(selection: DeadLetterSelection) -> Value {
+    json!({
+        "sequences": selection.sequences,
+        "deadLetterReason": selection.reason,
+        "eventType": selection.event_type,
+        "lastHttpStatusCode": selection.status_code,
+    })
 }
 
 #[cfg(test)]

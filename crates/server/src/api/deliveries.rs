@@ -154,11 +154,66 @@ pub struct Page {
     limit: Option<u32>,
 }
 
-/// Which dead letters a redeliver or purge is about: the listed ones, or all.
+/// Which dead letters a redeliver or purge is about: those matching every field given
+/// (all when none is).
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeadLetterSelection {
     pub sequences: Option<Vec<u64>>,
+    /// e.g. `MaxDeliveryAttemptsExceeded`, `TimeToLiveExceeded`, `NonRetriableStatus`.
+    pub dead_letter_reason: Option<String>,
+    /// The event's `eventType` (or CloudEvents `type`).
+    pub event_type: Option<String>,
+    pub last_http_status_code: Option<u16>,
+}
+
+impl DeadLetterSelection {
+    /// Whether it selects by what a dead letter holds, beyond its sequence.
+    fn filters(&self) -> bool {
+        self.dead_letter_reason.is_some() || self.event_type.is_some() || self.last_http_status_code.is_some()
+    }
+
+    fn matches(&self, dead: &DeadLetter) -> bool {
+        #[derive(Deserialize)]
+        struct Type {
+            #[serde(alias = "type", rename = "eventType")]
+            event_type: Option<String>,
+        }
+        let event_type = || serde_json::from_str::<Type>(&dead.body).ok().and_then(|t| t.event_type);
+        self.sequences.as_ref().is_none_or(|s| s.contains(&dead.sequence))
+            && self
+                .dead_letter_reason
+                .as_ref()
+                .is_none_or(|r| r.eq_ignore_ascii_case(&dead.dead_letter_reason))
+            && self
+                .last_http_status_code
+                .is_none_or(|c| dead.last_http_status_code == Some(c))
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|t| event_type().is_some_and(|e| e.eq_ignore_ascii_case(t)))
+    }
+
+    /// The sequences it names: as given, or, when it filters by content, those of the
+    /// subscription's dead letters that match.
+    async fn resolve(self, state: &AppState, subscription: SubscriptionId) -> Result<Option<Vec<u64>>, ApiError> {
+        if !self.filters() {
+            return Ok(self.sequences);
+        }
+        let mut selected = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = state
+                .store
+                .dead_letters(subscription, after, mlgrid_store::MAX_READ_LIMIT)
+                .await?;
+            let Some(last) = page.last().map(|d| d.sequence) else {
+                return Ok(Some(selected));
+            };
+            selected.extend(page.iter().filter(|d| self.matches(d)).map(|d| d.sequence));
+            after = last;
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -220,8 +275,28 @@ async fn dead_letters(
     }))
 }
 
-/// Delivers dead-lettered events again (the listed ones, or all), from a fresh count of
-/// attempts. Takes Contributor or Owner.
+/// One dead-lettered event. Takes Reader or stronger.
+#[utoipa::path(get, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/deadLetters/{sequence}", tag = "delivery", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path), ("sequence" = u64, Path)),
+    responses((status = 200, body = DeadLetterView), (status = 404, body = ErrorBody)))]
+async fn dead_letter(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, source, name, sequence)): Path<(String, String, String, u64)>,
+) -> Result<JsonResponse<DeadLetterView>, ApiError> {
+    let id = subscription(&state, &caller, &collection, &source, &name, Role::Reader).await?;
+    let found = state
+        .store
+        .dead_letters(id, sequence.saturating_sub(1), 1)
+        .await?
+        .into_iter()
+        .find(|d| d.sequence == sequence)
+        .ok_or_else(|| ApiError::NotFound(format!("event {sequence} is not dead-lettered for `{name}`")))?;
+    Ok(JsonResponse(found.try_into()?))
+}
+
+/// Delivers dead-lettered events again (those the selection matches, or all), from a
+/// fresh count of attempts. Takes Contributor or Owner.
 #[utoipa::path(post, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/deadLetters/redeliver", tag = "delivery", security(("api_key" = [])),
     params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path)),
     request_body = DeadLetterSelection, responses((status = 200, body = Affected), (status = 404, body = ErrorBody)))]
@@ -232,12 +307,14 @@ async fn redeliver(
     Json(selection): Json<DeadLetterSelection>,
 ) -> Result<JsonResponse<Affected>, ApiError> {
     let id = subscription(&state, &caller, &collection, &source, &name, Role::Contributor).await?;
+    let sequences = selection.resolve(&state, id).await?;
     Ok(JsonResponse(Affected {
-        count: state.store.redeliver(id, selection.sequences).await?,
+        count: state.store.redeliver(id, sequences).await?,
     }))
 }
 
-/// Deletes dead-lettered events (the listed ones, or all). Takes Contributor or Owner.
+/// Deletes dead-lettered events (those the selection matches, or all). Takes Contributor
+/// or Owner.
 #[utoipa::path(post, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/deadLetters/purge", tag = "delivery", security(("api_key" = [])),
     params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path)),
     request_body = DeadLetterSelection, responses((status = 200, body = Affected), (status = 404, body = ErrorBody)))]
@@ -248,8 +325,9 @@ async fn purge(
     Json(selection): Json<DeadLetterSelection>,
 ) -> Result<JsonResponse<Affected>, ApiError> {
     let id = subscription(&state, &caller, &collection, &source, &name, Role::Contributor).await?;
+    let sequences = selection.resolve(&state, id).await?;
     Ok(JsonResponse(Affected {
-        count: state.store.purge_dead_letters(id, selection.sequences).await?,
+        count: state.store.purge_dead_letters(id, sequences).await?,
     }))
 }
 
@@ -328,6 +406,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delivery_stats))
         .routes(routes!(attempts))
         .routes(routes!(dead_letters))
+        .routes(routes!(dead_letter))
         .routes(routes!(redeliver))
         .routes(routes!(purge))
         .routes(routes!(show_secret))
