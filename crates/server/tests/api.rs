@@ -1,106 +1,12 @@
 //! The HTTP API end to end, through the router (no socket), on a real SQLite store.
 
-use std::sync::Arc;
+mod common;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use mlgrid_server::bootstrap::bootstrap_owner;
-use mlgrid_server::keys::ServerSecret;
-use mlgrid_server::{AppState, ServerConfig, app};
-use mlgrid_store::{SqliteStore, Store};
+use common::{ADMIN_KEY, Reply, TestApi};
+use mlgrid_server::ServerConfig;
 use serde_json::{Value, json};
-use tower::ServiceExt;
-
-const ADMIN_KEY: &str = "test-admin-key-0123456789abcdefghijklmnop";
-
-struct TestServer {
-    app: Router,
-    store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-}
-
-async fn server_with(config: ServerConfig) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
-    bootstrap_owner(&*store, dir.path(), Some(ADMIN_KEY)).await.unwrap();
-    let state = AppState::new(store.clone(), ServerSecret::generate(), config).unwrap();
-    TestServer {
-        app: app(state),
-        store,
-        _dir: dir,
-    }
-}
-
-async fn server() -> TestServer {
-    server_with(ServerConfig::default()).await
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
-impl TestServer {
-    async fn send(&self, request: Request<Body>) -> Reply {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        Reply { status, headers, body }
-    }
-
-    async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", "mlgrid.test:7070")
-            .header("authorization", format!("Bearer {ADMIN_KEY}"));
-        let body = match body {
-            Some(body) => {
-                request = request.header("content-type", "application/json");
-                Body::from(body.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.send(request.body(body).unwrap()).await
-    }
-
-    async fn publish(&self, topic: &str, key: &str, content_type: &str, body: impl Into<String>) -> Reply {
-        let request = Request::post(format!("/topics/{topic}/api/events?api-version=2018-01-01"))
-            .header("aeg-sas-key", key)
-            .header("content-type", content_type)
-            .body(Body::from(body.into()))
-            .unwrap();
-        self.send(request).await
-    }
-
-    async fn topic_with_keys(&self, name: &str) -> (String, String) {
-        let created = self.call("POST", "/v1/topics", Some(json!({"name": name}))).await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-        let keys = self.call("POST", &format!("/v1/topics/{name}/listKeys"), None).await;
-        assert_eq!(keys.status, StatusCode::OK);
-        (
-            keys.body["key1"].as_str().unwrap().into(),
-            keys.body["key2"].as_str().unwrap().into(),
-        )
-    }
-
-    async fn events(&self, kind: &str, name: &str, query: &str) -> Value {
-        let reply = self
-            .call("GET", &format!("/v1/{kind}/{name}/events?{query}"), None)
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        reply.body
-    }
-}
 
 fn eg_event(i: usize) -> Value {
     json!({"id": format!("e{i}"), "subject": format!("orders/{i}"), "eventType": "Shop.OrderPlaced",
@@ -116,7 +22,7 @@ fn error_of(reply: &Reply) -> (&str, &str) {
 
 #[tokio::test]
 async fn health_and_openapi_need_no_key() {
-    let s = server().await;
+    let s = TestApi::new().await;
     let health = s.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(
         (health.status, health.body["status"].as_str()),
@@ -148,7 +54,7 @@ async fn health_and_openapi_need_no_key() {
 
 #[tokio::test]
 async fn management_calls_need_a_valid_key() {
-    let s = server().await;
+    let s = TestApi::new().await;
     let none = s
         .send(Request::get("/v1/workspaces").body(Body::empty()).unwrap())
         .await;
@@ -170,7 +76,7 @@ async fn management_calls_need_a_valid_key() {
 
 #[tokio::test]
 async fn workspaces_are_created_shown_listed_and_deleted() {
-    let s = server().await;
+    let s = TestApi::new().await;
     let created = s
         .call(
             "POST",
@@ -232,7 +138,7 @@ async fn workspaces_are_created_shown_listed_and_deleted() {
 
 #[tokio::test]
 async fn topics_publish_with_either_key_and_regeneration_revokes() {
-    let s = server().await;
+    let s = TestApi::new().await;
     let shown = s.call("POST", "/v1/topics", Some(json!({"name": "orders"}))).await;
     assert_eq!(
         shown.body["endpoint"],
@@ -255,7 +161,7 @@ async fn topics_publish_with_either_key_and_regeneration_revokes() {
     );
 
     let ok = s
-        .publish(
+        .publish_with(
             "orders",
             &key1,
             "application/json",
@@ -266,7 +172,7 @@ async fn topics_publish_with_either_key_and_regeneration_revokes() {
     assert_eq!(ok.headers["mlgrid-first-sequence"], "1");
     assert_eq!(ok.headers["mlgrid-last-sequence"], "2");
     assert_eq!(
-        s.publish(
+        s.publish_with(
             "orders",
             &key2,
             "application/json; charset=utf-8",
@@ -278,7 +184,7 @@ async fn topics_publish_with_either_key_and_regeneration_revokes() {
     );
 
     let wrong = s
-        .publish("orders", "bogus", "application/json", json!([eg_event(4)]).to_string())
+        .publish_with("orders", "bogus", "application/json", json!([eg_event(4)]).to_string())
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let missing = s
@@ -303,14 +209,14 @@ async fn topics_publish_with_either_key_and_regeneration_revokes() {
     assert_ne!(regenerated.body["key1"], keys["key1"]);
     assert_eq!(regenerated.body["key2"], keys["key2"]);
     assert_eq!(
-        s.publish("orders", &key1, "application/json", json!([eg_event(5)]).to_string())
+        s.publish_with("orders", &key1, "application/json", json!([eg_event(5)]).to_string())
             .await
             .status,
         StatusCode::UNAUTHORIZED
     );
     let new_key1 = regenerated.body["key1"].as_str().unwrap();
     assert_eq!(
-        s.publish("orders", new_key1, "application/json", json!([eg_event(6)]).to_string())
+        s.publish_with("orders", new_key1, "application/json", json!([eg_event(6)]).to_string())
             .await
             .status,
         StatusCode::OK
@@ -325,19 +231,19 @@ async fn topics_publish_with_either_key_and_regeneration_revokes() {
     assert_eq!(bad_name.status, StatusCode::BAD_REQUEST);
 
     let unknown = s
-        .publish("nope", &key2, "application/json", json!([eg_event(1)]).to_string())
+        .publish_with("nope", &key2, "application/json", json!([eg_event(1)]).to_string())
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn published_events_are_stored_as_event_grid_writes_them() {
-    let s = server().await;
+    let s = TestApi::new().await;
     let (key, _) = s.topic_with_keys("shop").await;
     let event = json!({"id": "a1", "subject": "orders/1", "eventType": "Shop.OrderPlaced",
                        "eventTime": "2026-11-26T17:00:00.123+01:00", "data": {"total": 12.5, "items": ["x"]}});
     assert_eq!(
-        s.publish("shop", &key, "application/json", json!([event]).to_string())
+        s.publish_with("shop", &key, "application/json", json!([event]).to_string())
             .await
             .status,
         StatusCode::OK
@@ -357,7 +263,7 @@ async fn published_events_are_stored_as_event_grid_writes_them() {
 
 #[tokio::test]
 async fn rejected_requests_store_nothing_and_say_what_to_fix() {
-    let s = server_with(ServerConfig {
+    let s = TestApi::with_config(ServerConfig {
         max_request_bytes: 64 * 1024,
         publish_limits: mlgrid_core::publish::PublishLimits { max_event_bytes: 4096 },
         ..ServerConfig::default()
@@ -383,7 +289,7 @@ async fn rejected_requests_store_nothing_and_say_what_to_fix() {
         (json!({"specversion": "1.0", "id": "c", "type": "T"}).to_string(), "application/cloudevents+json", StatusCode::BAD_REQUEST, "InvalidEvent", "field `source`"),
     ];
     for (body, content_type, status, code, needle) in cases {
-        let reply = s.publish("strict", &key, content_type, body).await;
+        let reply = s.publish_with("strict", &key, content_type, body).await;
         assert_eq!(reply.status, status, "{}", reply.body);
         let (got_code, message) = error_of(&reply);
         assert_eq!(got_code, code, "{message}");
@@ -408,17 +314,17 @@ async fn rejected_requests_store_nothing_and_say_what_to_fix() {
 
 #[tokio::test]
 async fn cloud_events_are_accepted_structured_and_batched() {
-    let s = server().await;
+    let s = TestApi::new().await;
     let (key, _) = s.topic_with_keys("clouds").await;
     let ce = |id: &str| json!({"specversion": "1.0", "id": id, "source": "/app", "type": "com.example.created", "subject": "x", "data": {"k": 1}, "traceparent": "00-1"});
     assert_eq!(
-        s.publish("clouds", &key, "application/cloudevents+json", ce("c1").to_string())
+        s.publish_with("clouds", &key, "application/cloudevents+json", ce("c1").to_string())
             .await
             .status,
         StatusCode::OK
     );
     let batch = s
-        .publish(
+        .publish_with(
             "clouds",
             &key,
             "application/cloudevents-batch+json; charset=utf-8",
@@ -435,11 +341,11 @@ async fn cloud_events_are_accepted_structured_and_batched() {
 
 #[tokio::test]
 async fn event_log_pages_and_waits_for_new_events() {
-    let s = server().await;
+    let s = TestApi::new().await;
     let (key, _) = s.topic_with_keys("paged").await;
     let batch: Vec<Value> = (1..=25).map(eg_event).collect();
     assert_eq!(
-        s.publish("paged", &key, "application/json", json!(batch).to_string())
+        s.publish_with("paged", &key, "application/json", json!(batch).to_string())
             .await
             .status,
         StatusCode::OK
@@ -473,15 +379,18 @@ async fn event_log_pages_and_waits_for_new_events() {
                 .body(Body::empty())
                 .unwrap();
             let started = std::time::Instant::now();
-            let response = app.oneshot(request).await.unwrap();
-            let body: Value =
-                serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+            let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
             (body, started.elapsed())
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(
-        s.publish("paged", &key, "application/json", json!([eg_event(26)]).to_string())
+        s.publish_with("paged", &key, "application/json", json!([eg_event(26)]).to_string())
             .await
             .status,
         StatusCode::OK
@@ -496,7 +405,7 @@ async fn event_log_pages_and_waits_for_new_events() {
 
 #[tokio::test]
 async fn workspace_event_log_is_readable() {
-    let s = server().await;
+    let s = TestApi::new().await;
     s.call("POST", "/v1/workspaces", Some(json!({"name": "ws1"}))).await;
     let page = s.events("workspaces", "ws1", "").await;
     assert_eq!(page, json!({"events": [], "lastSequence": 0}));

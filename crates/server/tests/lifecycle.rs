@@ -1,96 +1,31 @@
 //! The ML lifecycle through the API raises exactly the events of seed 001, field by field.
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use mlgrid_server::bootstrap::bootstrap_owner;
-use mlgrid_server::keys::ServerSecret;
-use mlgrid_server::{AppState, ServerConfig, app};
-use mlgrid_store::SqliteStore;
+mod common;
+
+use axum::http::StatusCode;
+use common::TestApi;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-const KEY: &str = "lifecycle-admin-key-0123456789abcdefghij";
-
-struct Api {
-    app: Router,
-    _dir: tempfile::TempDir,
+/// An API with the workspace `mlws` of seed 001's resource path.
+async fn api() -> TestApi {
+    let api = TestApi::new().await;
+    let ws = json!({"name": "mlws", "subscriptionId": "sub-1", "resourceGroup": "rg-1"});
+    assert_eq!(
+        api.call("POST", "/v1/workspaces", Some(ws)).await.status,
+        StatusCode::CREATED
+    );
+    api
 }
 
-struct Reply {
-    status: StatusCode,
-    etag: Option<String>,
-    body: Value,
-}
-
-impl Api {
-    async fn new() -> Api {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
-        bootstrap_owner(&*store, dir.path(), Some(KEY)).await.unwrap();
-        let api = Api {
-            app: app(AppState::new(store, ServerSecret::generate(), ServerConfig::default()).unwrap()),
-            _dir: dir,
-        };
-        let ws = json!({"name": "mlws", "subscriptionId": "sub-1", "resourceGroup": "rg-1"});
-        assert_eq!(
-            api.call("POST", "/v1/workspaces", Some(ws), None).await.status,
-            StatusCode::CREATED
-        );
-        api
-    }
-
-    async fn call(&self, method: &str, uri: &str, body: Option<Value>, if_match: Option<&str>) -> Reply {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {KEY}"));
-        if let Some(etag) = if_match {
-            request = request.header("if-match", etag);
-        }
-        let body = match body {
-            Some(body) => {
-                request = request.header("content-type", "application/json");
-                Body::from(body.to_string())
-            }
-            None => Body::empty(),
-        };
-        let response = self.app.clone().oneshot(request.body(body).unwrap()).await.unwrap();
-        let status = response.status();
-        let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        Reply { status, etag, body }
-    }
-
-    async fn ok(&self, method: &str, uri: &str, body: Value) -> Value {
-        let reply = self.call(method, uri, Some(body), None).await;
-        assert!(
-            reply.status.is_success(),
-            "{method} {uri}: {} {}",
-            reply.status,
-            reply.body
-        );
-        reply.body
-    }
-
-    async fn events(&self) -> Vec<Value> {
-        let page = self
-            .call("GET", "/v1/workspaces/mlws/events?limit=1000", None, None)
-            .await
-            .body;
-        page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["event"].clone())
-            .collect()
-    }
+/// Every event the workspace raised, oldest first.
+async fn raised(api: &TestApi) -> Vec<Value> {
+    let page = api.events("workspaces", "mlws", "limit=1000").await;
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"].clone())
+        .collect()
 }
 
 fn seed(name: &str) -> Value {
@@ -142,19 +77,19 @@ fn assert_envelope_like_seed(event: &Value, seed: &Value, event_type: &str, subj
 
 #[tokio::test]
 async fn model_registered_matches_the_seed() {
-    let api = Api::new().await;
+    let api = api().await;
     let seed = seed("model_registered");
     let data = &seed["data"];
     let body =
         json!({"name": "sklearn_regression_model", "tags": data["ModelTags"], "properties": data["ModelProperties"]});
     let first = api
-        .call("POST", "/v1/workspaces/mlws/models", Some(body.clone()), None)
+        .call_if_match("POST", "/v1/workspaces/mlws/models", Some(body.clone()), None)
         .await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!(first.etag.as_deref(), first.body["etag"].as_str());
     let second = api.ok("POST", "/v1/workspaces/mlws/models", body).await;
     assert_eq!(second["version"], 2);
-    let events = api.events().await;
+    let events = raised(&api).await;
     assert_eq!(events.len(), 2);
     assert_envelope_like_seed(
         &events[1],
@@ -170,7 +105,7 @@ async fn model_registered_matches_the_seed() {
 
 #[tokio::test]
 async fn model_deployed_matches_the_seed_and_checks_models() {
-    let api = Api::new().await;
+    let api = api().await;
     let seed = seed("model_deployed");
     let data = &seed["data"];
     for _ in 0..2 {
@@ -183,7 +118,7 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
     }
     let deploy = |models: Value| json!({"computeType": "ACI", "models": models, "tags": data["ServiceTags"], "properties": data["ServiceProperties"]});
     let missing = api
-        .call(
+        .call_if_match(
             "PUT",
             "/v1/workspaces/mlws/deployments/my-sklearn-service",
             Some(deploy(json!([
@@ -201,7 +136,7 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
             .contains("sklearn_regression_model:3")
     );
     let bad_ref = api
-        .call(
+        .call_if_match(
             "PUT",
             "/v1/workspaces/mlws/deployments/my-sklearn-service",
             Some(deploy(json!(["nover"]))),
@@ -210,7 +145,7 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
         .await;
     assert_eq!(bad_ref.status, StatusCode::BAD_REQUEST);
     let bad_compute = api
-        .call(
+        .call_if_match(
             "PUT",
             "/v1/workspaces/mlws/deployments/x",
             Some(json!({"computeType": "GPU", "models": ["sklearn_regression_model:1"]})),
@@ -225,7 +160,7 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
     );
 
     let created = api
-        .call(
+        .call_if_match(
             "PUT",
             "/v1/workspaces/mlws/deployments/my-sklearn-service",
             Some(deploy(json!([
@@ -236,7 +171,7 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
-    let events = api.events().await;
+    let events = raised(&api).await;
     let deployed = events.last().unwrap();
     assert_envelope_like_seed(
         deployed,
@@ -247,7 +182,7 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
     assert_eq!(deployed["data"], *data, "the data is exactly the seed's");
 
     let stale = api
-        .call(
+        .call_if_match(
             "PUT",
             "/v1/workspaces/mlws/deployments/my-sklearn-service",
             Some(deploy(json!(["sklearn_regression_model:2"]))),
@@ -256,7 +191,7 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
         .await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     let redeployed = api
-        .call(
+        .call_if_match(
             "PUT",
             "/v1/workspaces/mlws/deployments/my-sklearn-service",
             Some(deploy(json!(["sklearn_regression_model:2"]))),
@@ -264,7 +199,7 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
         )
         .await;
     assert_eq!(redeployed.status, StatusCode::OK);
-    let events = api.events().await;
+    let events = raised(&api).await;
     assert_eq!(events.last().unwrap()["data"]["ModelIds"], "sklearn_regression_model:2");
     assert_eq!(
         events.last().unwrap()["sequence"],
@@ -272,7 +207,7 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
         "the second event of this subject"
     );
     assert_eq!(
-        api.call(
+        api.call_if_match(
             "DELETE",
             "/v1/workspaces/mlws/deployments/my-sklearn-service",
             None,
@@ -282,14 +217,16 @@ async fn model_deployed_matches_the_seed_and_checks_models() {
         .status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(api.events().await.len(), events.len(), "deleting raises nothing");
+    assert_eq!(raised(&api).await.len(), events.len(), "deleting raises nothing");
 }
 
-async fn seed_run(api: &Api, seed: &Value) -> Value {
+async fn seed_run(api: &TestApi, seed: &Value) -> Value {
     let data = &seed["data"];
     let body =
         json!({"experimentName": data["ExperimentName"], "runId": data["RunId"], "properties": data["RunProperties"]});
-    let run = api.call("POST", "/v1/workspaces/mlws/runs", Some(body), None).await;
+    let run = api
+        .call_if_match("POST", "/v1/workspaces/mlws/runs", Some(body), None)
+        .await;
     assert_eq!(run.status, StatusCode::CREATED, "{}", run.body);
     assert_eq!(run.body["status"], "Running");
     run.body
@@ -297,12 +234,12 @@ async fn seed_run(api: &Api, seed: &Value) -> Value {
 
 #[tokio::test]
 async fn run_completed_matches_the_seed() {
-    let api = Api::new().await;
+    let api = api().await;
     let seed = seed("run_completed");
     let run = seed_run(&api, &seed).await;
     let run_id = run["runId"].as_str().unwrap();
     let completed = api
-        .call(
+        .call_if_match(
             "PATCH",
             &format!("/v1/workspaces/mlws/runs/{run_id}"),
             Some(json!({"status": "Completed"})),
@@ -310,7 +247,7 @@ async fn run_completed_matches_the_seed() {
         )
         .await;
     assert_eq!(completed.status, StatusCode::OK, "{}", completed.body);
-    let events = api.events().await;
+    let events = raised(&api).await;
     assert_eq!(events.len(), 1, "starting a run raises nothing");
     let subject = format!("experiments/{}/runs/{run_id}", run["experimentId"].as_str().unwrap());
     assert_envelope_like_seed(
@@ -324,7 +261,7 @@ async fn run_completed_matches_the_seed() {
     assert_eq!(events[0]["data"], expected);
 
     let again = api
-        .call(
+        .call_if_match(
             "PATCH",
             &format!("/v1/workspaces/mlws/runs/{run_id}"),
             Some(json!({"status": "Completed"})),
@@ -337,12 +274,12 @@ async fn run_completed_matches_the_seed() {
 
 #[tokio::test]
 async fn run_status_changed_matches_the_seed_and_cancel_raises_nothing() {
-    let api = Api::new().await;
+    let api = api().await;
     let seed = seed("run_status_changed");
     let run = seed_run(&api, &seed).await;
     let run_id = run["runId"].as_str().unwrap();
     let stale = api
-        .call(
+        .call_if_match(
             "PATCH",
             &format!("/v1/workspaces/mlws/runs/{run_id}"),
             Some(json!({"status": "Failed"})),
@@ -358,7 +295,7 @@ async fn run_status_changed_matches_the_seed_and_cancel_raises_nothing() {
         )
         .await;
     assert_eq!(failed["error"], "diverged");
-    let events = api.events().await;
+    let events = raised(&api).await;
     assert_eq!(events.len(), 1);
     let subject = format!("experiments/{}/runs/{run_id}", run["experimentId"].as_str().unwrap());
     // The seed labels this sample RunCompleted by mistake; the event type is RunStatusChanged.
@@ -381,7 +318,7 @@ async fn run_status_changed_matches_the_seed_and_cancel_raises_nothing() {
         .await;
     let other_id = other["runId"].as_str().unwrap();
     let refused = api
-        .call(
+        .call_if_match(
             "PATCH",
             &format!("/v1/workspaces/mlws/runs/{other_id}"),
             Some(json!({"status": "Completed"})),
@@ -402,7 +339,7 @@ async fn run_status_changed_matches_the_seed_and_cancel_raises_nothing() {
     )
     .await;
     let unknown = api
-        .call(
+        .call_if_match(
             "PATCH",
             &format!("/v1/workspaces/mlws/runs/{other_id}"),
             Some(json!({"status": "Done"})),
@@ -411,7 +348,7 @@ async fn run_status_changed_matches_the_seed_and_cancel_raises_nothing() {
         .await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        api.events().await.len(),
+        raised(&api).await.len(),
         1,
         "cancelling and refused changes raise nothing"
     );
@@ -419,7 +356,7 @@ async fn run_status_changed_matches_the_seed_and_cancel_raises_nothing() {
 
 #[tokio::test]
 async fn runs_metrics_models_and_datasets_read_back() {
-    let api = Api::new().await;
+    let api = api().await;
     let parent = api
         .ok(
             "POST",
@@ -436,7 +373,7 @@ async fn runs_metrics_models_and_datasets_read_back() {
         .await;
     assert_eq!(child["parentRunId"], parent["runId"]);
     let orphan = api
-        .call(
+        .call_if_match(
             "POST",
             "/v1/workspaces/mlws/runs",
             Some(json!({"experimentName": "exp", "parentRunId": "nope"})),
@@ -448,17 +385,20 @@ async fn runs_metrics_models_and_datasets_read_back() {
     let tagged = api.ok("PATCH", &run_uri, json!({"tags": {"a": null, "b": "2"}})).await;
     assert_eq!(tagged["tags"], json!({"b": "2"}));
     assert_ne!(tagged["etag"], parent["etag"]);
-    let logged = api.call("POST", &format!("{run_uri}/metrics"), Some(json!({"metrics": [{"name": "loss", "value": 0.5, "step": 1}, {"name": "loss", "value": 0.25, "step": 2}]})), None).await;
+    let logged = api.call_if_match("POST", &format!("{run_uri}/metrics"), Some(json!({"metrics": [{"name": "loss", "value": 0.5, "step": 1}, {"name": "loss", "value": 0.25, "step": 2}]})), None).await;
     assert_eq!(logged.status, StatusCode::NO_CONTENT);
-    let metrics = api.call("GET", &format!("{run_uri}/metrics"), None, None).await.body;
+    let metrics = api
+        .call_if_match("GET", &format!("{run_uri}/metrics"), None, None)
+        .await
+        .body;
     assert_eq!(metrics["value"].as_array().unwrap().len(), 2);
     let runs = api
-        .call("GET", "/v1/workspaces/mlws/runs?experiment=exp", None, None)
+        .call_if_match("GET", "/v1/workspaces/mlws/runs?experiment=exp", None, None)
         .await
         .body;
     assert_eq!(runs["value"].as_array().unwrap().len(), 2);
     let experiments = api
-        .call("GET", "/v1/workspaces/mlws/experiments", None, None)
+        .call_if_match("GET", "/v1/workspaces/mlws/experiments", None, None)
         .await
         .body;
     assert_eq!(experiments["value"][0]["experimentId"], parent["experimentId"]);
@@ -472,7 +412,7 @@ async fn runs_metrics_models_and_datasets_read_back() {
         .await;
     api.ok("POST", "/v1/workspaces/mlws/models", json!({"name": "m"})).await;
     let archive = api
-        .call(
+        .call_if_match(
             "PATCH",
             "/v1/workspaces/mlws/models/m/versions/2",
             Some(json!({"archived": true})),
@@ -481,21 +421,23 @@ async fn runs_metrics_models_and_datasets_read_back() {
         .await;
     assert_eq!(archive.status, StatusCode::OK);
     assert_eq!(
-        api.call("GET", "/v1/workspaces/mlws/models/m", None, None).await.body["version"],
+        api.call_if_match("GET", "/v1/workspaces/mlws/models/m", None, None)
+            .await
+            .body["version"],
         1
     );
     let shown = api
-        .call("GET", "/v1/workspaces/mlws/models/m/versions/1", None, None)
+        .call_if_match("GET", "/v1/workspaces/mlws/models/m/versions/1", None, None)
         .await;
     assert_eq!(shown.body["path"], "outputs/model.pkl");
     assert_eq!(shown.etag.as_deref(), v1["etag"].as_str());
     let listed = api
-        .call("GET", "/v1/workspaces/mlws/models?includeArchived=true", None, None)
+        .call_if_match("GET", "/v1/workspaces/mlws/models?includeArchived=true", None, None)
         .await
         .body;
     assert_eq!(listed["value"].as_array().unwrap().len(), 2);
     let archived_deploy = api
-        .call(
+        .call_if_match(
             "PUT",
             "/v1/workspaces/mlws/deployments/svc",
             Some(json!({"computeType": "Local", "models": ["m:2"]})),
@@ -509,7 +451,7 @@ async fn runs_metrics_models_and_datasets_read_back() {
             .contains("archived")
     );
     let bad_name = api
-        .call("POST", "/v1/workspaces/mlws/models", Some(json!({"name": "a/b"})), None)
+        .call_if_match("POST", "/v1/workspaces/mlws/models", Some(json!({"name": "a/b"})), None)
         .await;
     assert_eq!(bad_name.status, StatusCode::BAD_REQUEST);
 
@@ -528,18 +470,18 @@ async fn runs_metrics_models_and_datasets_read_back() {
         .await;
     assert_eq!(v2["version"], 2);
     assert_eq!(
-        api.call("GET", "/v1/workspaces/mlws/datasets/train/versions/1", None, None)
+        api.call_if_match("GET", "/v1/workspaces/mlws/datasets/train/versions/1", None, None)
             .await
             .body["path"],
         "data/train.csv"
     );
     assert_eq!(
-        api.call("GET", "/v1/workspaces/mlws/datasets/train", None, None)
+        api.call_if_match("GET", "/v1/workspaces/mlws/datasets/train", None, None)
             .await
             .body["version"],
         2
     );
-    let events = api.events().await;
+    let events = raised(&api).await;
     let types: Vec<&str> = events.iter().map(|e| e["eventType"].as_str().unwrap()).collect();
     assert_eq!(
         types, ["Microsoft.MachineLearningServices.ModelRegistered"; 2],

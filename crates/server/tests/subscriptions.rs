@@ -267,8 +267,8 @@ async fn the_fanout_records_each_subscriptions_matches() {
     );
 }
 
-#[tokio::test]
-async fn delivery_counters_attempts_and_dead_letters_are_readable() {
+/// A topic `shop` with a subscription `all` (handshake skipped) that matched `events`.
+async fn shop_routed(events: Value) -> TestApi {
     let api = TestApi::new().await;
     api.ok("POST", "/v1/topics", json!({"name": "shop"})).await;
     api.ok(
@@ -277,15 +277,21 @@ async fn delivery_counters_attempts_and_dead_letters_are_readable() {
         json!({"properties": {"destination": webhook("https://r.example/")}}),
     )
     .await;
-    api.publish(
-        "shop",
-        json!([order(1, "Shop.OrderPlaced", 1.0), order(2, "Shop.OrderPlaced", 2.0)]),
-    )
-    .await;
+    api.publish("shop", events).await;
     Fanout::new(api.store.clone(), chrono::Duration::minutes(5))
         .pass()
         .await
         .unwrap();
+    api
+}
+
+#[tokio::test]
+async fn delivery_counters_attempts_and_dead_letters_are_readable() {
+    let api = shop_routed(json!([
+        order(1, "Shop.OrderPlaced", 1.0),
+        order(2, "Shop.OrderPlaced", 2.0)
+    ]))
+    .await;
     let base = "/v1/topics/shop/eventSubscriptions/all";
     let stats = api.call("GET", &format!("{base}/deliveryStats"), None).await;
     assert_eq!(
@@ -366,27 +372,12 @@ async fn signing_secrets_are_shown_and_rotated_with_grace() {
 
 #[tokio::test]
 async fn dead_letters_are_shown_and_selected_by_reason_type_and_status() {
-    let api = TestApi::new().await;
-    api.ok("POST", "/v1/topics", json!({"name": "shop"})).await;
-    api.ok(
-        "PUT",
-        "/v1/topics/shop/eventSubscriptions/all?skipValidation=true",
-        json!({"properties": {"destination": webhook("https://r.example/")}}),
-    )
+    let api = shop_routed(json!([
+        order(1, "Shop.OrderPlaced", 1.0),
+        order(2, "Shop.OrderShipped", 2.0),
+        order(3, "Shop.OrderPlaced", 3.0)
+    ]))
     .await;
-    api.publish(
-        "shop",
-        json!([
-            order(1, "Shop.OrderPlaced", 1.0),
-            order(2, "Shop.OrderShipped", 2.0),
-            order(3, "Shop.OrderPlaced", 3.0)
-        ]),
-    )
-    .await;
-    Fanout::new(api.store.clone(), chrono::Duration::minutes(5))
-        .pass()
-        .await
-        .unwrap();
     let now = chrono::Utc::now();
     let claimed = api
         .store

@@ -116,7 +116,7 @@ async fn an_endpoint_that_echoes_the_code_is_validated_at_once() {
     assert!(event["topic"].as_str().unwrap().ends_with("/topics/orders"));
     let validation_url = event["data"]["validationUrl"].as_str().unwrap();
     assert!(
-        validation_url.starts_with("http://mlgrid.test/v1/topics/orders/eventSubscriptions/sub-1/validate?t="),
+        validation_url.starts_with("http://mlgrid.test:7070/v1/topics/orders/eventSubscriptions/sub-1/validate?t="),
         "{validation_url}"
     );
     uuid::Uuid::parse_str(event["data"]["validationCode"].as_str().unwrap()).expect("a UUID-shaped code");
@@ -140,7 +140,7 @@ async fn an_endpoint_validates_later_through_the_validation_url() {
         .as_str()
         .unwrap()
         .to_owned();
-    let local = validation_url.strip_prefix("http://mlgrid.test").unwrap();
+    let local = validation_url.strip_prefix("http://mlgrid.test:7070").unwrap();
     let forged = local.replace("token=", "token=x");
     let refused = api.call("GET", &forged, None).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
@@ -182,7 +182,11 @@ async fn an_endpoint_that_never_validates_fails_after_the_window() {
         .unwrap()
         .to_owned();
     let late = api
-        .call("GET", validation_url.strip_prefix("http://mlgrid.test").unwrap(), None)
+        .call(
+            "GET",
+            validation_url.strip_prefix("http://mlgrid.test:7070").unwrap(),
+            None,
+        )
         .await;
     assert_eq!(late.status, StatusCode::BAD_REQUEST);
     assert_eq!(late.body["error"]["code"], "ValidationExpired");

@@ -12,10 +12,12 @@ use mlgrid_server::bootstrap::bootstrap_owner;
 use mlgrid_server::keys::ServerSecret;
 use mlgrid_server::{AppState, ServerConfig, app};
 use mlgrid_store::{SqliteStore, Store};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdefghijklmnop";
+/// The `Host` every request names: the base of URLs the server writes.
+pub const HOST: &str = "mlgrid.test:7070";
 
 pub struct TestApi {
     pub app: Router,
@@ -26,6 +28,7 @@ pub struct TestApi {
 pub struct Reply {
     pub status: StatusCode,
     pub etag: Option<String>,
+    pub headers: axum::http::HeaderMap,
     pub body: Value,
 }
 
@@ -51,6 +54,27 @@ impl TestApi {
         }
     }
 
+    /// Sends a request as it is, and reads the answer (JSON, or text as a string).
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let etag = headers.get("etag").map(|v| v.to_str().unwrap().to_owned());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            etag,
+            headers,
+            body,
+        }
+    }
+
     /// Sends a request as the principal holding `key`.
     pub async fn call_as(
         &self,
@@ -63,7 +87,7 @@ impl TestApi {
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
-            .header("host", "mlgrid.test")
+            .header("host", HOST)
             .header("authorization", format!("Bearer {key}"));
         if let Some(etag) = if_match {
             request = request.header("if-match", etag);
@@ -75,17 +99,12 @@ impl TestApi {
             }
             None => Body::empty(),
         };
-        let response = self.app.clone().oneshot(request.body(body).unwrap()).await.unwrap();
-        let status = response.status();
-        let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Reply { status, etag, body }
+        self.send(request.body(body).unwrap()).await
+    }
+
+    /// Sends a request as the first Owner, with an `If-Match` etag.
+    pub async fn call_if_match(&self, method: &str, uri: &str, body: Option<Value>, if_match: Option<&str>) -> Reply {
+        self.call_as(ADMIN_KEY, method, uri, body, if_match).await
     }
 
     /// Sends a request as the first Owner.
@@ -102,6 +121,37 @@ impl TestApi {
             reply.status,
             reply.body
         );
+        reply.body
+    }
+
+    /// Publishes a body to a topic's Event Grid endpoint as it is.
+    pub async fn publish_with(&self, topic: &str, key: &str, content_type: &str, body: impl Into<String>) -> Reply {
+        let request = Request::post(format!("/topics/{topic}/api/events?api-version=2018-01-01"))
+            .header("aeg-sas-key", key)
+            .header("content-type", content_type)
+            .body(Body::from(body.into()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// Creates a topic and returns its two keys.
+    pub async fn topic_with_keys(&self, name: &str) -> (String, String) {
+        let created = self.call("POST", "/v1/topics", Some(json!({"name": name}))).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let keys = self.call("POST", &format!("/v1/topics/{name}/listKeys"), None).await;
+        assert_eq!(keys.status, StatusCode::OK);
+        (
+            keys.body["key1"].as_str().unwrap().into(),
+            keys.body["key2"].as_str().unwrap().into(),
+        )
+    }
+
+    /// A page of a workspace's or topic's event log.
+    pub async fn events(&self, kind: &str, name: &str, query: &str) -> Value {
+        let reply = self
+            .call("GET", &format!("/v1/{kind}/{name}/events?{query}"), None)
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         reply.body
     }
 
