@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
+use mlgrid_core::EventSchema;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::retry::{NextStep, RetrySchedule, next_step};
 use mlgrid_core::subscription::SubscriptionSpec;
-use mlgrid_core::{EventGridEvent, EventSchema};
 use mlgrid_store::{AfterAttempt, AttemptRecord, DueDelivery, SourceId, Store, StoreError, SubscriptionId};
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -378,6 +378,19 @@ async fn record_attempts(store: Arc<dyn Store>, mut pending: mpsc::Receiver<Atte
     }
 }
 
+/// The `dataVersion` of an Event Grid event, for `aeg-data-version`, without parsing the
+/// rest of it.
+fn data_version(body: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct DataVersion<'a> {
+        #[serde(rename = "dataVersion", borrow, default)]
+        data_version: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_str::<DataVersion>(body)
+        .map(|v| v.data_version.into_owned())
+        .unwrap_or_default()
+}
+
 /// Sends one batch and records the attempt; the permits are held until it is recorded.
 async fn send(
     records: mpsc::Sender<AttemptRecord>,
@@ -392,11 +405,7 @@ async fn send(
     let attempts = batch.iter().map(|d| d.attempts).max().unwrap_or(0);
     let published = batch.iter().map(|d| d.published_at).min().unwrap_or_else(Utc::now);
     let data_version = match batch.first() {
-        Some(first) if first.schema == EventSchema::EventGridSchema => {
-            serde_json::from_str::<EventGridEvent>(&first.body)
-                .map(|e| e.data_version)
-                .unwrap_or_default()
-        }
+        Some(first) if first.schema == EventSchema::EventGridSchema => data_version(&first.body),
         _ => String::new(),
     };
     let attempted_at = Utc::now();
@@ -487,5 +496,19 @@ async fn send(
     };
     if records.send(record).await.is_err() {
         tracing::warn!(subscription = %target.name, "the attempt recorder stopped; the lease will run out and the batch be tried again");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::data_version;
+
+    #[test]
+    fn the_data_version_is_read_alone() {
+        let event = r#"{"id":"1","data":{"nested":{"dataVersion":"no"}},"dataVersion":"2.0","subject":"s"}"#;
+        assert_eq!(data_version(event), "2.0");
+        assert_eq!(data_version(r#"{"dataVersion":"a\"b"}"#), "a\"b");
+        assert_eq!(data_version(r#"{"id":"1"}"#), "");
+        assert_eq!(data_version("not json"), "");
     }
 }
