@@ -56,6 +56,7 @@ mod etag;
 mod lifecycle;
 mod model;
 mod postgres;
+mod rows;
 mod sqlite;
 mod subscriptions;
 

@@ -3,12 +3,12 @@
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use super::db::{all, begin, commit, db, now, optional, unique};
-use super::rows::{
+use crate::error::{Result, StoreError};
+use crate::model::*;
+use crate::rows::{
     principal_from_row, principal_key_from_row, principal_summary_from_row, role_assignment_from_row,
     role_grant_from_row,
 };
-use crate::error::{Result, StoreError};
-use crate::model::*;
 
 /// Role assignments with the names of their principal and source.
 const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind AS source_kind, s.name AS source_name, \

@@ -7,12 +7,12 @@ use sqlx::{PgConnection, PgPool};
 
 use super::db::{all, begin, commit, db, now, optional, to_i64};
 use super::events::{raise, workspace_topic};
-use super::rows::{dataset_from_row, deployment_from_row, model_from_row};
 use super::runs::json;
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::lifecycle::*;
 use crate::model::SourceId;
+use crate::rows::{dataset_from_row, deployment_from_row, model_from_row};
 
 /// The next version of a model or dataset name.
 async fn next_version(conn: &mut PgConnection, workspace: SourceId, kind: &str, name: &str) -> Result<i64> {

@@ -1,10 +1,12 @@
-//! Driver glue: errors, transactions, and the values PostgreSQL cannot take as they are.
+//! Driver glue: errors, transactions, times as PostgreSQL keeps them (TIMESTAMPTZ), and the
+//! values PostgreSQL cannot take as they are.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 
 use crate::error::{Result, StoreError};
+use crate::rows::{TimeColumns, decode};
 
 /// A transaction on the pool; rolled back when dropped uncommitted.
 pub(super) type Tx = Transaction<'static, Postgres>;
@@ -71,4 +73,14 @@ pub(super) async fn optional<T>(
     map: fn(&PgRow) -> Result<T>,
 ) -> Result<Option<T>> {
     db(query.fetch_optional(exec).await)?.as_ref().map(map).transpose()
+}
+
+impl TimeColumns for PgRow {
+    fn time(&self, column: &str) -> Result<DateTime<Utc>> {
+        decode(self, column)
+    }
+
+    fn optional_time(&self, column: &str) -> Result<Option<DateTime<Utc>>> {
+        decode(self, column)
+    }
 }

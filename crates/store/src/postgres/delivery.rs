@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use super::db::{all, begin, commit, db, now, to_i64};
-use super::rows::{attempt_from_row, dead_letter_from_row, due_delivery_from_row};
 use crate::delivery::*;
 use crate::error::Result;
+use crate::rows::{attempt_from_row, dead_letter_from_row, due_delivery_from_row};
 use crate::subscriptions::SubscriptionId;
 
 /// Claims due deliveries of active (`Succeeded`) subscriptions, the longest due first.

@@ -7,10 +7,10 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::db::{all, db, now, to_i64};
 use super::listener::APPENDED_CHANNEL;
-use super::rows::stored_event_from_row;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::raised_event;
 use crate::model::{AppendReceipt, NewEvent, SourceId, StoredEvent};
+use crate::rows::stored_event_from_row;
 
 /// Appends events to a source's log in one statement, so it is atomic on its own and,
 /// run outside a transaction, durable when it returns.

@@ -20,7 +20,6 @@ mod delivery;
 mod events;
 mod leases;
 mod listener;
-mod rows;
 mod runs;
 mod sources;
 mod subscriptions;

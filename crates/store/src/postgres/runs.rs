@@ -9,11 +9,11 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use super::db::{all, begin, commit, db, now, optional, unique};
 use super::events::{raise, workspace_topic};
-use super::rows::{RUN_SELECT, experiment_from_row, metric_from_row, run_from_row};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, new_etag};
 use crate::lifecycle::*;
 use crate::model::SourceId;
+use crate::rows::{RUN_SELECT, experiment_from_row, metric_from_row, run_from_row};
 
 pub(super) fn json(tags: &Tags) -> String {
     serde_json::to_string(tags).expect("string maps serialise")

@@ -4,9 +4,9 @@ use mlgrid_core::resource::SourceKind;
 use sqlx::PgPool;
 
 use super::db::{all, begin, commit, db, now, optional, unique};
-use super::rows::{source_from_row, topic_key_from_row};
 use crate::error::{Result, StoreError};
 use crate::model::*;
+use crate::rows::{source_from_row, topic_key_from_row};
 
 pub(super) async fn create(pool: &PgPool, new: &NewSource, keys: &[TopicKey]) -> Result<Source> {
     let mut tx = begin(pool).await?;

@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use super::db::{all, begin, commit, db, now, optional, to_i64};
-use super::rows::{stored_event_from_row, subscription_from_row};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::model::{SourceId, StoredEvent};
+use crate::rows::{stored_event_from_row, subscription_from_row};
 use crate::subscriptions::*;
 
 async fn bump_version(conn: &mut PgConnection) -> Result<()> {

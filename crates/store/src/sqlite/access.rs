@@ -4,9 +4,10 @@ use chrono::Utc;
 use mlgrid_core::time::format_event_time;
 use sqlx::SqliteConnection;
 
-use super::rows::{db, principal_from_row, role_grant_from_row, unique_violation};
+use super::db::{db, unique_violation};
 use crate::error::{Result, StoreError};
 use crate::model::*;
+use crate::rows::{principal_from_row, role_grant_from_row};
 
 /// Role assignments with the names of their principal and source.
 pub(super) const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind AS source_kind, s.name AS source_name, \

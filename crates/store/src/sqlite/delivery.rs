@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 use mlgrid_core::time::format_event_time;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::rows::{db, due_delivery_from_row};
+use super::db::db;
 use crate::delivery::*;
 use crate::error::Result;
+use crate::rows::due_delivery_from_row;
 use crate::subscriptions::SubscriptionId;
 
 pub(super) async fn claim(

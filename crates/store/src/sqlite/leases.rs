@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use mlgrid_core::time::format_event_time;
 use sqlx::SqliteConnection;
 
-use super::rows::db;
+use super::db::db;
 use super::to_i64;
 use crate::error::Result;
 

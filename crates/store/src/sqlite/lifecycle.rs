@@ -7,14 +7,13 @@ use mlgrid_core::ml::{MlEvent, ModelDeployed, ModelRegistered, Tags};
 use mlgrid_core::time::format_event_time;
 use sqlx::SqliteConnection;
 
+use super::db::{db, unique_violation};
 use super::events::{raise, workspace_topic};
-use super::rows::{
-    RUN_SELECT, dataset_from_row, db, deployment_from_row, model_from_row, run_from_row, unique_violation,
-};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::lifecycle::*;
 use crate::model::SourceId;
+use crate::rows::{RUN_SELECT, dataset_from_row, deployment_from_row, model_from_row, run_from_row};
 
 fn now() -> String {
     format_event_time(Utc::now())

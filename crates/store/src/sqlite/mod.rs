@@ -5,11 +5,11 @@
 //! the write path (they would stall a commit); a background task checkpoints instead.
 
 mod access;
+mod db;
 mod delivery;
 mod events;
 mod leases;
 mod lifecycle;
-mod rows;
 mod subscriptions;
 mod writer;
 
@@ -33,8 +33,9 @@ use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
+use crate::rows::{self, source_from_row, stored_event_from_row, topic_key_from_row};
 use crate::subscriptions::*;
-use rows::{source_from_row, stored_event_from_row, topic_key_from_row, unique_violation};
+use db::unique_violation;
 use writer::{Appends, WriterHandle};
 
 /// How often the background task folds the WAL back into the database file.

@@ -6,10 +6,11 @@ use chrono::Utc;
 use mlgrid_core::time::format_event_time;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::rows::{db, subscription_from_row};
+use super::db::db;
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::model::SourceId;
+use crate::rows::subscription_from_row;
 use crate::subscriptions::*;
 
 async fn bump_version(conn: &mut SqliteConnection) -> Result<()> {

@@ -1,0 +1,344 @@
+//! Store types from database rows, written once for both backends.
+//!
+//! A mapper reads a row through [`StoredRow`]: both drivers decode text, integers, reals
+//! and flags alike, and each backend says how it keeps times ([`TimeColumns`]). What a
+//! column holds is checked here (no negative sequences, known kinds and roles), so a
+//! corrupt row is the same error on either backend.
+
+use chrono::{DateTime, Utc};
+use mlgrid_core::EventSchema;
+use mlgrid_core::ml::Tags;
+use mlgrid_core::resource::SourceKind;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use crate::delivery::*;
+use crate::error::{Result, StoreError};
+use crate::lifecycle::*;
+use crate::model::*;
+use crate::subscriptions::EventSubscription;
+
+/// How a backend keeps times: SQLite as RFC 3339 TEXT, PostgreSQL as TIMESTAMPTZ.
+pub(crate) trait TimeColumns {
+    fn time(&self, column: &str) -> Result<DateTime<Utc>>;
+    fn optional_time(&self, column: &str) -> Result<Option<DateTime<Utc>>>;
+}
+
+/// A row of either backend, read column by column.
+pub(crate) trait StoredRow: TimeColumns {
+    fn text(&self, column: &str) -> Result<String>;
+    fn optional_text(&self, column: &str) -> Result<Option<String>>;
+    fn int(&self, column: &str) -> Result<i64>;
+    fn optional_int(&self, column: &str) -> Result<Option<i64>>;
+    fn real(&self, column: &str) -> Result<f64>;
+    fn flag(&self, column: &str) -> Result<bool>;
+}
+
+impl<R> StoredRow for R
+where
+    R: Row + TimeColumns,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, column: &str) -> Result<String> {
+        decode(self, column)
+    }
+
+    fn optional_text(&self, column: &str) -> Result<Option<String>> {
+        decode(self, column)
+    }
+
+    fn int(&self, column: &str) -> Result<i64> {
+        decode(self, column)
+    }
+
+    fn optional_int(&self, column: &str) -> Result<Option<i64>> {
+        decode(self, column)
+    }
+
+    fn real(&self, column: &str) -> Result<f64> {
+        decode(self, column)
+    }
+
+    fn flag(&self, column: &str) -> Result<bool> {
+        decode(self, column)
+    }
+}
+
+/// A column's value as the driver decodes it.
+pub(crate) fn decode<'r, R, T>(row: &'r R, column: &str) -> Result<T>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(column).map_err(StoreError::backend)
+}
+
+fn unsigned(row: &impl StoredRow, column: &str) -> Result<u64> {
+    let n = row.int(column)?;
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{column} is negative: {n}")))
+}
+
+fn small(row: &impl StoredRow, column: &str) -> Result<u32> {
+    let n = row.int(column)?;
+    u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("{column} out of range: {n}")))
+}
+
+fn optional_u16(row: &impl StoredRow, column: &str) -> Result<Option<u16>> {
+    Ok(row.optional_int(column)?.and_then(|v| u16::try_from(v).ok()))
+}
+
+fn source_kind(kind: &str) -> Result<SourceKind> {
+    match kind {
+        "workspace" => Ok(SourceKind::Workspace),
+        "topic" => Ok(SourceKind::Topic),
+        other => Err(StoreError::Corrupt(format!("source kind `{other}`"))),
+    }
+}
+
+fn role(row: &impl StoredRow) -> Result<Role> {
+    let role = row.text("role")?;
+    Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role `{role}`")))
+}
+
+fn tags(row: &impl StoredRow, column: &str) -> Result<Tags> {
+    let text = row.text(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn schema(row: &impl StoredRow) -> Result<EventSchema> {
+    let schema = row.text("schema")?;
+    EventSchema::parse(&schema).ok_or_else(|| StoreError::Corrupt(format!("event schema `{schema}`")))
+}
+
+pub(crate) fn source_from_row(row: &impl StoredRow) -> Result<Source> {
+    Ok(Source {
+        id: row.int("id")?,
+        kind: source_kind(&row.text("kind")?)?,
+        name: row.text("name")?,
+        subscription_id: row.text("subscription_id")?,
+        resource_group: row.text("resource_group")?,
+        created_at: row.time("created_at")?,
+        last_sequence: unsigned(row, "last_sequence")?,
+    })
+}
+
+pub(crate) fn topic_key_from_row(row: &impl StoredRow) -> Result<TopicKey> {
+    let name = row.text("key_name")?;
+    Ok(TopicKey {
+        name: KeyName::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("key name `{name}`")))?,
+        salt: row.text("salt")?,
+        hash: row.text("key_hash")?,
+    })
+}
+
+pub(crate) fn principal_from_row(row: &impl StoredRow) -> Result<Principal> {
+    Ok(Principal {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+pub(crate) fn principal_key_from_row(row: &impl StoredRow) -> Result<(Principal, ApiKeyHash)> {
+    Ok((
+        principal_from_row(row)?,
+        ApiKeyHash {
+            key_id: row.text("key_id")?,
+            hash: row.text("key_hash")?,
+        },
+    ))
+}
+
+pub(crate) fn principal_summary_from_row(row: &impl StoredRow) -> Result<PrincipalSummary> {
+    Ok(PrincipalSummary {
+        principal: principal_from_row(row)?,
+        keys: unsigned(row, "keys")?,
+    })
+}
+
+pub(crate) fn role_assignment_from_row(row: &impl StoredRow) -> Result<RoleAssignment> {
+    Ok(RoleAssignment {
+        principal_id: row.int("principal_id")?,
+        source_id: row.optional_int("source_id")?,
+        role: role(row)?,
+    })
+}
+
+pub(crate) fn role_grant_from_row(row: &impl StoredRow) -> Result<RoleGrant> {
+    let source = match row.optional_text("source_kind")? {
+        None => None,
+        Some(kind) => Some((source_kind(&kind)?, row.text("source_name")?)),
+    };
+    Ok(RoleGrant {
+        id: row.int("id")?,
+        principal: row.text("principal")?,
+        source,
+        role: role(row)?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+pub(crate) fn stored_event_from_row(row: &impl StoredRow) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        sequence: unsigned(row, "sequence")?,
+        id: row.text("event_id")?,
+        schema: schema(row)?,
+        event_type: row.text("event_type")?,
+        subject: row.text("subject")?,
+        published_at: row.time("published_at")?,
+        body: row.text("body")?,
+    })
+}
+
+pub(crate) fn experiment_from_row(row: &impl StoredRow) -> Result<Experiment> {
+    Ok(Experiment {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+/// Selects runs with their experiment's name.
+pub(crate) const RUN_SELECT: &str = "SELECT r.*, e.name AS experiment_name FROM runs r \
+     JOIN experiments e ON e.source_id = r.source_id AND e.id = r.experiment_id";
+
+pub(crate) fn run_from_row(row: &impl StoredRow) -> Result<Run> {
+    Ok(Run {
+        run_id: row.text("run_id")?,
+        experiment_id: row.text("experiment_id")?,
+        experiment_name: row.text("experiment_name")?,
+        parent_run_id: row.optional_text("parent_run_id")?,
+        run_type: row.optional_text("run_type")?,
+        status: row.text("status")?.parse().map_err(StoreError::Corrupt)?,
+        tags: tags(row, "tags")?,
+        properties: tags(row, "properties")?,
+        error: row.optional_text("error")?,
+        created_at: row.time("created_at")?,
+        start_time: row.optional_time("start_time")?,
+        end_time: row.optional_time("end_time")?,
+        etag: row.text("etag")?,
+    })
+}
+
+pub(crate) fn metric_from_row(row: &impl StoredRow) -> Result<Metric> {
+    Ok(Metric {
+        name: row.text("name")?,
+        value: row.real("value")?,
+        step: unsigned(row, "step")?,
+        logged_at: row.time("logged_at")?,
+    })
+}
+
+pub(crate) fn model_from_row(row: &impl StoredRow) -> Result<Model> {
+    Ok(Model {
+        name: row.text("name")?,
+        version: unsigned(row, "version")?,
+        path: row.optional_text("path")?,
+        description: row.optional_text("description")?,
+        tags: tags(row, "tags")?,
+        properties: tags(row, "properties")?,
+        archived: row.flag("archived")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        etag: row.text("etag")?,
+    })
+}
+
+pub(crate) fn deployment_from_row(row: &impl StoredRow) -> Result<Deployment> {
+    let models = row.text("models")?;
+    let models = if models.is_empty() {
+        Vec::new()
+    } else {
+        models
+            .split(',')
+            .map(|m| m.parse().map_err(StoreError::Corrupt))
+            .collect::<Result<_>>()?
+    };
+    Ok(Deployment {
+        name: row.text("name")?,
+        compute_type: row.text("compute_type")?.parse().map_err(StoreError::Corrupt)?,
+        models,
+        tags: tags(row, "tags")?,
+        properties: tags(row, "properties")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        etag: row.text("etag")?,
+    })
+}
+
+pub(crate) fn dataset_from_row(row: &impl StoredRow) -> Result<Dataset> {
+    Ok(Dataset {
+        name: row.text("name")?,
+        version: unsigned(row, "version")?,
+        path: row.text("path")?,
+        description: row.optional_text("description")?,
+        tags: tags(row, "tags")?,
+        created_at: row.time("created_at")?,
+        etag: row.text("etag")?,
+    })
+}
+
+pub(crate) fn subscription_from_row(row: &impl StoredRow) -> Result<EventSubscription> {
+    Ok(EventSubscription {
+        id: row.int("id")?,
+        source_id: row.int("source_id")?,
+        name: row.text("name")?,
+        spec: row.text("spec")?,
+        provisioning_state: row.text("provisioning_state")?,
+        expires_at: row.optional_time("expires_at")?,
+        start_sequence: unsigned(row, "start_sequence")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        etag: row.text("etag")?,
+        secret_salt: row.optional_text("secret_salt")?.unwrap_or_default(),
+        previous_salt: match (
+            row.optional_text("previous_salt")?,
+            row.optional_time("previous_until")?,
+        ) {
+            (Some(salt), Some(until)) => Some((salt, until)),
+            _ => None,
+        },
+    })
+}
+
+pub(crate) fn due_delivery_from_row(row: &impl StoredRow) -> Result<DueDelivery> {
+    Ok(DueDelivery {
+        subscription_id: row.int("subscription_id")?,
+        sequence: unsigned(row, "sequence")?,
+        attempts: small(row, "attempts")?,
+        schema: schema(row)?,
+        published_at: row.time("published_at")?,
+        body: row.text("body")?,
+    })
+}
+
+pub(crate) fn attempt_from_row(row: &impl StoredRow) -> Result<Attempt> {
+    Ok(Attempt {
+        attempted_at: row.time("attempted_at")?,
+        events: small(row, "events")?,
+        first_sequence: unsigned(row, "first_sequence")?,
+        status_code: optional_u16(row, "status_code")?,
+        latency_ms: row.real("latency_ms")?,
+        outcome: row.text("outcome")?,
+        error: row.optional_text("error")?,
+        response_excerpt: row.optional_text("response_excerpt")?,
+    })
+}
+
+pub(crate) fn dead_letter_from_row(row: &impl StoredRow) -> Result<DeadLetter> {
+    Ok(DeadLetter {
+        sequence: unsigned(row, "sequence")?,
+        schema: schema(row)?,
+        body: row.text("body")?,
+        dead_letter_reason: row.text("dead_letter_reason")?,
+        delivery_attempts: small(row, "attempts")?,
+        last_delivery_outcome: row.optional_text("last_outcome")?,
+        last_http_status_code: optional_u16(row, "last_status")?,
+        publish_time: row.time("published_at")?,
+        last_delivery_attempt_time: row.optional_time("last_attempt_at")?,
+    })
+}
