@@ -54,6 +54,7 @@ mod delivery;
 mod error;
 mod etag;
 mod lifecycle;
+mod lifecycle_writes;
 mod model;
 mod postgres;
 mod rows;

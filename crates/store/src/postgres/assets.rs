@@ -2,15 +2,16 @@
 //! per-name counter row (an upsert, atomic under its row lock), so concurrent
 //! registrations on any node never share a version.
 
-use mlgrid_core::ml::{MlEvent, ModelDeployed, ModelRegistered};
 use sqlx::{PgConnection, PgPool};
 
 use super::db::{all, begin, commit, db, now, optional, to_i64};
 use super::events::{raise, workspace_topic};
-use super::runs::json;
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::lifecycle::*;
+use crate::lifecycle_writes::{
+    apply_model_change, check_deployable, check_deployment, model_deployed, model_registered, tags_json,
+};
 use crate::model::SourceId;
 use crate::rows::{dataset_from_row, deployment_from_row, model_from_row};
 
@@ -43,19 +44,14 @@ pub(super) async fn register_model(pool: &PgPool, workspace: SourceId, new: NewM
     .bind(version)
     .bind(&new.path)
     .bind(&new.description)
-    .bind(json(&new.tags))
-    .bind(json(&new.properties))
+    .bind(tags_json(&new.tags))
+    .bind(tags_json(&new.properties))
     .bind(created)
     .bind(&etag)
     .fetch_one(&mut *tx)
     .await)?;
     let model = model_from_row(&row)?;
-    let event = MlEvent::ModelRegistered(ModelRegistered {
-        model_name: model.name.clone(),
-        model_version: model.version,
-        model_tags: model.tags.clone(),
-        model_properties: model.properties.clone(),
-    });
+    let event = model_registered(&model);
     raise(&mut tx, workspace, &event, &etag).await?;
     commit(tx).await?;
     Ok(model)
@@ -110,23 +106,14 @@ pub(super) async fn change_model(
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("model `{name}:{version}`")))?;
     check_etag(&format!("model `{name}:{version}`"), &model.etag, if_match.as_deref())?;
-    if change.description.is_some() {
-        model.description = change.description;
-    }
-    apply_patch(&mut model.tags, &change.tags);
-    apply_patch(&mut model.properties, &change.properties);
-    if let Some(archived) = change.archived {
-        model.archived = archived;
-    }
-    model.etag = new_etag();
-    model.updated_at = now();
+    apply_model_change(&mut model, change, now());
     db(sqlx::query(
         "UPDATE models SET description = $1, tags = $2, properties = $3, archived = $4, updated_at = $5, etag = $6 \
          WHERE source_id = $7 AND name = $8 AND version = $9",
     )
     .bind(&model.description)
-    .bind(json(&model.tags))
-    .bind(json(&model.properties))
+    .bind(tags_json(&model.tags))
+    .bind(tags_json(&model.properties))
     .bind(model.archived)
     .bind(model.updated_at)
     .bind(&model.etag)
@@ -157,11 +144,7 @@ pub(super) async fn deploy(
 ) -> Result<(Deployment, bool)> {
     let mut tx = begin(pool).await?;
     workspace_topic(&mut tx, workspace).await?;
-    if new.models.is_empty() {
-        return Err(StoreError::Invalid(
-            "a deployment needs at least one model (NAME:VERSION)".to_owned(),
-        ));
-    }
+    check_deployment(&new)?;
     for model in &new.models {
         let archived: Option<bool> = db(sqlx::query_scalar(
             "SELECT archived FROM models WHERE source_id = $1 AND name = $2 AND version = $3 FOR SHARE",
@@ -171,19 +154,7 @@ pub(super) async fn deploy(
         .bind(to_i64(model.version))
         .fetch_optional(&mut *tx)
         .await)?;
-        match archived {
-            None => {
-                return Err(StoreError::Invalid(format!(
-                    "model `{model}` does not exist in this workspace; register it first or name an existing version"
-                )));
-            }
-            Some(true) => {
-                return Err(StoreError::Invalid(format!(
-                    "model `{model}` is archived; deploy another version or restore it"
-                )));
-            }
-            Some(false) => {}
-        }
+        check_deployable(model, archived)?;
     }
     let existing = lock_deployment(&mut tx, workspace, &new.name).await?;
     let what = format!("deployment `{}`", new.name);
@@ -202,20 +173,14 @@ pub(super) async fn deploy(
     .bind(&new.name)
     .bind(new.compute_type.as_str())
     .bind(&models)
-    .bind(json(&new.tags))
-    .bind(json(&new.properties))
+    .bind(tags_json(&new.tags))
+    .bind(tags_json(&new.properties))
     .bind(at)
     .bind(&etag)
     .fetch_one(&mut *tx)
     .await)?;
     let deployment = deployment_from_row(&row)?;
-    let event = MlEvent::ModelDeployed(ModelDeployed {
-        service_name: deployment.name.clone(),
-        service_compute_type: deployment.compute_type.as_str().to_owned(),
-        model_ids: models,
-        service_tags: deployment.tags.clone(),
-        service_properties: deployment.properties.clone(),
-    });
+    let event = model_deployed(&deployment, models);
     raise(&mut tx, workspace, &event, &etag).await?;
     commit(tx).await?;
     Ok((deployment, existing.is_none()))
@@ -269,7 +234,7 @@ pub(super) async fn register_dataset(pool: &PgPool, workspace: SourceId, new: Ne
     .bind(version)
     .bind(&new.path)
     .bind(&new.description)
-    .bind(json(&new.tags))
+    .bind(tags_json(&new.tags))
     .bind(now())
     .bind(new_etag())
     .fetch_one(&mut *tx)

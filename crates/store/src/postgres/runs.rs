@@ -2,9 +2,7 @@
 //! run's row, so concurrent changes from any node apply one after the other (and a
 //! completion raises its event once).
 
-use chrono::Utc;
-use mlgrid_core::lifecycle::{RunFacts, RunStatus, run_event};
-use mlgrid_core::ml::Tags;
+use mlgrid_core::lifecycle::RunStatus;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use super::db::{all, begin, commit, db, now, optional, unique};
@@ -12,12 +10,11 @@ use super::events::{raise, workspace_topic};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, new_etag};
 use crate::lifecycle::*;
+use crate::lifecycle_writes::{
+    apply_run_change, check_metrics, check_start, missing_parent, run_id, run_status_event, tags_json,
+};
 use crate::model::SourceId;
 use crate::rows::{RUN_SELECT, experiment_from_row, metric_from_row, run_from_row};
-
-pub(super) fn json(tags: &Tags) -> String {
-    serde_json::to_string(tags).expect("string maps serialise")
-}
 
 /// How a run is read inside a write: `FOR UPDATE` before changing it, `FOR SHARE`
 /// before relying on its status.
@@ -48,12 +45,7 @@ pub(super) async fn experiments(pool: &PgPool, workspace: SourceId) -> Result<Ve
 pub(super) async fn start(pool: &PgPool, workspace: SourceId, new: NewRun) -> Result<Run> {
     let mut tx = begin(pool).await?;
     workspace_topic(&mut tx, workspace).await?;
-    if new.status.is_terminal() {
-        return Err(StoreError::Invalid(format!(
-            "a run starts as NotStarted, Queued or Running, not {}",
-            new.status
-        )));
-    }
+    check_start(&new)?;
     if let Some(parent) = &new.parent_run_id {
         let exists: Option<i32> = db(
             sqlx::query_scalar("SELECT 1 FROM runs WHERE source_id = $1 AND run_id = $2")
@@ -63,9 +55,7 @@ pub(super) async fn start(pool: &PgPool, workspace: SourceId, new: NewRun) -> Re
                 .await,
         )?;
         if exists.is_none() {
-            return Err(StoreError::Invalid(format!(
-                "parent run `{parent}` does not exist in this workspace"
-            )));
+            return Err(missing_parent(parent));
         }
     }
     let created = now();
@@ -87,15 +77,7 @@ pub(super) async fn start(pool: &PgPool, workspace: SourceId, new: NewRun) -> Re
     .bind(&new.experiment_name)
     .fetch_one(&mut *tx)
     .await)?;
-    let run_id = new.run_id.clone().unwrap_or_else(|| {
-        let random = uuid::Uuid::new_v4().simple().to_string();
-        format!(
-            "{}_{}_{}",
-            new.experiment_name,
-            Utc::now().timestamp_millis(),
-            &random[..8]
-        )
-    });
+    let run_id = run_id(&new);
     let start_time = (new.status == RunStatus::Running).then_some(created);
     unique(
         sqlx::query(
@@ -108,8 +90,8 @@ pub(super) async fn start(pool: &PgPool, workspace: SourceId, new: NewRun) -> Re
         .bind(&new.parent_run_id)
         .bind(&new.run_type)
         .bind(new.status.as_str())
-        .bind(json(&new.tags))
-        .bind(json(&new.properties))
+        .bind(tags_json(&new.tags))
+        .bind(tags_json(&new.properties))
         .bind(created)
         .bind(start_time)
         .bind(new_etag())
@@ -148,33 +130,14 @@ pub(super) async fn change(
     let mut tx = begin(pool).await?;
     let mut run = load_run(&mut tx, workspace, run_id, Lock::Update).await?;
     check_etag(&format!("run `{run_id}`"), &run.etag, if_match.as_deref())?;
-    let new_status = change.status.filter(|to| *to != run.status || run.status.is_terminal());
-    if let Some(to) = new_status {
-        run.status
-            .check_transition(to)
-            .map_err(|e| StoreError::Conflict(format!("run `{run_id}`: {e}")))?;
-        let at = now();
-        if to == RunStatus::Running && run.start_time.is_none() {
-            run.start_time = Some(at);
-        }
-        if to.is_terminal() {
-            run.end_time = Some(at);
-        }
-        run.status = to;
-    }
-    if change.error.is_some() {
-        run.error = change.error;
-    }
-    apply_patch(&mut run.tags, &change.tags);
-    apply_patch(&mut run.properties, &change.properties);
-    run.etag = new_etag();
+    let new_status = apply_run_change(&mut run, change, now())?;
     db(sqlx::query(
         "UPDATE runs SET status = $1, tags = $2, properties = $3, error = $4, start_time = $5, end_time = $6, \
          etag = $7 WHERE source_id = $8 AND run_id = $9",
     )
     .bind(run.status.as_str())
-    .bind(json(&run.tags))
-    .bind(json(&run.properties))
+    .bind(tags_json(&run.tags))
+    .bind(tags_json(&run.properties))
     .bind(&run.error)
     .bind(run.start_time)
     .bind(run.end_time)
@@ -183,18 +146,8 @@ pub(super) async fn change(
     .bind(run_id)
     .execute(&mut *tx)
     .await)?;
-    if let Some(to) = new_status {
-        let facts = RunFacts {
-            experiment_id: run.experiment_id.clone(),
-            experiment_name: run.experiment_name.clone(),
-            run_id: run.run_id.clone(),
-            run_type: run.run_type.clone(),
-            tags: run.tags.clone(),
-            properties: run.properties.clone(),
-        };
-        if let Some(event) = run_event(&facts, to) {
-            raise(&mut tx, workspace, &event, &run.etag).await?;
-        }
+    if let Some(event) = new_status.and_then(|to| run_status_event(&run, to)) {
+        raise(&mut tx, workspace, &event, &run.etag).await?;
     }
     commit(tx).await?;
     Ok(run)
@@ -210,12 +163,7 @@ pub(super) async fn log_metrics(
 ) -> Result<()> {
     let mut tx = begin(pool).await?;
     let run = load_run(&mut tx, workspace, run_id, Lock::Share).await?;
-    if run.status.is_terminal() {
-        return Err(StoreError::Conflict(format!(
-            "run `{run_id}` is {}; metrics can be logged only before a run ends",
-            run.status
-        )));
-    }
+    check_metrics(&run)?;
     let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
     let values: Vec<f64> = metrics.iter().map(|m| m.value).collect();
     let steps: Vec<i64> = metrics.iter().map(|m| m.step as i64).collect();

@@ -2,8 +2,7 @@
 //! and the event it raises commit together or not at all.
 
 use chrono::Utc;
-use mlgrid_core::lifecycle::{RunFacts, RunStatus, run_event};
-use mlgrid_core::ml::{MlEvent, ModelDeployed, ModelRegistered, Tags};
+use mlgrid_core::lifecycle::RunStatus;
 use mlgrid_core::time::format_event_time;
 use sqlx::SqliteConnection;
 
@@ -12,15 +11,15 @@ use super::events::{raise, workspace_topic};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::lifecycle::*;
+use crate::lifecycle_writes::{
+    apply_model_change, apply_run_change, check_deployable, check_deployment, check_metrics, check_start,
+    missing_parent, model_deployed, model_registered, run_id, run_status_event, tags_json,
+};
 use crate::model::SourceId;
 use crate::rows::{RUN_SELECT, dataset_from_row, deployment_from_row, model_from_row, run_from_row};
 
 fn now() -> String {
     format_event_time(Utc::now())
-}
-
-fn json(tags: &Tags) -> String {
-    serde_json::to_string(tags).expect("string maps serialise")
 }
 
 async fn load_run(conn: &mut SqliteConnection, workspace: SourceId, run_id: &str) -> Result<Run> {
@@ -52,12 +51,7 @@ async fn next_version(conn: &mut SqliteConnection, workspace: SourceId, kind: &s
 
 pub(super) async fn start_run(conn: &mut SqliteConnection, workspace: SourceId, new: NewRun) -> Result<Run> {
     workspace_topic(conn, workspace).await?;
-    if new.status.is_terminal() {
-        return Err(StoreError::Invalid(format!(
-            "a run starts as NotStarted, Queued or Running, not {}",
-            new.status
-        )));
-    }
+    check_start(&new)?;
     if let Some(parent) = &new.parent_run_id {
         let exists: Option<i64> = db(
             sqlx::query_scalar("SELECT 1 FROM runs WHERE source_id = ? AND run_id = ?")
@@ -67,9 +61,7 @@ pub(super) async fn start_run(conn: &mut SqliteConnection, workspace: SourceId, 
                 .await,
         )?;
         if exists.is_none() {
-            return Err(StoreError::Invalid(format!(
-                "parent run `{parent}` does not exist in this workspace"
-            )));
+            return Err(missing_parent(parent));
         }
     }
     let created = now();
@@ -87,15 +79,7 @@ pub(super) async fn start_run(conn: &mut SqliteConnection, workspace: SourceId, 
             .fetch_one(&mut *conn)
             .await,
     )?;
-    let run_id = new.run_id.clone().unwrap_or_else(|| {
-        let random = uuid::Uuid::new_v4().simple().to_string();
-        format!(
-            "{}_{}_{}",
-            new.experiment_name,
-            Utc::now().timestamp_millis(),
-            &random[..8]
-        )
-    });
+    let run_id = run_id(&new);
     let start_time = (new.status == RunStatus::Running).then(|| created.clone());
     let etag = new_etag();
     db(sqlx::query(
@@ -108,8 +92,8 @@ pub(super) async fn start_run(conn: &mut SqliteConnection, workspace: SourceId, 
     .bind(&new.parent_run_id)
     .bind(&new.run_type)
     .bind(new.status.as_str())
-    .bind(json(&new.tags))
-    .bind(json(&new.properties))
+    .bind(tags_json(&new.tags))
+    .bind(tags_json(&new.properties))
     .bind(&created)
     .bind(&start_time)
     .bind(&etag)
@@ -133,30 +117,11 @@ pub(super) async fn change_run(
 ) -> Result<Run> {
     let mut run = load_run(conn, workspace, run_id).await?;
     check_etag(&format!("run `{run_id}`"), &run.etag, if_match.as_deref())?;
-    let new_status = change.status.filter(|to| *to != run.status || run.status.is_terminal());
-    if let Some(to) = new_status {
-        run.status
-            .check_transition(to)
-            .map_err(|e| StoreError::Conflict(format!("run `{run_id}`: {e}")))?;
-        let at = Utc::now();
-        if to == RunStatus::Running && run.start_time.is_none() {
-            run.start_time = Some(at);
-        }
-        if to.is_terminal() {
-            run.end_time = Some(at);
-        }
-        run.status = to;
-    }
-    if change.error.is_some() {
-        run.error = change.error;
-    }
-    apply_patch(&mut run.tags, &change.tags);
-    apply_patch(&mut run.properties, &change.properties);
-    run.etag = new_etag();
+    let new_status = apply_run_change(&mut run, change, Utc::now())?;
     db(sqlx::query("UPDATE runs SET status = ?, tags = ?, properties = ?, error = ?, start_time = ?, end_time = ?, etag = ? WHERE source_id = ? AND run_id = ?")
         .bind(run.status.as_str())
-        .bind(json(&run.tags))
-        .bind(json(&run.properties))
+        .bind(tags_json(&run.tags))
+        .bind(tags_json(&run.properties))
         .bind(&run.error)
         .bind(run.start_time.map(format_event_time))
         .bind(run.end_time.map(format_event_time))
@@ -165,18 +130,8 @@ pub(super) async fn change_run(
         .bind(run_id)
         .execute(&mut *conn)
         .await)?;
-    if let Some(to) = new_status {
-        let facts = RunFacts {
-            experiment_id: run.experiment_id.clone(),
-            experiment_name: run.experiment_name.clone(),
-            run_id: run.run_id.clone(),
-            run_type: run.run_type.clone(),
-            tags: run.tags.clone(),
-            properties: run.properties.clone(),
-        };
-        if let Some(event) = run_event(&facts, to) {
-            raise(conn, workspace, &event, &run.etag).await?;
-        }
+    if let Some(event) = new_status.and_then(|to| run_status_event(&run, to)) {
+        raise(conn, workspace, &event, &run.etag).await?;
     }
     Ok(run)
 }
@@ -188,12 +143,7 @@ pub(super) async fn log_metrics(
     metrics: Vec<NewMetric>,
 ) -> Result<()> {
     let run = load_run(conn, workspace, run_id).await?;
-    if run.status.is_terminal() {
-        return Err(StoreError::Conflict(format!(
-            "run `{run_id}` is {}; metrics can be logged only before a run ends",
-            run.status
-        )));
-    }
+    check_metrics(&run)?;
     let logged = now();
     for metric in metrics {
         db(sqlx::query(
@@ -225,20 +175,15 @@ pub(super) async fn register_model(conn: &mut SqliteConnection, workspace: Sourc
     .bind(version)
     .bind(&new.path)
     .bind(&new.description)
-    .bind(json(&new.tags))
-    .bind(json(&new.properties))
+    .bind(tags_json(&new.tags))
+    .bind(tags_json(&new.properties))
     .bind(&created)
     .bind(&created)
     .bind(&etag)
     .fetch_one(&mut *conn)
     .await)?;
     let model = model_from_row(&row)?;
-    let event = MlEvent::ModelRegistered(ModelRegistered {
-        model_name: model.name.clone(),
-        model_version: model.version,
-        model_tags: model.tags.clone(),
-        model_properties: model.properties.clone(),
-    });
+    let event = model_registered(&model);
     raise(conn, workspace, &event, &etag).await?;
     Ok(model)
 }
@@ -268,20 +213,11 @@ pub(super) async fn change_model(
 ) -> Result<Model> {
     let mut model = load_model(conn, workspace, name, version).await?;
     check_etag(&format!("model `{name}:{version}`"), &model.etag, if_match.as_deref())?;
-    if change.description.is_some() {
-        model.description = change.description;
-    }
-    apply_patch(&mut model.tags, &change.tags);
-    apply_patch(&mut model.properties, &change.properties);
-    if let Some(archived) = change.archived {
-        model.archived = archived;
-    }
-    model.etag = new_etag();
-    model.updated_at = Utc::now();
+    apply_model_change(&mut model, change, Utc::now());
     db(sqlx::query("UPDATE models SET description = ?, tags = ?, properties = ?, archived = ?, updated_at = ?, etag = ? WHERE source_id = ? AND name = ? AND version = ?")
         .bind(&model.description)
-        .bind(json(&model.tags))
-        .bind(json(&model.properties))
+        .bind(tags_json(&model.tags))
+        .bind(tags_json(&model.properties))
         .bind(model.archived)
         .bind(format_event_time(model.updated_at))
         .bind(&model.etag)
@@ -311,11 +247,7 @@ pub(super) async fn deploy(
     if_match: Option<String>,
 ) -> Result<(Deployment, bool)> {
     workspace_topic(conn, workspace).await?;
-    if new.models.is_empty() {
-        return Err(StoreError::Invalid(
-            "a deployment needs at least one model (NAME:VERSION)".to_owned(),
-        ));
-    }
+    check_deployment(&new)?;
     for model in &new.models {
         let archived: Option<bool> = db(sqlx::query_scalar(
             "SELECT archived FROM models WHERE source_id = ? AND name = ? AND version = ?",
@@ -325,19 +257,7 @@ pub(super) async fn deploy(
         .bind(model.version as i64)
         .fetch_optional(&mut *conn)
         .await)?;
-        match archived {
-            None => {
-                return Err(StoreError::Invalid(format!(
-                    "model `{model}` does not exist in this workspace; register it first or name an existing version"
-                )));
-            }
-            Some(true) => {
-                return Err(StoreError::Invalid(format!(
-                    "model `{model}` is archived; deploy another version or restore it"
-                )));
-            }
-            Some(false) => {}
-        }
+        check_deployable(model, archived)?;
     }
     let existing = load_deployment(conn, workspace, &new.name).await?;
     let what = format!("deployment `{}`", new.name);
@@ -356,21 +276,15 @@ pub(super) async fn deploy(
     .bind(&new.name)
     .bind(new.compute_type.as_str())
     .bind(&models)
-    .bind(json(&new.tags))
-    .bind(json(&new.properties))
+    .bind(tags_json(&new.tags))
+    .bind(tags_json(&new.properties))
     .bind(&at)
     .bind(&at)
     .bind(&etag)
     .fetch_one(&mut *conn)
     .await)?;
     let deployment = deployment_from_row(&row)?;
-    let event = MlEvent::ModelDeployed(ModelDeployed {
-        service_name: deployment.name.clone(),
-        service_compute_type: deployment.compute_type.as_str().to_owned(),
-        model_ids: models,
-        service_tags: deployment.tags.clone(),
-        service_properties: deployment.properties.clone(),
-    });
+    let event = model_deployed(&deployment, models);
     raise(conn, workspace, &event, &etag).await?;
     Ok((deployment, existing.is_none()))
 }
@@ -408,7 +322,7 @@ pub(super) async fn register_dataset(
     .bind(version)
     .bind(&new.path)
     .bind(&new.description)
-    .bind(json(&new.tags))
+    .bind(tags_json(&new.tags))
     .bind(now())
     .bind(new_etag())
     .fetch_one(&mut *conn)
