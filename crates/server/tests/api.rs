@@ -6,7 +6,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use mlgrid_server::bootstrap::bootstrap_owner;
+use mlgrid_server::bootstrap::{bootstrap_owner, check_secret};
 use mlgrid_server::keys::ServerSecret;
 use mlgrid_server::{AppState, ServerConfig, app};
 use mlgrid_store::{SqliteStore, Store};
@@ -115,6 +115,21 @@ fn error_of(reply: &Reply) -> (&str, &str) {
 }
 
 #[tokio::test]
+async fn a_node_with_another_secret_is_refused() {
+    let s = server().await;
+    let (first, other) = (ServerSecret::generate(), ServerSecret::generate());
+    check_secret(&*s.store, &first)
+        .await
+        .expect("the first node records its secret");
+    check_secret(&*s.store, &first).await.expect("the same secret again");
+    let refused = check_secret(&*s.store, &other).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("another server secret") && refused.contains("MLGRID_SECRET"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
 async fn health_and_openapi_need_no_key() {
     let s = server().await;
     let health = s.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
@@ -122,6 +137,7 @@ async fn health_and_openapi_need_no_key() {
         (health.status, health.body["status"].as_str()),
         (StatusCode::OK, Some("ok"))
     );
+    assert_eq!(health.body["node"], "mlgrid", "the default node id");
     let doc = s.send(Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
     assert_eq!(doc.status, StatusCode::OK);
     for path in [

@@ -74,6 +74,12 @@ pub struct PostgresStore {
 }
 
 fn options(url: &str) -> Result<PgConnectOptions> {
+    // The driver takes any scheme as PostgreSQL's; a `mysql://` URL is a mistake to name.
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError::Invalid(
+            "the database URL must start with postgres:// or postgresql://".to_owned(),
+        ));
+    }
     url.parse()
         .map_err(|e| StoreError::Invalid(format!("the database URL is not a PostgreSQL URL: {e}")))
 }
