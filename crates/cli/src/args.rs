@@ -46,8 +46,10 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (embedded store in --data-dir).
+    /// Run a node: the embedded store in --data-dir, or PostgreSQL with --database-url.
     Serve(ServeArgs),
+    /// Create or update the PostgreSQL schema (`serve` also does it at start).
+    Migrate(MigrateArgs),
     /// Manage Azure ML workspaces.
     #[command(subcommand)]
     Workspace(SourceCommand),
@@ -91,6 +93,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "MLGRID_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// PostgreSQL shared by the nodes of a cluster (postgres://user:password@host:port/database,
+    /// `?sslmode=require` for TLS) instead of the embedded store in --data-dir.
+    #[arg(long, env = "MLGRID_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// This node's name in logs, /healthz and /metrics [default: HOSTNAME:PORT].
+    #[arg(long, env = "MLGRID_NODE_ID")]
+    pub node_id: Option<String>,
     /// Base URL clients use to reach this server (shown as topic endpoints); defaults to
     /// the Host of each request.
     #[arg(long, env = "MLGRID_PUBLIC_URL")]
@@ -110,6 +119,17 @@ pub struct ServeArgs {
     /// Multiply the retry schedule (10 s, 30 s, 1 min, ...) by this; tests use 0.001.
     #[arg(long, default_value_t = 1.0, hide = true)]
     pub retry_time_scale: f64,
+    /// How long a claimed delivery is reserved for this node: when the node dies, other
+    /// nodes retry its deliveries after this. Tests shorten it.
+    #[arg(long, default_value_t = 90, hide = true)]
+    pub delivery_lease_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database (postgres://user:password@host:port/database).
+    #[arg(long, env = "MLGRID_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

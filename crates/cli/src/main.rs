@@ -14,7 +14,10 @@ use args::{BenchCommand, Cli, Command, LogFormat};
 use client::Client;
 
 fn init_logging(default_level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // PostgreSQL's notices ("relation ... already exists, skipping" at every start) are
+    // not news.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},sqlx::postgres::notice=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -30,6 +33,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_logging("info", args.log_format);
             return commands::serve::run(args, &cli.global.data_dir).await;
+        }
+        Command::Migrate(args) => {
+            init_logging("warn", LogFormat::Text);
+            return commands::migrate::run(args).await;
         }
         Command::Bench(BenchCommand::Publish(args)) => {
             init_logging("warn", LogFormat::Text);

@@ -89,6 +89,21 @@ pub fn load_or_create_secret(dir: &Path, from_env: Option<&str>) -> Result<Serve
     Ok(secret)
 }
 
+/// Refuses a server secret other than the one the database was set up with (the first
+/// node to start records its fingerprint): topic keys and webhook signing secrets are
+/// derived from it, so a node with another secret would hand out keys that do not work
+/// and sign webhooks that do not verify.
+pub async fn check_secret(store: &dyn Store, secret: &ServerSecret) -> Result<(), BootstrapError> {
+    if store.secret_fingerprint(&secret.fingerprint()).await? == secret.fingerprint() {
+        return Ok(());
+    }
+    Err(BootstrapError::Invalid(format!(
+        "this database was set up with another server secret. Every node sharing a database must use \
+         the same secret: set MLGRID_SECRET to the same value on every node, or copy {SECRET_FILE} from the \
+         first node's data directory"
+    )))
+}
+
 /// What [`bootstrap_owner`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Bootstrap {

@@ -124,6 +124,13 @@ impl ServerSecret {
         token.as_bytes().ct_eq(expected.as_bytes()).into()
     }
 
+    /// A fingerprint of the secret that reveals nothing of it: the HMAC of a constant.
+    /// Nodes sharing a database compare fingerprints to find out that they share the
+    /// secret.
+    pub fn fingerprint(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(b"mlgrid secret fingerprint v1", ""))
+    }
+
     fn derive(&self, salt: &str) -> String {
         STANDARD.encode(self.mac(b"mlgrid topic key v1:", salt))
     }
@@ -188,5 +195,14 @@ mod tests {
         assert_eq!(again.0, secret.0);
         assert!(ServerSecret::decode("c2hvcnQ=").is_none());
         assert_eq!(format!("{secret:?}"), "ServerSecret(..)");
+    }
+
+    #[test]
+    fn fingerprints_tell_secrets_apart() {
+        let secret = ServerSecret::generate();
+        let again = ServerSecret::decode(&secret.encode()).unwrap();
+        assert_eq!(secret.fingerprint(), again.fingerprint());
+        assert_ne!(secret.fingerprint(), ServerSecret::generate().fingerprint());
+        assert!(!secret.fingerprint().contains(&secret.encode()));
     }
 }

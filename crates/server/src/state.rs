@@ -17,6 +17,9 @@ use crate::keys::ServerSecret;
 /// Settings of a running server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// This node's name among the nodes sharing a database, shown by `/healthz` and
+    /// `/metrics`.
+    pub node_id: String,
     /// Base URL under which clients reach this server, for the `endpoint` of topics;
     /// when unset, the request's `Host` header is used.
     pub public_url: Option<String>,
@@ -42,6 +45,7 @@ impl ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
+            node_id: "mlgrid".to_owned(),
             public_url: None,
             max_request_bytes: 1024 * 1024,
             publish_limits: PublishLimits::default(),

@@ -6,6 +6,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{ADMIN_KEY, Reply, TestApi};
 use mlgrid_server::ServerConfig;
+use mlgrid_server::bootstrap::check_secret;
+use mlgrid_server::keys::ServerSecret;
 use serde_json::{Value, json};
 
 fn eg_event(i: usize) -> Value {
@@ -21,6 +23,21 @@ fn error_of(reply: &Reply) -> (&str, &str) {
 }
 
 #[tokio::test]
+async fn a_node_with_another_secret_is_refused() {
+    let s = TestApi::new().await;
+    let (first, other) = (ServerSecret::generate(), ServerSecret::generate());
+    check_secret(&*s.store, &first)
+        .await
+        .expect("the first node records its secret");
+    check_secret(&*s.store, &first).await.expect("the same secret again");
+    let refused = check_secret(&*s.store, &other).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("another server secret") && refused.contains("MLGRID_SECRET"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
 async fn health_and_openapi_need_no_key() {
     let s = TestApi::new().await;
     let health = s.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
@@ -28,6 +45,7 @@ async fn health_and_openapi_need_no_key() {
         (health.status, health.body["status"].as_str()),
         (StatusCode::OK, Some("ok"))
     );
+    assert_eq!(health.body["node"], "mlgrid", "the default node id");
     let doc = s.send(Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
     assert_eq!(doc.status, StatusCode::OK);
     for path in [

@@ -70,9 +70,12 @@ pub use delivery::*;
 pub use error::{Result, StoreError};
 pub use lifecycle::*;
 pub use model::*;
-pub use postgres::PostgresStore;
+pub use postgres::{Migrated, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use subscriptions::*;
+
+/// Name of the setting holding the server secret's fingerprint.
+const SECRET_FINGERPRINT: &str = "secret_fingerprint";
 
 /// Largest page of events one read returns.
 pub const MAX_READ_LIMIT: u32 = 10_000;
@@ -356,6 +359,11 @@ pub trait Store: Send + Sync + 'static {
     /// not end a token (it takes another holder to), and a check cannot stop a takeover
     /// that follows it: keep leases long compared to the work done between checks.
     async fn lease_is_current(&self, name: &str, token: u64) -> Result<bool>;
+
+    /// The fingerprint of the server secret this database was set up with: the one
+    /// recorded, or `ours`, recorded now if none was (the first node to start decides).
+    /// Nodes sharing a database must share the secret; each compares at start-up.
+    async fn secret_fingerprint(&self, ours: &str) -> Result<String>;
 
     /// A counter that changes after every commit that appended events: wait on it to
     /// follow logs without polling.

@@ -101,8 +101,12 @@ suite::backend_tests!(open);
 #[tokio::test]
 async fn migrating_twice_changes_nothing() {
     let schema = Schema::create().await;
-    PostgresStore::migrate(&schema.url("a")).await.unwrap();
-    PostgresStore::migrate(&schema.url("a")).await.unwrap();
+    let first = PostgresStore::migrate(&schema.url("a")).await.unwrap();
+    assert_eq!(first.applied.first().map(|m| m.0), Some(1), "{first:?}");
+    assert_eq!(first.applied.last().map(|m| m.0), Some(first.version));
+    let second = PostgresStore::migrate(&schema.url("a")).await.unwrap();
+    assert_eq!(second.applied, vec![], "nothing left to apply");
+    assert_eq!(second.version, first.version);
     let store = schema.node("a").await;
     assert!(!store.has_principals().await.unwrap());
     store.close().await;
@@ -275,6 +279,19 @@ async fn one_lease_holder_among_nodes() {
     let token = a.or(b).unwrap();
     assert!(nodes[0].lease_is_current("retention", token).await.unwrap());
     assert!(nodes[1].lease_is_current("retention", token).await.unwrap());
+}
+
+#[tokio::test]
+async fn nodes_starting_together_agree_on_one_secret_fingerprint() {
+    let schema = Schema::create().await;
+    let nodes = [schema.node("a").await, schema.node("b").await];
+    let (a, b) = tokio::join!(
+        nodes[0].secret_fingerprint("secret-a"),
+        nodes[1].secret_fingerprint("secret-b")
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "both see the first node's fingerprint");
+    assert!(a == "secret-a" || a == "secret-b");
 }
 
 /// Waits for the counter to change, at most a few seconds.

@@ -15,7 +15,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::local_server::LocalServer;
+use super::local_server::{ClusterArgs, LocalCluster};
 use super::stats::{Latencies, round3};
 use crate::args::Global;
 use crate::client::Client;
@@ -45,6 +45,8 @@ pub struct DeliverArgs {
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 fn micros_now() -> u64 {
@@ -112,18 +114,26 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
 
     let local = match &global.server {
         Some(_) => None,
-        None => Some(LocalServer::start_with(&["--allow-loopback-webhooks"]).await?),
+        None => Some(LocalCluster::start(&args.cluster, &["--allow-loopback-webhooks"]).await?),
     };
     let client = match &local {
-        Some(server) => Client::with_key(&server.url, &server.api_key),
+        Some(cluster) => Client::with_key(&cluster.urls()[0], &cluster.api_key),
         None => Client::new(global)?,
     };
     let topic_name = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let topic = client.post("/v1/topics", &json!({"name": topic_name})).await?;
-    let endpoint = format!(
-        "{}?api-version=2018-01-01",
-        topic["endpoint"].as_str().context("the topic has no endpoint")?
-    );
+    // Requests go to the nodes in turn; deliveries come from whichever node claims them.
+    let endpoints: Arc<Vec<String>> = Arc::new(match &local {
+        Some(cluster) => cluster
+            .urls()
+            .iter()
+            .map(|url| format!("{url}/topics/{topic_name}/api/events?api-version=2018-01-01"))
+            .collect(),
+        None => vec![format!(
+            "{}?api-version=2018-01-01",
+            topic["endpoint"].as_str().context("the topic has no endpoint")?
+        )],
+    });
     let key = client
         .post(&format!("/v1/topics/{topic_name}/listKeys"), &json!({}))
         .await?["key1"]
@@ -152,7 +162,7 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut publishers = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency {
-        let (http, next, endpoint, key) = (http.clone(), next.clone(), endpoint.clone(), key.clone());
+        let (http, next, endpoints, key) = (http.clone(), next.clone(), endpoints.clone(), key.clone());
         let (batch, total) = (args.batch, args.events);
         publishers.spawn(async move {
             loop {
@@ -170,7 +180,8 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
                                "eventTime": "2026-11-26T16:00:00Z", "dataVersion": "1.0", "data": {"n": n, "sentAtMicros": micros_now()}})
                     })
                     .collect();
-                let response = http.post(&endpoint).header("aeg-sas-key", &key).json(&events).send().await?;
+                let endpoint = &endpoints[index as usize % endpoints.len()];
+                let response = http.post(endpoint).header("aeg-sas-key", &key).json(&events).send().await?;
                 if !response.status().is_success() {
                     bail!("publishing failed: {} {}", response.status(), response.text().await.unwrap_or_default());
                 }
@@ -204,10 +215,10 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
             .map(|us| Duration::from_micros(*us))
             .collect(),
     );
-    let rss_mb = local.as_ref().and_then(LocalServer::peak_rss_mb);
+    let rss_mb = local.as_ref().and_then(LocalCluster::peak_rss_mb);
     let result = json!({
         "bench": "deliver",
-        "server": local.as_ref().map_or_else(|| global.server.clone().unwrap_or_default(), |_| "local, embedded store".to_owned()),
+        "server": local.as_ref().map_or_else(|| global.server.clone().unwrap_or_default(), |c| c.description().to_owned()),
         "destination": args.destination,
         "events": args.events,
         "subscriptions": args.subscriptions,
@@ -224,8 +235,8 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
         "max_ms": latencies.percentile_ms(100.0),
         "rss_mb": rss_mb,
     });
-    if let Some(server) = local {
-        server.stop().await?;
+    if let Some(cluster) = local {
+        cluster.stop().await?;
     }
     println!("{result}");
     if delivered < expected {

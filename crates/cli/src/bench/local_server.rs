@@ -1,17 +1,31 @@
-//! A throw-away `mlgrid serve` for a benchmark: this same binary, on a free loopback
-//! port, with a temporary data directory and a known Owner key.
+//! Throw-away `mlgrid serve` nodes for a benchmark: this same binary, on free loopback
+//! ports, with temporary data directories and a known Owner key; on the embedded store,
+//! or on PostgreSQL in a schema of their own that is dropped afterwards.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use clap::Args;
+use sqlx::{Connection, Executor, PgConnection};
 use tokio::process::{Child, Command};
+
+/// Where a bench's own servers keep their data.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Run the servers on this PostgreSQL database (in a new schema, dropped afterwards)
+    /// instead of the embedded store.
+    #[arg(long, conflicts_with = "server")]
+    pub database_url: Option<String>,
+    /// Servers to start on the database; requests are spread across them round-robin.
+    #[arg(long, default_value_t = 1, requires = "database_url")]
+    pub nodes: usize,
+}
 
 pub struct LocalServer {
     child: Child,
     pub url: String,
-    pub api_key: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -21,21 +35,16 @@ fn free_loopback_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-impl LocalServer {
-    pub async fn start() -> anyhow::Result<LocalServer> {
-        LocalServer::start_with(&[]).await
-    }
+/// A random string of `n` hex digits.
+fn random_hex(n: usize) -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..n].to_owned()
+}
 
-    /// Starts the server with extra `serve` flags.
-    pub async fn start_with(flags: &[&str]) -> anyhow::Result<LocalServer> {
+impl LocalServer {
+    /// Starts `mlgrid serve` with extra flags and environment.
+    async fn start(flags: &[String], env: &[(&str, &str)]) -> anyhow::Result<LocalServer> {
         let dir = tempfile::tempdir().context("creating a temporary data directory")?;
         let port = free_loopback_port()?;
-        let url = format!("http://127.0.0.1:{port}");
-        let api_key = format!(
-            "bench-{}-{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
         let log = dir.path().join("server.log");
         let log_file = std::fs::File::create(&log)?;
         let child = Command::new(std::env::current_exe()?)
@@ -44,7 +53,7 @@ impl LocalServer {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(dir.path())
-            .env("MLGRID_BOOTSTRAP_KEY", &api_key)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -54,16 +63,11 @@ impl LocalServer {
             .context("starting `mlgrid serve`")?;
         let mut server = LocalServer {
             child,
-            url,
-            api_key,
+            url: format!("http://127.0.0.1:{port}"),
             log,
             _dir: dir,
         };
         server.wait_ready().await?;
-        eprintln!(
-            "bench: started a server at {} (data in a temporary directory)",
-            server.url
-        );
         Ok(server)
     }
 
@@ -91,7 +95,7 @@ impl LocalServer {
     }
 
     /// The server's peak resident memory so far, in MB.
-    pub fn peak_rss_mb(&self) -> Option<f64> {
+    fn peak_rss_mb(&self) -> Option<f64> {
         let pid = self.child.id()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let kb: f64 = status
@@ -106,7 +110,7 @@ impl LocalServer {
     }
 
     /// Stops the server with SIGTERM and waits for its graceful shutdown.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.child.id() {
             // SAFETY: kill(2) with a pid we spawned and have not reaped.
             unsafe {
@@ -127,4 +131,174 @@ impl LocalServer {
             Err(_) => bail!("the server did not shut down within 30 s of SIGTERM"),
         }
     }
+}
+
+/// A schema of its own in a PostgreSQL database, dropped with the guard (after the
+/// sessions of the nodes that used it are ended).
+struct ScratchSchema {
+    database_url: String,
+    name: String,
+}
+
+impl ScratchSchema {
+    async fn create(database_url: &str) -> anyhow::Result<ScratchSchema> {
+        let name = format!("mlgrid_bench_{}", random_hex(12));
+        let mut conn = PgConnection::connect(database_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("connecting to {}", crate::commands::migrate::shown(database_url)))?;
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .await
+            .with_context(|| format!("creating the schema {name} for the bench"))?;
+        conn.close().await?;
+        Ok(ScratchSchema {
+            database_url: database_url.to_owned(),
+            name,
+        })
+    }
+
+    /// The URL of a node working in this schema, known to PostgreSQL by the schema's name.
+    fn node_url(&self) -> String {
+        let separator = if self.database_url.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{separator}options%5Bsearch_path%5D={}&application_name={}",
+            self.database_url, self.name, self.name
+        )
+    }
+
+    async fn drop_schema(database_url: &str, name: &str) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(database_url).await?;
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(name)
+            .execute(&mut conn)
+            .await?;
+        conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE")))
+            .await?;
+        conn.close().await?;
+        Ok(())
+    }
+}
+
+impl Drop for ScratchSchema {
+    fn drop(&mut self) {
+        // Drop cannot await, and may run on the runtime's only free thread: a runtime of
+        // its own on a thread of its own.
+        let (url, name) = (self.database_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(ScratchSchema::drop_schema(&url, &name))
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => eprintln!("bench: dropped the schema {}", self.name),
+            Ok(Err(e)) => eprintln!("bench: could not drop the schema {}: {e:#}", self.name),
+            Err(_) => eprintln!("bench: could not drop the schema {}", self.name),
+        }
+    }
+}
+
+/// The servers a bench started: one on the embedded store, or N on one PostgreSQL
+/// database, sharing the server secret and the first Owner's key.
+pub struct LocalCluster {
+    servers: Vec<LocalServer>,
+    pub api_key: String,
+    description: String,
+    /// Declared after the servers: dropped after they are killed.
+    _schema: Option<ScratchSchema>,
+}
+
+impl LocalCluster {
+    /// Starts the servers with extra `serve` flags.
+    pub async fn start(args: &ClusterArgs, flags: &[&str]) -> anyhow::Result<LocalCluster> {
+        if args.nodes == 0 {
+            bail!("--nodes must be at least 1");
+        }
+        let api_key = format!("bench-{}-{}", random_hex(32), random_hex(32));
+        let secret = base64_secret();
+        let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let schema = match &args.database_url {
+            Some(url) => {
+                let schema = ScratchSchema::create(url).await?;
+                flags.extend(["--database-url".to_owned(), schema.node_url()]);
+                Some(schema)
+            }
+            None => None,
+        };
+        let env = [
+            ("MLGRID_BOOTSTRAP_KEY", api_key.as_str()),
+            ("MLGRID_SECRET", secret.as_str()),
+        ];
+        let mut servers = Vec::with_capacity(args.nodes);
+        for node in 0..args.nodes {
+            let mut node_flags = flags.clone();
+            node_flags.extend(["--node-id".to_owned(), format!("bench-{node}")]);
+            servers.push(LocalServer::start(&node_flags, &env).await?);
+        }
+        let description = match (&schema, args.nodes) {
+            (None, _) => "local, embedded store".to_owned(),
+            (Some(_), 1) => "local, PostgreSQL, 1 node".to_owned(),
+            (Some(_), n) => format!("local, PostgreSQL, {n} nodes"),
+        };
+        let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
+        match &schema {
+            Some(schema) => eprintln!(
+                "bench: started {description} at {} (schema {})",
+                urls.join(", "),
+                schema.name
+            ),
+            None => eprintln!(
+                "bench: started {description} at {} (data in a temporary directory)",
+                urls[0]
+            ),
+        }
+        Ok(LocalCluster {
+            servers,
+            api_key,
+            description,
+            _schema: schema,
+        })
+    }
+
+    /// The base URL of every node, the first being where the bench sets up.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.url.clone()).collect()
+    }
+
+    /// What the bench ran against, for its result line.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The highest peak resident memory of a node so far, in MB.
+    pub fn peak_rss_mb(&self) -> Option<f64> {
+        self.servers
+            .iter()
+            .filter_map(LocalServer::peak_rss_mb)
+            .max_by(f64::total_cmp)
+    }
+
+    /// Stops every node gracefully, then drops the schema they worked in.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for server in self.servers {
+            if let Err(e) = server.stop().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// A fresh server secret, as `MLGRID_SECRET` takes it.
+fn base64_secret() -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .copied()
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -11,7 +11,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::local_server::LocalServer;
+use super::local_server::{ClusterArgs, LocalCluster};
 use super::stats::{Latencies, round3};
 use crate::args::Global;
 use crate::client::Client;
@@ -33,6 +33,8 @@ pub struct PublishArgs {
     /// Events per second to offer; 0 sends as fast as the server takes them.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// One request body: a JSON array of `count` events of about `size` bytes each.
@@ -61,18 +63,26 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
     }
     let local = match &global.server {
         Some(_) => None,
-        None => Some(LocalServer::start().await?),
+        None => Some(LocalCluster::start(&args.cluster, &[]).await?),
     };
     let client = match &local {
-        Some(server) => Client::with_key(&server.url, &server.api_key),
+        Some(cluster) => Client::with_key(&cluster.urls()[0], &cluster.api_key),
         None => Client::new(global)?,
     };
     let topic_name = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let topic = client.post("/v1/topics", &json!({"name": topic_name})).await?;
-    let endpoint = format!(
-        "{}?api-version=2018-01-01",
-        topic["endpoint"].as_str().context("the topic has no endpoint")?
-    );
+    // Requests go to the nodes in turn.
+    let endpoints: Arc<Vec<String>> = Arc::new(match &local {
+        Some(cluster) => cluster
+            .urls()
+            .iter()
+            .map(|url| format!("{url}/topics/{topic_name}/api/events?api-version=2018-01-01"))
+            .collect(),
+        None => vec![format!(
+            "{}?api-version=2018-01-01",
+            topic["endpoint"].as_str().context("the topic has no endpoint")?
+        )],
+    });
     let keys = client
         .post(&format!("/v1/topics/{topic_name}/listKeys"), &json!({}))
         .await?;
@@ -124,7 +134,7 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
             published.clone(),
             first_error.clone(),
         );
-        let (endpoint, key) = (endpoint.clone(), key.clone());
+        let (endpoints, key) = (endpoints.clone(), key.clone());
         workers.spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
@@ -144,7 +154,7 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
                     None => Instant::now(),
                 };
                 let response = http
-                    .post(&endpoint)
+                    .post(&endpoints[index as usize % endpoints.len()])
                     .header("aeg-sas-key", &key)
                     .header("content-type", "application/json")
                     .body(body.clone())
@@ -184,13 +194,13 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
     let stored = client.get(&format!("/v1/topics/{topic_name}")).await?["lastSequence"]
         .as_u64()
         .unwrap_or(0);
-    let rss_mb = local.as_ref().and_then(LocalServer::peak_rss_mb);
+    let rss_mb = local.as_ref().and_then(LocalCluster::peak_rss_mb);
     let requests = all.len();
     let latencies = Latencies::new(all);
     let delivered = published.load(Ordering::Relaxed);
     let result = json!({
         "bench": "publish",
-        "server": local.as_ref().map_or_else(|| global.server.clone().unwrap_or_default(), |_| "local, embedded store".to_owned()),
+        "server": local.as_ref().map_or_else(|| global.server.clone().unwrap_or_default(), |c| c.description().to_owned()),
         "events": args.events,
         "batch": args.batch,
         "size": args.size,
@@ -206,8 +216,8 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
         "rss_mb": rss_mb,
         "stored_events": stored,
     });
-    if let Some(server) = local {
-        server.stop().await?;
+    if let Some(cluster) = local {
+        cluster.stop().await?;
     }
     println!("{result}");
     if let Some(message) = first_error.lock().await.take() {

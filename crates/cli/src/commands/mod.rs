@@ -3,6 +3,7 @@
 pub mod access;
 pub mod events;
 pub mod lifecycle;
+pub mod migrate;
 pub mod serve;
 pub mod sources;
 pub mod subscriptions;

@@ -1,6 +1,7 @@
 //! Liveness.
 
 use axum::Json;
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -13,14 +14,17 @@ pub struct Health {
     /// Always `ok` when the server answers.
     status: &'static str,
     version: &'static str,
+    /// The node that answered (`serve --node-id`).
+    node: String,
 }
 
 /// Whether the server is up. Needs no key.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
-async fn healthz() -> Json<Health> {
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
+        node: state.config.node_id.clone(),
     })
 }
 

@@ -11,13 +11,16 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The process's metrics: events published, routed, matched, delivered, failed and
-/// dead-lettered, delivery attempt latencies, and the backlog of each subscription
-/// (measured at the scrape). Needs no key.
+/// dead-lettered, delivery attempt latencies, the backlog of each subscription
+/// (measured at the scrape), and `mlgrid_node_info{node="..."} 1` naming the node.
+/// Needs no key.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(handle) = &state.metrics else {
         return Err(ApiError::NotFound("metrics are not recorded by this server".to_owned()));
     };
+    metrics::gauge!("mlgrid_node_info", "node" => state.config.node_id.clone(), "version" => env!("CARGO_PKG_VERSION"))
+        .set(1.0);
     let mut names = std::collections::HashMap::new();
     for kind in [SourceKind::Workspace, SourceKind::Topic] {
         names.extend(

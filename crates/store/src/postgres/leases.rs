@@ -1,11 +1,15 @@
-//! Leases with fencing tokens on PostgreSQL. Acquisition is one upsert: concurrent
-//! acquirers on any node queue on the lease's row (or its unique key, for a new lease)
-//! and each sees the winner's row, so exactly one of them gets the lease.
+//! What nodes coordinate through, on PostgreSQL: leases with fencing tokens, and the
+//! settings they must agree on.
+//!
+//! Acquiring a lease is one upsert: concurrent acquirers on any node queue on the
+//! lease's row (or its unique key, for a new lease) and each sees the winner's row, so
+//! exactly one of them gets the lease.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::db::{db, to_i64};
+use crate::SECRET_FINGERPRINT;
 use crate::error::Result;
 
 /// Takes the lease if it is free, expired or already `holder`'s; a change of holder
@@ -57,4 +61,21 @@ pub(super) async fn is_current(pool: &PgPool, name: &str, token: u64) -> Result<
     .fetch_optional(pool)
     .await)?;
     Ok(current.is_some())
+}
+
+/// The recorded fingerprint of the server secret, recording `ours` first if there is
+/// none. Two statements, not one: an insert that loses a race to a concurrent first
+/// insert does nothing, and only a statement started after that commit sees the winner.
+pub(super) async fn secret_fingerprint(pool: &PgPool, ours: &str) -> Result<String> {
+    db(
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(SECRET_FINGERPRINT)
+            .bind(ours)
+            .execute(pool)
+            .await,
+    )?;
+    db(sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+        .bind(SECRET_FINGERPRINT)
+        .fetch_one(pool)
+        .await)
 }

@@ -24,12 +24,13 @@ mod runs;
 mod sources;
 mod subscriptions;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mlgrid_core::resource::SourceKind;
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::sync::{Mutex, watch};
@@ -48,6 +49,19 @@ use db::db;
 /// starting together take turns (the migrator holds an advisory lock).
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The table where sqlx records applied migrations (its default).
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+/// What [`PostgresStore::migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// The migrations it applied (version and description), oldest first; empty when
+    /// the schema was up to date.
+    pub applied: Vec<(i64, String)>,
+    /// The schema's version now: the newest migration this build knows.
+    pub version: i64,
+}
+
 /// Connections a store's queries use at most; the listener holds one more.
 const MAX_CONNECTIONS: u32 = 10;
 
@@ -59,17 +73,48 @@ pub struct PostgresStore {
 }
 
 fn options(url: &str) -> Result<PgConnectOptions> {
+    // The driver takes any scheme as PostgreSQL's; a `mysql://` URL is a mistake to name.
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError::Invalid(
+            "the database URL must start with postgres:// or postgresql://".to_owned(),
+        ));
+    }
     url.parse()
         .map_err(|e| StoreError::Invalid(format!("the database URL is not a PostgreSQL URL: {e}")))
 }
 
 impl PostgresStore {
     /// Brings the schema of the database at `url` up to date, and does nothing else (for
-    /// deployments that migrate before starting nodes).
-    pub async fn migrate(url: &str) -> Result<()> {
+    /// deployments that migrate before starting nodes); says which migrations it applied.
+    pub async fn migrate(url: &str) -> Result<Migrated> {
         let mut conn = db(options(url)?.connect().await)?;
-        MIGRATOR.run(&mut conn).await.map_err(StoreError::backend)?;
-        db(conn.close().await)
+        // Under the migrator's lock (which `run_direct` takes again, nested), so that what
+        // was applied before is not changed by another node meanwhile.
+        let migrated = async {
+            conn.lock().await?;
+            conn.ensure_migrations_table(MIGRATIONS_TABLE).await?;
+            let before: HashSet<i64> = conn
+                .list_applied_migrations(MIGRATIONS_TABLE)
+                .await?
+                .into_iter()
+                .map(|m| m.version)
+                .collect();
+            MIGRATOR.run_direct(None, &mut conn, false).await?;
+            conn.unlock().await?;
+            Ok::<_, sqlx::migrate::MigrateError>(before)
+        }
+        .await
+        .map_err(StoreError::backend)
+        .map(|before| Migrated {
+            applied: MIGRATOR
+                .iter()
+                .filter(|m| !before.contains(&m.version))
+                .map(|m| (m.version, m.description.to_string()))
+                .collect(),
+            version: MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0),
+        });
+        db(conn.close().await)?;
+        migrated
     }
 
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`),
@@ -398,6 +443,10 @@ impl Store for PostgresStore {
 
     async fn lease_is_current(&self, name: &str, token: u64) -> Result<bool> {
         leases::is_current(&self.pool, name, token).await
+    }
+
+    async fn secret_fingerprint(&self, ours: &str) -> Result<String> {
+        leases::secret_fingerprint(&self.pool, ours).await
     }
 
     fn appended(&self) -> watch::Receiver<u64> {

@@ -1,5 +1,6 @@
-//! Leases with fencing tokens on SQLite. The writer serialises every acquisition, so
-//! the upsert below decides alone who holds a lease.
+//! Leases with fencing tokens on SQLite, and the settings a database is set up with.
+//! The writer serialises every acquisition, so the upsert below decides alone who holds
+//! a lease.
 
 use chrono::{DateTime, Utc};
 use mlgrid_core::time::format_event_time;
@@ -7,6 +8,7 @@ use sqlx::SqliteConnection;
 
 use super::db::db;
 use super::to_i64;
+use crate::SECRET_FINGERPRINT;
 use crate::error::Result;
 
 /// Takes the lease if it is free, expired or already `holder`'s; a change of holder
@@ -46,4 +48,20 @@ pub(super) async fn release(conn: &mut SqliteConnection, name: &str, holder: &st
             .await,
     )?;
     Ok(())
+}
+
+/// The recorded fingerprint of the server secret, recording `ours` first if there is
+/// none.
+pub(super) async fn secret_fingerprint(conn: &mut SqliteConnection, ours: &str) -> Result<String> {
+    db(
+        sqlx::query("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(SECRET_FINGERPRINT)
+            .bind(ours)
+            .execute(&mut *conn)
+            .await,
+    )?;
+    db(sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+        .bind(SECRET_FINGERPRINT)
+        .fetch_one(&mut *conn)
+        .await)
 }

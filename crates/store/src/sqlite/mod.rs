@@ -901,6 +901,15 @@ impl Store for SqliteStore {
         Ok(current.is_some())
     }
 
+    async fn secret_fingerprint(&self, ours: &str) -> Result<String> {
+        let ours = ours.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { leases::secret_fingerprint(conn, &ours).await })
+            })
+            .await
+    }
+
     fn appended(&self) -> watch::Receiver<u64> {
         self.appended.clone()
     }

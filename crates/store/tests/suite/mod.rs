@@ -1286,6 +1286,20 @@ pub async fn concurrent_acquirers_one_wins(store: Arc<dyn Store>) {
     assert!(store.lease_is_current("singleton", tokens[0]).await.unwrap());
 }
 
+pub async fn the_first_secret_fingerprint_is_kept(store: Arc<dyn Store>) {
+    assert_eq!(store.secret_fingerprint("first").await.unwrap(), "first");
+    assert_eq!(
+        store.secret_fingerprint("first").await.unwrap(),
+        "first",
+        "the same node again"
+    );
+    assert_eq!(
+        store.secret_fingerprint("other").await.unwrap(),
+        "first",
+        "a node with another secret is told the recorded one"
+    );
+}
+
 pub async fn handed_over_matches_are_created_claimed(store: Arc<dyn Store>) {
     let topic = store
         .create_source(&new_source(SourceKind::Topic, "handoff"), &keys())
@@ -1353,6 +1367,7 @@ macro_rules! backend_tests {
             unvalidated_subscriptions_hold_their_backlog_until_they_succeed,
             leases_fence_holders_with_growing_tokens,
             concurrent_acquirers_one_wins,
+            the_first_secret_fingerprint_is_kept,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
