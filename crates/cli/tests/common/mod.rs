@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod receiver;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -33,6 +35,12 @@ impl Server {
 
     /// Starts `mlgrid serve` on `dir` with extra flags.
     pub fn start_with(dir: &Path, flags: &[&str]) -> Server {
+        Server::start_with_env(dir, flags, &[])
+    }
+
+    /// Starts `mlgrid serve` on `dir` with extra flags and environment variables (the
+    /// server secret and bootstrap key are unset unless given).
+    pub fn start_with_env(dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let child = Command::new(BIN)
             .arg("serve")
@@ -41,6 +49,7 @@ impl Server {
             .env("MLGRID_DATA_DIR", dir)
             .env_remove("MLGRID_BOOTSTRAP_KEY")
             .env_remove("MLGRID_SECRET")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
