@@ -146,6 +146,49 @@ async fn appends_from_two_nodes_get_gap_free_sequences() {
     assert_eq!(ids.len(), total);
 }
 
+/// Appends that arrive together are written together; one that PostgreSQL refuses (text
+/// cannot hold a NUL character) fails alone.
+#[tokio::test]
+async fn a_refused_append_among_combined_ones_fails_alone() {
+    let schema = Schema::create().await;
+    let node = schema.node("a").await;
+    let topic = node
+        .create_source(&new_source(SourceKind::Topic, "combined"), &keys())
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..40usize {
+        let node = node.clone();
+        tasks.spawn(async move {
+            let mut events: Vec<NewEvent> = (0..10).map(|i| event(task * 100 + i)).collect();
+            if task % 10 == 3 {
+                events[5].body = "{\"bad\": \"\u{0}\"}".to_owned();
+            }
+            (task, node.append_events(topic.id, events).await)
+        });
+    }
+    let mut appended = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.unwrap() {
+            (task, Err(error)) => assert_eq!(task % 10, 3, "only the refused appends fail: {error}"),
+            (task, Ok(receipt)) => {
+                assert_ne!(task % 10, 3, "a NUL character was stored");
+                assert_eq!(receipt.last_sequence - receipt.first_sequence + 1, 10);
+                appended += 10;
+            }
+        }
+    }
+    assert_eq!(appended, 360);
+    let sequences: Vec<u64> = node
+        .read_events(topic.id, 0, MAX_READ_LIMIT)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(sequences, (1..=360).collect::<Vec<_>>(), "no gaps, no repeats");
+}
+
 #[tokio::test]
 async fn claims_from_two_nodes_never_overlap() {
     let schema = Schema::create().await;

@@ -22,10 +22,10 @@ use crate::rows::stored_event_from_row;
 pub(super) async fn insert_events(
     exec: impl PgExecutor<'_>,
     source: SourceId,
-    events: &[NewEvent],
+    events: &[&NewEvent],
 ) -> Result<AppendReceipt> {
     let count = events.len() as i64;
-    let column = |f: fn(&NewEvent) -> &str| events.iter().map(f).collect::<Vec<&str>>();
+    let column = |f: fn(&NewEvent) -> &str| events.iter().map(|e| f(e)).collect::<Vec<&str>>();
     let last: Option<i64> = db(sqlx::query_scalar(
         "WITH taken AS ( \
              UPDATE sources SET last_sequence = last_sequence + $2 WHERE id = $1 RETURNING last_sequence \
@@ -98,6 +98,6 @@ pub(super) async fn raise(conn: &mut PgConnection, workspace: SourceId, event: &
     .fetch_one(&mut *conn)
     .await)?;
     let stored = raised_event(event, &topic, sequence as u64, etag);
-    insert_events(&mut *conn, workspace, std::slice::from_ref(&stored)).await?;
+    insert_events(&mut *conn, workspace, &[&stored]).await?;
     Ok(())
 }

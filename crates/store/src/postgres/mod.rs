@@ -14,6 +14,7 @@
 //! `?options[search_path]=<schema>`.
 
 mod access;
+mod appends;
 mod assets;
 mod db;
 mod delivery;
@@ -68,6 +69,7 @@ const MAX_CONNECTIONS: u32 = 10;
 /// The shared store: several nodes on one PostgreSQL database (see the crate docs).
 pub struct PostgresStore {
     pool: PgPool,
+    appends: appends::Appends,
     appended: watch::Receiver<u64>,
     listener: Mutex<Option<JoinHandle<()>>>,
 }
@@ -128,6 +130,7 @@ impl PostgresStore {
         let (appended, listener) = listener::spawn(&pool).await?;
         Ok(Arc::new(PostgresStore {
             pool,
+            appends: appends::Appends::default(),
             appended,
             listener: Mutex::new(Some(listener)),
         }))
@@ -214,7 +217,7 @@ impl Store for PostgresStore {
     }
 
     async fn append_events(&self, source: SourceId, events: Vec<NewEvent>) -> Result<AppendReceipt> {
-        events::insert_events(&self.pool, source, &events).await
+        self.appends.append(&self.pool, source, events).await
     }
 
     async fn read_events(&self, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {

@@ -55,18 +55,26 @@ pub(super) async fn list(pool: &PgPool, kind: SourceKind) -> Result<Vec<Source>>
     all(pool, query, source_from_row).await
 }
 
-/// Deletes a source; its keys, roles, events, lifecycle and subscriptions go with it
-/// (`ON DELETE CASCADE`). An append waiting on the source's row then finds no source.
+/// Deletes a source; its keys, roles, lifecycle and subscriptions go with it (`ON DELETE
+/// CASCADE`), its events by a statement of the same transaction (they have no foreign key,
+/// see migration 0008). An append waiting on the source's row then finds no source.
 pub(super) async fn delete(pool: &PgPool, kind: SourceKind, name: &str) -> Result<()> {
-    let deleted = db(sqlx::query("DELETE FROM sources WHERE kind = $1 AND name = $2")
-        .bind(kind.as_str())
-        .bind(name)
-        .execute(pool)
-        .await)?;
-    if deleted.rows_affected() == 0 {
+    let mut tx = begin(pool).await?;
+    let id: Option<SourceId> = db(sqlx::query_scalar(
+        "DELETE FROM sources WHERE kind = $1 AND name = $2 RETURNING id",
+    )
+    .bind(kind.as_str())
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await)?;
+    let Some(id) = id else {
         return Err(StoreError::NotFound(format!("{kind} `{name}`")));
-    }
-    Ok(())
+    };
+    db(sqlx::query("DELETE FROM events WHERE source_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await)?;
+    commit(tx).await
 }
 
 pub(super) async fn topic_keys(pool: &PgPool, source: SourceId) -> Result<Vec<TopicKey>> {
