@@ -182,7 +182,10 @@ fn sigterm_during_publishing_loses_no_acknowledged_event() {
     // Stop it while the publishers are in full swing, however loaded the machine is.
     let started = std::time::Instant::now();
     while acknowledged.lock().unwrap().len() < 100 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the publishers do not get through");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the publishers do not get through"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(server.terminate(), "the server drains and exits cleanly");
