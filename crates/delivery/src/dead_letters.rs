@@ -35,6 +35,15 @@ pub enum ExportError {
     Datastore { datastore: String, error: String },
 }
 
+impl ExportError {
+    fn datastore(datastore: &str, error: impl std::fmt::Display) -> ExportError {
+        ExportError::Datastore {
+            datastore: datastore.to_owned(),
+            error: error.to_string(),
+        }
+    }
+}
+
 /// A dead letter as Event Grid writes it: the event with the dead-letter fields added.
 pub fn dead_letter_record(dead: &DeadLetter) -> Value {
     let mut record = match serde_json::from_str::<Value>(&dead.body) {
@@ -74,13 +83,10 @@ impl DeadLetterExporter {
         if let Some(store) = self.datastores.get(name) {
             return Ok(store.clone());
         }
-        let failed = |error: String| ExportError::Datastore {
-            datastore: name.to_owned(),
-            error,
-        };
         let folder = self.root.join(name);
-        std::fs::create_dir_all(&folder).map_err(|e| failed(format!("creating {}: {e}", folder.display())))?;
-        let store = Arc::new(LocalFileSystem::new_with_prefix(&folder).map_err(|e| failed(e.to_string()))?);
+        std::fs::create_dir_all(&folder)
+            .map_err(|e| ExportError::datastore(name, format!("creating {}: {e}", folder.display())))?;
+        let store = Arc::new(LocalFileSystem::new_with_prefix(&folder).map_err(|e| ExportError::datastore(name, e))?);
         self.datastores.insert(name.to_owned(), store.clone());
         Ok(store)
     }
@@ -132,17 +138,12 @@ impl DeadLetterExporter {
                 uuid::Uuid::new_v4()
             );
             let datastore = self.datastore(&destination.datastore_name)?;
-            let path = Path::parse(&file).map_err(|e| ExportError::Datastore {
-                datastore: destination.datastore_name.clone(),
-                error: e.to_string(),
-            })?;
+            let name = &destination.datastore_name;
+            let path = Path::parse(&file).map_err(|e| ExportError::datastore(name, e))?;
             datastore
                 .put(&path, PutPayload::from(body))
                 .await
-                .map_err(|e| ExportError::Datastore {
-                    datastore: destination.datastore_name.clone(),
-                    error: e.to_string(),
-                })?;
+                .map_err(|e| ExportError::datastore(name, e))?;
             let sequences: Vec<u64> = dead.iter().map(|d| d.sequence).collect();
             written += sequences.len();
             metrics::counter!("mlgrid_dead_letters_exported_total").increment(sequences.len() as u64);

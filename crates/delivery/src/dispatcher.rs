@@ -258,9 +258,21 @@ impl Dispatcher {
         Ok(count)
     }
 
-    /// Starts sending claimed deliveries, in batches; gives back what cannot be sent now.
+    /// Starts sending deliveries the fan-out handed over.
+    async fn start_handed(&mut self, handed: Vec<DueDelivery>, tasks: &mut JoinSet<()>) {
+        let started = match self.refresh().await {
+            Ok(()) => self.start(handed, tasks).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = started {
+            // Their leases run out and claims pick them up.
+            tracing::warn!(%error, "starting handed-over deliveries failed");
+        }
+    }
+
+    /// Starts sending claimed deliveries, in batches, with targets as of the last
+    /// refresh; gives back what cannot be sent now.
     async fn start(&mut self, claimed: Vec<DueDelivery>, tasks: &mut JoinSet<()>) -> Result<(), StoreError> {
-        self.refresh().await?;
         let now = Utc::now();
         let mut by_subscription: HashMap<SubscriptionId, Vec<DueDelivery>> = HashMap::new();
         for delivery in claimed {
@@ -318,10 +330,7 @@ impl Dispatcher {
             let mut started = 0;
             while let Ok(handed) = self.handed.try_recv() {
                 started += handed.len();
-                if let Err(error) = self.start(handed, &mut tasks).await {
-                    // Their leases run out and claims pick them up.
-                    tracing::warn!(%error, "starting handed-over deliveries failed");
-                }
+                self.start_handed(handed, &mut tasks).await;
             }
             started += match self.dispatch(&mut tasks).await {
                 Ok(claimed) => claimed,
@@ -336,13 +345,7 @@ impl Dispatcher {
                 // finishes, or a moment passes.
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    handed = self.handed.recv() => {
-                        if let Some(handed) = handed
-                            && let Err(error) = self.start(handed, &mut tasks).await
-                        {
-                            tracing::warn!(%error, "starting handed-over deliveries failed");
-                        }
-                    }
+                    Some(handed) = self.handed.recv() => self.start_handed(handed, &mut tasks).await,
                     _ = tasks.join_next(), if !tasks.is_empty() => {}
                     () = tokio::time::sleep(IDLE) => {}
                 }

@@ -82,6 +82,14 @@ pub async fn delete(state: &AppState, caller: &Caller, kind: SourceKind, name: &
 }
 
 /// The kind of source a `/v1/{collection}/...` path names.
+/// The path segment of a kind of source: `workspaces` or `topics`.
+pub fn collection(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Workspace => "workspaces",
+        SourceKind::Topic => "topics",
+    }
+}
+
 pub fn collection_kind(collection: &str) -> Result<SourceKind, ApiError> {
     match collection {
         "workspaces" => Ok(SourceKind::Workspace),

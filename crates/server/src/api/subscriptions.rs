@@ -56,7 +56,7 @@ pub struct SubscriptionList {
     pub value: Vec<SubscriptionView>,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PutOptions {

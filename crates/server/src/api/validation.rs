@@ -10,7 +10,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::Utc;
 use mlgrid_core::EventSchema;
-use mlgrid_core::resource::SourceKind;
 use mlgrid_core::subscription::SubscriptionSpec;
 use mlgrid_core::time::format_event_time;
 use mlgrid_core::validation::{AWAITING_MANUAL_ACTION, FAILED, Handshake, SUCCEEDED};
@@ -21,7 +20,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::sources::collection_kind;
+use super::sources::{collection, collection_kind};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
 use crate::state::AppState;
@@ -36,13 +35,6 @@ pub fn needs_handshake(existing: Option<&EventSubscription>, spec: &Subscription
     existing.provisioning_state != SUCCEEDED
         || before.destination.properties.endpoint_url != spec.destination.properties.endpoint_url
         || before.event_delivery_schema != spec.event_delivery_schema
-}
-
-fn collection(kind: SourceKind) -> &'static str {
-    match kind {
-        SourceKind::Workspace => "workspaces",
-        SourceKind::Topic => "topics",
-    }
 }
 
 /// Runs the handshake of a subscription stored as `AwaitingManualAction`; returns it as
