@@ -80,9 +80,12 @@ impl AddressPolicy {
     /// Refuses a URL whose host is a literal address the policy refuses. Host names are
     /// checked by the resolver at each connection instead.
     pub fn check_literal(&self, url: &str) -> Result<(), String> {
-        let literal = reqwest::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()));
+        reqwest::Url::parse(url).map_or(Ok(()), |url| self.check_literal_url(&url))
+    }
+
+    /// [`Self::check_literal`] for a URL parsed once and used for many requests.
+    pub fn check_literal_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        let literal = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok());
         literal.map_or(Ok(()), |ip| self.check(ip))
     }
 

@@ -58,7 +58,9 @@ impl Default for DispatcherConfig {
     }
 }
 
-/// How long the dispatcher rests when nothing is due.
+/// How long the dispatcher rests when nothing is due, and how often it claims at most
+/// unless its last claim came back full: new deliveries are handed over by the fan-out,
+/// so claims only pick up retries, releases and the leases of dead nodes.
 const IDLE: Duration = Duration::from_millis(50);
 /// Event Grid's default for `preferredBatchSizeInKilobytes`.
 const DEFAULT_BATCH_KB: u32 = 64;
@@ -102,6 +104,8 @@ impl Health {
 /// What a batch needs to know of its subscription.
 struct Target {
     name: String,
+    /// The subscription's `endpointUrl`, parsed once.
+    endpoint: reqwest::Url,
     /// The signing secret, and the one before it with the end of its grace period.
     secret: Vec<u8>,
     previous: Option<(Vec<u8>, chrono::DateTime<Utc>)>,
@@ -126,6 +130,8 @@ pub struct Dispatcher {
     /// New deliveries handed over by the fan-out, already claimed.
     handed: mpsc::Receiver<Vec<DueDelivery>>,
     handoff: mpsc::Sender<Vec<DueDelivery>>,
+    /// When the next claim is due: at once after a full claim, else after [`IDLE`].
+    next_claim: tokio::time::Instant,
 }
 
 /// Pages of new deliveries the fan-out may hand over before it leaves them to claims.
@@ -153,6 +159,7 @@ impl Dispatcher {
             secrets,
             records,
             recorder: Some(recorder),
+            next_claim: tokio::time::Instant::now(),
         })
     }
 
@@ -179,7 +186,11 @@ impl Dispatcher {
         }
         let mut targets = HashMap::new();
         for subscription in self.store.list_subscriptions(None).await? {
-            let Ok(spec) = serde_json::from_str::<SubscriptionSpec>(&subscription.spec) else {
+            let readable = serde_json::from_str::<SubscriptionSpec>(&subscription.spec).ok();
+            let Some((spec, endpoint)) = readable.and_then(|spec| {
+                let endpoint = reqwest::Url::parse(&spec.destination.properties.endpoint_url).ok()?;
+                Some((spec, endpoint))
+            }) else {
                 tracing::error!(subscription = %subscription.name, "skipping an unreadable subscription");
                 continue;
             };
@@ -192,6 +203,7 @@ impl Dispatcher {
                     .as_ref()
                     .map(|(salt, until)| (self.secrets.secret(salt), *until)),
                 name: subscription.name,
+                endpoint,
                 topic: topics.get(&subscription.source_id).cloned().unwrap_or_default(),
                 spec,
                 slots: known.map_or_else(
@@ -234,6 +246,9 @@ impl Dispatcher {
 
     /// Claims what is due and starts sending it; returns how many deliveries it claimed.
     async fn dispatch(&mut self, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
+        if tokio::time::Instant::now() < self.next_claim {
+            return Ok(0);
+        }
         self.refresh().await?;
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
@@ -254,6 +269,7 @@ impl Dispatcher {
         let limit = self.config.claim.min((free as u32).saturating_mul(largest_batch));
         let claimed = self.store.claim_deliveries(now, lease_until, limit).await?;
         let count = claimed.len();
+        self.next_claim = tokio::time::Instant::now() + if count as u32 == limit { Duration::ZERO } else { IDLE };
         self.start(claimed, tasks).await?;
         Ok(count)
     }
@@ -434,7 +450,7 @@ async fn send(
             post(
                 &http,
                 config.addresses,
-                &target.spec.destination.properties.endpoint_url,
+                &target.endpoint,
                 schema,
                 headers,
                 body,

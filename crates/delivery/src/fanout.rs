@@ -94,6 +94,9 @@ pub struct Fanout {
     version: Option<u64>,
     /// This node's dispatcher, which takes new deliveries straight from the fan-out.
     handoff: Option<Handoff>,
+    /// When expired subscriptions were last removed (at most once per [`IDLE_PASS`]:
+    /// routing already skips them from the second they expire).
+    swept: Option<tokio::time::Instant>,
 }
 
 /// New deliveries given to the dispatcher in memory, created claimed for `lease` so
@@ -121,6 +124,7 @@ impl Fanout {
             validation_window,
             version: None,
             handoff: None,
+            swept: None,
         }
     }
 
@@ -185,8 +189,11 @@ impl Fanout {
     /// Routes everything appended since the last pass; returns how many matches it
     /// recorded.
     pub async fn pass(&mut self) -> Result<usize, StoreError> {
-        if self.store.delete_expired_subscriptions(Utc::now()).await? > 0 {
-            tracing::info!("removed expired event subscriptions");
+        if self.swept.is_none_or(|at| at.elapsed() >= IDLE_PASS) {
+            if self.store.delete_expired_subscriptions(Utc::now()).await? > 0 {
+                tracing::info!("removed expired event subscriptions");
+            }
+            self.swept = Some(tokio::time::Instant::now());
         }
         self.refresh().await?;
         self.fail_unvalidated(Utc::now()).await?;

@@ -69,7 +69,7 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 pub async fn post(
     http: &reqwest::Client,
     policy: AddressPolicy,
-    url: &str,
+    url: &reqwest::Url,
     schema: EventSchema,
     headers: Headers<'_>,
     body: String,
@@ -82,13 +82,13 @@ pub async fn post(
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         excerpt: None,
     };
-    if let Err(reason) = policy.check_literal(url) {
+    if let Err(reason) = policy.check_literal_url(url) {
         return failed(reason, started);
     }
     let timestamp = chrono::Utc::now().timestamp();
     let signature = crate::signature::sign(&headers.secrets, &headers.message_id, timestamp, &body);
     let request = http
-        .post(url)
+        .post(url.clone())
         .header("webhook-id", &headers.message_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)

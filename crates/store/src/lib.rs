@@ -50,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+mod appends;
 mod delivery;
 mod error;
 mod etag;

@@ -1,12 +1,15 @@
 //! Event logs on PostgreSQL: appends (published events and those the lifecycle raises,
 //! the transactional outbox) and reads.
 
+use std::sync::Arc;
+
 use mlgrid_core::ml::MlEvent;
 use mlgrid_core::resource::{SourceKind, resource_path};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::db::{all, db, now, to_i64};
 use super::listener::APPENDED_CHANNEL;
+use crate::appends::EventLog;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::raised_event;
 use crate::model::{AppendReceipt, NewEvent, SourceId, StoredEvent};
@@ -22,10 +25,10 @@ use crate::rows::stored_event_from_row;
 pub(super) async fn insert_events(
     exec: impl PgExecutor<'_>,
     source: SourceId,
-    events: &[&NewEvent],
+    events: &[NewEvent],
 ) -> Result<AppendReceipt> {
     let count = events.len() as i64;
-    let column = |f: fn(&NewEvent) -> &str| events.iter().map(|e| f(e)).collect::<Vec<&str>>();
+    let column = |f: fn(&NewEvent) -> &str| events.iter().map(f).collect::<Vec<&str>>();
     let last: Option<i64> = db(sqlx::query_scalar(
         "WITH taken AS ( \
              UPDATE sources SET last_sequence = last_sequence + $2 WHERE id = $1 RETURNING last_sequence \
@@ -53,6 +56,13 @@ pub(super) async fn insert_events(
         first_sequence: (last - count + 1) as u64,
         last_sequence: last as u64,
     })
+}
+
+/// Appends combined by [`crate::appends`] go straight to the pool: one statement each.
+impl EventLog for PgPool {
+    async fn insert(&self, source: SourceId, events: Arc<[NewEvent]>) -> Result<AppendReceipt> {
+        insert_events(self, source, &events).await
+    }
 }
 
 pub(super) async fn read(pool: &PgPool, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
@@ -98,6 +108,6 @@ pub(super) async fn raise(conn: &mut PgConnection, workspace: SourceId, event: &
     .fetch_one(&mut *conn)
     .await)?;
     let stored = raised_event(event, &topic, sequence as u64, etag);
-    insert_events(&mut *conn, workspace, &[&stored]).await?;
+    insert_events(&mut *conn, workspace, std::slice::from_ref(&stored)).await?;
     Ok(())
 }

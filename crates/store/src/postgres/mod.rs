@@ -14,7 +14,6 @@
 //! `?options[search_path]=<schema>`.
 
 mod access;
-mod appends;
 mod assets;
 mod db;
 mod delivery;
@@ -38,6 +37,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use crate::Store;
+use crate::appends::Appends;
 use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
@@ -69,7 +69,7 @@ const MAX_CONNECTIONS: u32 = 10;
 /// The shared store: several nodes on one PostgreSQL database (see the crate docs).
 pub struct PostgresStore {
     pool: PgPool,
-    appends: appends::Appends,
+    appends: Appends,
     appended: watch::Receiver<u64>,
     listener: Mutex<Option<JoinHandle<()>>>,
 }
@@ -130,7 +130,7 @@ impl PostgresStore {
         let (appended, listener) = listener::spawn(&pool).await?;
         Ok(Arc::new(PostgresStore {
             pool,
-            appends: appends::Appends::default(),
+            appends: Appends::default(),
             appended,
             listener: Mutex::new(Some(listener)),
         }))

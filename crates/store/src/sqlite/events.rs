@@ -1,18 +1,33 @@
 //! Writing to event logs inside a transaction: published events, and the events the
 //! lifecycle raises (the transactional outbox).
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use mlgrid_core::ml::MlEvent;
 use mlgrid_core::resource::{SourceKind, resource_path};
 use mlgrid_core::time::format_event_time;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
+use super::writer::{Appends, WriterHandle};
+use crate::appends::EventLog;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::raised_event;
 use crate::model::{AppendReceipt, NewEvent, SourceId};
 
-/// Rows per multi-row `INSERT` of events (8 parameters each).
-const INSERT_CHUNK: usize = 64;
+/// Rows per multi-row `INSERT` of events (8 parameters each, within SQLite's 32,766).
+const INSERT_CHUNK: usize = 500;
+
+/// Appends combined by [`crate::appends`] go to the writer: one job each, so the
+/// appends of many requests cost the statements of one.
+impl EventLog for WriterHandle {
+    async fn insert(&self, source: SourceId, events: Arc<[NewEvent]>) -> Result<AppendReceipt> {
+        self.write(Appends::Events, move |conn| {
+            Box::pin(async move { insert_events(conn, source, &events).await })
+        })
+        .await
+    }
+}
 
 /// Appends events to a source's log in the current transaction.
 pub(super) async fn insert_events(

@@ -50,6 +50,7 @@ pub struct SqliteStore {
     background: Mutex<Vec<JoinHandle<()>>>,
     stop_checkpoints: CancellationToken,
     appended: watch::Receiver<u64>,
+    appends: crate::appends::Appends,
 }
 
 /// A read query on the pool.
@@ -119,6 +120,7 @@ impl SqliteStore {
             background: Mutex::new(vec![writer_task, checkpoints]),
             stop_checkpoints,
             appended,
+            appends: crate::appends::Appends::default(),
         }))
     }
 
@@ -403,11 +405,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_events(&self, source: SourceId, events: Vec<NewEvent>) -> Result<AppendReceipt> {
-        self.writer()?
-            .write(Appends::Events, move |conn| {
-                Box::pin(async move { events::insert_events(conn, source, &events).await })
-            })
-            .await
+        self.appends.append(&self.writer()?, source, events).await
     }
 
     async fn read_events(&self, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {

@@ -151,7 +151,7 @@ pub(super) async fn delete_expired(conn: &mut SqliteConnection, now: chrono::Dat
 }
 
 /// Rows per multi-row `INSERT` of deliveries (6 parameters each).
-const INSERT_CHUNK: usize = 200;
+const INSERT_CHUNK: usize = 1000;
 
 pub(super) async fn record_matches(conn: &mut SqliteConnection, batch: RoutedBatch) -> Result<()> {
     let cursor: Option<i64> = db(

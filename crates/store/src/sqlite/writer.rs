@@ -1,8 +1,8 @@
 //! Group commit: one task owns the write connection and commits the writes that queued
 //! up while the previous commit was being fsync'd, all in one transaction.
 //!
-//! Each write runs inside its own savepoint, so one failing write is rolled back alone
-//! and the others of its group still commit. A caller is answered only after the
+//! Each write but the first of a transaction runs inside its own savepoint, so one
+//! failing write is rolled back alone and the others of its group still commit. A caller is answered only after the
 //! group's `COMMIT` returned, so an `Ok` always means "on disk".
 
 use futures::future::BoxFuture;
@@ -140,8 +140,9 @@ async fn commit_group(
         }
         return (finishes, Err(e));
     }
-    // A lone write needs no savepoint: if it fails, the whole transaction is rolled back.
-    let single = jobs.len() == 1;
+    // The first write of a transaction needs no savepoint: if it fails, rolling the
+    // transaction back undoes it alone, and the others start a new one.
+    let mut fresh = true;
     let mut broken: Option<StoreError> = None;
     let mut any_ok = false;
     for job in jobs {
@@ -149,7 +150,8 @@ async fn commit_group(
             job.refuse(e.clone());
             continue;
         }
-        if !single && let Err(e) = exec(conn, "SAVEPOINT w").await {
+        let savepoint = !fresh;
+        if savepoint && let Err(e) = exec(conn, "SAVEPOINT w").await {
             job.refuse(e.clone());
             broken = Some(e);
             continue;
@@ -157,7 +159,15 @@ async fn commit_group(
         let (ok, finish) = job.run(conn).await;
         finishes.push(finish);
         any_ok |= ok;
-        if single {
+        if !savepoint {
+            fresh = !ok;
+            if !ok {
+                // SQLite may have rolled back already; the new transaction is what matters.
+                let _ = exec(conn, "ROLLBACK").await;
+                if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
+                    broken = Some(e);
+                }
+            }
             continue;
         }
         let end = if ok { "RELEASE w" } else { "ROLLBACK TO w" };
@@ -179,4 +189,83 @@ async fn commit_group(
         let _ = exec(conn, "ROLLBACK").await;
     }
     (finishes, outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, SqliteConnection};
+    use tokio::sync::watch;
+
+    use super::{Appends, WriterHandle};
+    use crate::error::{Result, StoreError};
+
+    /// A write that inserts `x`, then fails if asked to: its insert must not survive.
+    async fn insert(writer: &WriterHandle, x: i64, fail: bool) -> Result<i64> {
+        writer
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (x) VALUES (?)")
+                        .bind(x)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    if fail {
+                        return Err(StoreError::Invalid(format!("{x} refused")));
+                    }
+                    Ok(x)
+                })
+            })
+            .await
+    }
+
+    /// Queues the writes before the writer runs, so that they form one group, and
+    /// returns their answers and the rows committed.
+    async fn one_group(fails: &[bool]) -> (Vec<Result<i64>>, Vec<i64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (writer, task) = WriterHandle::spawn(conn, watch::channel(0).0);
+        let writes = fails
+            .iter()
+            .enumerate()
+            .map(|(i, fail)| insert(&writer, i as i64, *fail));
+        let answers = futures::future::join_all(writes).await;
+        drop(writer);
+        task.await.unwrap();
+        let mut check = SqliteConnection::connect(&url).await.unwrap();
+        let rows = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&mut check)
+            .await
+            .unwrap();
+        (answers, rows)
+    }
+
+    fn outcomes(answers: &[Result<i64>]) -> Vec<bool> {
+        answers.iter().map(Result::is_ok).collect()
+    }
+
+    #[tokio::test]
+    async fn a_failing_first_write_is_undone_alone() {
+        let (answers, rows) = one_group(&[true, false, false]).await;
+        assert_eq!(outcomes(&answers), [false, true, true]);
+        assert_eq!(rows, [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_later_write_is_undone_alone() {
+        let (answers, rows) = one_group(&[false, true, false, true]).await;
+        assert_eq!(outcomes(&answers), [true, false, true, false]);
+        assert_eq!(rows, [0, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_group_that_only_fails_keeps_nothing() {
+        let (answers, rows) = one_group(&[true, true]).await;
+        assert_eq!(outcomes(&answers), [false, false]);
+        assert!(rows.is_empty());
+    }
 }
