@@ -1,13 +1,23 @@
 //! Event times as Event Grid writes them: RFC 3339, UTC, seven fractional digits.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
 /// Formats `t` the way Event Grid writes `eventTime`: `2017-06-26T18:41:00.9584103Z`.
 ///
 /// Event Grid keeps time in 100 ns ticks, so the eighth and ninth digits are truncated.
 pub fn format_event_time(t: DateTime<Utc>) -> String {
+    // Written out field by field: the store formats several timestamps per delivery, and
+    // a strftime pattern is parsed again on every call.
     let ticks = t.timestamp_subsec_nanos() / 100;
-    format!("{}.{ticks:07}Z", t.format("%Y-%m-%dT%H:%M:%S"))
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{ticks:07}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Parses an RFC 3339 timestamp with any offset and returns it in UTC.

@@ -6,7 +6,7 @@
 //! delivery is leased; if this node dies, the lease runs out and another claim picks it
 //! up (at-least-once).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -70,7 +70,10 @@ const PROBATION_AFTER: u32 = 5;
 /// The first probation, doubled with each further failure, up to the longest.
 const PROBATION_FIRST: Duration = Duration::from_secs(10);
 const PROBATION_LONGEST: Duration = Duration::from_secs(300);
-/// How long a delivery waits when its endpoint has no free slot.
+/// Batches that wait in memory for a free slot of their endpoint, per subscription;
+/// beyond them, a batch is given back to the store for a moment.
+const WAITING_BATCHES: usize = 64;
+/// How long a delivery given back for want of a free slot waits.
 const BUSY_WAIT: Duration = Duration::from_millis(200);
 
 /// How an endpoint has been answering lately.
@@ -132,6 +135,8 @@ pub struct Dispatcher {
     handoff: mpsc::Sender<Vec<DueDelivery>>,
     /// When the next claim is due: at once after a full claim, else after [`IDLE`].
     next_claim: tokio::time::Instant,
+    /// Claimed batches waiting for a free slot of their endpoint, oldest first.
+    waiting: HashMap<SubscriptionId, VecDeque<Vec<DueDelivery>>>,
 }
 
 /// Pages of new deliveries the fan-out may hand over before it leaves them to claims.
@@ -160,6 +165,7 @@ impl Dispatcher {
             records,
             recorder: Some(recorder),
             next_claim: tokio::time::Instant::now(),
+            waiting: HashMap::new(),
         })
     }
 
@@ -312,23 +318,26 @@ impl Dispatcher {
             }
             let mut busy = Vec::new();
             for batch in Self::batches(&target, due) {
-                // A full endpoint gives the batch back for a moment rather than wait: other
-                // endpoints go on. A full node waits for a free slot: what it sends
-                // next is the same either way.
-                let Ok(own) = target.slots.clone().try_acquire_owned() else {
-                    busy.extend(batch.iter().map(|d| d.sequence));
+                // A full endpoint keeps the batch waiting in memory, or gives it back for a
+                // moment when too many wait: other endpoints go on. A full node waits for a
+                // free slot: what it sends next is the same either way.
+                let queue = self.waiting.entry(subscription).or_default();
+                let own = if queue.is_empty() {
+                    target.slots.clone().try_acquire_owned().ok()
+                } else {
+                    None
+                };
+                let Some(own) = own else {
+                    if queue.len() < WAITING_BATCHES {
+                        queue.push_back(batch);
+                    } else {
+                        busy.extend(batch.iter().map(|d| d.sequence));
+                    }
                     continue;
                 };
-                let Ok(global) = self.slots.clone().acquire_owned().await else {
+                if !self.spawn_send(tasks, subscription, &target, batch, own).await {
                     return Ok(());
-                };
-                let (records, http, config, target) = (
-                    self.records.clone(),
-                    self.http.clone(),
-                    self.config.clone(),
-                    target.clone(),
-                );
-                tasks.spawn(send(records, http, config, subscription, target, batch, [global, own]));
+                }
             }
             if !busy.is_empty() {
                 let later = now + chrono::Duration::from_std(BUSY_WAIT).unwrap_or_default();
@@ -338,11 +347,61 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Starts the waiting batches whose endpoints have a free slot again.
+    async fn start_waiting(&mut self, tasks: &mut JoinSet<()>) {
+        let mut waiting = std::mem::take(&mut self.waiting);
+        for (subscription, queue) in &mut waiting {
+            let Some(target) = self.targets.get(subscription).cloned() else {
+                // Deleted meanwhile: its deliveries went with it.
+                queue.clear();
+                continue;
+            };
+            while !queue.is_empty() {
+                let Ok(own) = target.slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let batch = queue.pop_front().expect("not empty");
+                if !self.spawn_send(tasks, *subscription, &target, batch, own).await {
+                    break;
+                }
+            }
+        }
+        waiting.retain(|_, queue| !queue.is_empty());
+        self.waiting = waiting;
+    }
+
+    /// Sends a batch in a task of its own once the node has a free slot; false when the
+    /// dispatcher is closing.
+    async fn spawn_send(
+        &self,
+        tasks: &mut JoinSet<()>,
+        subscription: SubscriptionId,
+        target: &Arc<Target>,
+        batch: Vec<DueDelivery>,
+        own: OwnedSemaphorePermit,
+    ) -> bool {
+        let Ok(global) = self.slots.clone().acquire_owned().await else {
+            return false;
+        };
+        let (records, http, config) = (self.records.clone(), self.http.clone(), self.config.clone());
+        tasks.spawn(send(
+            records,
+            http,
+            config,
+            subscription,
+            target.clone(),
+            batch,
+            [global, own],
+        ));
+        true
+    }
+
     /// Delivers until `shutdown`, then waits for the batches in flight to be recorded.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut tasks = JoinSet::new();
         loop {
             while tasks.try_join_next().is_some() {}
+            self.start_waiting(&mut tasks).await;
             let mut started = 0;
             while let Ok(handed) = self.handed.try_recv() {
                 started += handed.len();
@@ -370,6 +429,13 @@ impl Dispatcher {
             }
         }
         while tasks.join_next().await.is_some() {}
+        // What still waits for a slot goes back to the store, for the next claim.
+        for (subscription, queue) in std::mem::take(&mut self.waiting) {
+            let sequences = queue.iter().flatten().map(|d| d.sequence).collect();
+            if let Err(error) = self.store.release_deliveries(subscription, sequences, Utc::now()).await {
+                tracing::warn!(%error, "could not give back waiting deliveries; their leases will run out");
+            }
+        }
         // Every attempt in flight has been queued; let the recorder write them and stop.
         let Dispatcher { records, recorder, .. } = self;
         drop(records);

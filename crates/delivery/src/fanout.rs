@@ -94,8 +94,8 @@ pub struct Fanout {
     version: Option<u64>,
     /// This node's dispatcher, which takes new deliveries straight from the fan-out.
     handoff: Option<Handoff>,
-    /// When expired subscriptions were last removed (at most once per [`IDLE_PASS`]:
-    /// routing already skips them from the second they expire).
+    /// When expired subscriptions were last removed: at the first pass after a routed
+    /// subscription expired, else once per [`IDLE_PASS`] (not a write every pass).
     swept: Option<tokio::time::Instant>,
 }
 
@@ -189,13 +189,16 @@ impl Fanout {
     /// Routes everything appended since the last pass; returns how many matches it
     /// recorded.
     pub async fn pass(&mut self) -> Result<usize, StoreError> {
-        if self.swept.is_none_or(|at| at.elapsed() >= IDLE_PASS) {
-            if self.store.delete_expired_subscriptions(Utc::now()).await? > 0 {
+        self.refresh().await?;
+        let now = Utc::now();
+        let expired = self.routes.values().any(|r| r.expires.values().any(|e| *e <= now));
+        if expired || self.swept.is_none_or(|at| at.elapsed() >= IDLE_PASS) {
+            if self.store.delete_expired_subscriptions(now).await? > 0 {
                 tracing::info!("removed expired event subscriptions");
+                self.refresh().await?;
             }
             self.swept = Some(tokio::time::Instant::now());
         }
-        self.refresh().await?;
         self.fail_unvalidated(Utc::now()).await?;
         let mut recorded = 0;
         let mut sources: Vec<SourceId> = self.routes.keys().copied().collect();

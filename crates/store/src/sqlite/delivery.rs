@@ -73,11 +73,40 @@ pub(super) async fn record_attempts(conn: &mut SqliteConnection, attempts: Vec<A
         });
         db(insert.build().execute(&mut *conn).await)?;
     }
-    // One row per delivery: (subscription, sequence, state, due_at, reason, finished_at,
+    // A batch whose sequences are consecutive is updated as one range: every row of the
+    // subscription in that range is one of the batch's (a delivery is one row per
+    // subscription and sequence), and a range needs no per-row values.
+    let (ranged, single): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
+        attempts.iter().partition(|a| consecutive_run(&a.sequences).is_some());
+    for attempt in ranged {
+        let (first, last) = consecutive_run(&attempt.sequences).expect("partitioned on it");
+        let outcome = OutcomeColumns::of(attempt);
+        db(sqlx::query(
+            "UPDATE deliveries SET attempts = attempts + 1, lease_until = NULL, state = ?, due_at = ?, \
+             dead_letter_reason = ?, finished_at = ?, last_attempt_at = ?, last_status = ?, last_outcome = ?, \
+             last_error = ? WHERE subscription_id = ? AND sequence BETWEEN ? AND ?",
+        )
+        .bind(outcome.state)
+        .bind(outcome.due_at)
+        .bind(outcome.reason)
+        .bind(outcome.finished_at)
+        .bind(outcome.attempted_at)
+        .bind(attempt.status_code.map(i64::from))
+        .bind(&attempt.outcome)
+        .bind(&attempt.error)
+        .bind(attempt.subscription_id)
+        .bind(first as i64)
+        .bind(last as i64)
+        .execute(&mut *conn)
+        .await)?;
+    }
+    // The others row by row: (subscription, sequence, state, due_at, reason, finished_at,
     // attempted_at, status, outcome, error).
-    let rows: Vec<(&AttemptRecord, u64)> = attempts
+    let outcomes: Vec<(&AttemptRecord, OutcomeColumns)> =
+        single.into_iter().map(|a| (a, OutcomeColumns::of(a))).collect();
+    let rows: Vec<(&AttemptRecord, &OutcomeColumns, u64)> = outcomes
         .iter()
-        .flat_map(|a| a.sequences.iter().map(move |s| (a, *s)))
+        .flat_map(|(a, outcome)| a.sequences.iter().map(move |s| (*a, outcome, *s)))
         .collect();
     for chunk in rows.chunks(RECORD_CHUNK) {
         let mut update = QueryBuilder::<Sqlite>::new(
@@ -86,29 +115,22 @@ pub(super) async fn record_attempts(conn: &mut SqliteConnection, attempts: Vec<A
              last_outcome = v.column9, last_error = v.column10 FROM (VALUES ",
         );
         let mut separated = update.separated(", ");
-        for (attempt, sequence) in chunk {
-            let at = format_event_time(attempt.attempted_at);
-            let (state, due_at, reason) = match &attempt.next {
-                AfterAttempt::Delivered => ("delivered", None, None),
-                AfterAttempt::RetryAt(due) => ("pending", Some(format_event_time(*due)), None),
-                AfterAttempt::DeadLetter(reason) => ("dead", None, Some(reason.clone())),
-            };
-            let finished = (state != "pending").then(|| at.clone());
+        for (attempt, outcome, sequence) in chunk {
             separated
                 .push("(")
                 .push_bind_unseparated(attempt.subscription_id)
                 .push_unseparated(", ")
                 .push_bind_unseparated(*sequence as i64)
                 .push_unseparated(", ")
-                .push_bind_unseparated(state)
+                .push_bind_unseparated(outcome.state)
                 .push_unseparated(", ")
-                .push_bind_unseparated(due_at)
+                .push_bind_unseparated(outcome.due_at.clone())
                 .push_unseparated(", ")
-                .push_bind_unseparated(reason)
+                .push_bind_unseparated(outcome.reason.clone())
                 .push_unseparated(", ")
-                .push_bind_unseparated(finished)
+                .push_bind_unseparated(outcome.finished_at.clone())
                 .push_unseparated(", ")
-                .push_bind_unseparated(at)
+                .push_bind_unseparated(outcome.attempted_at.clone())
                 .push_unseparated(", ")
                 .push_bind_unseparated(attempt.status_code.map(i64::from))
                 .push_unseparated(", ")
@@ -121,6 +143,43 @@ pub(super) async fn record_attempts(conn: &mut SqliteConnection, attempts: Vec<A
         db(update.build().execute(&mut *conn).await)?;
     }
     Ok(())
+}
+
+/// Batches of at least this many events that are consecutive are updated as a range.
+const RANGE_MIN: usize = 8;
+
+/// `(first, last)` when `sequences` are at least [`RANGE_MIN`] consecutive numbers in order.
+fn consecutive_run(sequences: &[u64]) -> Option<(u64, u64)> {
+    let (&first, &last) = (sequences.first()?, sequences.last()?);
+    let consecutive = sequences.len() >= RANGE_MIN && sequences.windows(2).all(|w| w[1] == w[0] + 1);
+    consecutive.then_some((first, last))
+}
+
+/// The columns an attempt writes to each of its deliveries.
+struct OutcomeColumns {
+    state: &'static str,
+    due_at: Option<String>,
+    reason: Option<String>,
+    finished_at: Option<String>,
+    attempted_at: String,
+}
+
+impl OutcomeColumns {
+    fn of(attempt: &AttemptRecord) -> OutcomeColumns {
+        let attempted_at = format_event_time(attempt.attempted_at);
+        let (state, due_at, reason) = match &attempt.next {
+            AfterAttempt::Delivered => ("delivered", None, None),
+            AfterAttempt::RetryAt(due) => ("pending", Some(format_event_time(*due)), None),
+            AfterAttempt::DeadLetter(reason) => ("dead", None, Some(reason.clone())),
+        };
+        OutcomeColumns {
+            state,
+            due_at,
+            reason,
+            finished_at: (state != "pending").then(|| attempted_at.clone()),
+            attempted_at,
+        }
+    }
 }
 
 pub(super) async fn release(
@@ -201,4 +260,23 @@ pub(super) async fn mark_exported(
     push_sequences(&mut query, &Some(sequences));
     db(query.build().execute(&mut *conn).await)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RANGE_MIN, consecutive_run};
+
+    #[test]
+    fn only_long_runs_of_consecutive_sequences_are_ranges() {
+        let run: Vec<u64> = (5..5 + RANGE_MIN as u64).collect();
+        assert_eq!(consecutive_run(&run), Some((5, 4 + RANGE_MIN as u64)));
+        let mut gap = run.clone();
+        gap[3] += 100;
+        assert_eq!(consecutive_run(&gap), None, "a gap");
+        let mut unordered = run.clone();
+        unordered.swap(0, 1);
+        assert_eq!(consecutive_run(&unordered), None, "out of order");
+        assert_eq!(consecutive_run(&run[..RANGE_MIN - 1]), None, "too short");
+        assert_eq!(consecutive_run(&[]), None);
+    }
 }

@@ -984,6 +984,77 @@ fn attempt(
     }
 }
 
+pub async fn batch_outcomes_touch_only_their_own_deliveries(store: Arc<dyn Store>) {
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "batches"), &keys())
+        .await
+        .unwrap();
+    let (sub, _) = store
+        .put_subscription(topic.id, put("sub-a", "{}"), None)
+        .await
+        .unwrap();
+    store
+        .append_events(topic.id, (1..=30).map(event).collect())
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let lease = now + chrono::Duration::seconds(30);
+    store
+        .record_matches(RoutedBatch {
+            source: topic.id,
+            from_sequence: 0,
+            to_sequence: 30,
+            matches: (1..=30).map(|s| (sub.id, s)).collect(),
+            lease_until: Some(lease),
+        })
+        .await
+        .unwrap();
+    let retry_at = lease + chrono::Duration::seconds(10);
+    let with_gap: Vec<u64> = (11..=14).chain(16..=19).collect();
+    store
+        .record_attempts(vec![
+            attempt(sub.id, (1..=10).collect(), Some(200), AfterAttempt::Delivered),
+            attempt(sub.id, with_gap.clone(), Some(503), AfterAttempt::RetryAt(retry_at)),
+            attempt(
+                sub.id,
+                (20..=29).collect(),
+                Some(413),
+                AfterAttempt::DeadLetter("NonRetriableStatus".into()),
+            ),
+        ])
+        .await
+        .unwrap();
+
+    let stats = store.delivery_stats(sub.id).await.unwrap();
+    assert_eq!((stats.delivered, stats.dead_lettered, stats.pending), (10, 10, 10));
+    let after_lease = lease + chrono::Duration::seconds(1);
+    let unattempted = store
+        .claim_deliveries(after_lease, after_lease + chrono::Duration::seconds(30), 100)
+        .await
+        .unwrap();
+    let mut unattempted: Vec<(u64, u32)> = unattempted.iter().map(|d| (d.sequence, d.attempts)).collect();
+    unattempted.sort();
+    assert_eq!(
+        unattempted,
+        [(15, 0), (30, 0)],
+        "the gap in a batch and the delivery after it are left alone"
+    );
+    let retried = store.claim_deliveries(retry_at, retry_at, 100).await.unwrap();
+    let mut sequences: Vec<u64> = retried.iter().map(|d| d.sequence).collect();
+    sequences.sort();
+    assert_eq!(sequences, with_gap);
+    assert!(retried.iter().all(|d| d.attempts == 1));
+    let dead = store.dead_letters(sub.id, 0, 100).await.unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.sequence).collect::<Vec<_>>(),
+        (20..=29).collect::<Vec<_>>()
+    );
+    assert!(
+        dead.iter()
+            .all(|d| d.dead_letter_reason == "NonRetriableStatus" && d.delivery_attempts == 1)
+    );
+}
+
 pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn Store>) {
     let topic = store
         .create_source(&new_source(SourceKind::Topic, "deliver"), &keys())
@@ -1363,6 +1434,7 @@ macro_rules! backend_tests {
             subscriptions_are_put_listed_expired_and_deleted,
             matches_are_recorded_once_with_the_cursor,
             deliveries_are_leased_attempted_and_dead_lettered,
+            batch_outcomes_touch_only_their_own_deliveries,
             handed_over_matches_are_created_claimed,
             unvalidated_subscriptions_hold_their_backlog_until_they_succeed,
             leases_fence_holders_with_growing_tokens,
