@@ -985,18 +985,7 @@ fn attempt(
 }
 
 pub async fn batch_outcomes_touch_only_their_own_deliveries(store: Arc<dyn Store>) {
-    let topic = store
-        .create_source(&new_source(SourceKind::Topic, "batches"), &keys())
-        .await
-        .unwrap();
-    let (sub, _) = store
-        .put_subscription(topic.id, put("sub-a", "{}"), None)
-        .await
-        .unwrap();
-    store
-        .append_events(topic.id, (1..=30).map(event).collect())
-        .await
-        .unwrap();
+    let (topic, sub) = topic_with_events(&store, "batches", 30).await;
     let now = chrono::Utc::now();
     let lease = now + chrono::Duration::seconds(30);
     store
@@ -1055,9 +1044,11 @@ pub async fn batch_outcomes_touch_only_their_own_deliveries(store: Arc<dyn Store
     );
 }
 
-pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn Store>) {
+/// A topic with one subscription that matches everything, and events 1..=`events`
+/// appended after it.
+async fn topic_with_events(store: &Arc<dyn Store>, name: &str, events: usize) -> (Source, EventSubscription) {
     let topic = store
-        .create_source(&new_source(SourceKind::Topic, "deliver"), &keys())
+        .create_source(&new_source(SourceKind::Topic, name), &keys())
         .await
         .unwrap();
     let (sub, _) = store
@@ -1065,9 +1056,14 @@ pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn St
         .await
         .unwrap();
     store
-        .append_events(topic.id, (1..=4).map(event).collect())
+        .append_events(topic.id, (1..=events).map(event).collect())
         .await
         .unwrap();
+    (topic, sub)
+}
+
+pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn Store>) {
+    let (topic, sub) = topic_with_events(&store, "deliver", 4).await;
     let matches = (1..=4).map(|s| (sub.id, s)).collect();
     store
         .record_matches(RoutedBatch {
@@ -1372,18 +1368,7 @@ pub async fn the_first_secret_fingerprint_is_kept(store: Arc<dyn Store>) {
 }
 
 pub async fn handed_over_matches_are_created_claimed(store: Arc<dyn Store>) {
-    let topic = store
-        .create_source(&new_source(SourceKind::Topic, "handoff"), &keys())
-        .await
-        .unwrap();
-    let (sub, _) = store
-        .put_subscription(topic.id, put("sub-a", "{}"), None)
-        .await
-        .unwrap();
-    store
-        .append_events(topic.id, (1..=2).map(event).collect())
-        .await
-        .unwrap();
+    let (topic, sub) = topic_with_events(&store, "handoff", 2).await;
     let now = chrono::Utc::now();
     store
         .record_matches(RoutedBatch {
