@@ -55,6 +55,29 @@ fn serve(listener: tokio::net::TcpListener, answers: Vec<StatusCode>, stop: Canc
     seen
 }
 
+/// A receiver that takes `delay` to answer 200 to each delivery.
+async fn slow_receiver(delay: Duration) -> (String, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen: Seen = Arc::default();
+    let app = Router::new().route(
+        "/hook",
+        post({
+            let seen = seen.clone();
+            move |headers: HeaderMap, body: String| {
+                let seen = seen.clone();
+                async move {
+                    tokio::time::sleep(delay).await;
+                    seen.lock().await.push((headers, serde_json::from_str(&body).unwrap()));
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
 /// A loopback URL on which nothing listens (yet).
 fn closed_url() -> (std::net::SocketAddr, String) {
     let address = std::net::TcpListener::bind("127.0.0.1:0")
@@ -82,6 +105,16 @@ struct Bed {
 
 impl Bed {
     async fn new(addresses: AddressPolicy) -> Bed {
+        Bed::with_config(DispatcherConfig {
+            schedule: RetrySchedule { scale: 0.001 },
+            timeout: Duration::from_millis(500),
+            addresses,
+            ..DispatcherConfig::default()
+        })
+        .await
+    }
+
+    async fn with_config(config: DispatcherConfig) -> Bed {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
         let topic = store
@@ -99,12 +132,6 @@ impl Bed {
             .id;
         let shutdown = CancellationToken::new();
         tokio::spawn(Fanout::new(store.clone(), chrono::Duration::minutes(5)).run(shutdown.clone()));
-        let config = DispatcherConfig {
-            schedule: RetrySchedule { scale: 0.001 },
-            timeout: Duration::from_millis(500),
-            addresses,
-            ..DispatcherConfig::default()
-        };
         tokio::spawn(
             Dispatcher::new(store.clone(), config, Arc::new(FixedSecrets))
                 .unwrap()
@@ -360,6 +387,43 @@ async fn a_receiver_that_does_not_answer_in_time_is_retried_and_others_go_on() {
         attempt.error.as_deref().unwrap().contains("no answer within 0.5 s"),
         "{attempt:?}"
     );
+}
+
+#[tokio::test]
+async fn batches_waiting_for_a_busy_endpoint_outlive_no_lease() {
+    // One slot, a second an answer, leases of 2.1 s: the last of three events waits two
+    // seconds for the slot and would be sent with its lease running out. A batch that
+    // waited a third of its lease goes back to the store and is claimed afresh instead,
+    // so no lease runs out on a batch in memory (a claim would send it a second time).
+    let bed = Bed::with_config(DispatcherConfig {
+        per_subscription: 1,
+        lease: Duration::from_millis(2100),
+        timeout: Duration::from_secs(5),
+        schedule: RetrySchedule { scale: 0.001 },
+        addresses: loopback(),
+        ..DispatcherConfig::default()
+    })
+    .await;
+    let (url, seen) = slow_receiver(Duration::from_secs(1)).await;
+    let slow = bed.subscribe("slow", &url, json!({})).await;
+    bed.publish(3).await;
+    let stats = bed.settled(slow).await;
+    assert_eq!(stats.delivered, 3);
+    // A second sending would come after the first was recorded: wait until none comes.
+    let mut received = 0;
+    while seen.lock().await.len() != received {
+        received = seen.lock().await.len();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let mut ids: Vec<String> = seen
+        .lock()
+        .await
+        .iter()
+        .flat_map(|(_, batch)| batch.as_array().unwrap().iter().map(|e| e["id"].to_string()))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((received, ids.len()), (3, 3), "no event was sent twice");
 }
 
 #[tokio::test]
