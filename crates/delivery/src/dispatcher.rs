@@ -6,7 +6,7 @@
 //! delivery is leased; if this node dies, the lease runs out and another claim picks it
 //! up (at-least-once).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::address_guard::AddressPolicy;
 use crate::signature::WebhookSecrets;
+use crate::waiting::Waiting;
 use crate::webhook::{Headers, batch_body, post};
 
 /// How the dispatcher works.
@@ -70,11 +71,6 @@ const PROBATION_AFTER: u32 = 5;
 /// The first probation, doubled with each further failure, up to the longest.
 const PROBATION_FIRST: Duration = Duration::from_secs(10);
 const PROBATION_LONGEST: Duration = Duration::from_secs(300);
-/// Batches that wait in memory for a free slot of their endpoint, per subscription, as
-/// many times its slots; beyond them, a batch is given back to the store for a moment.
-/// (At one per slot, bursts overflow: measured, 15,000 deliveries/s with a growing
-/// backlog, against 21,000 at two.)
-const WAITING_PER_SLOT: usize = 2;
 /// How long a delivery given back for want of a free slot waits.
 const BUSY_WAIT: Duration = Duration::from_millis(200);
 
@@ -137,9 +133,8 @@ pub struct Dispatcher {
     handoff: mpsc::Sender<Vec<DueDelivery>>,
     /// When the next claim is due: at once after a full claim, else after [`IDLE`].
     next_claim: tokio::time::Instant,
-    /// Claimed batches waiting for a free slot of their endpoint, oldest first, with
-    /// when they began to wait.
-    waiting: HashMap<SubscriptionId, VecDeque<(tokio::time::Instant, Vec<DueDelivery>)>>,
+    /// Claimed batches waiting for a free slot of their endpoint.
+    waiting: Waiting,
 }
 
 /// Pages of new deliveries the fan-out may hand over before it leaves them to claims.
@@ -168,7 +163,7 @@ impl Dispatcher {
             records,
             recorder: Some(recorder),
             next_claim: tokio::time::Instant::now(),
-            waiting: HashMap::new(),
+            waiting: Waiting::default(),
         })
     }
 
@@ -255,7 +250,7 @@ impl Dispatcher {
 
     /// Claims what is due and starts sending it; returns how many deliveries it claimed.
     async fn dispatch(&mut self, tasks: &mut JoinSet<()>) -> Result<usize, StoreError> {
-        if tokio::time::Instant::now() < self.next_claim {
+        if tokio::time::Instant::now() < self.next_claim || !self.waiting.has_room() {
             return Ok(0);
         }
         self.refresh().await?;
@@ -319,18 +314,15 @@ impl Dispatcher {
             let mut busy = Vec::new();
             for batch in Self::batches(&target, due) {
                 // A full endpoint keeps the batch waiting in memory, or gives it back for a
-                // moment when too many wait: other endpoints go on. A full node waits for a
-                // free slot: what it sends next is the same either way.
-                let queue = self.waiting.entry(subscription).or_default();
-                let own = if queue.is_empty() {
-                    target.slots.clone().try_acquire_owned().ok()
-                } else {
+                // moment when too much waits: other endpoints go on. A full node waits for
+                // a free slot: what it sends next is the same either way.
+                let own = if self.waiting.is_waiting(subscription) {
                     None
+                } else {
+                    target.slots.clone().try_acquire_owned().ok()
                 };
                 let Some(own) = own else {
-                    if queue.len() < WAITING_PER_SLOT * self.config.per_subscription {
-                        queue.push_back((tokio::time::Instant::now(), batch));
-                    } else {
+                    if let Err(batch) = self.waiting.push(subscription, batch) {
                         busy.extend(batch.iter().map(|d| d.sequence));
                     }
                     continue;
@@ -359,41 +351,36 @@ impl Dispatcher {
     /// that waited a third of their lease go back at once, so that no lease runs out on a
     /// batch still waiting (another claim would send it twice).
     async fn start_waiting(&mut self, tasks: &mut JoinSet<()>) {
-        let mut waiting = std::mem::take(&mut self.waiting);
         let now = Utc::now();
         let too_old = tokio::time::Instant::now().checked_sub(self.config.lease / 3);
-        for (subscription, queue) in &mut waiting {
-            let Some(target) = self.targets.get(subscription).cloned() else {
+        for subscription in self.waiting.subscriptions() {
+            let Some(target) = self.targets.get(&subscription).cloned() else {
                 // Deleted meanwhile: its deliveries went with it.
-                queue.clear();
+                self.waiting.take_until(subscription, None);
                 continue;
             };
             let probation = self.on_probation(&target, now);
-            let mut given_back = Vec::new();
-            while let Some((since, _)) = queue.front()
-                && (probation.is_some() || too_old.is_some_and(|limit| *since <= limit))
-            {
-                let (_, batch) = queue.pop_front().expect("not empty");
-                given_back.extend(batch.iter().map(|d| d.sequence));
-            }
+            let given_back = match probation {
+                Some(_) => self.waiting.take_until(subscription, None),
+                None => too_old.map_or_else(Vec::new, |limit| self.waiting.take_until(subscription, Some(limit))),
+            };
             if !given_back.is_empty() {
+                let sequences = given_back.iter().map(|d| d.sequence).collect();
                 let due = probation.unwrap_or(now);
-                if let Err(error) = self.store.release_deliveries(*subscription, given_back, due).await {
+                if let Err(error) = self.store.release_deliveries(subscription, sequences, due).await {
                     tracing::warn!(%error, "could not give back waiting deliveries; their leases will run out");
                 }
             }
-            while !queue.is_empty() {
+            while self.waiting.is_waiting(subscription) {
                 let Ok(own) = target.slots.clone().try_acquire_owned() else {
                     break;
                 };
-                let (_, batch) = queue.pop_front().expect("not empty");
-                if !self.spawn_send(tasks, *subscription, &target, batch, own).await {
-                    break;
+                let batch = self.waiting.pop(subscription).expect("it waits");
+                if !self.spawn_send(tasks, subscription, &target, batch, own).await {
+                    return;
                 }
             }
         }
-        waiting.retain(|_, queue| !queue.is_empty());
-        self.waiting = waiting;
     }
 
     /// Sends a batch in a task of its own once the node has a free slot; false when the
@@ -429,7 +416,11 @@ impl Dispatcher {
             while tasks.try_join_next().is_some() {}
             self.start_waiting(&mut tasks).await;
             let mut started = 0;
-            while let Ok(handed) = self.handed.try_recv() {
+            // While much waits for endpoints, new work stays in the store (the fan-out
+            // records it unclaimed when it cannot hand it over) until the waiting drains.
+            while self.waiting.has_room()
+                && let Ok(handed) = self.handed.try_recv()
+            {
                 started += handed.len();
                 self.start_handed(handed, &mut tasks).await;
             }
@@ -446,7 +437,7 @@ impl Dispatcher {
                 // finishes, or a moment passes.
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    Some(handed) = self.handed.recv() => self.start_handed(handed, &mut tasks).await,
+                    Some(handed) = self.handed.recv(), if self.waiting.has_room() => self.start_handed(handed, &mut tasks).await,
                     _ = tasks.join_next(), if !tasks.is_empty() => {}
                     () = tokio::time::sleep(IDLE) => {}
                 }
@@ -456,8 +447,13 @@ impl Dispatcher {
         }
         while tasks.join_next().await.is_some() {}
         // What still waits for a slot goes back to the store, for the next claim.
-        for (subscription, queue) in std::mem::take(&mut self.waiting) {
-            let sequences = queue.iter().flat_map(|(_, batch)| batch).map(|d| d.sequence).collect();
+        for subscription in self.waiting.subscriptions() {
+            let sequences = self
+                .waiting
+                .take_until(subscription, None)
+                .iter()
+                .map(|d| d.sequence)
+                .collect();
             if let Err(error) = self.store.release_deliveries(subscription, sequences, Utc::now()).await {
                 tracing::warn!(%error, "could not give back waiting deliveries; their leases will run out");
             }

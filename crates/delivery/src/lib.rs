@@ -37,6 +37,7 @@ mod dispatcher;
 mod fanout;
 mod signature;
 mod validation;
+mod waiting;
 mod webhook;
 
 pub use address_guard::AddressPolicy;

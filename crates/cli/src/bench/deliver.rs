@@ -41,8 +41,8 @@ pub struct DeliverArgs {
     /// Events per second to offer; 0 publishes as fast as the server takes them.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// Publish requests in flight at once (24 keep a 2-core server busy without a backlog).
-    #[arg(long, default_value_t = 24)]
+    /// Publish requests in flight at once (48 keep a 2-core server's deliveries busy).
+    #[arg(long, default_value_t = 48)]
     pub concurrency: usize,
     #[arg(long, default_value = "webhook", value_parser = ["webhook", "natsjetstream", "queue"])]
     pub destination: String,
