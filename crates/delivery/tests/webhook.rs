@@ -391,13 +391,13 @@ async fn a_receiver_that_does_not_answer_in_time_is_retried_and_others_go_on() {
 
 #[tokio::test]
 async fn batches_waiting_for_a_busy_endpoint_outlive_no_lease() {
-    // One slot, a second an answer, leases of 2.1 s: the last of three events waits two
-    // seconds for the slot and would be sent with its lease running out. A batch that
+    // One slot, a second an answer, leases of 3 s: the last of four events waits three
+    // seconds for the slot, as long as its lease. A batch that
     // waited a third of its lease goes back to the store and is claimed afresh instead,
     // so no lease runs out on a batch in memory (a claim would send it a second time).
     let bed = Bed::with_config(DispatcherConfig {
         per_subscription: 1,
-        lease: Duration::from_millis(2100),
+        lease: Duration::from_secs(3),
         timeout: Duration::from_secs(5),
         schedule: RetrySchedule { scale: 0.001 },
         addresses: loopback(),
@@ -406,9 +406,9 @@ async fn batches_waiting_for_a_busy_endpoint_outlive_no_lease() {
     .await;
     let (url, seen) = slow_receiver(Duration::from_secs(1)).await;
     let slow = bed.subscribe("slow", &url, json!({})).await;
-    bed.publish(3).await;
+    bed.publish(4).await;
     let stats = bed.settled(slow).await;
-    assert_eq!(stats.delivered, 3);
+    assert_eq!(stats.delivered, 4);
     // A second sending would come after the first was recorded: wait until none comes.
     let mut received = 0;
     while seen.lock().await.len() != received {
@@ -423,7 +423,7 @@ async fn batches_waiting_for_a_busy_endpoint_outlive_no_lease() {
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!((received, ids.len()), (3, 3), "no event was sent twice");
+    assert_eq!((received, ids.len()), (4, 4), "no event was sent twice");
 }
 
 #[tokio::test]
