@@ -28,6 +28,18 @@ pub enum AfterAttempt {
     DeadLetter(String),
 }
 
+impl AfterAttempt {
+    /// What the deliveries' rows record: their `state`, when they are due again, and why
+    /// they were dead-lettered.
+    pub(crate) fn columns(&self) -> (&'static str, Option<DateTime<Utc>>, Option<&str>) {
+        match self {
+            AfterAttempt::Delivered => ("delivered", None, None),
+            AfterAttempt::RetryAt(due) => ("pending", Some(*due), None),
+            AfterAttempt::DeadLetter(reason) => ("dead", None, Some(reason)),
+        }
+    }
+}
+
 /// One attempt to deliver a batch of events to a subscription's endpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRecord {

@@ -130,16 +130,12 @@ struct DeliveryUpdates {
 
 impl DeliveryUpdates {
     fn push(&mut self, attempt: &AttemptRecord, sequence: u64) {
-        let (state, due_at, reason) = match &attempt.next {
-            AfterAttempt::Delivered => ("delivered", None, None),
-            AfterAttempt::RetryAt(due) => ("pending", Some(*due), None),
-            AfterAttempt::DeadLetter(reason) => ("dead", None, Some(reason.clone())),
-        };
+        let (state, due_at, reason) = attempt.next.columns();
         self.subscription.push(attempt.subscription_id);
         self.sequence.push(to_i64(sequence));
         self.state.push(state);
         self.due_at.push(due_at);
-        self.reason.push(reason);
+        self.reason.push(reason.map(str::to_owned));
         self.attempted_at.push(attempt.attempted_at);
         self.status.push(attempt.status_code.map(i64::from));
         self.outcome.push(attempt.outcome.clone());

@@ -167,15 +167,11 @@ struct OutcomeColumns {
 impl OutcomeColumns {
     fn of(attempt: &AttemptRecord) -> OutcomeColumns {
         let attempted_at = format_event_time(attempt.attempted_at);
-        let (state, due_at, reason) = match &attempt.next {
-            AfterAttempt::Delivered => ("delivered", None, None),
-            AfterAttempt::RetryAt(due) => ("pending", Some(format_event_time(*due)), None),
-            AfterAttempt::DeadLetter(reason) => ("dead", None, Some(reason.clone())),
-        };
+        let (state, due_at, reason) = attempt.next.columns();
         OutcomeColumns {
             state,
-            due_at,
-            reason,
+            due_at: due_at.map(format_event_time),
+            reason: reason.map(str::to_owned),
             finished_at: (state != "pending").then(|| attempted_at.clone()),
             attempted_at,
         }
