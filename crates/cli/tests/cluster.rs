@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::receiver::Receiver;
-use common::{Server, publish};
+use common::{Server, orders, publish};
 use serde_json::{Value, json};
 
 const EVENTS: usize = 20_000;
@@ -149,14 +149,14 @@ fn three_nodes_lose_nothing_when_one_is_killed() {
         killed.server.crash();
     };
     for batch in 0..EVENTS / 100 {
-        let events: Vec<Value> = (batch * 100..(batch + 1) * 100)
-            .map(|n| {
-                json!({"id": format!("e{n}"), "subject": "orders/1", "eventType": "Shop.OrderPlaced",
-                            "eventTime": "2026-11-26T16:00:00Z", "data": {"n": n}})
-            })
-            .collect();
         let target = &alive[batch % alive.len()];
-        let response = publish(&http, &format!("{target}/topics/{path}"), &key, &Value::Array(events)).unwrap();
+        let response = publish(
+            &http,
+            &format!("{target}/topics/{path}"),
+            &key,
+            &orders(batch * 100..(batch + 1) * 100),
+        )
+        .unwrap();
         assert!(
             response.status().is_success(),
             "{}",

@@ -5,8 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::receiver::Receiver;
-use common::{Server, publish};
-use serde_json::{Value, json};
+use common::{Server, orders, publish};
 
 const EVENTS: usize = 10_000;
 
@@ -38,13 +37,8 @@ fn a_crash_mid_delivery_loses_no_event() {
     let endpoint = topic["endpoint"].as_str().unwrap();
     let http = reqwest::blocking::Client::new();
     for batch in 0..EVENTS / 100 {
-        let events: Vec<Value> = (batch * 100..(batch + 1) * 100)
-            .map(|n| {
-                json!({"id": format!("e{n}"), "subject": "orders/1", "eventType": "Shop.OrderPlaced",
-                            "eventTime": "2026-11-26T16:00:00Z", "data": {"n": n}})
-            })
-            .collect();
-        let response = publish(&http, endpoint, &key, &Value::Array(events)).unwrap();
+        let events = orders(batch * 100..(batch + 1) * 100);
+        let response = publish(&http, endpoint, &key, &events).unwrap();
         assert!(response.status().is_success());
     }
 

@@ -125,6 +125,16 @@ pub fn publish(
         .send()
 }
 
+/// Orders `e{n}` for each `n` in `numbers`, all on one subject, as one request's array.
+pub fn orders(numbers: std::ops::Range<usize>) -> Value {
+    numbers
+        .map(|n| {
+            json!({"id": format!("e{n}"), "subject": "orders/1", "eventType": "Shop.OrderPlaced",
+                   "eventTime": "2026-11-26T16:00:00Z", "data": {"n": n}})
+        })
+        .collect()
+}
+
 pub fn event(id: &str) -> Value {
     json!({"id": id, "subject": "cli/test", "eventType": "Cli.Test", "eventTime": "2026-11-26T16:00:00Z", "data": {"id": id}})
 }
