@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::post;
@@ -19,10 +19,10 @@ use std::sync::Mutex;
 use axum::body::Bytes;
 use serde::Deserialize;
 
-use super::local_server::{ClusterArgs, LocalCluster};
+use super::local_server::ClusterArgs;
 use super::stats::{Latencies, round3};
+use super::topic::BenchTopic;
 use crate::args::Global;
-use crate::client::Client;
 
 #[derive(Debug, Args)]
 pub struct DeliverArgs {
@@ -141,40 +141,15 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
     let receivers = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let local = match &global.server {
-        Some(_) => None,
-        None => Some(LocalCluster::start(&args.cluster, &["--allow-loopback-webhooks"]).await?),
-    };
-    let client = match &local {
-        Some(cluster) => Client::with_key(&cluster.urls()[0], &cluster.api_key),
-        None => Client::new(global)?,
-    };
-    let topic_name = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let topic = client.post("/v1/topics", &json!({"name": topic_name})).await?;
-    // Requests go to the nodes in turn; deliveries come from whichever node claims them.
-    let endpoints: Arc<Vec<String>> = Arc::new(match &local {
-        Some(cluster) => cluster
-            .urls()
-            .iter()
-            .map(|url| format!("{url}/topics/{topic_name}/api/events?api-version=2018-01-01"))
-            .collect(),
-        None => vec![format!(
-            "{}?api-version=2018-01-01",
-            topic["endpoint"].as_str().context("the topic has no endpoint")?
-        )],
-    });
-    let key = client
-        .post(&format!("/v1/topics/{topic_name}/listKeys"), &json!({}))
-        .await?["key1"]
-        .as_str()
-        .context("the topic has no key1")?
-        .to_owned();
+    let topic = BenchTopic::create(&args.cluster, global, &["--allow-loopback-webhooks"]).await?;
+    let BenchTopic { endpoints, key, .. } = &topic;
     for s in 0..args.subscriptions {
         let destination = json!({"endpointType": "WebHook", "properties": {"endpointUrl": format!("{receivers}/hook/{s}"), "maxEventsPerBatch": args.max_events_per_batch}});
-        client
+        topic
+            .client
             .call(
                 reqwest::Method::PUT,
-                &format!("/v1/topics/{topic_name}/eventSubscriptions/sub-{s}"),
+                &format!("/v1/topics/{}/eventSubscriptions/sub-{s}", topic.name),
                 Some(&json!({"properties": {"destination": destination}})),
             )
             .await?;
@@ -255,10 +230,9 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
             .map(|us| Duration::from_micros(*us))
             .collect(),
     );
-    let rss_mb = local.as_ref().and_then(LocalCluster::peak_rss_mb);
     let result = json!({
         "bench": "deliver",
-        "server": local.as_ref().map_or_else(|| global.server.clone().unwrap_or_default(), |c| c.description().to_owned()),
+        "server": topic.server(global),
         "destination": args.destination,
         "events": args.events,
         "subscriptions": args.subscriptions,
@@ -273,11 +247,9 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
         "p50_ms": latencies.percentile_ms(50.0),
         "p99_ms": latencies.percentile_ms(99.0),
         "max_ms": latencies.percentile_ms(100.0),
-        "rss_mb": rss_mb,
+        "rss_mb": topic.peak_rss_mb(),
     });
-    if let Some(cluster) = local {
-        cluster.stop().await?;
-    }
+    topic.stop().await?;
     println!("{result}");
     if delivered < expected {
         bail!(

@@ -9,3 +9,4 @@ pub mod filter;
 pub mod local_server;
 pub mod publish;
 pub mod stats;
+pub mod topic;

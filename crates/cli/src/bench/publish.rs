@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use bytes::Bytes;
 use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::local_server::{ClusterArgs, LocalCluster};
+use super::local_server::ClusterArgs;
 use super::stats::{Latencies, round3};
+use super::topic::BenchTopic;
 use crate::args::Global;
-use crate::client::Client;
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
@@ -61,32 +61,8 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
     if args.events == 0 || args.batch == 0 || args.concurrency == 0 || args.rate < 0.0 {
         bail!("--events, --batch and --concurrency must be at least 1, and --rate 0 or more");
     }
-    let local = match &global.server {
-        Some(_) => None,
-        None => Some(LocalCluster::start(&args.cluster, &[]).await?),
-    };
-    let client = match &local {
-        Some(cluster) => Client::with_key(&cluster.urls()[0], &cluster.api_key),
-        None => Client::new(global)?,
-    };
-    let topic_name = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let topic = client.post("/v1/topics", &json!({"name": topic_name})).await?;
-    // Requests go to the nodes in turn.
-    let endpoints: Arc<Vec<String>> = Arc::new(match &local {
-        Some(cluster) => cluster
-            .urls()
-            .iter()
-            .map(|url| format!("{url}/topics/{topic_name}/api/events?api-version=2018-01-01"))
-            .collect(),
-        None => vec![format!(
-            "{}?api-version=2018-01-01",
-            topic["endpoint"].as_str().context("the topic has no endpoint")?
-        )],
-    });
-    let keys = client
-        .post(&format!("/v1/topics/{topic_name}/listKeys"), &json!({}))
-        .await?;
-    let key = keys["key1"].as_str().context("the topic has no key1")?.to_owned();
+    let topic = BenchTopic::create(&args.cluster, global, &[]).await?;
+    let BenchTopic { endpoints, key, .. } = &topic;
 
     eprintln!(
         "bench: preparing {} events of {} bytes in requests of {}",
@@ -191,16 +167,15 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     progress.abort();
 
-    let stored = client.get(&format!("/v1/topics/{topic_name}")).await?["lastSequence"]
+    let stored = topic.client.get(&format!("/v1/topics/{}", topic.name)).await?["lastSequence"]
         .as_u64()
         .unwrap_or(0);
-    let rss_mb = local.as_ref().and_then(LocalCluster::peak_rss_mb);
     let requests = all.len();
     let latencies = Latencies::new(all);
     let delivered = published.load(Ordering::Relaxed);
     let result = json!({
         "bench": "publish",
-        "server": local.as_ref().map_or_else(|| global.server.clone().unwrap_or_default(), |c| c.description().to_owned()),
+        "server": topic.server(global),
         "events": args.events,
         "batch": args.batch,
         "size": args.size,
@@ -213,12 +188,10 @@ pub async fn run(args: PublishArgs, global: &Global) -> anyhow::Result<()> {
         "p50_ms": latencies.percentile_ms(50.0),
         "p99_ms": latencies.percentile_ms(99.0),
         "max_ms": latencies.percentile_ms(100.0),
-        "rss_mb": rss_mb,
+        "rss_mb": topic.peak_rss_mb(),
         "stored_events": stored,
     });
-    if let Some(cluster) = local {
-        cluster.stop().await?;
-    }
+    topic.stop().await?;
     println!("{result}");
     if let Some(message) = first_error.lock().await.take() {
         bail!("{errors} requests failed; the first: {message}");
