@@ -62,6 +62,17 @@ impl AttemptResult {
             AttemptResult::Status { code, retry_after }
         }
     }
+
+    /// Whether the answer says the endpoint itself is unwell (no answer, 5xx, 408, 429),
+    /// rather than that it refused this request (another 4xx): an endpoint that answers
+    /// is up, whatever it thinks of the events.
+    pub fn endpoint_unwell(&self) -> bool {
+        match self {
+            AttemptResult::Delivered => false,
+            AttemptResult::Status { code, .. } => *code >= 500 || *code == 408 || *code == 429,
+            AttemptResult::Failed { .. } => true,
+        }
+    }
 }
 
 /// Why an event was given up, in Event Grid's words.
@@ -130,6 +141,21 @@ pub fn next_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_silence_server_errors_and_throttling_say_an_endpoint_is_unwell() {
+        let status = |code| AttemptResult::from_status(code, None);
+        let failed = AttemptResult::Failed {
+            error: "refused".into(),
+        };
+        assert!(failed.endpoint_unwell());
+        for code in [500, 502, 503, 504, 408, 429] {
+            assert!(status(code).endpoint_unwell(), "{code}");
+        }
+        for code in [200, 204, 400, 401, 403, 404, 413] {
+            assert!(!status(code).endpoint_unwell(), "{code}");
+        }
+    }
 
     fn policy(attempts: u32, ttl: u32) -> RetryPolicy {
         RetryPolicy {

@@ -5,17 +5,19 @@
 //!
 //! Dead letters are kept in the store first; a dead letter is marked exported only
 //! after its file was written, so a crash in between writes it again (at least once).
+//! A subscription whose folder cannot be written holds back only its own dead letters:
+//! it is tried again after a backoff, and its error is shown with its delivery counters.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::subscription::{DeadLetterFolder, SubscriptionSpec};
 use mlgrid_core::time::format_event_time;
-use mlgrid_store::{DeadLetter, EventSubscription, SourceId, Store, StoreError};
+use mlgrid_store::{DeadLetter, EventSubscription, SourceId, Store, StoreError, SubscriptionId};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -26,6 +28,46 @@ use tokio_util::sync::CancellationToken;
 const PER_FILE: u32 = 1000;
 /// How often the exporter looks for new dead letters.
 const EVERY: Duration = Duration::from_secs(1);
+/// How long a subscription whose export failed waits before the next try, first and at
+/// most (doubling in between).
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_LONGEST: Duration = Duration::from_secs(300);
+
+/// Why the dead letters of a subscription could not be written lately, by subscription:
+/// shared with the API, which shows it with the subscription's delivery counters.
+#[derive(Clone, Default)]
+pub struct ExportProblems(Arc<Mutex<HashMap<SubscriptionId, String>>>);
+
+impl ExportProblems {
+    /// The last export error of the subscription, if its last export failed.
+    pub fn of(&self, subscription: SubscriptionId) -> Option<String> {
+        self.0
+            .lock()
+            .expect("never held across a panic")
+            .get(&subscription)
+            .cloned()
+    }
+
+    fn set(&self, subscription: SubscriptionId, problem: Option<String>) {
+        let mut problems = self.0.lock().expect("never held across a panic");
+        match problem {
+            Some(problem) => problems.insert(subscription, problem),
+            None => problems.remove(&subscription),
+        };
+    }
+}
+
+/// A subscription whose export failed: when to try again, and how many times it failed.
+struct Failing {
+    failures: u32,
+    retry_at: tokio::time::Instant,
+}
+
+fn backoff(failures: u32) -> Duration {
+    BACKOFF_FIRST
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(BACKOFF_LONGEST)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -68,6 +110,8 @@ pub struct DeadLetterExporter {
     store: Arc<dyn Store>,
     root: PathBuf,
     datastores: HashMap<String, Arc<LocalFileSystem>>,
+    failing: HashMap<SubscriptionId, Failing>,
+    problems: ExportProblems,
 }
 
 impl DeadLetterExporter {
@@ -76,7 +120,15 @@ impl DeadLetterExporter {
             store,
             root,
             datastores: HashMap::new(),
+            failing: HashMap::new(),
+            problems: ExportProblems::default(),
         }
+    }
+
+    /// Reports export errors to `problems` (which the API reads).
+    pub fn with_problems(mut self, problems: ExportProblems) -> DeadLetterExporter {
+        self.problems = problems;
+        self
     }
 
     fn datastore(&mut self, name: &str) -> Result<Arc<LocalFileSystem>, ExportError> {
@@ -91,11 +143,17 @@ impl DeadLetterExporter {
         Ok(store)
     }
 
-    /// Writes every dead letter not written yet; returns how many it wrote.
+    /// Writes every dead letter not written yet, but those of subscriptions waiting out
+    /// a backoff; returns how many it wrote. A subscription whose datastore refuses the
+    /// files is noted (and logged), and the others go on.
     pub async fn pass(&mut self) -> Result<usize, ExportError> {
         let mut names: HashMap<SourceId, String> = HashMap::new();
         let mut written = 0;
+        let now = tokio::time::Instant::now();
         for subscription in self.store.list_subscriptions(None).await? {
+            if self.failing.get(&subscription.id).is_some_and(|f| f.retry_at > now) {
+                continue;
+            }
             let Ok(spec) = serde_json::from_str::<SubscriptionSpec>(&subscription.spec) else {
                 continue;
             };
@@ -108,7 +166,27 @@ impl DeadLetterExporter {
                 }
             }
             let source = names.get(&subscription.source_id).cloned().unwrap_or_default();
-            written += self.export(&subscription, &source, &destination.properties).await?;
+            match self.export(&subscription, &source, &destination.properties).await {
+                Ok(count) => {
+                    written += count;
+                    if self.failing.remove(&subscription.id).is_some() {
+                        self.problems.set(subscription.id, None);
+                    }
+                }
+                Err(refused @ ExportError::Datastore { .. }) => {
+                    let failing = self.failing.entry(subscription.id).or_insert(Failing {
+                        failures: 0,
+                        retry_at: now,
+                    });
+                    failing.failures += 1;
+                    let wait = backoff(failing.failures);
+                    failing.retry_at = now + wait;
+                    let problem = refused.to_string();
+                    tracing::warn!(subscription = %subscription.name, %problem, retry_in_s = wait.as_secs(), "exporting dead letters failed");
+                    self.problems.set(subscription.id, Some(problem));
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(written)
     }
@@ -166,5 +244,16 @@ impl DeadLetterExporter {
                 () = tokio::time::sleep(EVERY) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_export_backs_off_doubling_up_to_five_minutes() {
+        let waits: Vec<u64> = [1, 2, 3, 9, 10, 100].map(|n| backoff(n).as_secs()).to_vec();
+        assert_eq!(waits, [1, 2, 4, 256, 300, 300]);
     }
 }

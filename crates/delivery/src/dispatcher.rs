@@ -1,14 +1,16 @@
 //! The dispatcher: claims due deliveries, sends them to their webhooks in batches, and
 //! records what each attempt did, following Event Grid's retry policy.
 //!
-//! Each batch is sent by its own task, bounded overall and per subscription, so a slow or
-//! dead endpoint holds only its own slots and never delays the others. A claimed
+//! Each batch is sent by its own task, bounded per subscription and per endpoint (the
+//! receiver's origin, shared by every subscription to it, see [`crate::endpoints`]) and
+//! overall. An attempt without an answer after `slow_after` gives its node-wide slot
+//! back (it keeps its endpoint's), so a slow or hung endpoint holds only its own slots
+//! and never delays the others. A claimed
 //! delivery is leased; if this node dies, the lease runs out and another claim picks it
 //! up (at-least-once).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -24,6 +26,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::address_guard::AddressPolicy;
+use crate::endpoints::{Endpoint, EndpointPermit, Endpoints};
 use crate::signature::WebhookSecrets;
 use crate::waiting::Waiting;
 use crate::webhook::{Headers, batch_body, post};
@@ -35,6 +38,11 @@ pub struct DispatcherConfig {
     pub concurrency: usize,
     /// Batches in flight at once to one subscription.
     pub per_subscription: usize,
+    /// Batches in flight at once to one endpoint (`scheme://host:port`), whichever
+    /// subscriptions they are for.
+    pub per_endpoint: usize,
+    /// How long an attempt holds a node-wide slot while its receiver has not answered.
+    pub slow_after: Duration,
     /// How long a claimed delivery is reserved for this node.
     pub lease: Duration,
     /// How long a receiver has to answer.
@@ -50,6 +58,8 @@ impl Default for DispatcherConfig {
         DispatcherConfig {
             concurrency: 256,
             per_subscription: 32,
+            per_endpoint: 64,
+            slow_after: Duration::from_secs(1),
             lease: Duration::from_secs(90),
             timeout: Duration::from_secs(30),
             schedule: RetrySchedule::default(),
@@ -66,55 +76,41 @@ const IDLE: Duration = Duration::from_millis(50);
 /// Event Grid's default for `preferredBatchSizeInKilobytes`.
 const DEFAULT_BATCH_KB: u32 = 64;
 
-/// After this many failed attempts in a row an endpoint is on probation.
-const PROBATION_AFTER: u32 = 5;
-/// The first probation, doubled with each further failure, up to the longest.
-const PROBATION_FIRST: Duration = Duration::from_secs(10);
-const PROBATION_LONGEST: Duration = Duration::from_secs(300);
 /// How long a delivery given back for want of a free slot waits.
 const BUSY_WAIT: Duration = Duration::from_millis(200);
-
-/// How an endpoint has been answering lately.
-#[derive(Default)]
-struct Health {
-    failures_in_a_row: AtomicU32,
-}
-
-impl Health {
-    /// Until when new attempts should wait, if the endpoint is on probation: the
-    /// failures keep coming, so it is tried less often, and it recovers by itself at
-    /// the first success.
-    fn probation(
-        &self,
-        schedule: &RetrySchedule,
-        last_failure: Option<chrono::DateTime<Utc>>,
-    ) -> Option<chrono::DateTime<Utc>> {
-        let failures = self.failures_in_a_row.load(Ordering::Relaxed);
-        if failures < PROBATION_AFTER {
-            return None;
-        }
-        let doublings = (failures - PROBATION_AFTER).min(16);
-        let wait = PROBATION_FIRST
-            .saturating_mul(1 << doublings)
-            .min(PROBATION_LONGEST)
-            .mul_f64(schedule.scale);
-        Some(last_failure? + chrono::Duration::from_std(wait).ok()?)
-    }
-}
+/// Slow attempts that may give their node-wide slot back, per node-wide slot.
+const PARKED_PER_SLOT: usize = 4;
 
 /// What a batch needs to know of its subscription.
 struct Target {
     name: String,
     /// The subscription's `endpointUrl`, parsed once.
-    endpoint: reqwest::Url,
+    url: reqwest::Url,
     /// The signing secret, and the one before it with the end of its grace period.
     secret: Vec<u8>,
     previous: Option<(Vec<u8>, chrono::DateTime<Utc>)>,
     topic: String,
     spec: SubscriptionSpec,
     slots: Arc<Semaphore>,
-    health: Arc<Health>,
-    last_failure: Arc<std::sync::Mutex<Option<chrono::DateTime<Utc>>>>,
+    endpoint: Arc<Endpoint>,
+}
+
+impl Target {
+    /// A slot of the subscription and one of its endpoint, if both have one free.
+    fn try_acquire(&self) -> Option<Slots> {
+        let subscription = self.slots.clone().try_acquire_owned().ok()?;
+        let endpoint = self.endpoint.try_acquire()?;
+        Some(Slots {
+            _subscription: subscription,
+            _endpoint: endpoint,
+        })
+    }
+}
+
+/// What an attempt holds of its subscription's and endpoint's slots until it is recorded.
+struct Slots {
+    _subscription: OwnedSemaphorePermit,
+    _endpoint: EndpointPermit,
 }
 
 pub struct Dispatcher {
@@ -123,7 +119,10 @@ pub struct Dispatcher {
     http: reqwest::Client,
     targets: HashMap<SubscriptionId, Arc<Target>>,
     version: Option<u64>,
+    endpoints: Endpoints,
     slots: Arc<Semaphore>,
+    /// Node-wide slots given back by attempts whose receivers are slow, bounded.
+    parked: Arc<Semaphore>,
     secrets: Arc<dyn WebhookSecrets>,
     /// Where finished attempts go to be recorded, many per transaction.
     records: mpsc::Sender<AttemptRecord>,
@@ -154,6 +153,8 @@ impl Dispatcher {
             handed,
             handoff,
             slots: Arc::new(Semaphore::new(config.concurrency)),
+            parked: Arc::new(Semaphore::new(config.concurrency * PARKED_PER_SLOT)),
+            endpoints: Endpoints::default(),
             store,
             config,
             http,
@@ -189,6 +190,7 @@ impl Dispatcher {
             );
         }
         let mut targets = HashMap::new();
+        let mut endpoints = Endpoints::default();
         for subscription in self.store.list_subscriptions(None).await? {
             let readable = serde_json::from_str::<SubscriptionSpec>(&subscription.spec).ok();
             let Some((spec, endpoint)) = readable.and_then(|spec| {
@@ -198,8 +200,9 @@ impl Dispatcher {
                 tracing::error!(subscription = %subscription.name, "skipping an unreadable subscription");
                 continue;
             };
-            // Keep the slots and health of a known subscription: batches in flight use them.
+            // Keep the slots of a known subscription and endpoint: batches in flight use them.
             let known = self.targets.get(&subscription.id);
+            let endpoint_state = endpoints.get(&self.endpoints, &endpoint, self.config.per_endpoint);
             let target = Target {
                 secret: self.secrets.secret(&subscription.secret_salt),
                 previous: subscription
@@ -207,19 +210,19 @@ impl Dispatcher {
                     .as_ref()
                     .map(|(salt, until)| (self.secrets.secret(salt), *until)),
                 name: subscription.name,
-                endpoint,
+                url: endpoint,
                 topic: topics.get(&subscription.source_id).cloned().unwrap_or_default(),
                 spec,
                 slots: known.map_or_else(
                     || Arc::new(Semaphore::new(self.config.per_subscription)),
                     |t| t.slots.clone(),
                 ),
-                health: known.map(|t| t.health.clone()).unwrap_or_default(),
-                last_failure: known.map(|t| t.last_failure.clone()).unwrap_or_default(),
+                endpoint: endpoint_state,
             };
             targets.insert(subscription.id, Arc::new(target));
         }
         self.targets = targets;
+        self.endpoints = endpoints;
         self.version = Some(version);
         Ok(())
     }
@@ -319,7 +322,7 @@ impl Dispatcher {
                 let own = if self.waiting.is_waiting(subscription) {
                     None
                 } else {
-                    target.slots.clone().try_acquire_owned().ok()
+                    target.try_acquire()
                 };
                 let Some(own) = own else {
                     if let Err(batch) = self.waiting.push(subscription, batch) {
@@ -341,9 +344,7 @@ impl Dispatcher {
 
     /// Until when the target's endpoint is on probation, if it is now.
     fn on_probation(&self, target: &Target, now: chrono::DateTime<Utc>) -> Option<chrono::DateTime<Utc>> {
-        let last_failure = *target.last_failure.lock().expect("never held across a panic");
-        let until = target.health.probation(&self.config.schedule, last_failure)?;
-        (until > now).then_some(until)
+        target.endpoint.probation(&self.config.schedule, now)
     }
 
     /// Starts the waiting batches whose endpoints have a free slot again. Those of an
@@ -372,7 +373,7 @@ impl Dispatcher {
                 }
             }
             while self.waiting.is_waiting(subscription) {
-                let Ok(own) = target.slots.clone().try_acquire_owned() else {
+                let Some(own) = target.try_acquire() else {
                     break;
                 };
                 let batch = self.waiting.pop(subscription).expect("it waits");
@@ -391,12 +392,17 @@ impl Dispatcher {
         subscription: SubscriptionId,
         target: &Arc<Target>,
         batch: Vec<DueDelivery>,
-        own: OwnedSemaphorePermit,
+        own: Slots,
     ) -> bool {
         let Ok(global) = self.slots.clone().acquire_owned().await else {
             return false;
         };
         let (records, http, config) = (self.records.clone(), self.http.clone(), self.config.clone());
+        let permits = Permits {
+            global: Some(global),
+            parked: self.parked.clone(),
+            _own: own,
+        };
         tasks.spawn(send(
             records,
             http,
@@ -404,7 +410,7 @@ impl Dispatcher {
             subscription,
             target.clone(),
             batch,
-            [global, own],
+            permits,
         ));
         true
     }
@@ -498,6 +504,24 @@ fn data_version(body: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The slots an attempt holds until it is recorded.
+struct Permits {
+    /// Given back once the receiver is slow, if a parked place is free.
+    global: Option<OwnedSemaphorePermit>,
+    parked: Arc<Semaphore>,
+    _own: Slots,
+}
+
+impl Permits {
+    /// Swaps the node-wide slot for a parked place: a slow receiver holds only its own
+    /// slots. Beyond the parked places, a slow attempt keeps its slot.
+    fn park(&mut self) -> Option<OwnedSemaphorePermit> {
+        let parked = self.parked.clone().try_acquire_owned().ok()?;
+        self.global = None;
+        Some(parked)
+    }
+}
+
 /// Sends one batch and records the attempt; the permits are held until it is recorded.
 async fn send(
     records: mpsc::Sender<AttemptRecord>,
@@ -506,7 +530,7 @@ async fn send(
     subscription: SubscriptionId,
     target: Arc<Target>,
     batch: Vec<DueDelivery>,
-    _permits: [OwnedSemaphorePermit; 2],
+    mut permits: Permits,
 ) {
     let schema = target.spec.event_delivery_schema;
     let attempts = batch.iter().map(|d| d.attempts).max().unwrap_or(0);
@@ -535,16 +559,23 @@ async fn send(
                 message_id: format!("msg_{subscription}_{first}_{last}"),
                 secrets,
             };
-            post(
+            let attempt = post(
                 &http,
                 config.addresses,
-                &target.endpoint,
+                &target.url,
                 schema,
                 headers,
                 body,
                 config.timeout,
-            )
-            .await
+            );
+            tokio::pin!(attempt);
+            tokio::select! {
+                sent = &mut attempt => sent,
+                () = tokio::time::sleep(config.slow_after) => {
+                    let _parked = permits.park();
+                    attempt.await
+                }
+            }
         }
         Err(e) => crate::webhook::Sent {
             result: mlgrid_core::retry::AttemptResult::Failed {
@@ -555,12 +586,7 @@ async fn send(
             excerpt: None,
         },
     };
-    if matches!(sent.result, mlgrid_core::retry::AttemptResult::Delivered) {
-        target.health.failures_in_a_row.store(0, Ordering::Relaxed);
-    } else {
-        target.health.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
-        *target.last_failure.lock().expect("never held across a panic") = Some(Utc::now());
-    }
+    target.endpoint.observe(&sent.result, Utc::now());
     let random: f64 = rand::rng().random();
     let next = match next_step(
         &target.spec.retry_policy,

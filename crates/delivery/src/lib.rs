@@ -34,6 +34,7 @@
 mod address_guard;
 mod dead_letters;
 mod dispatcher;
+mod endpoints;
 mod fanout;
 mod signature;
 mod validation;
@@ -41,7 +42,7 @@ mod waiting;
 mod webhook;
 
 pub use address_guard::AddressPolicy;
-pub use dead_letters::{DeadLetterExporter, dead_letter_record};
+pub use dead_letters::{DeadLetterExporter, ExportProblems, dead_letter_record};
 pub use dispatcher::{Dispatcher, DispatcherConfig};
 pub use fanout::Fanout;
 pub use signature::{WebhookSecrets, sign};

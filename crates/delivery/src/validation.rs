@@ -10,7 +10,7 @@ use mlgrid_core::validation::{
 
 use crate::address_guard::AddressPolicy;
 use crate::signature::sign;
-use crate::webhook::{client, describe, excerpt};
+use crate::webhook::{ANSWER_BYTES, client, describe, read_answer};
 
 /// What a handshake needs to know of the subscription.
 pub struct HandshakeRequest<'a> {
@@ -61,7 +61,7 @@ impl Validator {
         answer.unwrap_or_else(|e| {
             Handshake::Failed(format!(
                 "the endpoint did not answer the handshake: {}",
-                describe(&e, self.timeout)
+                describe(e, self.timeout)
             ))
         })
     }
@@ -94,8 +94,8 @@ impl Validator {
             .send()
             .await?;
         let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok(judge_validation_answer(status, excerpt(&text), request.code))
+        let text = read_answer(response, ANSWER_BYTES, self.timeout).await;
+        Ok(judge_validation_answer(status, &text, request.code))
     }
 
     async fn options(&self, request: &HandshakeRequest<'_>) -> Result<Handshake, reqwest::Error> {

@@ -11,6 +11,12 @@ use crate::address_guard::AddressPolicy;
 
 /// How much of a receiver's answer the delivery log keeps.
 const EXCERPT_BYTES: usize = 512;
+/// How much of a receiver's answer is read at most (the excerpt, a `validationResponse`);
+/// the rest is never read: the connection is dropped with it.
+pub(crate) const ANSWER_BYTES: usize = 4096;
+/// How long a receiver that has answered may take to send the start of its body. The
+/// status decides the attempt; the body is only for the delivery log.
+const EXCERPT_WAIT: Duration = Duration::from_secs(1);
 
 /// The request body for a batch in the subscription's delivery schema: a JSON array.
 pub fn batch_body(batch: &[DueDelivery], target: EventSchema, topic: &str) -> Result<String, serde_json::Error> {
@@ -104,26 +110,43 @@ pub async fn post(
         Ok(response) => {
             let code = response.status().as_u16();
             let after = retry_after(&response);
-            let text = response.text().await.unwrap_or_default();
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let text = read_answer(response, EXCERPT_BYTES, EXCERPT_WAIT).await;
             Sent {
                 result: AttemptResult::from_status(code, after),
                 status: Some(code),
-                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                latency_ms,
                 excerpt: (!text.is_empty()).then(|| excerpt(&text).to_owned()),
             }
         }
-        Err(e) => failed(describe(&e, timeout), started),
+        Err(e) => failed(describe(e, timeout), started),
     }
 }
 
+/// Reads at most `limit` bytes of an answer's body, for at most `wait`, and drops the
+/// rest unread (and the connection with it): a receiver that streams without end, or
+/// never finishes, costs no more than that.
+pub(crate) async fn read_answer(mut response: reqwest::Response, limit: usize, wait: Duration) -> String {
+    let mut body = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while body.len() < limit {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// What went wrong with a request that got no answer, with the whole chain of causes
-/// (refused, reset, or the address guard).
-pub(crate) fn describe(error: &reqwest::Error, timeout: Duration) -> String {
+/// (refused, reset, or the address guard), without the URL: its query may hold a secret.
+pub(crate) fn describe(error: reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
         return format!("no answer within {} s", timeout.as_secs_f64());
     }
+    let error = error.without_url();
     let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(inner) = source {
         message.push_str(": ");
         message.push_str(&inner.to_string());

@@ -101,6 +101,7 @@ pub async fn run_node(
         tokio::spawn(dispatcher.run(workers.clone())),
         tokio::spawn(
             mlgrid_delivery::DeadLetterExporter::new(state.store.clone(), state.config.datastore_root.clone())
+                .with_problems(state.dead_letter_exports.clone())
                 .run(workers.clone()),
         ),
     ];

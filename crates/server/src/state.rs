@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mlgrid_core::publish::PublishLimits;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
-use mlgrid_delivery::Validator;
+use mlgrid_delivery::{ExportProblems, Validator};
 use mlgrid_store::{SourceId, Store};
 
 use crate::error::ApiError;
@@ -66,6 +66,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Runs the validation handshake of webhook subscriptions.
     pub validator: Validator,
+    /// Why subscriptions' dead letters could not be written to their folders lately.
+    pub dead_letter_exports: ExportProblems,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
             topics: Arc::new(TopicCache::default()),
             metrics: None,
             validator,
+            dead_letter_exports: ExportProblems::default(),
         })
     }
 }

@@ -56,16 +56,21 @@ pub struct DeliveryStatsView {
     /// Attempts that did not deliver.
     pub failed_attempts: u64,
     pub last_error: Option<String>,
+    /// Why the last try to write dead letters to the subscription's
+    /// `deadLetterDestination` failed (they stay in the store and are tried again), if it
+    /// did.
+    pub dead_letter_export_error: Option<String>,
 }
 
-impl From<DeliveryStats> for DeliveryStatsView {
-    fn from(s: DeliveryStats) -> Self {
+impl DeliveryStatsView {
+    fn new(s: DeliveryStats, dead_letter_export_error: Option<String>) -> Self {
         DeliveryStatsView {
             delivered: s.delivered,
             dead_lettered: s.dead_lettered,
             backlog: s.pending,
             failed_attempts: s.failed_attempts,
             last_error: s.last_error,
+            dead_letter_export_error,
         }
     }
 }
@@ -232,7 +237,11 @@ async fn delivery_stats(
     Path((collection, source, name)): Path<(String, String, String)>,
 ) -> Result<JsonResponse<DeliveryStatsView>, ApiError> {
     let id = subscription(&state, &caller, &collection, &source, &name, Role::Reader).await?;
-    Ok(JsonResponse(state.store.delivery_stats(id).await?.into()))
+    let stats = state.store.delivery_stats(id).await?;
+    Ok(JsonResponse(DeliveryStatsView::new(
+        stats,
+        state.dead_letter_exports.of(id),
+    )))
 }
 
 /// The latest delivery attempts of a subscription, newest first. Takes Reader or stronger.
