@@ -604,7 +604,14 @@ pub enum EventSubscriptionCommand {
         #[command(flatten)]
         settings: SubscriptionSettings,
     },
-    Show(SubscriptionRef),
+    Show {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        /// Show the whole endpoint URL, query included (the server shows readers only
+        /// `endpointBaseUrl`, since the query often holds a secret). Takes Contributor.
+        #[arg(long)]
+        include_full_endpoint_url: bool,
+    },
     List {
         #[command(flatten)]
         source: SubscriptionSource,

@@ -45,7 +45,7 @@ fn subscriptions_with_advanced_filters_record_their_matches() {
         "--name",
         "big-prod",
         "--endpoint",
-        "https://hooks.example/big",
+        "https://hooks.example/big?code=TOPSECRET",
         "--skip-validation",
         "--included-event-types",
         "Shop.OrderPlaced",
@@ -142,9 +142,25 @@ fn subscriptions_with_advanced_filters_record_their_matches() {
         json!(["team-a", "urgent"]),
         "update keeps what it was not told to change"
     );
+    // The endpoint's query (a secret, often) is shown only on request, to Contributors.
     assert_eq!(
-        updated["properties"]["destination"]["properties"]["endpointUrl"],
-        "https://hooks.example/big"
+        updated["properties"]["destination"]["properties"],
+        json!({"endpointBaseUrl": "https://hooks.example/big"}),
+        "update keeps the endpoint, shows it without its query"
+    );
+    let full = server.json(&[
+        "event-subscription",
+        "show",
+        "--topic",
+        "shop",
+        "--name",
+        "big-prod",
+        "--include-full-endpoint-url",
+    ]);
+    assert_eq!(
+        full["properties"]["destination"]["properties"],
+        json!({"endpointUrl": "https://hooks.example/big?code=TOPSECRET"}),
+        "update put the whole URL back"
     );
 
     let bad = server.cli(&[

@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn the_base_url_keeps_scheme_host_port_and_path() {
         for (url, base) in [
-            ("https://fn.example/api/hook?code=abc==&clientId=x", "https://fn.example/api/hook"),
+            (
+                "https://fn.example/api/hook?code=abc==&clientId=x",
+                "https://fn.example/api/hook",
+            ),
             ("http://127.0.0.1:8080/hook#frag", "http://127.0.0.1:8080/hook"),
             ("https://user:p@ss@r.example:8443/a/b?x", "https://r.example:8443/a/b"),
             ("https://user@r.example", "https://r.example"),

@@ -68,6 +68,8 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         let message = match self {
             ApiError::Internal(detail) => {
+                // A detail may quote a webhook URL, whose query may hold a secret.
+                let detail = mlgrid_core::redact::redact_urls(&detail);
                 tracing::error!(%detail, "internal error");
                 "internal error; the server log has the details".to_owned()
             }
