@@ -100,10 +100,23 @@ pub struct ServeArgs {
     /// This node's name in logs, /healthz and /metrics [default: HOSTNAME:PORT].
     #[arg(long, env = "MLGRID_NODE_ID")]
     pub node_id: Option<String>,
-    /// Base URL clients use to reach this server (shown as topic endpoints); defaults to
-    /// the Host of each request.
+    /// Base URL clients and webhook receivers use to reach this server (topic endpoints,
+    /// validation URLs) [default: http:// and the --listen address; HOSTNAME for an
+    /// unspecified address]. Never taken from a request's Host header.
     #[arg(long, env = "MLGRID_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Serve /metrics without an API key on this separate address, for Prometheus on a
+    /// private network. On --listen, /metrics takes a key with a role on everything.
+    #[arg(long, env = "MLGRID_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM or SIGINT, wait at most this many seconds for requests in flight and
+    /// background work to finish, then exit anyway (what is acknowledged is stored).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub shutdown_timeout: u64,
+    /// Most client connections open at once; further clients wait until one closes.
+    /// Lowered to fit the open-file limit (ulimit -n) when that is smaller.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Largest publish request in bytes (Event Grid: 1 MB).
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -604,7 +617,14 @@ pub enum EventSubscriptionCommand {
         #[command(flatten)]
         settings: SubscriptionSettings,
     },
-    Show(SubscriptionRef),
+    Show {
+        #[command(flatten)]
+        subscription: SubscriptionRef,
+        /// Show the whole endpoint URL, query included (the server shows readers only
+        /// `endpointBaseUrl`, since the query often holds a secret). Takes Contributor.
+        #[arg(long)]
+        include_full_endpoint_url: bool,
+    },
     List {
         #[command(flatten)]
         source: SubscriptionSource,

@@ -211,6 +211,46 @@ fn sigterm_during_publishing_loses_no_acknowledged_event() {
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
 
+#[test]
+fn sigterm_answers_open_long_polls_and_exits_within_seconds() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.json(&["topic", "create", "--name", "quiet"]);
+    let key = std::fs::read_to_string(dir.path().join("admin.key")).unwrap();
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let request = format!(
+        "GET /v1/topics/quiet/events?waitSeconds=60 HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {}\r\n\r\n",
+        key.trim()
+    );
+    let mut polls: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    // Every poll has reached its wait when a last request gets its answer.
+    server.json(&["topic", "show", "--name", "quiet"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    assert!(server.terminate(), "the server drains and exits cleanly");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM with 200 long polls took {took:?}"
+    );
+    for stream in &mut polls {
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.contains("\"events\":[]"),
+            "{answer}"
+        );
+    }
+}
+
 /// Microsoft's `azure-eventgrid` Python client publishes to mlgrid unchanged. Needs
 /// `pip install -r tests/python/requirements.txt` (the test script and CI do it).
 #[test]

@@ -45,7 +45,7 @@ fn subscriptions_with_advanced_filters_record_their_matches() {
         "--name",
         "big-prod",
         "--endpoint",
-        "https://hooks.example/big",
+        "https://hooks.example/big?code=TOPSECRET",
         "--skip-validation",
         "--included-event-types",
         "Shop.OrderPlaced",
@@ -142,9 +142,25 @@ fn subscriptions_with_advanced_filters_record_their_matches() {
         json!(["team-a", "urgent"]),
         "update keeps what it was not told to change"
     );
+    // The endpoint's query (a secret, often) is shown only on request, to Contributors.
     assert_eq!(
-        updated["properties"]["destination"]["properties"]["endpointUrl"],
-        "https://hooks.example/big"
+        updated["properties"]["destination"]["properties"],
+        json!({"endpointBaseUrl": "https://hooks.example/big"}),
+        "update keeps the endpoint, shows it without its query"
+    );
+    let full = server.json(&[
+        "event-subscription",
+        "show",
+        "--topic",
+        "shop",
+        "--name",
+        "big-prod",
+        "--include-full-endpoint-url",
+    ]);
+    assert_eq!(
+        full["properties"]["destination"]["properties"],
+        json!({"endpointUrl": "https://hooks.example/big?code=TOPSECRET"}),
+        "update put the whole URL back"
     );
 
     let bad = server.cli(&[
@@ -332,9 +348,16 @@ fn answering(status: &'static str) -> (String, std::sync::Arc<std::sync::atomic:
 #[test]
 fn dead_letters_are_listed_redelivered_and_purged() {
     let dir = tempfile::tempdir().unwrap();
+    let metrics_address = format!("127.0.0.1:{}", common::free_port());
     let server = Server::start_with(
         dir.path(),
-        &["--allow-loopback-webhooks", "--retry-time-scale", "0.001"],
+        &[
+            "--allow-loopback-webhooks",
+            "--retry-time-scale",
+            "0.001",
+            "--metrics-listen",
+            &metrics_address,
+        ],
     );
     let topic = server.json(&["topic", "create", "--name", "shop"]);
     let (url, requests) = answering("400 Bad Request");
@@ -397,8 +420,18 @@ fn dead_letters_are_listed_redelivered_and_purged() {
     assert_eq!(attempts[0]["outcome"], "Http400");
     assert_eq!(attempts[0]["responseExcerpt"], "no");
 
-    let metrics = http
+    // The names of every source and subscription: on the API's listener only with a key.
+    let refused = http.get(format!("{}/metrics", server.url)).send().unwrap();
+    assert_eq!(refused.status(), 401);
+    let admin_key = std::fs::read_to_string(dir.path().join("admin.key")).unwrap();
+    let keyed = http
         .get(format!("{}/metrics", server.url))
+        .bearer_auth(admin_key.trim())
+        .send()
+        .unwrap();
+    assert_eq!(keyed.status(), 200);
+    let metrics = http
+        .get(format!("http://{metrics_address}/metrics"))
         .send()
         .unwrap()
         .text()

@@ -11,6 +11,7 @@
 //!   that finds the subscriptions an event matches.
 //! - [`publish`]: validation of what publishers send, with Event Grid's rules and limits.
 //! - [`resource`]: workspaces and custom topics, their names and resource paths.
+//! - [`redact`]: URLs without their secrets (query, userinfo), for showing and logging.
 //!
 //! ```
 //! use mlgrid_core::ml::{MlEvent, ModelRegistered};
@@ -34,6 +35,7 @@ pub mod filter;
 pub mod lifecycle;
 pub mod ml;
 pub mod publish;
+pub mod redact;
 pub mod resource;
 pub mod retry;
 pub mod subscription;

@@ -13,13 +13,18 @@ use utoipa::ToSchema;
 /// to fix. Internal details never reach the client; they are logged once, here.
 #[derive(Debug)]
 pub enum ApiError {
-    BadRequest { code: &'static str, message: String },
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
     Unauthorized(String),
     Forbidden(String),
     NotFound(String),
     Conflict(String),
     PreconditionFailed(String),
     PayloadTooLarge(String),
+    /// The client did not send its request body in time.
+    RequestTimeout(String),
     UnsupportedMediaType(String),
     Unavailable(String),
     Internal(String),
@@ -42,6 +47,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
             ApiError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "PreconditionFailed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
@@ -68,6 +74,8 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         let message = match self {
             ApiError::Internal(detail) => {
+                // A detail may quote a webhook URL, whose query may hold a secret.
+                let detail = mlgrid_core::redact::redact_urls(&detail);
                 tracing::error!(%detail, "internal error");
                 "internal error; the server log has the details".to_owned()
             }
@@ -78,6 +86,7 @@ impl IntoResponse for ApiError {
             | ApiError::Conflict(message)
             | ApiError::PreconditionFailed(message)
             | ApiError::PayloadTooLarge(message)
+            | ApiError::RequestTimeout(message)
             | ApiError::UnsupportedMediaType(message)
             | ApiError::Unavailable(message) => message,
         };

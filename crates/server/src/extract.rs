@@ -44,25 +44,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// The URL clients reach this server under: the configured public URL, else
-/// `http://` and the request's `Host`.
+/// The URL clients and receivers reach this server under: the configured public URL,
+/// else the listen address ([`ServerConfig::base_url`](crate::ServerConfig::base_url)),
+/// never the request's `Host`, which the client chooses.
 pub struct BaseUrl(pub String);
 
 impl FromRequestParts<crate::state::AppState> for BaseUrl {
-    type Rejection = ApiError;
+    type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &crate::state::AppState) -> Result<Self, Self::Rejection> {
-        if let Some(url) = &state.config.public_url {
-            return Ok(BaseUrl(url.trim_end_matches('/').to_owned()));
-        }
-        let host = parts
-            .headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::bad_request("the request has no Host header; send one, or start the server with --public-url")
-            })?;
-        Ok(BaseUrl(format!("http://{host}")))
+    async fn from_request_parts(_: &mut Parts, state: &crate::state::AppState) -> Result<Self, Self::Rejection> {
+        Ok(BaseUrl(state.config.base_url()))
     }
 }
 

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+mod connections;
 mod error;
 mod extract;
 pub mod keys;
@@ -37,11 +38,14 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+pub use connections::ConnectionLimits;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use state::{AppState, ServerConfig};
 
-/// The whole HTTP application: the API, `/openapi.json`, tracing.
+/// The whole HTTP application: the API, `/openapi.json`, tracing, the request body
+/// timeout.
 pub fn app(state: AppState) -> Router {
+    let body_read_timeout = state.config.connections.body_read_timeout;
     let (router, openapi) = api::routes(&state).split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     router
@@ -54,6 +58,10 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound("no such route; the API is described at /openapi.json".to_owned()) })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            body_read_timeout,
+            connections::body_deadline,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal("a handler panicked".to_owned()))
         }))
@@ -69,24 +77,33 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets the requests in
-/// flight finish (each answers only after its writes are durable).
+/// flight finish (each answers only after its writes are durable), with the default
+/// [`ConnectionLimits`].
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    connections::serve_connections(listener, app, shutdown, &ConnectionLimits::default()).await;
+    Ok(())
 }
 
 /// Runs a whole node: the HTTP server and the background work (the fan-out of events to
-/// subscriptions, the webhook dispatcher) until `shutdown`; then drains requests and
-/// stops the workers, which record the attempts in flight. The store stays open for the
-/// caller to close.
+/// subscriptions, the webhook dispatcher) until `shutdown`; then ends long polls,
+/// drains requests and stops the workers, which record the attempts in flight, all
+/// within the configured shutdown timeout (after it, what is left is abandoned and
+/// logged: unanswered requests stored nothing they acknowledged, and abandoned
+/// deliveries are claimed again when their leases run out). The store stays open for
+/// the caller to close.
 pub async fn run_node(
     listener: TcpListener,
-    state: AppState,
+    mut state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let mut config = (*state.config).clone();
+    config.listen = listener.local_addr()?;
+    state.config = std::sync::Arc::new(config);
+    let limits = state.config.connections;
     let workers = CancellationToken::new();
     let secrets = std::sync::Arc::new(state.secret.clone());
     let dispatcher = mlgrid_delivery::Dispatcher::new(state.store.clone(), state.config.delivery.clone(), secrets)
@@ -105,12 +122,29 @@ pub async fn run_node(
                 .run(workers.clone()),
         ),
     ];
-    let served = serve(listener, app(state), shutdown).await;
+    // The whole drain, requests and workers, is bounded from the moment shutdown starts.
+    let draining = state.shutdown.clone();
+    let began = std::sync::Arc::new(std::sync::OnceLock::new());
+    let began_at = began.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = began_at.set(tokio::time::Instant::now());
+        draining.cancel();
+    };
+    connections::serve_connections(listener, app(state), shutdown, &limits).await;
     workers.cancel();
-    for task in background {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, "a background task failed");
+    let deadline = *began.get_or_init(tokio::time::Instant::now) + limits.shutdown_timeout;
+    let stopped = tokio::time::timeout_at(deadline, futures::future::join_all(background)).await;
+    match stopped {
+        Ok(results) => {
+            for e in results.into_iter().filter_map(Result::err) {
+                tracing::error!(error = %e, "a background task failed");
+            }
         }
+        Err(_) => tracing::warn!(
+            "shutdown timeout: abandoning the background work still running (deliveries in flight \
+             are sent again once their leases run out)"
+        ),
     }
-    served
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
 use mlgrid_delivery::{ExportProblems, Validator};
 use mlgrid_store::{SourceId, Store};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::keys::ServerSecret;
@@ -20,20 +22,42 @@ pub struct ServerConfig {
     /// This node's name among the nodes sharing a database, shown by `/healthz` and
     /// `/metrics`.
     pub node_id: String,
-    /// Base URL under which clients reach this server, for the `endpoint` of topics;
-    /// when unset, the request's `Host` header is used.
+    /// Base URL under which clients and receivers reach this server: the `endpoint` of
+    /// topics and the validation URL of handshakes. When unset, `listen` is used; a
+    /// request's `Host` header never is (a forged one would send receivers elsewhere).
     pub public_url: Option<String>,
+    /// The address the server listens on; `run_node` sets it from its listener.
+    pub listen: SocketAddr,
     /// Largest publish request, in bytes (Event Grid: 1 MB for the whole array).
     pub max_request_bytes: usize,
     pub publish_limits: PublishLimits,
     /// How webhooks are delivered, and which addresses they may reach.
     pub delivery: mlgrid_delivery::DispatcherConfig,
+    /// Timeouts and the cap on connections, against slow and too many clients.
+    pub connections: crate::ConnectionLimits,
     /// The folder holding the local datastores (the built-in `workspaceblobstore`
     /// among them), where dead letters are written.
     pub datastore_root: PathBuf,
 }
 
 impl ServerConfig {
+    /// The URL clients and receivers reach this server under, without a trailing `/`:
+    /// the public URL, else `http://` and the listen address (loopback for an
+    /// unspecified address: the only one sure to reach this host).
+    pub fn base_url(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let mut listen = self.listen;
+        if listen.ip().is_unspecified() {
+            listen.set_ip(match listen.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        format!("http://{listen}")
+    }
+
     /// How long an endpoint has to validate a subscription manually: Event Grid's
     /// 5 minutes, on the delivery schedule's time scale.
     pub fn validation_window(&self) -> chrono::Duration {
@@ -47,10 +71,12 @@ impl Default for ServerConfig {
         ServerConfig {
             node_id: "mlgrid".to_owned(),
             public_url: None,
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7070)),
             max_request_bytes: 1024 * 1024,
             publish_limits: PublishLimits::default(),
             delivery: mlgrid_delivery::DispatcherConfig::default(),
             datastore_root: PathBuf::from("mlgrid-data/datastores"),
+            connections: crate::ConnectionLimits::default(),
         }
     }
 }
@@ -68,6 +94,9 @@ pub struct AppState {
     pub validator: Validator,
     /// Why subscriptions' dead letters could not be written to their folders lately.
     pub dead_letter_exports: ExportProblems,
+    /// Cancelled when the server starts shutting down: long polls answer at once with
+    /// what they have, rather than holding the drain for up to a minute.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -83,6 +112,7 @@ impl AppState {
             metrics: None,
             validator,
             dead_letter_exports: ExportProblems::default(),
+            shutdown: CancellationToken::new(),
         })
     }
 }

@@ -431,3 +431,71 @@ async fn workspace_event_log_is_readable() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     drop(s.store);
 }
+
+#[tokio::test]
+async fn metrics_take_a_key_on_everything_unless_served_on_their_own_listener() {
+    use tower::ServiceExt;
+    let api = TestApi::new().await;
+    api.ok("POST", "/v1/workspaces", json!({"name": "ws1"})).await;
+    let mut state = api.state.clone();
+    state.metrics = Some(
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle(),
+    );
+    let main = mlgrid_server::app(state.clone());
+    let scrape = mlgrid_server::api::metrics::scrape_app(state);
+    let workspace_reader = api.ok("POST", "/v1/principals", json!({"name": "r"})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.ok(
+        "POST",
+        "/v1/roleAssignments",
+        json!({"assignee": "r", "role": "Reader", "workspace": "ws1"}),
+    )
+    .await;
+    let everything_reader = api.ok("POST", "/v1/principals", json!({"name": "all"})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.ok(
+        "POST",
+        "/v1/roleAssignments",
+        json!({"assignee": "all", "role": "Reader"}),
+    )
+    .await;
+    let get = |key: Option<&str>| {
+        let mut request = Request::get("/metrics");
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    let status = |response: axum::response::Response| response.status();
+    assert_eq!(
+        status(main.clone().oneshot(get(None)).await.unwrap()),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(main.clone().oneshot(get(Some(&workspace_reader))).await.unwrap()),
+        StatusCode::FORBIDDEN,
+        "a role on one workspace does not show the names of all"
+    );
+    assert_eq!(
+        status(main.clone().oneshot(get(Some(&everything_reader))).await.unwrap()),
+        StatusCode::OK
+    );
+    let scraped = scrape.clone().oneshot(get(None)).await.unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert_eq!(scraped.headers()["content-type"], "text/plain; version=0.0.4");
+    let other = scrape
+        .oneshot(Request::get("/v1/workspaces").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::NOT_FOUND,
+        "the metrics listener serves nothing else"
+    );
+}

@@ -443,3 +443,56 @@ async fn dead_letters_are_shown_and_selected_by_reason_type_and_status() {
         .collect();
     assert_eq!(left, [2]);
 }
+
+#[tokio::test]
+async fn readers_see_the_endpoint_without_its_secret_and_contributors_can_ask_for_the_full_url() {
+    let api = TestApi::new().await;
+    api.ok("POST", "/v1/workspaces", json!({"name": "ws1"})).await;
+    let url = "https://fn.example/api/hook?code=TOPSECRET&clientId=default";
+    let path = "/v1/workspaces/ws1/eventSubscriptions/secret-hook";
+    let put = api
+        .ok(
+            "PUT",
+            &format!("{path}?skipValidation=true"),
+            json!({"properties": {"destination": webhook(url)}}),
+        )
+        .await;
+    let mut keys = Vec::new();
+    for (name, role) in [("reader", "Reader"), ("contributor", "Contributor")] {
+        let created = api.ok("POST", "/v1/principals", json!({"name": name})).await;
+        api.ok(
+            "POST",
+            "/v1/roleAssignments",
+            json!({"assignee": name, "role": role, "workspace": "ws1"}),
+        )
+        .await;
+        keys.push(created["key"].as_str().unwrap().to_owned());
+    }
+    let (reader, contributor) = (&keys[0], &keys[1]);
+    let shown = api.call_as(reader, "GET", path, None, None).await.body;
+    let listed = api
+        .call_as(reader, "GET", "/v1/workspaces/ws1/eventSubscriptions", None, None)
+        .await
+        .body;
+    for view in [&put, &shown, &listed["value"][0]] {
+        let endpoint = &view["properties"]["destination"]["properties"];
+        assert_eq!(endpoint["endpointBaseUrl"], "https://fn.example/api/hook", "{view}");
+        assert!(endpoint.get("endpointUrl").is_none(), "{view}");
+        assert!(!view.to_string().contains("TOPSECRET"), "{view}");
+    }
+
+    let refused = api
+        .call_as(reader, "POST", &format!("{path}/getFullUrl"), None, None)
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.message().contains("Contributor"), "{}", refused.message());
+    let full = api
+        .call_as(contributor, "POST", &format!("{path}/getFullUrl"), None, None)
+        .await;
+    assert_eq!(full.status, StatusCode::OK, "{}", full.body);
+    assert_eq!(full.body, json!({"endpointUrl": url}));
+    let missing = api
+        .call("POST", "/v1/workspaces/ws1/eventSubscriptions/nope/getFullUrl", None)
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

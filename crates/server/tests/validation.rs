@@ -75,7 +75,10 @@ async fn receiver(answer: Answer) -> (String, Arc<Mutex<Vec<Seen>>>) {
 
 /// A server that may reach loopback receivers; `scale` shrinks the validation window.
 async fn api(scale: f64) -> TestApi {
-    let mut config = ServerConfig::default();
+    let mut config = ServerConfig {
+        public_url: Some(format!("http://{}", common::HOST)),
+        ..ServerConfig::default()
+    };
     config.delivery.addresses = AddressPolicy {
         allow_private: false,
         allow_loopback: true,
@@ -238,6 +241,51 @@ async fn refusing_or_wrong_endpoints_fail_with_what_to_do() {
         )
         .await;
     assert_eq!(skipped.body["properties"]["provisioningState"], "Succeeded");
+}
+
+#[tokio::test]
+async fn without_a_public_url_the_validation_url_names_the_listen_address_not_the_host_header() {
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:7777".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    config.delivery.addresses = AddressPolicy {
+        allow_private: false,
+        allow_loopback: true,
+    };
+    let api = TestApi::with_config(config).await;
+    api.ok("POST", "/v1/topics", json!({"name": "orders"})).await;
+    let (url, seen) = receiver(Answer::Later).await;
+    // Every request of TestApi names `Host: mlgrid.test:7070`: here a forged one.
+    let created = api.call("PUT", PATH, Some(subscription(&url, "EventGridSchema"))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let validation_url = seen.lock().unwrap()[0].body[0]["data"]["validationUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        validation_url.starts_with("http://127.0.0.1:7777/v1/topics/orders/eventSubscriptions/sub-1/validate?"),
+        "{validation_url}"
+    );
+    let topic = api.call("GET", "/v1/topics/orders", None).await;
+    assert_eq!(topic.body["endpoint"], "http://127.0.0.1:7777/topics/orders/api/events");
+}
+
+#[tokio::test]
+async fn failed_handshakes_never_quote_the_endpoint_query() {
+    let api = api(1.0).await;
+    let (refusing, _) = receiver(Answer::Status(500)).await;
+    // A refusing endpoint, and one nobody listens on (the HTTP client's error quotes
+    // the URL it tried).
+    for url in [refusing, "http://127.0.0.1:1/hook".to_owned()] {
+        let secret = format!("{url}?code=TOPSECRET");
+        let failed = api
+            .call("PUT", PATH, Some(subscription(&secret, "EventGridSchema")))
+            .await;
+        assert_eq!(failed.status, StatusCode::BAD_REQUEST);
+        let message = failed.message();
+        assert!(message.contains(&url) && !message.contains("TOPSECRET"), "{message}");
+    }
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use mlgrid_server::bootstrap::{Bootstrap, bootstrap_owner, check_secret, load_or
 use mlgrid_server::{AppState, ServerConfig, run_node};
 use mlgrid_store::{PostgresStore, SqliteStore, Store};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use super::migrate::{cannot_use, shown};
 use crate::args::ServeArgs;
@@ -29,14 +30,54 @@ async fn open_store(database_url: Option<&str>, data_dir: &Path) -> anyhow::Resu
     })
 }
 
+/// The machine's host name, `mlgrid` if it has none.
+fn host_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    match host.trim() {
+        "" => "mlgrid".to_owned(),
+        host => host.to_owned(),
+    }
+}
+
 /// The machine's host name and the port: unique among the nodes of a cluster.
 fn default_node_id(listen: std::net::SocketAddr) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host = match host.trim() {
-        "" => "mlgrid",
-        host => host,
-    };
-    format!("{host}:{}", listen.port())
+    format!("{}:{}", host_name(), listen.port())
+}
+
+/// The URL clients and receivers reach this node under when --public-url is not given:
+/// the listen address, or the host name for an unspecified one (0.0.0.0, ::). The
+/// server never takes it from a request's Host header, which the client chooses.
+fn default_public_url(listen: std::net::SocketAddr) -> Option<String> {
+    if !listen.ip().is_unspecified() {
+        return None; // the server uses its listen address
+    }
+    let url = format!("http://{}:{}", host_name(), listen.port());
+    tracing::info!(public_url = %url, "listening on every address without --public-url: topic endpoints and validation URLs name this host; set --public-url if clients reach it otherwise");
+    Some(url)
+}
+
+/// The connection cap: as asked, but within the open-file limit (less a reserve for the
+/// database, the log and outgoing webhooks), so that accepting never runs out of
+/// descriptors.
+fn connection_cap(asked: usize) -> usize {
+    const RESERVE: usize = 256;
+    let limit = std::fs::read_to_string("/proc/self/limits").ok().and_then(|limits| {
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        line.split_whitespace().nth(3)?.parse::<usize>().ok()
+    });
+    match limit {
+        Some(limit) if limit.saturating_sub(RESERVE) < asked => {
+            let cap = limit.saturating_sub(RESERVE).max(16);
+            tracing::warn!(
+                asked,
+                cap,
+                open_file_limit = limit,
+                "--max-connections lowered to fit the open-file limit; raise it with ulimit -n"
+            );
+            cap
+        }
+        _ => asked,
+    }
 }
 
 pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
@@ -57,11 +98,13 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     let node_id = args.node_id.unwrap_or_else(|| default_node_id(args.listen));
     let mut config = ServerConfig {
         node_id: node_id.clone(),
-        public_url: args.public_url,
+        public_url: args.public_url.or_else(|| default_public_url(args.listen)),
         max_request_bytes: args.max_request_bytes,
         datastore_root: data_dir.join("datastores"),
         ..ServerConfig::default()
     };
+    config.connections.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
+    config.connections.max_connections = connection_cap(args.max_connections);
     config.delivery.addresses = AddressPolicy {
         allow_private: args.allow_private_webhooks,
         allow_loopback: args.allow_loopback_webhooks,
@@ -83,8 +126,22 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         Some(url) => shown(url),
         None => data_dir.join(DATABASE_FILE).display().to_string(),
     };
+    let stop = CancellationToken::new();
+    if let Some(address) = args.metrics_listen {
+        let metrics = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} for metrics (in use? see --metrics-listen)"))?;
+        tracing::info!(%address, "serving /metrics without a key");
+        let app = mlgrid_server::api::metrics::scrape_app(state.clone());
+        tokio::spawn(mlgrid_server::serve(metrics, app, stop.clone().cancelled_owned()));
+    }
     tracing::info!(node = %node_id, address = %listener.local_addr()?, %database, data_dir = %data_dir.display(), "mlgrid listening");
-    run_node(listener, state, shutdown_signal()).await?;
+    let on_signal = stop.clone();
+    run_node(listener, state, async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    })
+    .await?;
     tracing::info!(node = %node_id, "requests drained; closing the store");
     store.close().await;
     Ok(())
@@ -98,5 +155,5 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    tracing::info!("shutting down: no new connections, ending long polls, finishing requests in flight");
 }

@@ -175,6 +175,26 @@ fn put_path(subscription: &SubscriptionRef, settings: &SubscriptionSettings) -> 
     })
 }
 
+/// The whole endpoint URL, query included: Event Grid's `getFullUrl`, which takes
+/// Contributor.
+async fn full_url(client: &Client, subscription: &SubscriptionRef) -> anyhow::Result<Value> {
+    let answer = client
+        .post(&format!("{}/getFullUrl", path(subscription)?), &json!({}))
+        .await?;
+    answer
+        .get("endpointUrl")
+        .cloned()
+        .context("the server's getFullUrl answer has no endpointUrl")
+}
+
+/// Puts the whole URL in the place of `endpointBaseUrl`, as the subscription was put.
+fn set_full_url(properties: &mut Map<String, Value>, url: Value) {
+    if let Some(Value::Object(endpoint)) = properties.get_mut("destination").and_then(|d| d.get_mut("properties")) {
+        endpoint.remove("endpointBaseUrl");
+        endpoint.insert("endpointUrl".to_owned(), url);
+    }
+}
+
 /// The fields of a shown subscription that a client may set again.
 const SETTABLE: [&str; 7] = [
     "destination",
@@ -210,15 +230,27 @@ pub async fn run(client: &Client, command: EventSubscriptionCommand) -> anyhow::
                 .filter(|(k, _)| SETTABLE.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
+            // The server shows the endpoint without its query; the same URL is put back.
+            if settings.endpoint.is_none() {
+                let url = full_url(client, &subscription).await?;
+                set_full_url(&mut properties, url);
+            }
             apply(&mut properties, settings)?;
             let etag = current["etag"].as_str().unwrap_or("*").to_owned();
             client
                 .call_if_match(Method::PUT, &put, &json!({"properties": properties}), &etag)
                 .await
         }
-        EventSubscriptionCommand::Show(subscription) => {
+        EventSubscriptionCommand::Show {
+            subscription,
+            include_full_endpoint_url,
+        } => {
             let path = path(&subscription)?;
             let mut shown = client.get(&path).await?;
+            if include_full_endpoint_url && let Some(Value::Object(properties)) = shown.get_mut("properties") {
+                let url = full_url(client, &subscription).await?;
+                set_full_url(properties, url);
+            }
             shown["deliveryStats"] = client.get(&format!("{path}/deliveryStats")).await?;
             Ok(shown)
         }

@@ -108,10 +108,17 @@ async fn read(
         if !events.is_empty() {
             break events;
         }
-        match tokio::time::timeout_at(deadline, appended.changed()).await {
-            Ok(Ok(())) => continue,
-            // Timed out, or the store is closing: answer with what there is (nothing).
-            Ok(Err(_)) | Err(_) => break events,
+        if state.shutdown.is_cancelled() {
+            break events;
+        }
+        tokio::select! {
+            changed = tokio::time::timeout_at(deadline, appended.changed()) => match changed {
+                Ok(Ok(())) => continue,
+                // Timed out, or the store is closing: answer with what there is (nothing).
+                Ok(Err(_)) | Err(_) => break events,
+            },
+            // The server is shutting down: a long poll must not hold the drain.
+            () = state.shutdown.cancelled() => break events,
         }
     };
     let last_sequence = events.last().map_or(query.after, |e| e.sequence);

@@ -4,18 +4,29 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use mlgrid_core::resource::SourceKind;
+use mlgrid_store::Role;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::auth::{Caller, Scope};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// The process's metrics: events published, routed, matched, delivered, failed and
 /// dead-lettered, delivery attempt latencies, the backlog of each subscription
 /// (measured at the scrape), and `mlgrid_node_info{node="..."} 1` naming the node.
-/// Needs no key.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// The labels name every workspace, topic and subscription, so on the API's listener it
+/// takes a key with a role (Reader or stronger) on all workspaces and topics; the
+/// `--metrics-listen` listener serves it without a key, for a private network.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(("api_key" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Reader, Scope::Everything)?;
+    render(&state).await
+}
+
+/// The Prometheus text of the process's metrics, with the backlog gauges measured now.
+async fn render(state: &AppState) -> Result<Response, ApiError> {
     let Some(handle) = &state.metrics else {
         return Err(ApiError::NotFound("metrics are not recorded by this server".to_owned()));
     };
@@ -42,6 +53,18 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
             .set(stats.pending as f64);
     }
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response())
+}
+
+/// `/metrics` alone and without a key, for the metrics listener (`--metrics-listen`):
+/// bind it to an address only the scrapers reach.
+pub fn scrape_app(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move { render(&state).await }),
+        )
+        .fallback(|| async { ApiError::NotFound("this listener serves only /metrics".to_owned()) })
+        .with_state(state)
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
+use mlgrid_core::redact::{endpoint_base_url, redact_urls};
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::subscription::{SubscriptionSpec, validate_subscription_name};
 use mlgrid_core::time::format_event_time;
@@ -56,6 +57,13 @@ pub struct SubscriptionList {
     pub value: Vec<SubscriptionView>,
 }
 
+/// The whole webhook URL of a subscription, query and all.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FullUrl {
+    pub endpoint_url: String,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -77,10 +85,18 @@ pub struct ReadMatches {
     limit: Option<u32>,
 }
 
+/// The subscription as readers see it: the endpoint as `endpointBaseUrl`, without the
+/// query (which often holds a secret, like an Azure Function's `code`) or userinfo;
+/// the whole URL only through `getFullUrl`, which takes Contributor.
 fn view(source: &Source, subscription: EventSubscription) -> Result<SubscriptionView, ApiError> {
     let mut properties: Value = serde_json::from_str(&subscription.spec)
         .map_err(|e| ApiError::Internal(format!("stored subscription {} is not JSON: {e}", subscription.id)))?;
     let topic = source.topic();
+    if let Some(Value::Object(endpoint)) = properties.pointer_mut("/destination/properties")
+        && let Some(Value::String(url)) = endpoint.remove("endpointUrl")
+    {
+        endpoint.insert("endpointBaseUrl".to_owned(), Value::String(endpoint_base_url(&url)));
+    }
     if let Value::Object(map) = &mut properties {
         map.insert("topic".to_owned(), Value::String(topic.clone()));
         map.insert(
@@ -138,7 +154,7 @@ async fn put(state: AppState, caller: Caller, target: PutTarget, body: PutSubscr
         .addresses
         .check_url(&spec.destination.properties.endpoint_url)
         .await
-        .map_err(|reason| ApiError::bad_request(format!("endpointUrl is refused: {reason}")))?;
+        .map_err(|reason| ApiError::bad_request(format!("endpointUrl is refused: {}", redact_urls(&reason))))?;
     let existing = match state.store.subscription(source.id, &name).await {
         Ok(existing) => Some(existing),
         Err(mlgrid_store::StoreError::NotFound(_)) => None,
@@ -187,6 +203,22 @@ async fn show(
     let subscription = state.store.subscription(source.id, &name).await?;
     let etag = subscription.etag.clone();
     Ok(with_etag(StatusCode::OK, &etag, view(&source, subscription)?))
+}
+
+async fn full_url(
+    state: AppState,
+    caller: Caller,
+    kind: SourceKind,
+    source: String,
+    name: String,
+) -> Result<JsonResponse<FullUrl>, ApiError> {
+    let source = sources::load(&state, &caller, kind, &source, Role::Contributor).await?;
+    let subscription = state.store.subscription(source.id, &name).await?;
+    let spec: SubscriptionSpec = serde_json::from_str(&subscription.spec)
+        .map_err(|e| ApiError::Internal(format!("stored subscription {} is not readable: {e}", subscription.id)))?;
+    Ok(JsonResponse(FullUrl {
+        endpoint_url: spec.destination.properties.endpoint_url,
+    }))
 }
 
 async fn delete(
@@ -278,6 +310,19 @@ async fn show_subscription(
     show(state, caller, collection_kind(&collection)?, source, name).await
 }
 
+/// The whole endpoint URL of an event subscription, query included (reads show only
+/// `endpointBaseUrl`: the query often holds a secret). Takes Contributor or Owner.
+#[utoipa::path(post, path = "/v1/{collection}/{source}/eventSubscriptions/{name}/getFullUrl", tag = "eventSubscriptions", security(("api_key" = [])),
+    params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = FullUrl), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_full_url(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, source, name)): Path<(String, String, String)>,
+) -> Result<JsonResponse<FullUrl>, ApiError> {
+    full_url(state, caller, collection_kind(&collection)?, source, name).await
+}
+
 /// Deletes an event subscription. Takes Contributor or Owner.
 #[utoipa::path(delete, path = "/v1/{collection}/{source}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
     params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
@@ -309,4 +354,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_subscriptions))
         .routes(routes!(put_subscription, show_subscription, delete_subscription))
         .routes(routes!(subscription_matches))
+        .routes(routes!(get_full_url))
 }

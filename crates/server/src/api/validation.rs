@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::Utc;
 use mlgrid_core::EventSchema;
+use mlgrid_core::redact::{endpoint_base_url, redact_urls};
 use mlgrid_core::subscription::SubscriptionSpec;
 use mlgrid_core::time::format_event_time;
 use mlgrid_core::validation::{AWAITING_MANUAL_ACTION, FAILED, Handshake, SUCCEEDED};
@@ -94,10 +95,13 @@ pub async fn handshake(
                     "answer the OPTIONS request with 200 and `WebHook-Allowed-Origin: eventgrid.azure.net`"
                 }
             };
+            // The endpoint's query often holds a secret, and the client's error may quote
+            // the URL: neither goes into an answer that readers of logs may see.
+            let (endpoint, reason) = (endpoint_base_url(endpoint_url), redact_urls(&reason));
             return Err(ApiError::BadRequest {
                 code: "ValidationFailed",
                 message: format!(
-                    "the subscription `{}` is Failed: {endpoint_url} did not pass the validation handshake: {reason}. \
+                    "the subscription `{}` is Failed: {endpoint} did not pass the validation handshake: {reason}. \
                      To receive events, {how}; then put the subscription again. For an endpoint you trust, \
                      create it with skipValidation=true (--skip-validation)",
                     subscription.name

@@ -16,11 +16,13 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdefghijklmnop";
-/// The `Host` every request names: the base of URLs the server writes.
+/// The `Host` every request names, and the public URL's host of [`TestApi::new`].
 pub const HOST: &str = "mlgrid.test:7070";
 
 pub struct TestApi {
     pub app: Router,
+    /// The state `app` was built over, for building other routers on it.
+    pub state: AppState,
     pub store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
 }
@@ -39,16 +41,23 @@ impl Reply {
 }
 
 impl TestApi {
+    /// A server whose public URL is `http://{HOST}`.
     pub async fn new() -> TestApi {
-        TestApi::with_config(ServerConfig::default()).await
+        TestApi::with_config(ServerConfig {
+            public_url: Some(format!("http://{HOST}")),
+            ..ServerConfig::default()
+        })
+        .await
     }
 
     pub async fn with_config(config: ServerConfig) -> TestApi {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
         bootstrap_owner(&*store, dir.path(), Some(ADMIN_KEY)).await.unwrap();
+        let state = AppState::new(store.clone(), ServerSecret::generate(), config).unwrap();
         TestApi {
-            app: app(AppState::new(store.clone(), ServerSecret::generate(), config).unwrap()),
+            app: app(state.clone()),
+            state,
             store,
             _dir: dir,
         }
