@@ -123,10 +123,12 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "MLGRID_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Let webhooks reach private addresses (10/8, 172.16/12, 192.168/16, fc00::/7, 100.64/10).
+    /// Let webhooks reach private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7,
+    /// fec0::/10, 64:ff9b:1::/48, and IPv6 addresses that carry a private IPv4 address).
     #[arg(long)]
     pub allow_private_webhooks: bool,
-    /// Let webhooks reach loopback addresses (127/8, ::1): for tests and demos.
+    /// Let webhooks reach loopback addresses (127/8, ::1, and IPv6 addresses that carry
+    /// 127/8, such as ::ffff:127.0.0.1): for tests and demos.
     #[arg(long)]
     pub allow_loopback_webhooks: bool,
     /// Multiply the retry schedule (10 s, 30 s, 1 min, ...) by this; tests use 0.001.

@@ -110,18 +110,68 @@ impl DeadLetterDestination {
                  {DEFAULT_DATASTORE}"
             )));
         }
-        let bad_segment = folder
-            .trim_matches('/')
-            .split('/')
-            .any(|s| matches!(s, "." | "..") || s.contains('\\'));
-        if folder.len() > 1024 || bad_segment || folder.contains("//") {
-            return Err(invalid(format!(
-                "deadLetterDestination folder `{folder}` must be a relative path of at most 1024 characters, \
-                 `/`-separated, without `.` or `..` segments"
-            )));
-        }
+        validate_dead_letter_folder(folder)?;
         Ok(())
     }
+}
+
+/// Longest dead-letter folder, in bytes of UTF-8.
+pub const MAX_FOLDER_BYTES: usize = 1024;
+/// Longest folder name within a dead-letter folder path, in bytes: what common file
+/// systems allow.
+pub const MAX_FOLDER_SEGMENT_BYTES: usize = 255;
+
+/// Checks a dead-letter folder: a relative, `/`-separated path on the datastore (empty
+/// for its top), with no `.`, `..` or empty segments, no backslash or control character,
+/// at most [`MAX_FOLDER_BYTES`] long and [`MAX_FOLDER_SEGMENT_BYTES`] per segment. A
+/// trailing `/` is allowed.
+pub fn validate_dead_letter_folder(folder: &str) -> Result<(), InvalidSubscription> {
+    const FIELD: &str = "deadLetterDestination.properties.folder (--deadletter-folder)";
+    let shown = || {
+        let head: String = folder.chars().take(64).collect();
+        let more = if head.len() < folder.len() { "..." } else { "" };
+        // Debug-quoted, so that control characters show as escapes.
+        format!("{head:?}{more}")
+    };
+    let problem = if folder.len() > MAX_FOLDER_BYTES {
+        format!(
+            "is {} bytes long; the limit is {MAX_FOLDER_BYTES} bytes, use a shorter path",
+            folder.len()
+        )
+    } else if let Some(c) = folder.chars().find(|c| c.is_control()) {
+        format!(
+            "{} holds the control character U+{:04X}; use printable characters only",
+            shown(),
+            u32::from(c)
+        )
+    } else if folder.starts_with('/') {
+        format!(
+            "{} is an absolute path; give a path relative to the datastore, such as `deadletters/orders`",
+            shown()
+        )
+    } else if folder.contains('\\') {
+        format!("{} holds a backslash; separate folders with `/`", shown())
+    } else if let Some(segment) = folder
+        .trim_end_matches('/')
+        .split('/')
+        .find(|s| matches!(*s, "" | "." | "..") && !folder.is_empty() || s.len() > MAX_FOLDER_SEGMENT_BYTES)
+    {
+        match segment {
+            "" => format!("{} has an empty segment (`//`); remove the extra `/`", shown()),
+            "." | ".." => format!(
+                "{} has a `{segment}` segment; give a plain path inside the datastore",
+                shown()
+            ),
+            long => format!(
+                "{} has a folder name of {} bytes; each may be at most {MAX_FOLDER_SEGMENT_BYTES} bytes",
+                shown(),
+                long.len()
+            ),
+        }
+    } else {
+        return Ok(());
+    };
+    Err(invalid(format!("{FIELD}: {problem}")))
 }
 
 /// What a subscription is: the `properties` of Event Grid's resource that a client sets.
@@ -393,12 +443,64 @@ mod tests {
             unknown.contains("`blobs` does not exist") && unknown.contains("workspaceblobstore"),
             "{unknown}"
         );
-        for bad in ["../etc", "a/../b", "a//b", "a\\b"] {
+        for bad in ["../etc", "a/../b", "a//b", "a\\b", "/etc", "a/\0/b", "a\nb"] {
             let error = with(folder("workspaceblobstore", bad)).unwrap_err().0;
-            assert!(error.contains("relative path"), "{bad}: {error}");
+            assert!(
+                error.starts_with("deadLetterDestination.properties.folder (--deadletter-folder): "),
+                "{bad}: {error}"
+            );
         }
         let blob =
             serde_json::json!({"endpointType": "StorageBlob", "properties": {"datastoreName": "workspaceblobstore"}});
         assert!(with(blob).unwrap_err().0.contains("use Datastore"));
+    }
+
+    #[test]
+    fn dead_letter_folders_are_plain_relative_paths_within_limits() {
+        let segment = "s".repeat(MAX_FOLDER_SEGMENT_BYTES);
+        let longest = [segment.as_str(); 4].join("/") + "/";
+        assert_eq!(longest.len(), MAX_FOLDER_BYTES);
+        for good in [
+            "",
+            "deadletters",
+            "deadletters/orders/",
+            "a.b/c..d/.e",
+            "dossiers/été",
+            longest.as_str(),
+        ] {
+            assert_eq!(validate_dead_letter_folder(good), Ok(()), "{good}");
+        }
+        let cases = [
+            (
+                "a\0b".to_owned(),
+                "\"a\\0b\" holds the control character U+0000; use printable characters only",
+            ),
+            ("a\u{7f}".to_owned(), "U+007F"),
+            ("a\u{85}".to_owned(), "U+0085"),
+            (
+                "/etc/cron.d".to_owned(),
+                "is an absolute path; give a path relative to the datastore",
+            ),
+            ("/".to_owned(), "is an absolute path"),
+            ("..".to_owned(), "has a `..` segment"),
+            ("a/../../b".to_owned(), "has a `..` segment"),
+            ("./a".to_owned(), "has a `.` segment"),
+            ("a//b".to_owned(), "has an empty segment (`//`)"),
+            ("a\\b".to_owned(), "holds a backslash"),
+            (
+                format!("{segment}x/b"),
+                "has a folder name of 256 bytes; each may be at most 255 bytes",
+            ),
+            (format!("{longest}x"), "is 1025 bytes long; the limit is 1024 bytes"),
+        ];
+        for (folder, needle) in cases {
+            let error = validate_dead_letter_folder(&folder).unwrap_err().0;
+            assert!(
+                error.starts_with("deadLetterDestination.properties.folder (--deadletter-folder): ")
+                    && error.contains(needle),
+                "{folder:?}: {error}"
+            );
+            assert!(!error.contains('\0'), "control characters are escaped: {error:?}");
+        }
     }
 }

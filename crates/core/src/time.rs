@@ -5,18 +5,24 @@ use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 /// Formats `t` the way Event Grid writes `eventTime`: `2017-06-26T18:41:00.9584103Z`.
 ///
 /// Event Grid keeps time in 100 ns ticks, so the eighth and ninth digits are truncated.
+/// A leap second (`23:59:60.5Z`, which chrono holds as second 59 with a nanosecond
+/// count of a second or more) is written as second 60, still with seven digits.
 pub fn format_event_time(t: DateTime<Utc>) -> String {
     // Written out field by field: the store formats several timestamps per delivery, and
     // a strftime pattern is parsed again on every call.
-    let ticks = t.timestamp_subsec_nanos() / 100;
+    let nanos = t.timestamp_subsec_nanos();
+    let (second, nanos) = match nanos.checked_sub(1_000_000_000) {
+        Some(into_leap) => (t.second() + 1, into_leap),
+        None => (t.second(), nanos),
+    };
+    let ticks = nanos / 100;
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{ticks:07}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{second:02}.{ticks:07}Z",
         t.year(),
         t.month(),
         t.day(),
         t.hour(),
         t.minute(),
-        t.second()
     )
 }
 
@@ -63,6 +69,23 @@ mod tests {
     fn event_time_round_trips_through_parse() {
         let s = "2017-06-26T18:41:00.9584103Z";
         assert_eq!(format_event_time(parse_rfc3339(s).unwrap()), s);
+    }
+
+    #[test]
+    fn a_leap_second_keeps_seven_fractional_digits() {
+        for (given, written) in [
+            ("2016-12-31T23:59:60Z", "2016-12-31T23:59:60.0000000Z"),
+            ("2016-12-31T23:59:60.123456789Z", "2016-12-31T23:59:60.1234567Z"),
+            ("2017-01-01T00:59:60.9999999+01:00", "2016-12-31T23:59:60.9999999Z"),
+        ] {
+            let formatted = format_event_time(parse_rfc3339(given).unwrap());
+            assert_eq!(formatted, written, "{given}");
+            assert_eq!(
+                format_event_time(parse_rfc3339(&formatted).unwrap()),
+                written,
+                "round trip"
+            );
+        }
     }
 
     #[test]

@@ -55,6 +55,12 @@ impl SourceRoutes {
     }
 }
 
+/// Reads a stored event for routing. Publishing (core's `publish` module) accepts only
+/// events this reads: the same parser, and nesting well within its limit.
+fn parse_stored(body: &str) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::from_str(body)
+}
+
 /// The deliveries of a page's matches, as a claim would return them.
 fn due_deliveries(events: &[StoredEvent], matches: &[(SubscriptionId, u64)]) -> Vec<DueDelivery> {
     matches
@@ -246,7 +252,7 @@ impl Fanout {
             let mut matches = Vec::new();
             let mut matched = Vec::new();
             for event in &events {
-                let body: serde_json::Value = match serde_json::from_str(&event.body) {
+                let body = match parse_stored(&event.body) {
                     Ok(body) => body,
                     Err(error) => {
                         tracing::error!(source, sequence = event.sequence, %error, "stored event is not JSON; it matches nothing");
@@ -322,5 +328,54 @@ impl Fanout {
                 () = tokio::time::sleep(IDLE_PASS) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mlgrid_core::Event;
+    use mlgrid_core::filter::EventFilter;
+    use mlgrid_core::publish::{
+        CloudEventsMode, MAX_NESTING_DEPTH, PublishLimits, parse_cloud_events, parse_event_grid_events,
+    };
+    use mlgrid_store::NewEvent;
+
+    use super::*;
+
+    #[test]
+    fn events_nested_to_the_publish_limit_are_routed() {
+        let data = format!("{}1{}", "[".repeat(MAX_NESTING_DEPTH), "]".repeat(MAX_NESTING_DEPTH));
+        let eg =
+            format!(r#"[{{"id":"1","subject":"s","eventType":"T","eventTime":"2026-11-26T16:00:00Z","data":{data}}}]"#);
+        let ce = format!(r#"{{"specversion":"1.0","id":"1","source":"/s","type":"T","data":{data}}}"#);
+        let limits = PublishLimits::default();
+        let mut events: Vec<Event> = parse_event_grid_events(eg.as_bytes(), "/t", limits)
+            .unwrap()
+            .into_iter()
+            .map(Event::EventGrid)
+            .collect();
+        events.extend(
+            parse_cloud_events(ce.as_bytes(), CloudEventsMode::Structured, limits)
+                .unwrap()
+                .into_iter()
+                .map(Event::Cloud),
+        );
+        let mut table = RoutingTable::new();
+        table
+            .insert(
+                1,
+                &EventFilter::from_json(&serde_json::json!({"includedEventTypes": ["T"]})).unwrap(),
+            )
+            .unwrap();
+        for event in &events {
+            let stored = NewEvent::from(event);
+            let body = parse_stored(&stored.body).unwrap_or_else(|e| panic!("{:?}: {e}", stored.schema));
+            let mut matched = Vec::new();
+            table.route(&EventView::new(stored.schema, &body), &mut matched);
+            assert_eq!(matched, [1], "{:?}", stored.schema);
+        }
+        // One level more is refused at publish rather than stored and never routed.
+        let deeper = eg.replace(&data, &format!("[{data}]"));
+        assert!(parse_event_grid_events(deeper.as_bytes(), "/t", limits).is_err());
     }
 }

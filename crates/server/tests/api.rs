@@ -305,6 +305,23 @@ async fn rejected_requests_store_nothing_and_say_what_to_fix() {
             "application/json", StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", "65536 bytes",
         ),
         (json!({"specversion": "1.0", "id": "c", "type": "T"}).to_string(), "application/cloudevents+json", StatusCode::BAD_REQUEST, "InvalidEvent", "field `source`"),
+        // Events the fan-out could not read back are refused, not stored and lost.
+        (
+            format!(r#"[{{"id":"d","subject":"s","eventType":"T","eventTime":"2026-11-26T16:00:00Z","data":{}1{}}}]"#, "[".repeat(127), "]".repeat(127)),
+            "application/json", StatusCode::BAD_REQUEST, "InvalidEvent", "event [0], field `data`: nests deeper than 64 levels",
+        ),
+        (
+            r#"[{"id":"n","subject":"s","eventType":"T","eventTime":"2026-11-26T16:00:00Z","data":{"n":1e999}}]"#.into(),
+            "application/json", StatusCode::BAD_REQUEST, "InvalidEvent", "event [0], field `data`: holds the number 1e999, which is out of range",
+        ),
+        (
+            r#"{"specversion":"1.0","id":"n","source":"/s","type":"T","data":-1e999}"#.into(),
+            "application/cloudevents+json", StatusCode::BAD_REQUEST, "InvalidEvent", "holds the number -1e999",
+        ),
+        (
+            r#"[{"specversion":"1.0","id":"b","source":"/s","type":"T","data_base64":"not base64!"}]"#.into(),
+            "application/cloudevents-batch+json", StatusCode::BAD_REQUEST, "InvalidEvent", "event [0], field `data_base64`: is not base64",
+        ),
     ];
     for (body, content_type, status, code, needle) in cases {
         let reply = s.publish_with("strict", &key, content_type, body).await;
