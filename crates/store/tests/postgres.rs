@@ -412,3 +412,39 @@ async fn followers_are_woken_again_after_the_listener_reconnects() {
     }
     assert!(woken, "the listener listens again");
 }
+
+/// The way back in when no Owner has a usable key: written beside a running node, which
+/// accepts the key at once; run twice, it gives the same principal another key.
+#[tokio::test]
+async fn an_owner_is_recovered_beside_a_running_node() {
+    let schema = Schema::create().await;
+    let node = schema.node("a").await;
+    let key = |id: &str| ApiKeyHash {
+        key_id: id.into(),
+        hash: format!("hash-{id}"),
+    };
+    node.create_bootstrap_owner("admin", &key("a")).await.unwrap();
+    let url = schema.url("recovery");
+    let recovered = recover_owner(RecoveryTarget::Postgres(&url), "rescuer", &key("r1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        recovered,
+        Recovered {
+            principal: "rescuer".into(),
+            created: true
+        }
+    );
+    let (principal, _) = node.principal_by_key_id("r1").await.unwrap().unwrap();
+    let roles = node.role_assignments(principal.id).await.unwrap();
+    assert_eq!(
+        roles.iter().map(|r| (r.source_id, r.role)).collect::<Vec<_>>(),
+        [(None, Role::Owner)]
+    );
+    let again = recover_owner(RecoveryTarget::Postgres(&url), "rescuer", &key("r2"))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert!(node.principal_by_key_id("r2").await.unwrap().is_some());
+    assert_eq!(node.role_assignments(principal.id).await.unwrap().len(), 1);
+}

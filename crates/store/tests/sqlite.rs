@@ -5,7 +5,7 @@ mod suite;
 use std::sync::Arc;
 
 use mlgrid_core::resource::SourceKind;
-use mlgrid_store::{SqliteStore, Store};
+use mlgrid_store::{ApiKeyHash, Recovered, RecoveryTarget, Role, SqliteStore, Store, recover_owner};
 use suite::{event, keys, new_source};
 
 async fn open() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -40,4 +40,54 @@ async fn committed_events_survive_reopening() {
             .first_sequence,
         11
     );
+}
+
+/// The way back in when no Owner has a usable key: written beside the running store
+/// (which holds the lock file), which accepts the key at once; run twice, it gives the
+/// same principal another key.
+#[tokio::test]
+async fn an_owner_is_recovered_beside_the_running_store() {
+    let (store, dir) = open().await;
+    let key = |id: &str| ApiKeyHash {
+        key_id: id.into(),
+        hash: format!("hash-{id}"),
+    };
+    store.create_bootstrap_owner("admin", &key("a")).await.unwrap();
+    let path = dir.path().join("mlgrid.db");
+    let recovered = recover_owner(RecoveryTarget::Sqlite(&path), "rescuer", &key("r1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        recovered,
+        Recovered {
+            principal: "rescuer".into(),
+            created: true
+        }
+    );
+    let (principal, _) = store.principal_by_key_id("r1").await.unwrap().unwrap();
+    let roles = store.role_assignments(principal.id).await.unwrap();
+    assert_eq!(
+        roles.iter().map(|r| (r.source_id, r.role)).collect::<Vec<_>>(),
+        [(None, Role::Owner)]
+    );
+    // The store keeps writing meanwhile, and so does a second recovery.
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "busy"), &keys())
+        .await
+        .unwrap();
+    let second = key("r2");
+    let (appended, again) = tokio::join!(
+        store.append_events(topic.id, (0..100).map(event).collect()),
+        recover_owner(RecoveryTarget::Sqlite(&path), "rescuer", &second)
+    );
+    appended.unwrap();
+    assert!(!again.unwrap().created);
+    assert!(store.principal_by_key_id("r2").await.unwrap().is_some());
+    assert_eq!(store.role_assignments(principal.id).await.unwrap().len(), 1);
+
+    let nowhere = dir.path().join("nope.db");
+    let missing = recover_owner(RecoveryTarget::Sqlite(&nowhere), "x", &key("x"))
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("--data-dir"), "{missing}");
 }

@@ -23,7 +23,7 @@ use mlgrid_core::resource::SourceKind;
 use mlgrid_core::time::format_event_time;
 use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, ConnectOptions, SqlitePool};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, SqlitePool};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -131,6 +131,51 @@ impl SqliteStore {
             .clone()
             .ok_or(StoreError::Closed)
     }
+}
+
+/// Gives `name` `key` and Owner on everything; see [`crate::recover_owner`].
+///
+/// A connection of its own, beside the server's if one runs: WAL lets it read while the
+/// server writes, and `BEGIN IMMEDIATE` takes SQLite's write lock, waiting (busy
+/// timeout) until the server's writer ends its group commit. It does not take the lock
+/// file: that says one *server* uses the database (its start gives back every delivery
+/// lease), and recovery touches no delivery.
+pub(crate) async fn recover_owner(path: &Path, name: &str, key: &ApiKeyHash) -> Result<crate::Recovered> {
+    if !path.is_file() {
+        return Err(StoreError::Invalid(format!(
+            "there is no mlgrid database at {}: give the server's data directory (--data-dir), or its \
+             --database-url if it runs on PostgreSQL",
+            path.display()
+        )));
+    }
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .map_err(StoreError::backend)?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .map_err(StoreError::backend)?;
+    let recovered = match access::recover(&mut conn, name, key).await {
+        Ok(recovered) => sqlx::query("COMMIT")
+            .execute(&mut conn)
+            .await
+            .map(|_| recovered)
+            .map_err(StoreError::backend),
+        Err(e) => Err(e),
+    };
+    if recovered.is_err() {
+        // Nothing to keep; an error here only means SQLite rolled back already.
+        let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+    }
+    conn.close().await.map_err(StoreError::backend)?;
+    recovered
 }
 
 /// Takes the lock that keeps a second process off the database.
@@ -255,14 +300,7 @@ impl Store for SqliteStore {
     async fn revoke_principal_keys(&self, principal: PrincipalId) -> Result<u64> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move {
-                    let deleted = sqlx::query("DELETE FROM principal_keys WHERE principal_id = ?")
-                        .bind(principal)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                    Ok(deleted.rows_affected())
-                })
+                Box::pin(access::revoke_keys(conn, principal))
             })
             .await
     }
