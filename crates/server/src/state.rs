@@ -31,6 +31,9 @@ pub struct ServerConfig {
     /// The folder holding the local datastores (the built-in `workspaceblobstore`
     /// among them), where dead letters are written.
     pub datastore_root: PathBuf,
+    /// Whether Contributors may skip the validation handshake of a webhook (else it
+    /// takes Owner: the receiver has not consented to the events).
+    pub allow_contributor_skip_validation: bool,
 }
 
 impl ServerConfig {
@@ -51,6 +54,7 @@ impl Default for ServerConfig {
             publish_limits: PublishLimits::default(),
             delivery: mlgrid_delivery::DispatcherConfig::default(),
             datastore_root: PathBuf::from("mlgrid-data/datastores"),
+            allow_contributor_skip_validation: false,
         }
     }
 }
