@@ -16,7 +16,7 @@ use super::migrate::{cannot_use, shown};
 use crate::args::ServeArgs;
 
 /// Name of the SQLite database in the data directory.
-const DATABASE_FILE: &str = "mlgrid.db";
+pub const DATABASE_FILE: &str = "mlgrid.db";
 
 /// The store: PostgreSQL when a database URL is given, else the embedded database in
 /// the data directory.
@@ -60,6 +60,7 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         public_url: args.public_url,
         max_request_bytes: args.max_request_bytes,
         datastore_root: data_dir.join("datastores"),
+        allow_contributor_skip_validation: args.allow_contributor_skip_validation,
         ..ServerConfig::default()
     };
     config.delivery.addresses = AddressPolicy {

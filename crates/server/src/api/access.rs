@@ -197,8 +197,10 @@ async fn create_key(
 }
 
 /// Revokes every API key of a principal, effective at once. Takes Owner on everything.
+/// The keys of the last Owner of everything with a key are not revoked (409): that would
+/// lock everyone out; create another Owner first.
 #[utoipa::path(delete, path = "/v1/principals/{name}/keys", tag = "access", security(("api_key" = [])),
-    params(("name" = String, Path)), responses((status = 200, body = RevokedKeys), (status = 404, body = ErrorBody)))]
+    params(("name" = String, Path)), responses((status = 200, body = RevokedKeys), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn revoke_keys(
     State(state): State<AppState>,
     caller: Caller,
