@@ -91,3 +91,21 @@ async fn an_owner_is_recovered_beside_the_running_store() {
         .unwrap_err();
     assert!(missing.to_string().contains("--data-dir"), "{missing}");
 }
+
+/// The database, its WAL and shared-memory files and the lock file are the owner's
+/// alone (0600), whatever the umask leaves of SQLite's 0644.
+#[tokio::test]
+async fn the_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (store, dir) = open().await;
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "private"), &keys())
+        .await
+        .unwrap();
+    store.append_events(topic.id, vec![event(1)]).await.unwrap();
+    for file in ["mlgrid.db", "mlgrid.db-wal", "mlgrid.db-shm", "mlgrid.db.lock"] {
+        let meta = std::fs::metadata(dir.path().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
+    }
+    store.close().await;
+}

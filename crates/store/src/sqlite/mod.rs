@@ -13,6 +13,7 @@ mod lifecycle;
 mod subscriptions;
 mod writer;
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +85,7 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<Arc<SqliteStore>> {
         let path = path.as_ref();
         let lock = lock_database(path)?;
+        create_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -178,6 +180,52 @@ pub(crate) async fn recover_owner(path: &Path, name: &str, key: &ApiKeyHash) -> 
     recovered
 }
 
+/// Mode of the files the store creates: the database holds events and hashes of keys.
+const PRIVATE: u32 = 0o600;
+
+/// Creates the database file, empty (which SQLite takes as a new database), with mode
+/// 0600 whatever the umask, before SQLite would create it with 0644. SQLite gives the
+/// `-wal` and `-shm` files it creates later the database file's mode. A file that exists
+/// keeps its mode (an operator may have opened it to a backup group on purpose); a
+/// warning says when others may read it.
+fn create_private(path: &Path) -> Result<()> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE)
+        .open(path)
+    {
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(PRIVATE))
+            .map_err(StoreError::backend),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                warn_if_shared(Path::new(&file));
+            }
+            Ok(())
+        }
+        Err(e) => Err(StoreError::backend(std::io::Error::new(
+            e.kind(),
+            format!("cannot create the database {}: {e}", path.display()),
+        ))),
+    }
+}
+
+/// Logs a warning when users other than the owner may access `path`.
+fn warn_if_shared(path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "other users may access this file of the store; `chmod 600` it unless that is intended"
+        );
+    }
+}
+
 /// Takes the lock that keeps a second process off the database.
 fn lock_database(path: &Path) -> Result<std::fs::File> {
     let mut lock_path = path.as_os_str().to_owned();
@@ -186,7 +234,11 @@ fn lock_database(path: &Path) -> Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(PRIVATE)
         .open(&lock_path)
+        .map_err(StoreError::backend)?;
+    // It holds nothing, but older versions made it 0644: tighten it, whoever made it.
+    file.set_permissions(std::fs::Permissions::from_mode(PRIVATE))
         .map_err(StoreError::backend)?;
     file.try_lock().map_err(|_| {
         StoreError::backend(std::io::Error::other(format!(
