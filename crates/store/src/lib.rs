@@ -58,6 +58,7 @@ mod etag;
 mod lifecycle;
 mod lifecycle_writes;
 mod model;
+mod names;
 mod postgres;
 mod rows;
 mod sqlite;

@@ -109,3 +109,43 @@ async fn the_database_files_are_private() {
     }
     store.close().await;
 }
+
+/// A database made before names were unique ignoring case, holding `wsA` and `wsa`, is
+/// refused with the names and what to do, and opens once one is renamed.
+#[tokio::test]
+async fn a_database_with_names_differing_only_in_case_is_refused_with_a_remedy() {
+    use sqlx::{Connection, SqliteConnection};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mlgrid.db");
+    SqliteStore::open(&path).await.unwrap().close().await;
+    let url = format!("sqlite://{}", path.display());
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
+    for sql in [
+        "DROP INDEX sources_kind_name_nocase",
+        "DROP INDEX principals_name_nocase",
+        "DELETE FROM _sqlx_migrations WHERE version = 8",
+        "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at) VALUES \
+         ('workspace', 'wsA', 's', 'rg', '2026-01-01T00:00:00Z'), ('workspace', 'wsa', 's', 'rg', '2026-01-01T00:00:00Z')",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+    }
+    let Err(refused) = SqliteStore::open(&path).await else {
+        panic!("opened a database with clashing names")
+    };
+    let message = refused.to_string();
+    assert!(
+        message.contains("workspace wsA and wsa") && message.contains("rename them"),
+        "{message}"
+    );
+    sqlx::query("UPDATE sources SET name = 'wsA-2' WHERE name = 'wsA'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.source(SourceKind::Workspace, "WSA-2").await.unwrap().name,
+        "wsA-2"
+    );
+    store.close().await;
+}

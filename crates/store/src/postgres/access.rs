@@ -17,13 +17,22 @@ const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind AS source_k
      LEFT JOIN sources s ON s.id = a.source_id";
 
 async fn insert_principal(conn: &mut PgConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+    let existing: Option<String> = db(
+        sqlx::query_scalar("SELECT name FROM principals WHERE lower(name) = lower($1)")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await,
+    )?;
+    if let Some(existing) = existing {
+        return Err(StoreError::Conflict(crate::names::taken("principal", &existing)));
+    }
     let row = unique(
         sqlx::query("INSERT INTO principals (name, created_at) VALUES ($1, $2) RETURNING *")
             .bind(name)
             .bind(now())
             .fetch_one(&mut *conn)
             .await,
-        || format!("principal `{name}` already exists"),
+        || crate::names::taken("principal", name),
     )?;
     let principal = principal_from_row(&row)?;
     insert_key(conn, principal.id, key).await?;
@@ -115,7 +124,7 @@ pub(super) async fn create_principal(pool: &PgPool, name: &str, key: &ApiKeyHash
 }
 
 pub(super) async fn principal(pool: &PgPool, name: &str) -> Result<Principal> {
-    let query = sqlx::query("SELECT * FROM principals WHERE name = $1").bind(name);
+    let query = sqlx::query("SELECT * FROM principals WHERE lower(name) = lower($1)").bind(name);
     optional(pool, query, principal_from_row)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("principal `{name}`")))
@@ -226,11 +235,12 @@ pub(super) async fn recover_owner(url: &str, name: &str, key: &ApiKeyHash) -> Re
     db(sqlx::query("LOCK TABLE role_assignments IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await)?;
-    let existing: Option<(PrincipalId, String)> =
-        db(sqlx::query_as("SELECT id, name FROM principals WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await)?;
+    let existing: Option<(PrincipalId, String)> = db(sqlx::query_as(
+        "SELECT id, name FROM principals WHERE lower(name) = lower($1)",
+    )
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await)?;
     let (id, principal, created) = match existing {
         Some((id, stored)) => {
             insert_key(&mut tx, id, key).await?;

@@ -16,6 +16,15 @@ pub(super) const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind 
      LEFT JOIN sources s ON s.id = a.source_id";
 
 pub(super) async fn insert_principal(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+    let existing: Option<String> = db(
+        sqlx::query_scalar("SELECT name FROM principals WHERE lower(name) = lower(?)")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await,
+    )?;
+    if let Some(existing) = existing {
+        return Err(StoreError::Conflict(crate::names::taken("principal", &existing)));
+    }
     let created = format_event_time(Utc::now());
     let row = sqlx::query("INSERT INTO principals (name, created_at) VALUES (?, ?) RETURNING *")
         .bind(name)
@@ -24,7 +33,7 @@ pub(super) async fn insert_principal(conn: &mut SqliteConnection, name: &str, ke
         .await
         .map_err(|e| {
             if unique_violation(&e) {
-                StoreError::Conflict(format!("principal `{name}` already exists"))
+                StoreError::Conflict(crate::names::taken("principal", name))
             } else {
                 StoreError::backend(e)
             }
@@ -144,10 +153,12 @@ pub(super) async fn revoke_keys(conn: &mut SqliteConnection, principal: Principa
 /// Gives `name` (created if missing) `key` and Owner on everything; see
 /// [`crate::recover_owner`].
 pub(super) async fn recover(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<Recovered> {
-    let existing: Option<(PrincipalId, String)> = db(sqlx::query_as("SELECT id, name FROM principals WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await)?;
+    let existing: Option<(PrincipalId, String)> = db(sqlx::query_as(
+        "SELECT id, name FROM principals WHERE lower(name) = lower(?)",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await)?;
     let (id, principal, created) = match existing {
         Some((id, stored)) => {
             insert_key(conn, id, key).await?;

@@ -95,6 +95,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             .pragma("wal_autocheckpoint", "0");
         let mut write_conn = options.connect().await.map_err(StoreError::backend)?;
+        refuse_case_clashes(&mut write_conn).await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut write_conn)
             .await
@@ -178,6 +179,32 @@ pub(crate) async fn recover_owner(path: &Path, name: &str, key: &ApiKeyHash) -> 
     }
     conn.close().await.map_err(StoreError::backend)?;
     recovered
+}
+
+/// Refuses a database whose names differ only in case, which migration 0008 (names
+/// unique ignoring case) would refuse with a bare index error; says which and what to do.
+async fn refuse_case_clashes(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sources'")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+    if tables == 0 {
+        return Ok(());
+    }
+    let clashes: Vec<String> = sqlx::query_scalar(
+        "SELECT kind || ' ' || group_concat(name, ' and ') FROM (SELECT kind, name FROM sources ORDER BY name) \
+         GROUP BY kind, lower(name) HAVING count(*) > 1 \
+         UNION ALL SELECT 'principal ' || group_concat(name, ' and ') FROM (SELECT name FROM principals ORDER BY name) \
+         GROUP BY lower(name) HAVING count(*) > 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::backend)?;
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Invalid(crate::names::clashing(&clashes.join("; "))))
 }
 
 /// Mode of the files the store creates: the database holds events and hashes of keys.
@@ -325,7 +352,7 @@ impl Store for SqliteStore {
     }
 
     async fn principal(&self, name: &str) -> Result<Principal> {
-        let query = sqlx::query("SELECT * FROM principals WHERE name = ?").bind(name);
+        let query = sqlx::query("SELECT * FROM principals WHERE lower(name) = lower(?)").bind(name);
         self.one(query, rows::principal_from_row, || {
             StoreError::NotFound(format!("principal `{name}`"))
         })
@@ -388,6 +415,16 @@ impl Store for SqliteStore {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
                 Box::pin(async move {
+                    let existing: Option<String> =
+                        sqlx::query_scalar("SELECT name FROM sources WHERE kind = ? AND lower(name) = lower(?)")
+                            .bind(new.kind.as_str())
+                            .bind(&new.name)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(StoreError::backend)?;
+                    if let Some(existing) = existing {
+                        return Err(StoreError::Conflict(crate::names::taken(new.kind.as_str(), &existing)));
+                    }
                     let row = sqlx::query(
                         "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at) \
                          VALUES (?, ?, ?, ?, ?) RETURNING *",
@@ -401,7 +438,7 @@ impl Store for SqliteStore {
                     .await
                     .map_err(|e| {
                         if unique_violation(&e) {
-                            StoreError::Conflict(format!("{} `{}` already exists", new.kind, new.name))
+                            StoreError::Conflict(crate::names::taken(new.kind.as_str(), &new.name))
                         } else {
                             StoreError::backend(e)
                         }
@@ -425,7 +462,7 @@ impl Store for SqliteStore {
     }
 
     async fn source(&self, kind: SourceKind, name: &str) -> Result<Source> {
-        let query = sqlx::query("SELECT * FROM sources WHERE kind = ? AND name = ?")
+        let query = sqlx::query("SELECT * FROM sources WHERE kind = ? AND lower(name) = lower(?)")
             .bind(kind.as_str())
             .bind(name);
         self.one(query, source_from_row, || {
@@ -447,7 +484,7 @@ impl Store for SqliteStore {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
                 Box::pin(async move {
-                    let deleted = sqlx::query("DELETE FROM sources WHERE kind = ? AND name = ?")
+                    let deleted = sqlx::query("DELETE FROM sources WHERE kind = ? AND lower(name) = lower(?)")
                         .bind(kind.as_str())
                         .bind(&name)
                         .execute(&mut *conn)

@@ -887,6 +887,41 @@ pub async fn the_last_usable_owner_keeps_its_keys(store: Arc<dyn Store>) {
     assert_eq!(left, 1);
 }
 
+pub async fn names_are_unique_and_found_ignoring_case(store: Arc<dyn Store>) {
+    let ws = store
+        .create_source(&new_source(SourceKind::Workspace, "wsA"), &[])
+        .await
+        .unwrap();
+    let clash = store
+        .create_source(&new_source(SourceKind::Workspace, "wsa"), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(clash, StoreError::Conflict(ref m) if m.contains("workspace `wsA` already exists") && m.contains("ignoring case")),
+        "{clash:?}"
+    );
+    assert_eq!(store.source(SourceKind::Workspace, "WSA").await.unwrap(), ws);
+    // Another kind is another namespace, as before.
+    store
+        .create_source(&new_source(SourceKind::Topic, "WSA"), &keys())
+        .await
+        .unwrap();
+    store.delete_source(SourceKind::Workspace, "wsa").await.unwrap();
+    assert!(matches!(
+        store.source(SourceKind::Workspace, "wsA").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.source(SourceKind::Topic, "wsa").await.unwrap().name, "WSA");
+
+    let bob = store.create_principal("Bob", &key("b")).await.unwrap();
+    let clash = store.create_principal("bob", &key("b2")).await.unwrap_err();
+    assert!(
+        matches!(clash, StoreError::Conflict(ref m) if m.contains("principal `Bob` already exists")),
+        "{clash:?}"
+    );
+    assert_eq!(store.principal("BOB").await.unwrap(), bob);
+}
+
 fn put(name: &str, spec: &str) -> SubscriptionPut {
     SubscriptionPut {
         name: name.into(),
@@ -1481,6 +1516,7 @@ macro_rules! backend_tests {
             datasets_are_versioned,
             principals_keys_and_role_assignments,
             the_last_usable_owner_keeps_its_keys,
+            names_are_unique_and_found_ignoring_case,
             subscriptions_are_put_listed_expired_and_deleted,
             matches_are_recorded_once_with_the_cursor,
             deliveries_are_leased_attempted_and_dead_lettered,
