@@ -86,6 +86,28 @@ pub enum Command {
     /// Measure performance; prints one JSON object on the last line.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Administration with access to the database rather than an API key.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Give a principal (created unless --name names one) Owner on all workspaces and topics
+    /// and a new API key, printed once: the way back in when no Owner has a usable key.
+    /// Writes to the database directly (the embedded one in --data-dir, or
+    /// --database-url), beside a running server or a stopped one.
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The PostgreSQL database the nodes share, instead of the embedded store in --data-dir.
+    #[arg(long, env = "MLGRID_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The principal to create or reuse [default: recovered-owner-<UTC time>].
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +153,10 @@ pub struct ServeArgs {
     /// 127/8, such as ::ffff:127.0.0.1): for tests and demos.
     #[arg(long)]
     pub allow_loopback_webhooks: bool,
+    /// Let Contributors create subscriptions with skipValidation (--skip-validation);
+    /// without it, skipping the endpoint's validation handshake takes Owner.
+    #[arg(long, env = "MLGRID_ALLOW_CONTRIBUTOR_SKIP_VALIDATION")]
+    pub allow_contributor_skip_validation: bool,
     /// Multiply the retry schedule (10 s, 30 s, 1 min, ...) by this; tests use 0.001.
     #[arg(long, default_value_t = 1.0, hide = true)]
     pub retry_time_scale: f64,

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
-use args::{BenchCommand, Cli, Command, LogFormat};
+use args::{AdminCommand, BenchCommand, Cli, Command, LogFormat};
 use client::Client;
 
 fn init_logging(default_level: &str, format: LogFormat) {
@@ -49,6 +49,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Deliver(args)) => {
             init_logging("warn", LogFormat::Text);
             return bench::deliver::run(args, &cli.global).await;
+        }
+        Command::Admin(AdminCommand::Recover(args)) => {
+            init_logging("warn", LogFormat::Text);
+            commands::admin::recover(args, &cli.global.data_dir).await?
         }
         Command::Events(command) => {
             init_logging("warn", LogFormat::Text);

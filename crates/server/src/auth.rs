@@ -53,6 +53,24 @@ impl Caller {
     /// Refuses with 403, naming the role needed, unless the caller holds `needed` or a
     /// stronger role on `scope`.
     pub fn require(&self, needed: Role, scope: Scope<'_>) -> Result<(), ApiError> {
+        self.require_for(needed, scope, "", "ask an Owner to grant it")
+    }
+
+    /// Refuses with 403 unless the caller holds Owner on `source`, for skipping the
+    /// validation handshake of a webhook: that points events at an endpoint that never
+    /// agreed to receive them, so it takes more than creating a subscription does.
+    pub fn require_to_skip_validation(&self, source: &Source) -> Result<(), ApiError> {
+        self.require_for(
+            Role::Owner,
+            Scope::Source(source),
+            " to skip the validation handshake (skipValidation, --skip-validation), since the endpoint \
+             has not agreed to receive events",
+            "leave skipValidation out so that the endpoint validates the subscription, or ask an Owner \
+             to create it (or to start the server with --allow-contributor-skip-validation)",
+        )
+    }
+
+    fn require_for(&self, needed: Role, scope: Scope<'_>, purpose: &str, remedy: &str) -> Result<(), ApiError> {
         let held = self.role_on(scope);
         if held.is_some_and(|r| rank(r) >= rank(needed)) {
             return Ok(());
@@ -71,8 +89,7 @@ impl Caller {
             None => "holds no role there".to_owned(),
         };
         Err(ApiError::Forbidden(format!(
-            "this call needs the {needed}{stronger} role {place}; principal `{name}` {has}; \
-             ask an Owner to grant it",
+            "this call needs the {needed}{stronger} role {place}{purpose}; principal `{name}` {has}; {remedy}",
             needed = needed.as_str(),
             name = self.principal.name,
         )))
@@ -170,5 +187,20 @@ mod tests {
         };
         assert!(msg.contains("no role"), "{msg}");
         assert!(c.require(Role::Contributor, Scope::Everything).is_err());
+    }
+
+    #[test]
+    fn skipping_validation_takes_owner_and_says_what_else_to_do() {
+        let c = caller(&[(Some(1), Role::Contributor), (Some(2), Role::Owner)]);
+        let ApiError::Forbidden(msg) = c.require_to_skip_validation(&source(1)).unwrap_err() else {
+            panic!("expected 403")
+        };
+        assert!(
+            msg.contains("needs the Owner role on workspace `ws1` to skip the validation handshake")
+                && msg.contains("only Contributor")
+                && msg.contains("--allow-contributor-skip-validation"),
+            "{msg}"
+        );
+        assert!(c.require_to_skip_validation(&source(2)).is_ok());
     }
 }

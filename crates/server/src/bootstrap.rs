@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use mlgrid_store::{Store, StoreError};
@@ -35,11 +35,27 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Boot
     move |source| BootstrapError::Io { action, path, source }
 }
 
-/// Creates the data directory (mode 0700) if it does not exist.
+/// Creates the data directory with mode 0700 (whatever the umask) if it does not exist.
+///
+/// An existing directory keeps its mode: it may be a mount point or a directory an
+/// operator shares with a backup group on purpose, and changing it behind their back
+/// would surprise more than it protects. A warning says when others may enter it.
 pub fn prepare_data_dir(dir: &Path) -> Result<(), BootstrapError> {
     if !dir.exists() {
-        fs::create_dir_all(dir).map_err(io_error("cannot create data directory", dir))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error("cannot create data directory", dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_error("cannot restrict", dir))?;
+    } else if let Ok(meta) = fs::metadata(dir)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            data_dir = %dir.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "other users may enter the data directory (its files are 0600); `chmod 700` it unless that is intended"
+        );
     }
     Ok(())
 }
@@ -153,5 +169,29 @@ pub async fn bootstrap_owner(
         Ok(Bootstrap::Created(file))
     } else {
         Ok(Bootstrap::AlreadyDone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_data_directory_is_private_and_an_existing_one_keeps_its_mode() {
+        let root = tempfile::tempdir().unwrap();
+        let new = root.path().join("a/b/data");
+        prepare_data_dir(&new).unwrap();
+        assert_eq!(mode(&new), 0o700);
+        let shared = root.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o750)).unwrap();
+        prepare_data_dir(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o750);
+        load_or_create_secret(&new, None).unwrap();
+        assert_eq!(mode(&new.join(SECRET_FILE)), 0o600);
     }
 }

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// The folder holding the local datastores (the built-in `workspaceblobstore`
     /// among them), where dead letters are written.
     pub datastore_root: PathBuf,
+    /// Whether Contributors may skip the validation handshake of a webhook (else it
+    /// takes Owner: the receiver has not consented to the events).
+    pub allow_contributor_skip_validation: bool,
 }
 
 impl ServerConfig {
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             delivery: mlgrid_delivery::DispatcherConfig::default(),
             datastore_root: PathBuf::from("mlgrid-data/datastores"),
             connections: crate::ConnectionLimits::default(),
+            allow_contributor_skip_validation: false,
         }
     }
 }
@@ -131,7 +135,8 @@ pub(crate) struct TopicAuth {
 const TOPIC_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Topics and their key hashes, so that publishing does not read the database for every
-/// request.
+/// request. Keyed by the name in lower case: names ignore case, and a key change must
+/// drop the entry whatever case publishers use.
 #[derive(Default)]
 pub(crate) struct TopicCache {
     entries: Mutex<HashMap<String, (Instant, Arc<TopicAuth>)>>,
@@ -139,7 +144,8 @@ pub(crate) struct TopicCache {
 
 impl TopicCache {
     pub async fn get(&self, store: &dyn Store, name: &str) -> Result<Arc<TopicAuth>, ApiError> {
-        if let Some((loaded, auth)) = self.lock().get(name)
+        let key = name.to_ascii_lowercase();
+        if let Some((loaded, auth)) = self.lock().get(&key)
             && loaded.elapsed() < TOPIC_CACHE_TTL
         {
             return Ok(auth.clone());
@@ -151,12 +157,12 @@ impl TopicCache {
             topic: source.topic(),
             key_hashes: keys.into_iter().map(|k| k.hash).collect(),
         });
-        self.lock().insert(name.to_owned(), (Instant::now(), auth.clone()));
+        self.lock().insert(key, (Instant::now(), auth.clone()));
         Ok(auth)
     }
 
     pub fn forget(&self, name: &str) {
-        self.lock().remove(name);
+        self.lock().remove(&name.to_ascii_lowercase());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<TopicAuth>)>> {

@@ -5,6 +5,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::TestApi;
+use mlgrid_server::ServerConfig;
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -45,12 +46,13 @@ fn calls() -> Vec<Call> {
             Some(Held::Reader),
             "Reader",
         ),
+        // Skipping the handshake takes Owner; a Contributor deletes the one made before.
         (
             "PUT",
             "/v1/workspaces/ws1/eventSubscriptions/made?skipValidation=true",
             Some(sub),
-            Some(Held::Contributor),
-            "Contributor",
+            Some(Held::Owner),
+            "Owner",
         ),
         (
             "DELETE",
@@ -173,7 +175,13 @@ async fn every_role_against_every_management_call() {
     api.ok(
         "PUT",
         "/v1/workspaces/ws1/eventSubscriptions/existing?skipValidation=true",
-        sub,
+        sub.clone(),
+    )
+    .await;
+    api.ok(
+        "PUT",
+        "/v1/workspaces/ws1/eventSubscriptions/made?skipValidation=true",
+        sub.clone(),
     )
     .await;
     api.ok("POST", "/v1/principals", json!({"name": "spare"})).await;
@@ -278,4 +286,69 @@ async fn revoked_keys_stop_working_at_once_and_the_last_owner_stays() {
         )
         .await;
     assert!(unknown_role.message().contains("Owner, Contributor or Reader"));
+}
+
+#[tokio::test]
+async fn skipping_validation_takes_owner_unless_the_server_lets_contributors() {
+    let sub = |url: &str| json!({"properties": {"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url}}}});
+    for allowed in [false, true] {
+        let api = TestApi::with_config(ServerConfig {
+            allow_contributor_skip_validation: allowed,
+            ..ServerConfig::default()
+        })
+        .await;
+        api.ok("POST", "/v1/workspaces", json!({"name": "ws1"})).await;
+        let contributor = principal(&api, "contributor", Some("Contributor")).await;
+        let skipped = api
+            .call_as(
+                &contributor,
+                "PUT",
+                "/v1/workspaces/ws1/eventSubscriptions/sub?skipValidation=true",
+                Some(sub("https://r.example/")),
+                None,
+            )
+            .await;
+        if allowed {
+            assert_eq!(skipped.status, StatusCode::CREATED, "{}", skipped.body);
+            continue;
+        }
+        assert_eq!(skipped.status, StatusCode::FORBIDDEN, "{}", skipped.body);
+        assert!(
+            skipped
+                .message()
+                .contains("needs the Owner role on workspace `ws1` to skip the validation handshake")
+                && skipped.message().contains("--allow-contributor-skip-validation"),
+            "{}",
+            skipped.message()
+        );
+        // An Owner may; a Contributor may change the subscription without skipping.
+        api.ok(
+            "PUT",
+            "/v1/workspaces/ws1/eventSubscriptions/sub?skipValidation=true",
+            sub("https://r.example/"),
+        )
+        .await;
+        let mut labelled = sub("https://r.example/");
+        labelled["properties"]["labels"] = json!(["x"]);
+        let relabelled = api
+            .call_as(
+                &contributor,
+                "PUT",
+                "/v1/workspaces/ws1/eventSubscriptions/sub",
+                Some(labelled),
+                None,
+            )
+            .await;
+        assert_eq!(relabelled.status, StatusCode::OK, "{}", relabelled.body);
+        let moved = api
+            .call_as(
+                &contributor,
+                "PUT",
+                "/v1/workspaces/ws1/eventSubscriptions/sub?skipValidation=true",
+                Some(sub("https://elsewhere.example/")),
+                None,
+            )
+            .await;
+        assert_eq!(moved.status, StatusCode::FORBIDDEN, "{}", moved.body);
+    }
 }

@@ -50,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod appends;
 mod delivery;
 mod error;
@@ -57,6 +58,7 @@ mod etag;
 mod lifecycle;
 mod lifecycle_writes;
 mod model;
+mod names;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -67,6 +69,7 @@ use chrono::{DateTime, Utc};
 use mlgrid_core::resource::SourceKind;
 use tokio::sync::watch;
 
+pub use access::{Recovered, RecoveryTarget, recover_owner};
 pub use delivery::*;
 pub use error::{Result, StoreError};
 pub use lifecycle::*;
@@ -108,6 +111,9 @@ pub trait Store: Send + Sync + 'static {
     async fn add_principal_key(&self, principal: PrincipalId, key: &ApiKeyHash) -> Result<()>;
 
     /// Revokes every API key of a principal at once; returns how many there were.
+    /// Refuses (`Conflict`) to revoke the keys of the last Owner of every source that has
+    /// a key, which would leave nobody able to manage access; two concurrent revocations
+    /// cannot both pass that check.
     async fn revoke_principal_keys(&self, principal: PrincipalId) -> Result<u64>;
 
     /// Grants a role on one source, or on every source when `source` is `None`;

@@ -412,3 +412,74 @@ async fn followers_are_woken_again_after_the_listener_reconnects() {
     }
     assert!(woken, "the listener listens again");
 }
+
+/// The way back in when no Owner has a usable key: written beside a running node, which
+/// accepts the key at once; run twice, it gives the same principal another key.
+#[tokio::test]
+async fn an_owner_is_recovered_beside_a_running_node() {
+    let schema = Schema::create().await;
+    let node = schema.node("a").await;
+    let key = |id: &str| ApiKeyHash {
+        key_id: id.into(),
+        hash: format!("hash-{id}"),
+    };
+    node.create_bootstrap_owner("admin", &key("a")).await.unwrap();
+    let url = schema.url("recovery");
+    let recovered = recover_owner(RecoveryTarget::Postgres(&url), "rescuer", &key("r1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        recovered,
+        Recovered {
+            principal: "rescuer".into(),
+            created: true
+        }
+    );
+    let (principal, _) = node.principal_by_key_id("r1").await.unwrap().unwrap();
+    let roles = node.role_assignments(principal.id).await.unwrap();
+    assert_eq!(
+        roles.iter().map(|r| (r.source_id, r.role)).collect::<Vec<_>>(),
+        [(None, Role::Owner)]
+    );
+    let again = recover_owner(RecoveryTarget::Postgres(&url), "rescuer", &key("r2"))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert!(node.principal_by_key_id("r2").await.unwrap().is_some());
+    assert_eq!(node.role_assignments(principal.id).await.unwrap().len(), 1);
+}
+
+/// A database made before names were unique ignoring case, holding `wsA` and `wsa`, is
+/// refused by the migration with the names and what to do.
+#[tokio::test]
+async fn a_database_with_names_differing_only_in_case_is_refused_with_a_remedy() {
+    let schema = Schema::create().await;
+    schema.node("a").await.close().await;
+    let mut conn = PgConnection::connect(&schema.url("setup")).await.unwrap();
+    conn.execute(
+        "DROP INDEX sources_kind_name_nocase; DROP INDEX principals_name_nocase; \
+         DELETE FROM _sqlx_migrations WHERE version = 9; \
+         INSERT INTO sources (kind, name, subscription_id, resource_group, created_at) VALUES \
+         ('workspace', 'wsA', 's', 'rg', now()), ('workspace', 'wsa', 's', 'rg', now())",
+    )
+    .await
+    .unwrap();
+    let Err(refused) = PostgresStore::connect(&schema.url("b")).await else {
+        panic!("migrated a database with clashing names")
+    };
+    let message = refused.to_string();
+    assert!(
+        message.contains("workspace wsA and wsa") && message.contains("rename them"),
+        "{message}"
+    );
+    conn.execute("UPDATE sources SET name = 'wsA-2' WHERE name = 'wsA'")
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let store = schema.node("c").await;
+    assert_eq!(
+        store.source(SourceKind::Workspace, "WSA-2").await.unwrap().name,
+        "wsA-2"
+    );
+    store.close().await;
+}

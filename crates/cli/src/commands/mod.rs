@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod access;
+pub mod admin;
 pub mod events;
 pub mod lifecycle;
 pub mod migrate;

@@ -17,7 +17,7 @@ use super::migrate::{cannot_use, shown};
 use crate::args::ServeArgs;
 
 /// Name of the SQLite database in the data directory.
-const DATABASE_FILE: &str = "mlgrid.db";
+pub const DATABASE_FILE: &str = "mlgrid.db";
 
 /// The store: PostgreSQL when a database URL is given, else the embedded database in
 /// the data directory.
@@ -101,6 +101,7 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         public_url: args.public_url.or_else(|| default_public_url(args.listen)),
         max_request_bytes: args.max_request_bytes,
         datastore_root: data_dir.join("datastores"),
+        allow_contributor_skip_validation: args.allow_contributor_skip_validation,
         ..ServerConfig::default()
     };
     config.connections.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);

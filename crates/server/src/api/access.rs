@@ -197,8 +197,10 @@ async fn create_key(
 }
 
 /// Revokes every API key of a principal, effective at once. Takes Owner on everything.
+/// The keys of the last Owner of everything with a key are not revoked (409): that would
+/// lock everyone out; create another Owner first.
 #[utoipa::path(delete, path = "/v1/principals/{name}/keys", tag = "access", security(("api_key" = [])),
-    params(("name" = String, Path)), responses((status = 200, body = RevokedKeys), (status = 404, body = ErrorBody)))]
+    params(("name" = String, Path)), responses((status = 200, body = RevokedKeys), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn revoke_keys(
     State(state): State<AppState>,
     caller: Caller,
@@ -244,15 +246,14 @@ async fn list_role_assignments(
 ) -> Result<JsonResponse<RoleAssignmentList>, ApiError> {
     let mut visible = Vec::new();
     for grant in state.store.list_role_assignments().await? {
-        let wanted = query.assignee.as_ref().is_none_or(|a| *a == grant.principal)
-            && query
-                .workspace
-                .as_ref()
-                .is_none_or(|w| grant.source == Some((SourceKind::Workspace, w.clone())))
-            && query
-                .topic
-                .as_ref()
-                .is_none_or(|t| grant.source == Some((SourceKind::Topic, t.clone())));
+        // Names are compared ignoring case, as the store finds them.
+        let on = |kind: SourceKind, name: &String| matches!(&grant.source, Some((k, n)) if *k == kind && n.eq_ignore_ascii_case(name));
+        let wanted = query
+            .assignee
+            .as_ref()
+            .is_none_or(|a| a.eq_ignore_ascii_case(&grant.principal))
+            && query.workspace.as_ref().is_none_or(|w| on(SourceKind::Workspace, w))
+            && query.topic.as_ref().is_none_or(|t| on(SourceKind::Topic, t));
         if wanted && may_manage(&state, &caller, &grant).await? {
             visible.push(grant.into());
         }

@@ -69,7 +69,8 @@ pub struct FullUrl {
 #[into_params(parameter_in = Query)]
 pub struct PutOptions {
     /// Skip the endpoint validation handshake: the subscription receives events at once.
-    /// For endpoints the owner trusts.
+    /// For endpoints the owner trusts; takes Owner on the workspace or topic unless the
+    /// server was started with `--allow-contributor-skip-validation`.
     #[serde(default)]
     skip_validation: bool,
 }
@@ -143,7 +144,13 @@ async fn put(state: AppState, caller: Caller, target: PutTarget, body: PutSubscr
         options,
         base_url,
     } = target;
-    let source = sources::load(&state, &caller, kind, &source, Role::Contributor).await?;
+    let source = if options.skip_validation && !state.config.allow_contributor_skip_validation {
+        let source = state.store.source(kind, &source).await?;
+        caller.require_to_skip_validation(&source)?;
+        source
+    } else {
+        sources::load(&state, &caller, kind, &source, Role::Contributor).await?
+    };
     validate_subscription_name(&name).map_err(|e| ApiError::bad_request(e.0))?;
     let spec = body.properties;
     spec.validate(kind, Utc::now())
@@ -262,7 +269,8 @@ async fn matches(
 /// Grid's validation handshake (unless `skipValidation=true`): the answer says
 /// `provisioningState` `Succeeded`, or `AwaitingManualAction` until the endpoint GETs
 /// the validation URL; a refusing endpoint makes it `Failed` and the answer a 400.
-/// Takes Contributor or Owner.
+/// Takes Contributor or Owner; skipping the handshake takes Owner (unless the server
+/// allows Contributors to).
 #[utoipa::path(put, path = "/v1/{collection}/{source}/eventSubscriptions/{name}", tag = "eventSubscriptions", security(("api_key" = [])),
     params(("collection" = String, Path, description = "workspaces or topics"), ("source" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header), PutOptions),
     request_body = PutSubscription,

@@ -1,8 +1,9 @@
 //! Principals, their API keys and role assignments on PostgreSQL.
 
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 
 use super::db::{all, begin, commit, db, now, optional, unique};
+use crate::access::{LAST_OWNER_ROLE, Recovered, last_owner_keys};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::rows::{
@@ -16,13 +17,22 @@ const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind AS source_k
      LEFT JOIN sources s ON s.id = a.source_id";
 
 async fn insert_principal(conn: &mut PgConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+    let existing: Option<String> = db(
+        sqlx::query_scalar("SELECT name FROM principals WHERE lower(name) = lower($1)")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await,
+    )?;
+    if let Some(existing) = existing {
+        return Err(StoreError::Conflict(crate::names::taken("principal", &existing)));
+    }
     let row = unique(
         sqlx::query("INSERT INTO principals (name, created_at) VALUES ($1, $2) RETURNING *")
             .bind(name)
             .bind(now())
             .fetch_one(&mut *conn)
             .await,
-        || format!("principal `{name}` already exists"),
+        || crate::names::taken("principal", name),
     )?;
     let principal = principal_from_row(&row)?;
     insert_key(conn, principal.id, key).await?;
@@ -114,7 +124,7 @@ pub(super) async fn create_principal(pool: &PgPool, name: &str, key: &ApiKeyHash
 }
 
 pub(super) async fn principal(pool: &PgPool, name: &str) -> Result<Principal> {
-    let query = sqlx::query("SELECT * FROM principals WHERE name = $1").bind(name);
+    let query = sqlx::query("SELECT * FROM principals WHERE lower(name) = lower($1)").bind(name);
     optional(pool, query, principal_from_row)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("principal `{name}`")))
@@ -134,11 +144,33 @@ pub(super) async fn add_principal_key(pool: &PgPool, principal: PrincipalId, key
     commit(tx).await
 }
 
+/// Revokes every key of a principal, unless that would leave no Owner of everything
+/// with a usable key. The table lock (the one [`delete_role_assignment`] takes) makes
+/// two nodes revoking the keys of the last two Owners decide one after the other, and
+/// the check, a statement after the lock, sees what the first committed.
 pub(super) async fn revoke_principal_keys(pool: &PgPool, principal: PrincipalId) -> Result<u64> {
+    let mut tx = begin(pool).await?;
+    db(sqlx::query("LOCK TABLE role_assignments IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await)?;
+    let last: Option<String> = db(sqlx::query_scalar(
+        "SELECT p.name FROM principals p WHERE p.id = $1 \
+         AND EXISTS (SELECT 1 FROM role_assignments a WHERE a.principal_id = $1 AND a.source_id IS NULL AND a.role = 'Owner') \
+         AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = $1) \
+         AND NOT EXISTS (SELECT 1 FROM role_assignments a WHERE a.principal_id != $1 AND a.source_id IS NULL \
+             AND a.role = 'Owner' AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = a.principal_id))",
+    )
+    .bind(principal)
+    .fetch_optional(&mut *tx)
+    .await)?;
+    if let Some(name) = last {
+        return Err(StoreError::Conflict(last_owner_keys(&name)));
+    }
     let deleted = db(sqlx::query("DELETE FROM principal_keys WHERE principal_id = $1")
         .bind(principal)
-        .execute(pool)
+        .execute(&mut *tx)
         .await)?;
+    commit(tx).await?;
     Ok(deleted.rows_affected())
 }
 
@@ -175,11 +207,7 @@ pub(super) async fn delete_role_assignment(pool: &PgPool, id: i64) -> Result<()>
     .await)?;
     let (source, role) = found.ok_or_else(|| StoreError::NotFound(format!("role assignment {id}")))?;
     if source.is_none() && role == Role::Owner.as_str() && usable_global_owners(&mut tx).await? <= 1 {
-        return Err(StoreError::Conflict(
-            "this is the last Owner of all workspaces and topics with a usable key; grant Owner to another \
-             principal first"
-                .to_owned(),
-        ));
+        return Err(StoreError::Conflict(LAST_OWNER_ROLE.to_owned()));
     }
     db(sqlx::query("DELETE FROM role_assignments WHERE id = $1")
         .bind(id)
@@ -196,4 +224,42 @@ async fn usable_global_owners(conn: &mut PgConnection) -> Result<i64> {
     )
     .fetch_one(&mut *conn)
     .await)
+}
+
+/// Gives `name` (created if missing) `key` and Owner on everything, on one connection of
+/// its own; see [`crate::recover_owner`]. Takes the lock that revocations and role
+/// removals take, so that it is not lost between their check and their write.
+pub(super) async fn recover_owner(url: &str, name: &str, key: &ApiKeyHash) -> Result<Recovered> {
+    let mut conn = db(super::options(url)?.connect().await)?;
+    let mut tx = db(conn.begin().await)?;
+    db(sqlx::query("LOCK TABLE role_assignments IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await)?;
+    let existing: Option<(PrincipalId, String)> = db(sqlx::query_as(
+        "SELECT id, name FROM principals WHERE lower(name) = lower($1)",
+    )
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await)?;
+    let (id, principal, created) = match existing {
+        Some((id, stored)) => {
+            insert_key(&mut tx, id, key).await?;
+            (id, stored, false)
+        }
+        None => {
+            let principal = insert_principal(&mut tx, name, key).await?;
+            (principal.id, principal.name, true)
+        }
+    };
+    db(sqlx::query(
+        "INSERT INTO role_assignments (principal_id, source_id, role, created_at) VALUES ($1, NULL, 'Owner', $2) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(now())
+    .execute(&mut *tx)
+    .await)?;
+    db(tx.commit().await)?;
+    db(conn.close().await)?;
+    Ok(Recovered { principal, created })
 }

@@ -85,6 +85,11 @@ fn options(url: &str) -> Result<PgConnectOptions> {
         .map_err(|e| StoreError::Invalid(format!("the database URL is not a PostgreSQL URL: {e}")))
 }
 
+/// See [`crate::recover_owner`].
+pub(crate) async fn recover_owner(url: &str, name: &str, key: &ApiKeyHash) -> Result<crate::Recovered> {
+    access::recover_owner(url, name, key).await
+}
+
 impl PostgresStore {
     /// Brings the schema of the database at `url` up to date, and does nothing else (for
     /// deployments that migrate before starting nodes); says which migrations it applied.

@@ -10,6 +10,16 @@ use crate::rows::{source_from_row, topic_key_from_row};
 
 pub(super) async fn create(pool: &PgPool, new: &NewSource, keys: &[TopicKey]) -> Result<Source> {
     let mut tx = begin(pool).await?;
+    let existing: Option<String> = db(sqlx::query_scalar(
+        "SELECT name FROM sources WHERE kind = $1 AND lower(name) = lower($2)",
+    )
+    .bind(new.kind.as_str())
+    .bind(&new.name)
+    .fetch_optional(&mut *tx)
+    .await)?;
+    if let Some(existing) = existing {
+        return Err(StoreError::Conflict(crate::names::taken(new.kind.as_str(), &existing)));
+    }
     let row = unique(
         sqlx::query(
             "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at) \
@@ -22,7 +32,7 @@ pub(super) async fn create(pool: &PgPool, new: &NewSource, keys: &[TopicKey]) ->
         .bind(now())
         .fetch_one(&mut *tx)
         .await,
-        || format!("{} `{}` already exists", new.kind, new.name),
+        || crate::names::taken(new.kind.as_str(), &new.name),
     )?;
     let source = source_from_row(&row)?;
     for key in keys {
@@ -42,7 +52,7 @@ pub(super) async fn create(pool: &PgPool, new: &NewSource, keys: &[TopicKey]) ->
 }
 
 pub(super) async fn get(pool: &PgPool, kind: SourceKind, name: &str) -> Result<Source> {
-    let query = sqlx::query("SELECT * FROM sources WHERE kind = $1 AND name = $2")
+    let query = sqlx::query("SELECT * FROM sources WHERE kind = $1 AND lower(name) = lower($2)")
         .bind(kind.as_str())
         .bind(name);
     optional(pool, query, source_from_row)
@@ -61,7 +71,7 @@ pub(super) async fn list(pool: &PgPool, kind: SourceKind) -> Result<Vec<Source>>
 pub(super) async fn delete(pool: &PgPool, kind: SourceKind, name: &str) -> Result<()> {
     let mut tx = begin(pool).await?;
     let id: Option<SourceId> = db(sqlx::query_scalar(
-        "DELETE FROM sources WHERE kind = $1 AND name = $2 RETURNING id",
+        "DELETE FROM sources WHERE kind = $1 AND lower(name) = lower($2) RETURNING id",
     )
     .bind(kind.as_str())
     .bind(name)

@@ -5,6 +5,7 @@ use mlgrid_core::time::format_event_time;
 use sqlx::SqliteConnection;
 
 use super::db::{db, unique_violation};
+use crate::access::{LAST_OWNER_ROLE, Recovered, last_owner_keys};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::rows::{principal_from_row, role_grant_from_row};
@@ -15,6 +16,15 @@ pub(super) const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind 
      LEFT JOIN sources s ON s.id = a.source_id";
 
 pub(super) async fn insert_principal(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+    let existing: Option<String> = db(
+        sqlx::query_scalar("SELECT name FROM principals WHERE lower(name) = lower(?)")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await,
+    )?;
+    if let Some(existing) = existing {
+        return Err(StoreError::Conflict(crate::names::taken("principal", &existing)));
+    }
     let created = format_event_time(Utc::now());
     let row = sqlx::query("INSERT INTO principals (name, created_at) VALUES (?, ?) RETURNING *")
         .bind(name)
@@ -23,7 +33,7 @@ pub(super) async fn insert_principal(conn: &mut SqliteConnection, name: &str, ke
         .await
         .map_err(|e| {
             if unique_violation(&e) {
-                StoreError::Conflict(format!("principal `{name}` already exists"))
+                StoreError::Conflict(crate::names::taken("principal", name))
             } else {
                 StoreError::backend(e)
             }
@@ -105,11 +115,7 @@ pub(super) async fn delete_role_assignment(conn: &mut SqliteConnection, id: i64)
         .fetch_one(&mut *conn)
         .await)?;
         if owners <= 1 {
-            return Err(StoreError::Conflict(
-                "this is the last Owner of all workspaces and topics with a usable key; grant Owner to another \
-                 principal first"
-                    .to_owned(),
-            ));
+            return Err(StoreError::Conflict(LAST_OWNER_ROLE.to_owned()));
         }
     }
     db(sqlx::query("DELETE FROM role_assignments WHERE id = ?")
@@ -117,4 +123,59 @@ pub(super) async fn delete_role_assignment(conn: &mut SqliteConnection, id: i64)
         .execute(&mut *conn)
         .await)?;
     Ok(())
+}
+
+/// Revokes every key of a principal, unless that would leave no Owner of everything
+/// with a usable key. Writes are serialised by the writer task (and, against another
+/// process such as `mlgrid admin recover`, by SQLite's write lock), so the check and the
+/// delete see the same principals.
+pub(super) async fn revoke_keys(conn: &mut SqliteConnection, principal: PrincipalId) -> Result<u64> {
+    let last: Option<String> = db(sqlx::query_scalar(
+        "SELECT p.name FROM principals p WHERE p.id = ?1 \
+         AND EXISTS (SELECT 1 FROM role_assignments a WHERE a.principal_id = ?1 AND a.source_id IS NULL AND a.role = 'Owner') \
+         AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = ?1) \
+         AND NOT EXISTS (SELECT 1 FROM role_assignments a WHERE a.principal_id != ?1 AND a.source_id IS NULL \
+             AND a.role = 'Owner' AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = a.principal_id))",
+    )
+    .bind(principal)
+    .fetch_optional(&mut *conn)
+    .await)?;
+    if let Some(name) = last {
+        return Err(StoreError::Conflict(last_owner_keys(&name)));
+    }
+    let deleted = db(sqlx::query("DELETE FROM principal_keys WHERE principal_id = ?")
+        .bind(principal)
+        .execute(&mut *conn)
+        .await)?;
+    Ok(deleted.rows_affected())
+}
+
+/// Gives `name` (created if missing) `key` and Owner on everything; see
+/// [`crate::recover_owner`].
+pub(super) async fn recover(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<Recovered> {
+    let existing: Option<(PrincipalId, String)> = db(sqlx::query_as(
+        "SELECT id, name FROM principals WHERE lower(name) = lower(?)",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await)?;
+    let (id, principal, created) = match existing {
+        Some((id, stored)) => {
+            insert_key(conn, id, key).await?;
+            (id, stored, false)
+        }
+        None => {
+            let principal = insert_principal(conn, name, key).await?;
+            (principal.id, principal.name, true)
+        }
+    };
+    db(sqlx::query(
+        "INSERT INTO role_assignments (principal_id, source_id, role, created_at) VALUES (?, NULL, 'Owner', ?) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(format_event_time(Utc::now()))
+    .execute(&mut *conn)
+    .await)?;
+    Ok(Recovered { principal, created })
 }

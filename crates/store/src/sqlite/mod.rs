@@ -13,6 +13,7 @@ mod lifecycle;
 mod subscriptions;
 mod writer;
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use mlgrid_core::resource::SourceKind;
 use mlgrid_core::time::format_event_time;
 use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, ConnectOptions, SqlitePool};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, SqlitePool};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -84,6 +85,7 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<Arc<SqliteStore>> {
         let path = path.as_ref();
         let lock = lock_database(path)?;
+        create_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -93,6 +95,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             .pragma("wal_autocheckpoint", "0");
         let mut write_conn = options.connect().await.map_err(StoreError::backend)?;
+        refuse_case_clashes(&mut write_conn).await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut write_conn)
             .await
@@ -133,6 +136,123 @@ impl SqliteStore {
     }
 }
 
+/// Gives `name` `key` and Owner on everything; see [`crate::recover_owner`].
+///
+/// A connection of its own, beside the server's if one runs: WAL lets it read while the
+/// server writes, and `BEGIN IMMEDIATE` takes SQLite's write lock, waiting (busy
+/// timeout) until the server's writer ends its group commit. It does not take the lock
+/// file: that says one *server* uses the database (its start gives back every delivery
+/// lease), and recovery touches no delivery.
+pub(crate) async fn recover_owner(path: &Path, name: &str, key: &ApiKeyHash) -> Result<crate::Recovered> {
+    if !path.is_file() {
+        return Err(StoreError::Invalid(format!(
+            "there is no mlgrid database at {}: give the server's data directory (--data-dir), or its \
+             --database-url if it runs on PostgreSQL",
+            path.display()
+        )));
+    }
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .map_err(StoreError::backend)?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .map_err(StoreError::backend)?;
+    let recovered = match access::recover(&mut conn, name, key).await {
+        Ok(recovered) => sqlx::query("COMMIT")
+            .execute(&mut conn)
+            .await
+            .map(|_| recovered)
+            .map_err(StoreError::backend),
+        Err(e) => Err(e),
+    };
+    if recovered.is_err() {
+        // Nothing to keep; an error here only means SQLite rolled back already.
+        let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+    }
+    conn.close().await.map_err(StoreError::backend)?;
+    recovered
+}
+
+/// Refuses a database whose names differ only in case, which migration 0008 (names
+/// unique ignoring case) would refuse with a bare index error; says which and what to do.
+async fn refuse_case_clashes(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sources'")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+    if tables == 0 {
+        return Ok(());
+    }
+    let clashes: Vec<String> = sqlx::query_scalar(
+        "SELECT kind || ' ' || group_concat(name, ' and ') FROM (SELECT kind, name FROM sources ORDER BY name) \
+         GROUP BY kind, lower(name) HAVING count(*) > 1 \
+         UNION ALL SELECT 'principal ' || group_concat(name, ' and ') FROM (SELECT name FROM principals ORDER BY name) \
+         GROUP BY lower(name) HAVING count(*) > 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::backend)?;
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Invalid(crate::names::clashing(&clashes.join("; "))))
+}
+
+/// Mode of the files the store creates: the database holds events and hashes of keys.
+const PRIVATE: u32 = 0o600;
+
+/// Creates the database file, empty (which SQLite takes as a new database), with mode
+/// 0600 whatever the umask, before SQLite would create it with 0644. SQLite gives the
+/// `-wal` and `-shm` files it creates later the database file's mode. A file that exists
+/// keeps its mode (an operator may have opened it to a backup group on purpose); a
+/// warning says when others may read it.
+fn create_private(path: &Path) -> Result<()> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE)
+        .open(path)
+    {
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(PRIVATE))
+            .map_err(StoreError::backend),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                warn_if_shared(Path::new(&file));
+            }
+            Ok(())
+        }
+        Err(e) => Err(StoreError::backend(std::io::Error::new(
+            e.kind(),
+            format!("cannot create the database {}: {e}", path.display()),
+        ))),
+    }
+}
+
+/// Logs a warning when users other than the owner may access `path`.
+fn warn_if_shared(path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "other users may access this file of the store; `chmod 600` it unless that is intended"
+        );
+    }
+}
+
 /// Takes the lock that keeps a second process off the database.
 fn lock_database(path: &Path) -> Result<std::fs::File> {
     let mut lock_path = path.as_os_str().to_owned();
@@ -141,7 +261,11 @@ fn lock_database(path: &Path) -> Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(PRIVATE)
         .open(&lock_path)
+        .map_err(StoreError::backend)?;
+    // It holds nothing, but older versions made it 0644: tighten it, whoever made it.
+    file.set_permissions(std::fs::Permissions::from_mode(PRIVATE))
         .map_err(StoreError::backend)?;
     file.try_lock().map_err(|_| {
         StoreError::backend(std::io::Error::other(format!(
@@ -228,7 +352,7 @@ impl Store for SqliteStore {
     }
 
     async fn principal(&self, name: &str) -> Result<Principal> {
-        let query = sqlx::query("SELECT * FROM principals WHERE name = ?").bind(name);
+        let query = sqlx::query("SELECT * FROM principals WHERE lower(name) = lower(?)").bind(name);
         self.one(query, rows::principal_from_row, || {
             StoreError::NotFound(format!("principal `{name}`"))
         })
@@ -255,14 +379,7 @@ impl Store for SqliteStore {
     async fn revoke_principal_keys(&self, principal: PrincipalId) -> Result<u64> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move {
-                    let deleted = sqlx::query("DELETE FROM principal_keys WHERE principal_id = ?")
-                        .bind(principal)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                    Ok(deleted.rows_affected())
-                })
+                Box::pin(access::revoke_keys(conn, principal))
             })
             .await
     }
@@ -298,6 +415,16 @@ impl Store for SqliteStore {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
                 Box::pin(async move {
+                    let existing: Option<String> =
+                        sqlx::query_scalar("SELECT name FROM sources WHERE kind = ? AND lower(name) = lower(?)")
+                            .bind(new.kind.as_str())
+                            .bind(&new.name)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(StoreError::backend)?;
+                    if let Some(existing) = existing {
+                        return Err(StoreError::Conflict(crate::names::taken(new.kind.as_str(), &existing)));
+                    }
                     let row = sqlx::query(
                         "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at) \
                          VALUES (?, ?, ?, ?, ?) RETURNING *",
@@ -311,7 +438,7 @@ impl Store for SqliteStore {
                     .await
                     .map_err(|e| {
                         if unique_violation(&e) {
-                            StoreError::Conflict(format!("{} `{}` already exists", new.kind, new.name))
+                            StoreError::Conflict(crate::names::taken(new.kind.as_str(), &new.name))
                         } else {
                             StoreError::backend(e)
                         }
@@ -335,7 +462,7 @@ impl Store for SqliteStore {
     }
 
     async fn source(&self, kind: SourceKind, name: &str) -> Result<Source> {
-        let query = sqlx::query("SELECT * FROM sources WHERE kind = ? AND name = ?")
+        let query = sqlx::query("SELECT * FROM sources WHERE kind = ? AND lower(name) = lower(?)")
             .bind(kind.as_str())
             .bind(name);
         self.one(query, source_from_row, || {
@@ -357,7 +484,7 @@ impl Store for SqliteStore {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
                 Box::pin(async move {
-                    let deleted = sqlx::query("DELETE FROM sources WHERE kind = ? AND name = ?")
+                    let deleted = sqlx::query("DELETE FROM sources WHERE kind = ? AND lower(name) = lower(?)")
                         .bind(kind.as_str())
                         .bind(&name)
                         .execute(&mut *conn)

@@ -823,6 +823,105 @@ pub async fn principals_keys_and_role_assignments(store: Arc<dyn Store>) {
     );
 }
 
+fn key(id: &str) -> ApiKeyHash {
+    ApiKeyHash {
+        key_id: id.into(),
+        hash: format!("hash-{id}"),
+    }
+}
+
+pub async fn the_last_usable_owner_keeps_its_keys(store: Arc<dyn Store>) {
+    store.create_bootstrap_owner("admin", &key("a")).await.unwrap();
+    let admin = store.principal("admin").await.unwrap();
+    let refused = store.revoke_principal_keys(admin.id).await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Conflict(ref m) if m.contains("`admin` is the last Owner") && m.contains("another Owner")),
+        "{refused:?}"
+    );
+    assert!(
+        store.principal_by_key_id("a").await.unwrap().is_some(),
+        "nothing was revoked"
+    );
+
+    // An Owner of one workspace, or an Owner of everything without a key, does not count.
+    let ws = workspace(&store, "ws-owners").await;
+    let local = store.create_principal("local", &key("l")).await.unwrap();
+    store
+        .create_role_assignment(local.id, Some(ws), Role::Owner)
+        .await
+        .unwrap();
+    let keyless = store.create_principal("keyless", &key("k")).await.unwrap();
+    store
+        .create_role_assignment(keyless.id, None, Role::Owner)
+        .await
+        .unwrap();
+    assert_eq!(store.revoke_principal_keys(keyless.id).await.unwrap(), 1);
+    assert!(matches!(
+        store.revoke_principal_keys(admin.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.revoke_principal_keys(local.id).await.unwrap(), 1);
+    assert_eq!(
+        store.revoke_principal_keys(keyless.id).await.unwrap(),
+        0,
+        "nothing left to revoke"
+    );
+
+    // Two Owners revoking each other at once: one wins, one usable Owner stays.
+    let bob = store.create_principal("bob", &key("b")).await.unwrap();
+    store.create_role_assignment(bob.id, None, Role::Owner).await.unwrap();
+    let (a, b) = tokio::join!(
+        store.revoke_principal_keys(admin.id),
+        store.revoke_principal_keys(bob.id)
+    );
+    assert_eq!(
+        [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "exactly one revocation passes: {a:?} {b:?}"
+    );
+    let usable = ["a", "b"];
+    let mut left = 0;
+    for id in usable {
+        left += usize::from(store.principal_by_key_id(id).await.unwrap().is_some());
+    }
+    assert_eq!(left, 1);
+}
+
+pub async fn names_are_unique_and_found_ignoring_case(store: Arc<dyn Store>) {
+    let ws = store
+        .create_source(&new_source(SourceKind::Workspace, "wsA"), &[])
+        .await
+        .unwrap();
+    let clash = store
+        .create_source(&new_source(SourceKind::Workspace, "wsa"), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(clash, StoreError::Conflict(ref m) if m.contains("workspace `wsA` already exists") && m.contains("ignoring case")),
+        "{clash:?}"
+    );
+    assert_eq!(store.source(SourceKind::Workspace, "WSA").await.unwrap(), ws);
+    // Another kind is another namespace, as before.
+    store
+        .create_source(&new_source(SourceKind::Topic, "WSA"), &keys())
+        .await
+        .unwrap();
+    store.delete_source(SourceKind::Workspace, "wsa").await.unwrap();
+    assert!(matches!(
+        store.source(SourceKind::Workspace, "wsA").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.source(SourceKind::Topic, "wsa").await.unwrap().name, "WSA");
+
+    let bob = store.create_principal("Bob", &key("b")).await.unwrap();
+    let clash = store.create_principal("bob", &key("b2")).await.unwrap_err();
+    assert!(
+        matches!(clash, StoreError::Conflict(ref m) if m.contains("principal `Bob` already exists")),
+        "{clash:?}"
+    );
+    assert_eq!(store.principal("BOB").await.unwrap(), bob);
+}
+
 fn put(name: &str, spec: &str) -> SubscriptionPut {
     SubscriptionPut {
         name: name.into(),
@@ -1416,6 +1515,8 @@ macro_rules! backend_tests {
             deployments_check_models_and_raise_on_each_deploy,
             datasets_are_versioned,
             principals_keys_and_role_assignments,
+            the_last_usable_owner_keeps_its_keys,
+            names_are_unique_and_found_ignoring_case,
             subscriptions_are_put_listed_expired_and_deleted,
             matches_are_recorded_once_with_the_cursor,
             deliveries_are_leased_attempted_and_dead_lettered,
