@@ -270,6 +270,9 @@ pub enum BenchCommand {
     Deliver(crate::bench::deliver::DeliverArgs),
     /// Route events through many subscriptions' filters and measure events/s on one core.
     Filter(crate::bench::filter::FilterArgs),
+    /// Deliver at a steady rate for a long time and watch memory, the write-ahead log and
+    /// the database stay bounded, with nothing lost.
+    Soak(crate::bench::soak::SoakArgs),
 }
 
 #[derive(Debug, Args)]

@@ -50,6 +50,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging("warn", LogFormat::Text);
             return bench::deliver::run(args, &cli.global).await;
         }
+        Command::Bench(BenchCommand::Soak(args)) => {
+            init_logging("warn", LogFormat::Text);
+            return bench::soak::run(args, &cli.global).await;
+        }
         Command::Admin(AdminCommand::Recover(args)) => {
             init_logging("warn", LogFormat::Text);
             commands::admin::recover(args, &cli.global.data_dir).await?

@@ -296,7 +296,7 @@ async fn delivery_counters_attempts_and_dead_letters_are_readable() {
     let stats = api.call("GET", &format!("{base}/deliveryStats"), None).await;
     assert_eq!(
         stats.body,
-        json!({"delivered": 0, "deadLettered": 0, "backlog": 2, "failedAttempts": 0, "lastError": null})
+        json!({"delivered": 0, "deadLettered": 0, "backlog": 2, "failedAttempts": 0, "lastError": null, "deadLetterExportError": null})
     );
     assert_eq!(
         api.call("GET", &format!("{base}/attempts"), None).await.body,

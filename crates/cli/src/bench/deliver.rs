@@ -2,25 +2,17 @@
 //! received by local receivers; reports deliveries/s, publish-to-receipt latency and the
 //! server's memory.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::routing::post;
 use clap::Args;
 use serde_json::json;
-use std::borrow::Cow;
-use std::sync::Mutex;
-
-use axum::body::Bytes;
-use serde::Deserialize;
 
 use super::local_server::ClusterArgs;
-use super::stats::{Latencies, round3};
+use super::receivers::{self, bench_event};
+use super::stats::round3;
 use super::topic::BenchTopic;
 use crate::args::Global;
 
@@ -53,142 +45,54 @@ pub struct DeliverArgs {
     pub cluster: ClusterArgs,
 }
 
-fn micros_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+/// What publishers offer: how many events, how many a request, how fast, how many
+/// requests in flight.
+pub struct Offer {
+    pub events: u64,
+    pub batch: u64,
+    pub rate: f64,
+    pub concurrency: usize,
 }
 
-/// What the receivers saw.
-#[derive(Default)]
-struct Received {
-    /// Publish-to-receipt latency of every delivered event, in microseconds.
-    latencies: Mutex<Vec<u64>>,
-    /// (subscription, event number) pairs, to count duplicates.
-    seen: Mutex<HashSet<(u32, u64)>>,
-    deliveries: AtomicU64,
-    duplicates: AtomicU64,
-}
-
-/// What a receiver reads of a delivered event: the bench's own data, or the validation
-/// handshake's code.
-#[derive(Deserialize)]
-struct Delivered<'a> {
-    #[serde(rename = "eventType", borrow)]
-    event_type: Cow<'a, str>,
-    #[serde(borrow)]
-    data: DeliveredData<'a>,
-}
-
-#[derive(Deserialize)]
-struct DeliveredData<'a> {
-    n: Option<u64>,
-    #[serde(rename = "sentAtMicros")]
-    sent_at_micros: Option<u64>,
-    #[serde(rename = "validationCode", borrow)]
-    validation_code: Option<Cow<'a, str>>,
-}
-
-/// Takes a delivery, or answers the validation handshake as a receiver should. Kept
-/// lean: the receivers share the machine with the server they measure.
-async fn receive(State(received): State<Arc<Received>>, Path(subscription): Path<u32>, body: Bytes) -> String {
-    let now = micros_now();
-    let Ok(events) = serde_json::from_slice::<Vec<Delivered>>(&body) else {
-        return "bad".into();
-    };
-    if let Some(code) = events
-        .first()
-        .filter(|e| e.event_type == mlgrid_core::validation::VALIDATION_EVENT_TYPE)
-        .and_then(|e| e.data.validation_code.as_deref())
-    {
-        return json!({ "validationResponse": code }).to_string();
-    }
-    let mut latencies = Vec::with_capacity(events.len());
-    {
-        let mut seen = received.seen.lock().expect("never held across a panic");
-        for event in &events {
-            let (Some(n), Some(sent)) = (event.data.n, event.data.sent_at_micros) else {
-                continue;
-            };
-            if seen.insert((subscription, n)) {
-                latencies.push(now.saturating_sub(sent));
-            } else {
-                received.duplicates.fetch_add(1, Ordering::Relaxed);
-            }
+impl DeliverArgs {
+    fn offer(&self) -> Offer {
+        Offer {
+            events: self.events,
+            batch: self.batch,
+            rate: self.rate,
+            concurrency: self.concurrency,
         }
     }
-    received.deliveries.fetch_add(latencies.len() as u64, Ordering::Relaxed);
-    received
-        .latencies
-        .lock()
-        .expect("never held across a panic")
-        .extend(latencies);
-    String::new()
 }
 
-pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
-    if args.destination != "webhook" {
-        bail!("--destination {} is not available yet; use webhook", args.destination);
-    }
-    if args.events == 0 || args.batch == 0 || args.subscriptions == 0 || args.concurrency == 0 {
-        bail!("--events, --batch, --subscriptions and --concurrency must be at least 1");
-    }
-    let received = Arc::new(Received::default());
-    let app = Router::new()
-        .route("/hook/{subscription}", post(receive))
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let receivers = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let topic = BenchTopic::create(&args.cluster, global, &["--allow-loopback-webhooks"]).await?;
-    let BenchTopic { endpoints, key, .. } = &topic;
-    for s in 0..args.subscriptions {
-        let destination = json!({"endpointType": "WebHook", "properties": {"endpointUrl": format!("{receivers}/hook/{s}"), "maxEventsPerBatch": args.max_events_per_batch}});
-        topic
-            .client
-            .call(
-                reqwest::Method::PUT,
-                &format!("/v1/topics/{}/eventSubscriptions/sub-{s}", topic.name),
-                Some(&json!({"properties": {"destination": destination}})),
-            )
-            .await?;
-    }
-    eprintln!("bench: {} subscriptions deliver to {receivers}", args.subscriptions);
-
-    let expected = args.events * u64::from(args.subscriptions);
+/// Publishes bench events `0..offer.events` to the topic's endpoints in turn, at
+/// `offer.rate` from `started` (as fast as possible at 0).
+pub fn spawn_publishers(
+    topic: &BenchTopic,
+    offer: &Offer,
+    started: Instant,
+) -> anyhow::Result<tokio::task::JoinSet<anyhow::Result<()>>> {
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
+        .pool_max_idle_per_host(offer.concurrency)
         .build()?;
     let next = Arc::new(AtomicU64::new(0));
-    let requests = args.events.div_ceil(args.batch);
-    let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.batch as f64 / args.rate));
-    let started = Instant::now();
+    let requests = offer.events.div_ceil(offer.batch);
+    let interval = (offer.rate > 0.0).then(|| Duration::from_secs_f64(offer.batch as f64 / offer.rate));
     let mut publishers = tokio::task::JoinSet::new();
-    for _ in 0..args.concurrency {
-        let (http, next, endpoints, key) = (http.clone(), next.clone(), endpoints.clone(), key.clone());
-        let (batch, total) = (args.batch, args.events);
+    for _ in 0..offer.concurrency {
+        let (http, next, endpoints, key) = (http.clone(), next.clone(), topic.endpoints.clone(), topic.key.clone());
+        let (batch, total) = (offer.batch, offer.events);
         publishers.spawn(async move {
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= requests {
-                    return Ok::<(), anyhow::Error>(());
+                    return Ok(());
                 }
                 if let Some(interval) = interval {
                     tokio::time::sleep_until((started + interval.mul_f64(index as f64)).into()).await;
                 }
                 let first = index * batch;
-                // Written out rather than built as JSON values: the publisher shares the
-                // machine with the server it measures.
-                let events: Vec<String> = (first..(first + batch).min(total))
-                    .map(|n| {
-                        format!(
-                            r#"{{"id":"{}","subject":"bench/{n}","eventType":"Mlgrid.Bench.Delivered","eventTime":"2026-11-26T16:00:00Z","dataVersion":"1.0","data":{{"n":{n},"sentAtMicros":{}}}}}"#,
-                            uuid::Uuid::new_v4(),
-                            micros_now()
-                        )
-                    })
-                    .collect();
+                let events: Vec<String> = (first..(first + batch).min(total)).map(bench_event).collect();
                 let endpoint = &endpoints[index as usize % endpoints.len()];
                 let response = http
                     .post(endpoint)
@@ -198,17 +102,40 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
                     .send()
                     .await?;
                 if !response.status().is_success() {
-                    bail!("publishing failed: {} {}", response.status(), response.text().await.unwrap_or_default());
+                    bail!(
+                        "publishing failed: {} {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    );
                 }
             }
         });
     }
+    Ok(publishers)
+}
+
+pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
+    if args.destination != "webhook" {
+        bail!("--destination {} is not available yet; use webhook", args.destination);
+    }
+    if args.events == 0 || args.batch == 0 || args.subscriptions == 0 || args.concurrency == 0 {
+        bail!("--events, --batch, --subscriptions and --concurrency must be at least 1");
+    }
+    let (receivers, received) = receivers::start(args.subscriptions as usize).await?;
+    let topic = BenchTopic::create(&args.cluster, global, &["--allow-loopback-webhooks"]).await?;
+    topic
+        .subscribe_webhooks(&receivers, args.subscriptions, args.max_events_per_batch)
+        .await?;
+
+    let expected = args.events * u64::from(args.subscriptions);
+    let started = Instant::now();
+    let mut publishers = spawn_publishers(&topic, &args.offer(), started)?;
     let deadline = started + Duration::from_secs(args.timeout);
     let mut last_report = Instant::now();
-    while received.deliveries.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+    while received.deliveries() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         if last_report.elapsed() >= Duration::from_secs(1) {
-            let done = received.deliveries.load(Ordering::Relaxed);
+            let done = received.deliveries();
             eprintln!(
                 "bench: {done}/{expected} deliveries, {:.0}/s",
                 done as f64 / started.elapsed().as_secs_f64()
@@ -220,16 +147,8 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
     while let Some(result) = publishers.join_next().await {
         result??;
     }
-    let delivered = received.deliveries.load(Ordering::Relaxed);
-    let latencies = Latencies::new(
-        received
-            .latencies
-            .lock()
-            .expect("never held across a panic")
-            .iter()
-            .map(|us| Duration::from_micros(*us))
-            .collect(),
-    );
+    let delivered = received.deliveries();
+    let latencies = received.latencies();
     let result = json!({
         "bench": "deliver",
         "server": topic.server(global),
@@ -241,7 +160,7 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
         "rate": args.rate,
         "deliveries": delivered,
         "expected_deliveries": expected,
-        "duplicates": received.duplicates.load(Ordering::Relaxed),
+        "duplicates": received.duplicates(),
         "seconds": round3(elapsed),
         "deliveries_per_sec": round3(delivered as f64 / elapsed),
         "p50_ms": latencies.percentile_ms(50.0),

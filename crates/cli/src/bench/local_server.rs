@@ -27,7 +27,7 @@ pub struct LocalServer {
     child: Child,
     pub url: String,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn free_loopback_port() -> anyhow::Result<u16> {
@@ -65,7 +65,7 @@ impl LocalServer {
             child,
             url: format!("http://127.0.0.1:{port}"),
             log,
-            _dir: dir,
+            dir,
         };
         server.wait_ready().await?;
         Ok(server)
@@ -94,19 +94,35 @@ impl LocalServer {
         bail!("the server did not answer /healthz within 30 s")
     }
 
-    /// The server's peak resident memory so far, in MB.
-    fn peak_rss_mb(&self) -> Option<f64> {
+    /// A `/proc/PID/status` field of the server in kB, as MB.
+    fn status_mb(&self, field: &str) -> Option<f64> {
         let pid = self.child.id()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let kb: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .find_map(|l| l.strip_prefix(field))?
             .trim()
             .trim_end_matches("kB")
             .trim()
             .parse()
             .ok()?;
         Some(super::stats::round3(kb / 1024.0))
+    }
+
+    /// The server's peak resident memory so far, in MB.
+    fn peak_rss_mb(&self) -> Option<f64> {
+        self.status_mb("VmHWM:")
+    }
+
+    /// The embedded store's files: the database and its write-ahead log, in bytes.
+    fn store_files(&self) -> Option<StoreFiles> {
+        let database = self.dir.path().join(crate::commands::serve::DATABASE_FILE);
+        let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let wal = database.with_extension("db-wal");
+        database.exists().then(|| StoreFiles {
+            database_bytes: size(&database),
+            wal_bytes: size(&wal),
+        })
     }
 
     /// Stops the server with SIGTERM and waits for its graceful shutdown.
@@ -131,6 +147,20 @@ impl LocalServer {
             Err(_) => bail!("the server did not shut down within 30 s of SIGTERM"),
         }
     }
+}
+
+/// The sizes of an embedded store's files.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreFiles {
+    pub database_bytes: u64,
+    pub wal_bytes: u64,
+}
+
+/// A server's resident memory and store files at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub rss_mb: Option<f64>,
+    pub store: Option<StoreFiles>,
 }
 
 /// A schema of its own in a PostgreSQL database, dropped with the guard (after the
@@ -277,6 +307,15 @@ impl LocalCluster {
             .iter()
             .filter_map(LocalServer::peak_rss_mb)
             .max_by(f64::total_cmp)
+    }
+
+    /// The first node's memory now, and its embedded store's files (none on PostgreSQL).
+    pub fn sample(&self) -> Sample {
+        let first = &self.servers[0];
+        Sample {
+            rss_mb: first.status_mb("VmRSS:"),
+            store: first.store_files(),
+        }
     }
 
     /// Stops every node gracefully, then drops the schema they worked in.

@@ -8,5 +8,7 @@ pub mod deliver;
 pub mod filter;
 pub mod local_server;
 pub mod publish;
+pub mod receivers;
+pub mod soak;
 pub mod stats;
 pub mod topic;

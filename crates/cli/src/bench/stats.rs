@@ -1,4 +1,5 @@
-//! Latency percentiles.
+//! Latency percentiles: exact over a run's samples, or from a histogram for runs too
+//! long to keep every sample.
 
 use std::time::Duration;
 
@@ -22,6 +23,83 @@ impl Latencies {
     }
 }
 
+/// Latencies counted in buckets: 10 us wide below 100 ms, 1 ms wide below 10 s, 100 ms
+/// wide below 10 minutes, and one bucket beyond. Percentiles are a bucket's upper bound,
+/// so they never flatter.
+#[derive(Clone)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+/// Where each band of buckets starts, in microseconds, and how wide its buckets are.
+const BANDS: [(u64, u64); 3] = [(0, 10), (100_000, 1_000), (10_000_000, 100_000)];
+const BEYOND_US: u64 = 600_000_000;
+
+fn bucket_of(us: u64) -> usize {
+    let mut index = 0;
+    for (i, &(start, width)) in BANDS.iter().enumerate() {
+        let end = BANDS.get(i + 1).map_or(BEYOND_US, |b| b.0);
+        if us < end {
+            return index + ((us - start) / width) as usize;
+        }
+        index += ((end - start) / width) as usize;
+    }
+    index
+}
+
+/// The upper bound of a bucket, in microseconds.
+fn upper_bound_us(bucket: usize) -> u64 {
+    let mut first = 0;
+    for (i, &(start, width)) in BANDS.iter().enumerate() {
+        let end = BANDS.get(i + 1).map_or(BEYOND_US, |b| b.0);
+        let count = ((end - start) / width) as usize;
+        if bucket < first + count {
+            return start + (bucket - first + 1) as u64 * width;
+        }
+        first += count;
+    }
+    u64::MAX
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; bucket_of(BEYOND_US) + 1],
+            total: 0,
+        }
+    }
+}
+
+impl Histogram {
+    pub fn record(&mut self, latency: Duration) {
+        self.counts[bucket_of(latency.as_micros() as u64)] += 1;
+        self.total += 1;
+    }
+
+    /// The `p`-th percentile (nearest rank) in milliseconds, as the upper bound of its
+    /// bucket; 0 when empty, infinity (`null` in JSON) beyond 10 minutes.
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let rank = (((p / 100.0) * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (bucket, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                let us = upper_bound_us(bucket);
+                return if us == u64::MAX {
+                    f64::INFINITY
+                } else {
+                    round3(us as f64 / 1000.0)
+                };
+            }
+        }
+        f64::INFINITY
+    }
+}
+
 /// Rounds to three decimals, enough for milliseconds and rates in a report.
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
@@ -42,5 +120,26 @@ mod tests {
             Latencies::new(vec![Duration::from_micros(1500)]).percentile_ms(1.0),
             1.5
         );
+    }
+
+    #[test]
+    fn histogram_percentiles_are_the_upper_bound_of_their_bucket() {
+        let mut h = Histogram::default();
+        assert_eq!(h.percentile_ms(99.0), 0.0);
+        for ms in 1..=100 {
+            h.record(Duration::from_micros(ms * 1000 - 5));
+        }
+        assert_eq!(h.percentile_ms(50.0), 50.0);
+        assert_eq!(h.percentile_ms(99.0), 99.0);
+        h.record(Duration::from_millis(2500));
+        h.record(Duration::from_secs(30));
+        h.record(Duration::from_secs(3600));
+        assert_eq!(h.percentile_ms(98.0), 2501.0);
+        assert_eq!(h.percentile_ms(99.0), 30_100.0);
+        assert_eq!(h.percentile_ms(100.0), f64::INFINITY);
+        for (us, bucket) in [(0, 0), (9, 0), (10, 1), (99_999, 9_999), (100_000, 10_000)] {
+            assert_eq!(bucket_of(us), bucket, "{us}");
+        }
+        assert_eq!(upper_bound_us(bucket_of(100_000)), 101_000);
     }
 }

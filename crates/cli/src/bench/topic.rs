@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::json;
 
-use super::local_server::{ClusterArgs, LocalCluster};
+use super::local_server::{ClusterArgs, LocalCluster, Sample};
 use crate::args::Global;
 use crate::client::Client;
 
@@ -57,12 +57,39 @@ impl BenchTopic {
         })
     }
 
+    /// Subscribes `count` webhooks to the topic, subscription `s` delivering to
+    /// `{receivers}/hook/{s}` in batches of up to `max_events_per_batch`.
+    pub async fn subscribe_webhooks(
+        &self,
+        receivers: &str,
+        count: u32,
+        max_events_per_batch: u32,
+    ) -> anyhow::Result<()> {
+        for s in 0..count {
+            let destination = json!({"endpointType": "WebHook", "properties": {"endpointUrl": format!("{receivers}/hook/{s}"), "maxEventsPerBatch": max_events_per_batch}});
+            self.client
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("/v1/topics/{}/eventSubscriptions/sub-{s}", self.name),
+                    Some(&json!({"properties": {"destination": destination}})),
+                )
+                .await?;
+        }
+        eprintln!("bench: {count} subscriptions deliver to {receivers}");
+        Ok(())
+    }
+
     /// The servers, as a bench's result names them.
     pub fn server(&self, global: &Global) -> String {
         self.local.as_ref().map_or_else(
             || global.server.clone().unwrap_or_default(),
             |cluster| cluster.description().to_owned(),
         )
+    }
+
+    /// The first local server's memory and store files now; `None` with `--server`.
+    pub fn sample(&self) -> Option<Sample> {
+        self.local.as_ref().map(LocalCluster::sample)
     }
 
     /// The local servers' peak memory; `None` with `--server`.
