@@ -106,7 +106,7 @@ impl RetentionSpan {
 impl fmt::Display for RetentionSpan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, name) in [(DAY, "d"), (HOUR, "h"), (MINUTE, "m")] {
-            if self.0 % unit == 0 {
+            if self.0.is_multiple_of(unit) {
                 return write!(f, "{}{name}", self.0 / unit);
             }
         }
