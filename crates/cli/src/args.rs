@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mlgrid_core::retention::RetentionSpan;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,6 +84,9 @@ pub enum Command {
     /// Read the event log of a workspace or topic.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Remove now what the retentions let go (the server does every minute anyway):
+    /// events, delivered deliveries, attempts and dead letters. Takes Owner on everything.
+    Prune(PruneArgs),
     /// Measure performance; prints one JSON object on the last line.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -157,6 +161,26 @@ pub struct ServeArgs {
     /// without it, skipping the endpoint's validation handshake takes Owner.
     #[arg(long, env = "MLGRID_ALLOW_CONTRIBUTOR_SKIP_VALIDATION")]
     pub allow_contributor_skip_validation: bool,
+    /// How long event logs keep events, unless a workspace or topic sets its own
+    /// (--retention of `workspace|topic create|update`): 30m, 12h, 7d, ... Events a
+    /// subscription has yet to deliver stay until delivered or dead-lettered.
+    #[arg(long, env = "MLGRID_RETENTION", default_value = "7d", value_name = "SPAN")]
+    pub retention: RetentionSpan,
+    /// How long delivered deliveries and delivery attempts are kept (deliveryStats,
+    /// attempts, a subscription's matched events).
+    #[arg(long, env = "MLGRID_DELIVERY_RETENTION", default_value = "24h", value_name = "SPAN")]
+    pub delivery_retention: RetentionSpan,
+    /// How long dead letters are kept unless purged before.
+    #[arg(
+        long,
+        env = "MLGRID_DEAD_LETTER_RETENTION",
+        default_value = "30d",
+        value_name = "SPAN"
+    )]
+    pub dead_letter_retention: RetentionSpan,
+    /// Seconds between background pruning passes; tests shorten it.
+    #[arg(long, default_value_t = 60, hide = true)]
+    pub prune_every_seconds: u64,
     /// Multiply the retry schedule (10 s, 30 s, 1 min, ...) by this; tests use 0.001.
     #[arg(long, default_value_t = 1.0, hide = true)]
     pub retry_time_scale: f64,
@@ -164,6 +188,13 @@ pub struct ServeArgs {
     /// nodes retry its deliveries after this. Tests shorten it.
     #[arg(long, default_value_t = 90, hide = true)]
     pub delivery_lease_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove nothing; list per workspace and topic what would go.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -195,13 +226,34 @@ pub struct CreateSourceArgs {
     /// Resource group for the resource path (default: mlgrid).
     #[arg(long, short = 'g')]
     pub resource_group: Option<String>,
+    /// How long its events are kept: 30m, 12h, 7d, ... [default: the server's --retention].
+    #[arg(long, value_name = "SPAN")]
+    pub retention: Option<RetentionSpan>,
+    /// At most this many bytes of event bodies are kept; the oldest go first.
+    #[arg(long, value_name = "BYTES")]
+    pub retention_bytes: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateSourceArgs {
+    #[arg(long, short = 'n')]
+    pub name: String,
+    /// How long its events are kept (30m, 12h, 7d, ...), or `default` for the server's.
+    #[arg(long, value_name = "SPAN|default")]
+    pub retention: Option<String>,
+    /// At most this many bytes of event bodies are kept, or `none` for no limit.
+    #[arg(long, value_name = "BYTES|none")]
+    pub retention_bytes: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SourceCommand {
     Create(CreateSourceArgs),
     List,
+    /// Show one, with its retention, first available and last sequence and stored bytes.
     Show(NameArg),
+    /// Change the retention; a flag left out keeps its current setting.
+    Update(UpdateSourceArgs),
     Delete(NameArg),
 }
 
@@ -209,7 +261,10 @@ pub enum SourceCommand {
 pub enum TopicCommand {
     Create(CreateSourceArgs),
     List,
+    /// Show one, with its retention, first available and last sequence and stored bytes.
     Show(NameArg),
+    /// Change the retention; a flag left out keeps its current setting.
+    Update(UpdateSourceArgs),
     Delete(NameArg),
     /// List or regenerate the access keys.
     #[command(subcommand)]

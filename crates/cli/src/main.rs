@@ -62,6 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging("warn", LogFormat::Text);
             return commands::events::run(&Client::new(&cli.global)?, command, format).await;
         }
+        Command::Prune(args) => commands::sources::prune(&Client::new(&cli.global)?, args.dry_run).await?,
         Command::Workspace(command) => commands::sources::workspace(&Client::new(&cli.global)?, command).await?,
         Command::Topic(command) => commands::sources::topic(&Client::new(&cli.global)?, command).await?,
         Command::EventSubscription(command) => {

@@ -37,6 +37,7 @@ pub mod ml;
 pub mod publish;
 pub mod redact;
 pub mod resource;
+pub mod retention;
 pub mod retry;
 pub mod subscription;
 pub mod time;

@@ -142,6 +142,9 @@ mod tests {
             resource_group: "rg".into(),
             created_at: Utc::now(),
             last_sequence: 0,
+            retention: Default::default(),
+            pruned_through: 0,
+            stored_bytes: 0,
         }
     }
 

@@ -26,6 +26,7 @@ mod connections;
 mod error;
 mod extract;
 pub mod keys;
+pub mod prune;
 mod state;
 
 use std::future::Future;
@@ -120,6 +121,14 @@ pub async fn run_node(
             mlgrid_delivery::DeadLetterExporter::new(state.store.clone(), state.config.datastore_root.clone())
                 .with_problems(state.dead_letter_exports.clone())
                 .run(workers.clone()),
+        ),
+        tokio::spawn(
+            prune::Pruner::new(
+                state.store.clone(),
+                state.config.retention,
+                state.config.node_id.clone(),
+            )
+            .run(workers.clone()),
         ),
     ];
     // The whole drain, requests and workers, is bounded from the moment shutdown starts.

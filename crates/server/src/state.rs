@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// Whether Contributors may skip the validation handshake of a webhook (else it
     /// takes Owner: the receiver has not consented to the events).
     pub allow_contributor_skip_validation: bool,
+    /// How long events, delivery history and dead letters are kept, and how pruning
+    /// paces itself.
+    pub retention: crate::prune::RetentionConfig,
 }
 
 impl ServerConfig {
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             datastore_root: PathBuf::from("mlgrid-data/datastores"),
             connections: crate::ConnectionLimits::default(),
             allow_contributor_skip_validation: false,
+            retention: crate::prune::RetentionConfig::default(),
         }
     }
 }

@@ -30,6 +30,7 @@
 //!         name: "orders".into(),
 //!         subscription_id: "sub".into(),
 //!         resource_group: "rg".into(),
+//!         retention: Default::default(),
 //!     }, &[])
 //!     .await?;
 //! assert_eq!(topic.last_sequence, 0);
@@ -151,9 +152,34 @@ pub trait Store: Send + Sync + 'static {
     /// order. All or none are appended.
     async fn append_events(&self, source: SourceId, events: Vec<NewEvent>) -> Result<AppendReceipt>;
 
-    /// Events of a source with a sequence number above `after`, oldest first, at most
-    /// `limit` (capped at [`MAX_READ_LIMIT`]).
+    /// Events of a source with a sequence number above `after` and above the source's
+    /// pruned mark, oldest first, at most `limit` (capped at [`MAX_READ_LIMIT`]).
     async fn read_events(&self, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>>;
+
+    // Retention: a source's own retention, and pruning in small batches (each one
+    // transaction, a short write that never holds appends or deliveries for long).
+
+    /// Sets a source's own retention (unset parts take the server's defaults).
+    async fn set_source_retention(&self, source: SourceId, retention: SourceRetention) -> Result<Source>;
+
+    /// The old end of a source's log: its pruned mark and size, how far it is routed,
+    /// and up to `limit` events after `after` and after the mark, oldest first.
+    async fn log_head(&self, source: SourceId, after: u64, limit: u32) -> Result<LogHead>;
+
+    /// Moves the source's pruned mark up to `through` (never past what is routed, never
+    /// back) and deletes up to `limit` events at or below the mark that no delivery
+    /// holds: a pending, leased or dead-lettered delivery keeps its event until it is
+    /// delivered, purged or pruned itself.
+    async fn prune_events(&self, source: SourceId, through: u64, limit: u32) -> Result<PrunedEvents>;
+
+    /// Per source, the delivered deliveries, dead letters and attempts older than the
+    /// cutoffs (what [`Store::prune_history`] would remove).
+    async fn prunable_history(&self, cutoffs: HistoryCutoffs) -> Result<Vec<(SourceId, HistoryCounts)>>;
+
+    /// Deletes up to `limit` each of the delivered deliveries, dead letters and attempts
+    /// older than the cutoffs (oldest first); returns per source what went. A
+    /// subscription's pruned mark moves up to the deliveries deleted.
+    async fn prune_history(&self, cutoffs: HistoryCutoffs, limit: u32) -> Result<Vec<(SourceId, HistoryCounts)>>;
 
     // The ML lifecycle of a workspace. Every change that Azure ML announces appends its
     // event in the same transaction (transactional outbox): no event without its change,

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use mlgrid_core::EventSchema;
 use mlgrid_core::resource::{SourceKind, resource_path};
+use mlgrid_core::retention::{LogEntry, Retention, RetentionSpan};
 use serde::{Deserialize, Serialize};
 
 /// Store-assigned id of a source.
@@ -21,6 +22,12 @@ pub struct Source {
     pub created_at: DateTime<Utc>,
     /// Sequence number of the newest event, 0 when there is none.
     pub last_sequence: u64,
+    /// The retention the source set for itself (unset parts take the server's).
+    pub retention: SourceRetention,
+    /// Events up to this sequence are pruned: reads start after it.
+    pub pruned_through: u64,
+    /// Bytes of the bodies of the source's stored events.
+    pub stored_bytes: u64,
 }
 
 impl Source {
@@ -37,6 +44,71 @@ pub struct NewSource {
     pub name: String,
     pub subscription_id: String,
     pub resource_group: String,
+    pub retention: SourceRetention,
+}
+
+/// A source's own retention: `time` unset takes the server's default, `max_bytes` unset
+/// sets no size limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceRetention {
+    pub time: Option<RetentionSpan>,
+    pub max_bytes: Option<u64>,
+}
+
+impl SourceRetention {
+    /// The retention that applies, with the server's default time.
+    pub fn resolve(&self, default_time: RetentionSpan) -> Retention {
+        Retention {
+            time: self.time.unwrap_or(default_time),
+            max_bytes: self.max_bytes,
+        }
+    }
+}
+
+/// The old end of a source's log, as retention judges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogHead {
+    pub pruned_through: u64,
+    pub stored_bytes: u64,
+    /// Events up to here need no more routing: the fan-out's cursor, or the earliest
+    /// start of the source's subscriptions (its last sequence when it has none).
+    pub routed_through: u64,
+    /// The oldest events after the asked sequence (and after `pruned_through`), in order.
+    pub entries: Vec<LogEntry>,
+}
+
+/// What one pruning batch of a log removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrunedEvents {
+    pub events: u64,
+    pub bytes: u64,
+    /// The source's mark after the batch.
+    pub pruned_through: u64,
+}
+
+/// Finished deliveries and attempts older than these may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCutoffs {
+    pub delivered_before: DateTime<Utc>,
+    pub dead_before: DateTime<Utc>,
+    pub attempts_before: DateTime<Utc>,
+}
+
+/// Delivery history of one source that was (or would be) pruned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryCounts {
+    /// Delivered deliveries.
+    pub deliveries: u64,
+    pub dead_letters: u64,
+    pub attempts: u64,
+}
+
+impl HistoryCounts {
+    pub fn add(&mut self, other: HistoryCounts) {
+        self.deliveries += other.deliveries;
+        self.dead_letters += other.dead_letters;
+        self.attempts += other.attempts;
+    }
 }
 
 /// Which of a topic's two access keys.

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use mlgrid_core::EventSchema;
 use mlgrid_core::ml::Tags;
 use mlgrid_core::resource::SourceKind;
+use mlgrid_core::retention::{LogEntry, RetentionSpan};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::delivery::*;
@@ -123,6 +124,18 @@ pub(crate) fn source_from_row(row: &impl StoredRow) -> Result<Source> {
         resource_group: row.text("resource_group")?,
         created_at: row.time("created_at")?,
         last_sequence: unsigned(row, "last_sequence")?,
+        retention: SourceRetention {
+            time: match row.optional_int("retention_seconds")? {
+                Some(seconds) => Some(
+                    RetentionSpan::from_seconds(u64::try_from(seconds).unwrap_or(0))
+                        .map_err(|e| StoreError::Corrupt(format!("retention_seconds {seconds}: {e}")))?,
+                ),
+                None => None,
+            },
+            max_bytes: row.optional_int("retention_bytes")?.map(|n| n.max(0) as u64),
+        },
+        pruned_through: unsigned(row, "pruned_through")?,
+        stored_bytes: row.int("stored_bytes")?.max(0) as u64,
     })
 }
 
@@ -291,6 +304,7 @@ pub(crate) fn subscription_from_row(row: &impl StoredRow) -> Result<EventSubscri
         provisioning_state: row.text("provisioning_state")?,
         expires_at: row.optional_time("expires_at")?,
         start_sequence: unsigned(row, "start_sequence")?,
+        pruned_through: unsigned(row, "pruned_through")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
         etag: row.text("etag")?,
@@ -340,5 +354,13 @@ pub(crate) fn dead_letter_from_row(row: &impl StoredRow) -> Result<DeadLetter> {
         last_http_status_code: optional_u16(row, "last_status")?,
         publish_time: row.time("published_at")?,
         last_delivery_attempt_time: row.optional_time("last_attempt_at")?,
+    })
+}
+
+pub(crate) fn log_entry_from_row(row: &impl StoredRow) -> Result<LogEntry> {
+    Ok(LogEntry {
+        sequence: unsigned(row, "sequence")?,
+        published_at: row.time("published_at")?,
+        bytes: unsigned(row, "bytes")?,
     })
 }

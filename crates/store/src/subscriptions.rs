@@ -23,6 +23,9 @@ pub struct EventSubscription {
     /// It matches only events with a greater sequence: those published after it was
     /// created.
     pub start_sequence: u64,
+    /// Its delivery rows up to this sequence were pruned: what it matched there is no
+    /// longer listed.
+    pub pruned_through: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub etag: String,

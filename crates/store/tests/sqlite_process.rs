@@ -33,6 +33,7 @@ async fn claims_of_a_crashed_process_are_given_back_on_open() {
                 name: "t".into(),
                 subscription_id: "s".into(),
                 resource_group: "rg".into(),
+                retention: Default::default(),
             },
             &[],
         )

@@ -21,6 +21,17 @@ fn log_path(source: &SourceSelector) -> String {
     }
 }
 
+/// Says on stderr when events asked for were pruned, so a gap is never silent.
+fn note_pruned(page: &Value, after: u64) {
+    if let Some(first) = page["firstAvailableSequence"].as_u64() {
+        eprintln!(
+            "note: events {}..{} were pruned by the retention; the log starts at {first}",
+            after + 1,
+            first - 1
+        );
+    }
+}
+
 /// Rows for `--output table`: the envelope fields people scan for.
 fn summary(record: &Value) -> Value {
     let event = &record["event"];
@@ -39,6 +50,7 @@ pub async fn run(client: &Client, command: EventsCommand, format: Output) -> any
             let page = client
                 .get(&format!("{}?after={after}&limit={limit}", log_path(&source)))
                 .await?;
+            note_pruned(&page, after);
             let events = page["events"].clone();
             match format {
                 Output::Json => output::print(&events, format),
@@ -68,6 +80,7 @@ pub async fn run(client: &Client, command: EventsCommand, format: Output) -> any
                         "{path}?after={after}&limit={TAIL_PAGE}&waitSeconds={TAIL_WAIT_SECONDS}"
                     ))
                     .await?;
+                note_pruned(&page, after);
                 let mut out = stdout.lock();
                 for record in page["events"].as_array().into_iter().flatten() {
                     let line = match format {

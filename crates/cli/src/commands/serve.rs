@@ -104,6 +104,10 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         allow_contributor_skip_validation: args.allow_contributor_skip_validation,
         ..ServerConfig::default()
     };
+    config.retention.events = args.retention;
+    config.retention.deliveries = args.delivery_retention;
+    config.retention.dead_letters = args.dead_letter_retention;
+    config.retention.every = Duration::from_secs(args.prune_every_seconds.max(1));
     config.connections.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
     config.connections.max_connections = connection_cap(args.max_connections);
     config.delivery.addresses = AddressPolicy {

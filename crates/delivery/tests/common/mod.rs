@@ -138,6 +138,7 @@ impl Bed {
                     name: "hooks".into(),
                     subscription_id: "s".into(),
                     resource_group: "rg".into(),
+                    retention: Default::default(),
                 },
                 &[],
             )

@@ -55,8 +55,36 @@ pub struct EventRecord {
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
     pub events: Vec<EventRecord>,
-    /// Pass this as `after` to read on: the last sequence returned, or `after` when none.
+    /// Pass this as `after` to read on: the last sequence returned, or `after` when none
+    /// (the last pruned sequence, when everything after `after` was pruned).
     pub last_sequence: u64,
+    /// Present when events after `after` were pruned (retention): the first sequence
+    /// still available. Those before it are gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_available_sequence: Option<u64>,
+}
+
+impl EventPage {
+    /// A page of events read after `after` from a log pruned through `pruned_through`;
+    /// says where the log starts when the reader asked for what is gone.
+    pub fn new(events: Vec<StoredEvent>, after: u64, pruned_through: u64) -> Result<EventPage, ApiError> {
+        let first_available_sequence = (after < pruned_through).then(|| {
+            // The events returned start at the mark or later (what deliveries held past it).
+            events
+                .first()
+                .map_or(pruned_through + 1, |e| e.sequence.min(pruned_through + 1))
+        });
+        let last_sequence = events.last().map_or(after.max(pruned_through), |e| e.sequence);
+        let events = events
+            .into_iter()
+            .map(EventRecord::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(EventPage {
+            events,
+            last_sequence,
+            first_available_sequence,
+        })
+    }
 }
 
 impl TryFrom<StoredEvent> for EventRecord {
@@ -105,7 +133,8 @@ async fn read(
         // Mark the counter seen before reading, so an append after the read wakes us.
         appended.borrow_and_update();
         let events = state.store.read_events(source.id, query.after, limit).await?;
-        if !events.is_empty() {
+        // Asked for pruned events: answer at once, saying where the log starts.
+        if !events.is_empty() || query.after < source.pruned_through {
             break events;
         }
         if state.shutdown.is_cancelled() {
@@ -121,12 +150,11 @@ async fn read(
             () = state.shutdown.cancelled() => break events,
         }
     };
-    let last_sequence = events.last().map_or(query.after, |e| e.sequence);
-    let events = events
-        .into_iter()
-        .map(EventRecord::try_from)
-        .collect::<Result<_, _>>()?;
-    Ok(JsonResponse(EventPage { events, last_sequence }))
+    Ok(JsonResponse(EventPage::new(
+        events,
+        query.after,
+        source.pruned_through,
+    )?))
 }
 
 /// Reads a workspace's events after a sequence number, optionally waiting for new ones.

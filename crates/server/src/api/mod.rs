@@ -9,6 +9,7 @@ pub mod health;
 mod lifecycle;
 pub mod metrics;
 pub mod models;
+pub mod prune;
 pub mod publish;
 pub mod runs;
 pub mod sources;
@@ -66,6 +67,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(datasets::router())
         .merge(subscriptions::router())
         .merge(deliveries::router())
+        .merge(prune::router())
         .merge(validation::router())
         .merge(publish::router(state))
 }

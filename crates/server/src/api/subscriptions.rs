@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::events::{EventPage, EventRecord};
+use super::events::EventPage;
 use super::lifecycle::with_etag;
 use super::sources::{self, collection_kind};
 use super::validation;
@@ -256,12 +256,8 @@ async fn matches(
         .store
         .subscription_matches(subscription.id, query.after, limit)
         .await?;
-    let last_sequence = events.last().map_or(query.after, |e| e.sequence);
-    let events = events
-        .into_iter()
-        .map(EventRecord::try_from)
-        .collect::<Result<_, _>>()?;
-    Ok(JsonResponse(EventPage { events, last_sequence }))
+    let pruned_through = subscription.pruned_through.max(source.pruned_through);
+    Ok(JsonResponse(EventPage::new(events, query.after, pruned_through)?))
 }
 
 /// Creates or replaces an event subscription of a workspace or custom topic. On a

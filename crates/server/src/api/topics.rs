@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::sources::{self, CreateSource};
+use super::sources::{self, CreateSource, LogState, UpdateSource};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{BaseUrl, Json};
@@ -30,11 +30,14 @@ pub struct Topic {
     pub created_at: String,
     /// Sequence number of the topic's newest event (0 when none).
     pub last_sequence: u64,
+    #[serde(flatten)]
+    pub log: LogState,
 }
 
 impl Topic {
-    fn new(s: Source, base: &BaseUrl) -> Topic {
+    fn new(s: Source, base: &BaseUrl, state: &AppState) -> Topic {
         Topic {
+            log: LogState::new(&s, state.config.retention.events),
             id: s.topic(),
             endpoint: format!("{}/topics/{}/api/events", base.0, s.name),
             created_at: format_event_time(s.created_at),
@@ -81,7 +84,7 @@ async fn create_topic(
         .collect();
     let source = sources::create(&state, &caller, SourceKind::Topic, body, &keys).await?;
     state.topics.forget(&source.name);
-    Ok((StatusCode::CREATED, JsonResponse(Topic::new(source, &base))))
+    Ok((StatusCode::CREATED, JsonResponse(Topic::new(source, &base, &state))))
 }
 
 /// Lists the topics the caller holds a role on.
@@ -94,7 +97,7 @@ async fn list_topics(
 ) -> Result<JsonResponse<TopicList>, ApiError> {
     let topics = sources::list(&state, &caller, SourceKind::Topic).await?;
     Ok(JsonResponse(TopicList {
-        value: topics.into_iter().map(|s| Topic::new(s, &base)).collect(),
+        value: topics.into_iter().map(|s| Topic::new(s, &base, &state)).collect(),
     }))
 }
 
@@ -109,7 +112,23 @@ async fn show_topic(
     Path(name): Path<String>,
 ) -> Result<JsonResponse<Topic>, ApiError> {
     let source = sources::load(&state, &caller, SourceKind::Topic, &name, Role::Reader).await?;
-    Ok(JsonResponse(Topic::new(source, &base)))
+    Ok(JsonResponse(Topic::new(source, &base, &state)))
+}
+
+/// Changes a topic's retention: `{"retention": {"time": "7d", "maxBytes": N}}`, or
+/// `{"retention": null}` for the server's default. Takes Owner on it.
+#[utoipa::path(patch, path = "/v1/topics/{name}", tag = "topics", security(("api_key" = [])),
+    params(("name" = String, Path)), request_body = UpdateSource,
+    responses((status = 200, body = Topic), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_topic(
+    State(state): State<AppState>,
+    caller: Caller,
+    base: BaseUrl,
+    Path(name): Path<String>,
+    Json(body): Json<UpdateSource>,
+) -> Result<JsonResponse<Topic>, ApiError> {
+    let source = sources::update(&state, &caller, SourceKind::Topic, &name, body).await?;
+    Ok(JsonResponse(Topic::new(source, &base, &state)))
 }
 
 /// Deletes a topic and its events. Takes Owner on it.
@@ -186,7 +205,7 @@ async fn regenerate_key(
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_topic, list_topics))
-        .routes(routes!(show_topic, delete_topic))
+        .routes(routes!(show_topic, update_topic, delete_topic))
         .routes(routes!(list_keys))
         .routes(routes!(regenerate_key))
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::sources::{self, CreateSource};
+use super::sources::{self, CreateSource, LogState, UpdateSource};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
@@ -28,11 +28,14 @@ pub struct Workspace {
     pub created_at: String,
     /// Sequence number of the workspace's newest event (0 when none).
     pub last_sequence: u64,
+    #[serde(flatten)]
+    pub log: LogState,
 }
 
-impl From<Source> for Workspace {
-    fn from(s: Source) -> Self {
+impl Workspace {
+    fn new(s: Source, state: &AppState) -> Self {
         Workspace {
+            log: LogState::new(&s, state.config.retention.events),
             topic: s.topic(),
             created_at: format_event_time(s.created_at),
             name: s.name,
@@ -58,7 +61,7 @@ async fn create_workspace(
     Json(body): Json<CreateSource>,
 ) -> Result<(StatusCode, JsonResponse<Workspace>), ApiError> {
     let source = sources::create(&state, &caller, SourceKind::Workspace, body, &[]).await?;
-    Ok((StatusCode::CREATED, JsonResponse(source.into())))
+    Ok((StatusCode::CREATED, JsonResponse(Workspace::new(source, &state))))
 }
 
 /// Lists the workspaces the caller holds a role on.
@@ -70,7 +73,7 @@ async fn list_workspaces(
 ) -> Result<JsonResponse<WorkspaceList>, ApiError> {
     let value = sources::list(&state, &caller, SourceKind::Workspace).await?;
     Ok(JsonResponse(WorkspaceList {
-        value: value.into_iter().map(Workspace::from).collect(),
+        value: value.into_iter().map(|s| Workspace::new(s, &state)).collect(),
     }))
 }
 
@@ -84,7 +87,22 @@ async fn show_workspace(
     Path(name): Path<String>,
 ) -> Result<JsonResponse<Workspace>, ApiError> {
     let source = sources::load(&state, &caller, SourceKind::Workspace, &name, Role::Reader).await?;
-    Ok(JsonResponse(source.into()))
+    Ok(JsonResponse(Workspace::new(source, &state)))
+}
+
+/// Changes a workspace's retention: `{"retention": {"time": "7d", "maxBytes": N}}`, or
+/// `{"retention": null}` for the server's default. Takes Owner on it.
+#[utoipa::path(patch, path = "/v1/workspaces/{name}", tag = "workspaces", security(("api_key" = [])),
+    params(("name" = String, Path)), request_body = UpdateSource,
+    responses((status = 200, body = Workspace), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(body): Json<UpdateSource>,
+) -> Result<JsonResponse<Workspace>, ApiError> {
+    let source = sources::update(&state, &caller, SourceKind::Workspace, &name, body).await?;
+    Ok(JsonResponse(Workspace::new(source, &state)))
 }
 
 /// Deletes a workspace and its events. Takes Owner on it.
@@ -103,5 +121,5 @@ async fn delete_workspace(
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_workspace, list_workspaces))
-        .routes(routes!(show_workspace, delete_workspace))
+        .routes(routes!(show_workspace, update_workspace, delete_workspace))
 }

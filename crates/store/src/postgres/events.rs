@@ -31,7 +31,8 @@ pub(super) async fn insert_events(
     let column = |f: fn(&NewEvent) -> &str| events.iter().map(f).collect::<Vec<&str>>();
     let last: Option<i64> = db(sqlx::query_scalar(
         "WITH taken AS ( \
-             UPDATE sources SET last_sequence = last_sequence + $2 WHERE id = $1 RETURNING last_sequence \
+             UPDATE sources SET last_sequence = last_sequence + $2, stored_bytes = stored_bytes + $10 \
+             WHERE id = $1 RETURNING last_sequence \
          ), appended AS ( \
              INSERT INTO events (source_id, sequence, event_id, schema, event_type, subject, published_at, body) \
              SELECT $1, taken.last_sequence - $2 + e.n, e.id, e.schema, e.event_type, e.subject, $8, e.body \
@@ -49,6 +50,7 @@ pub(super) async fn insert_events(
     .bind(column(|e| &e.body))
     .bind(now())
     .bind(APPENDED_CHANNEL)
+    .bind(events.iter().map(|e| e.body.len() as i64).sum::<i64>())
     .fetch_optional(exec)
     .await)?;
     let last = last.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
@@ -68,7 +70,8 @@ impl EventLog for PgPool {
 pub(super) async fn read(pool: &PgPool, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
     let query = sqlx::query(
         "SELECT sequence, event_id, schema, event_type, subject, published_at, body \
-         FROM events WHERE source_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+         FROM events WHERE source_id = $1 AND sequence > $2 \
+         AND sequence > (SELECT pruned_through FROM sources WHERE id = $1) ORDER BY sequence LIMIT $3",
     )
     .bind(source)
     .bind(to_i64(after))

@@ -20,6 +20,7 @@ mod delivery;
 mod events;
 mod leases;
 mod listener;
+mod retention;
 mod runs;
 mod sources;
 mod subscriptions;
@@ -227,6 +228,26 @@ impl Store for PostgresStore {
 
     async fn read_events(&self, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
         events::read(&self.pool, source, after, limit).await
+    }
+
+    async fn set_source_retention(&self, source: SourceId, retention: SourceRetention) -> Result<Source> {
+        retention::set_retention(&self.pool, source, retention).await
+    }
+
+    async fn log_head(&self, source: SourceId, after: u64, limit: u32) -> Result<LogHead> {
+        retention::log_head(&self.pool, source, after, limit).await
+    }
+
+    async fn prune_events(&self, source: SourceId, through: u64, limit: u32) -> Result<PrunedEvents> {
+        retention::prune_events(&self.pool, source, through, limit).await
+    }
+
+    async fn prunable_history(&self, cutoffs: HistoryCutoffs) -> Result<Vec<(SourceId, HistoryCounts)>> {
+        retention::prunable_history(&self.pool, cutoffs).await
+    }
+
+    async fn prune_history(&self, cutoffs: HistoryCutoffs, limit: u32) -> Result<Vec<(SourceId, HistoryCounts)>> {
+        retention::prune_history(&self.pool, cutoffs, limit).await
     }
 
     async fn experiments(&self, workspace: SourceId) -> Result<Vec<Experiment>> {

@@ -3,7 +3,7 @@
 use mlgrid_core::resource::SourceKind;
 use sqlx::PgPool;
 
-use super::db::{all, begin, commit, db, now, optional, unique};
+use super::db::{all, begin, commit, db, now, optional, to_i64, unique};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::rows::{source_from_row, topic_key_from_row};
@@ -22,14 +22,16 @@ pub(super) async fn create(pool: &PgPool, new: &NewSource, keys: &[TopicKey]) ->
     }
     let row = unique(
         sqlx::query(
-            "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at, retention_seconds, \
+             retention_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
         )
         .bind(new.kind.as_str())
         .bind(&new.name)
         .bind(&new.subscription_id)
         .bind(&new.resource_group)
         .bind(now())
+        .bind(new.retention.time.map(|t| to_i64(t.seconds())))
+        .bind(new.retention.max_bytes.map(to_i64))
         .fetch_one(&mut *tx)
         .await,
         || crate::names::taken(new.kind.as_str(), &new.name),

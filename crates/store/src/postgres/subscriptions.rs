@@ -252,7 +252,10 @@ pub(super) async fn matches(
     let query = sqlx::query(
         "SELECT e.sequence, e.event_id, e.schema, e.event_type, e.subject, e.published_at, e.body \
          FROM deliveries d JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
-         WHERE d.subscription_id = $1 AND d.sequence > $2 ORDER BY d.sequence LIMIT $3",
+         WHERE d.subscription_id = $1 AND d.sequence > $2 \
+         AND d.sequence > (SELECT GREATEST(s.pruned_through, src.pruned_through) FROM event_subscriptions s \
+             JOIN sources src ON src.id = s.source_id WHERE s.id = $1) \
+         ORDER BY d.sequence LIMIT $3",
     )
     .bind(subscription)
     .bind(to_i64(after))

@@ -36,13 +36,17 @@ pub(super) async fn insert_events(
     events: &[NewEvent],
 ) -> Result<AppendReceipt> {
     let count = events.len() as i64;
-    let last: Option<i64> =
-        sqlx::query_scalar("UPDATE sources SET last_sequence = last_sequence + ? WHERE id = ? RETURNING last_sequence")
-            .bind(count)
-            .bind(source)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(StoreError::backend)?;
+    let bytes: usize = events.iter().map(|e| e.body.len()).sum();
+    let last: Option<i64> = sqlx::query_scalar(
+        "UPDATE sources SET last_sequence = last_sequence + ?, stored_bytes = stored_bytes + ? WHERE id = ? \
+         RETURNING last_sequence",
+    )
+    .bind(count)
+    .bind(bytes as i64)
+    .bind(source)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(StoreError::backend)?;
     let last = last.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
     let first = last - count + 1;
     let published = format_event_time(Utc::now());

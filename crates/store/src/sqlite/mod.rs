@@ -10,6 +10,7 @@ mod delivery;
 mod events;
 mod leases;
 mod lifecycle;
+mod retention;
 mod subscriptions;
 mod writer;
 
@@ -426,14 +427,16 @@ impl Store for SqliteStore {
                         return Err(StoreError::Conflict(crate::names::taken(new.kind.as_str(), &existing)));
                     }
                     let row = sqlx::query(
-                        "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at) \
-                         VALUES (?, ?, ?, ?, ?) RETURNING *",
+                        "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at, \
+                         retention_seconds, retention_bytes) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
                     )
                     .bind(new.kind.as_str())
                     .bind(&new.name)
                     .bind(&new.subscription_id)
                     .bind(&new.resource_group)
                     .bind(now())
+                    .bind(new.retention.time.map(|t| to_i64(t.seconds())))
+                    .bind(new.retention.max_bytes.map(to_i64))
                     .fetch_one(&mut *conn)
                     .await
                     .map_err(|e| {
@@ -539,7 +542,8 @@ impl Store for SqliteStore {
         self.all(
             sqlx::query(
                 "SELECT sequence, event_id, schema, event_type, subject, published_at, body \
-             FROM events WHERE source_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+             FROM events WHERE source_id = ?1 AND sequence > ?2 \
+             AND sequence > (SELECT pruned_through FROM sources WHERE id = ?1) ORDER BY sequence LIMIT ?3",
             )
             .bind(source)
             .bind(to_i64(after))
@@ -547,6 +551,66 @@ impl Store for SqliteStore {
             stored_event_from_row,
         )
         .await
+    }
+
+    async fn set_source_retention(&self, source: SourceId, retention: SourceRetention) -> Result<Source> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(retention::set_retention(conn, source, retention))
+            })
+            .await
+    }
+
+    async fn log_head(&self, source: SourceId, after: u64, limit: u32) -> Result<LogHead> {
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT s.pruned_through, s.stored_bytes, {} FROM sources s WHERE s.id = ?",
+            retention::ROUTED_THROUGH
+        )))
+        .bind(source)
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(StoreError::backend)?;
+        let (pruned_through, stored_bytes, routed_through) =
+            row.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
+        let entries = self
+            .all(
+                sqlx::query(
+                    "SELECT sequence, published_at, length(CAST(body AS BLOB)) AS bytes FROM events \
+                     WHERE source_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+                )
+                .bind(source)
+                .bind(to_i64(after).max(pruned_through))
+                .bind(limit.min(crate::MAX_READ_LIMIT)),
+                rows::log_entry_from_row,
+            )
+            .await?;
+        Ok(LogHead {
+            pruned_through: pruned_through.max(0) as u64,
+            stored_bytes: stored_bytes.max(0) as u64,
+            routed_through: routed_through.max(0) as u64,
+            entries,
+        })
+    }
+
+    async fn prune_events(&self, source: SourceId, through: u64, limit: u32) -> Result<PrunedEvents> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(retention::prune_events(conn, source, through, limit))
+            })
+            .await
+    }
+
+    async fn prunable_history(&self, cutoffs: HistoryCutoffs) -> Result<Vec<(SourceId, HistoryCounts)>> {
+        let mut conn = self.reads.acquire().await.map_err(StoreError::backend)?;
+        retention::prunable_history(&mut conn, cutoffs).await
+    }
+
+    async fn prune_history(&self, cutoffs: HistoryCutoffs, limit: u32) -> Result<Vec<(SourceId, HistoryCounts)>> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(retention::prune_history(conn, cutoffs, limit))
+            })
+            .await
     }
 
     async fn experiments(&self, workspace: SourceId) -> Result<Vec<Experiment>> {
@@ -865,7 +929,10 @@ impl Store for SqliteStore {
         let query = sqlx::query(
             "SELECT e.sequence, e.event_id, e.schema, e.event_type, e.subject, e.published_at, e.body \
              FROM deliveries d JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
-             WHERE d.subscription_id = ? AND d.sequence > ? ORDER BY d.sequence LIMIT ?",
+             WHERE d.subscription_id = ?1 AND d.sequence > ?2 \
+             AND d.sequence > (SELECT max(s.pruned_through, src.pruned_through) FROM event_subscriptions s \
+                 JOIN sources src ON src.id = s.source_id WHERE s.id = ?1) \
+             ORDER BY d.sequence LIMIT ?3",
         );
         let query = query
             .bind(subscription)

@@ -19,6 +19,7 @@ pub fn new_source(kind: SourceKind, name: &str) -> NewSource {
         name: name.into(),
         subscription_id: "sub".into(),
         resource_group: "rg".into(),
+        retention: Default::default(),
     }
 }
 
@@ -1496,6 +1497,237 @@ pub async fn handed_over_matches_are_created_claimed(store: Arc<dyn Store>) {
     );
 }
 
+pub async fn retention_is_kept_per_source_with_the_size_of_its_log(store: Arc<dyn Store>) {
+    use mlgrid_core::retention::RetentionSpan;
+    let mut new = new_source(SourceKind::Topic, "kept");
+    new.retention = SourceRetention {
+        time: Some(RetentionSpan::parse("12h").unwrap()),
+        max_bytes: Some(4096),
+    };
+    let topic = store.create_source(&new, &keys()).await.unwrap();
+    assert_eq!(topic.retention, new.retention);
+    assert_eq!((topic.pruned_through, topic.stored_bytes), (0, 0));
+    store
+        .append_events(topic.id, (1..=3).map(event).collect())
+        .await
+        .unwrap();
+    let bodies: u64 = (1..=3).map(|n| event(n).body.len() as u64).sum();
+    let topic = store.source(SourceKind::Topic, "kept").await.unwrap();
+    assert_eq!(topic.stored_bytes, bodies);
+
+    let changed = SourceRetention {
+        time: None,
+        max_bytes: Some(1),
+    };
+    assert_eq!(
+        store.set_source_retention(topic.id, changed).await.unwrap().retention,
+        changed
+    );
+    assert_eq!(
+        store.source(SourceKind::Topic, "kept").await.unwrap().retention,
+        changed
+    );
+    assert!(matches!(
+        store.set_source_retention(9999, changed).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let head = store.log_head(topic.id, 1, 10).await.unwrap();
+    assert_eq!(head.entries.iter().map(|e| e.sequence).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(head.entries[0].bytes, event(2).body.len() as u64);
+    assert_eq!(head.stored_bytes, bodies);
+    assert_eq!(
+        head.routed_through, 3,
+        "with no subscription, nothing waits to be routed"
+    );
+}
+
+pub async fn pruning_removes_a_routed_prefix_and_keeps_what_deliveries_hold(store: Arc<dyn Store>) {
+    let (topic, sub) = topic_with_events(&store, "pruned", 10).await;
+    // Routed through 6: events 1..=5 matched, 6 matched nothing.
+    store
+        .record_matches(RoutedBatch {
+            source: topic.id,
+            from_sequence: 0,
+            to_sequence: 6,
+            matches: (1..=5).map(|s| (sub.id, s)).collect(),
+            lease_until: None,
+        })
+        .await
+        .unwrap();
+    store
+        .record_attempts(vec![
+            attempt(sub.id, vec![1, 2, 3], Some(200), AfterAttempt::Delivered),
+            attempt(
+                sub.id,
+                vec![4],
+                Some(400),
+                AfterAttempt::DeadLetter("NonRetriableStatus".into()),
+            ),
+        ])
+        .await
+        .unwrap();
+    let head = store.log_head(topic.id, 0, 100).await.unwrap();
+    assert_eq!(head.routed_through, 6);
+
+    // Asked for everything: the mark stops at what is routed; 4 (dead letter) and 5
+    // (pending) stay for their deliveries.
+    let pruned = store.prune_events(topic.id, 10, 1000).await.unwrap();
+    assert_eq!((pruned.events, pruned.pruned_through), (4, 6));
+    let gone: u64 = [1, 2, 3, 6].iter().map(|n| event(*n).body.len() as u64).sum();
+    assert_eq!(pruned.bytes, gone);
+    let topic_now = store.source(SourceKind::Topic, "pruned").await.unwrap();
+    assert_eq!(topic_now.pruned_through, 6);
+    let all: u64 = (1..=10).map(|n| event(n).body.len() as u64).sum();
+    assert_eq!(topic_now.stored_bytes, all - gone);
+    let read: Vec<u64> = store
+        .read_events(topic.id, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(read, (7..=10).collect::<Vec<_>>(), "reads start after the mark");
+    assert!(store.subscription_matches(sub.id, 0, 100).await.unwrap().is_empty());
+    let dead = store.dead_letters(sub.id, 0, 100).await.unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.sequence).collect::<Vec<_>>(),
+        [4],
+        "a dead letter keeps its event"
+    );
+    let now = chrono::Utc::now();
+    let due = store
+        .claim_deliveries(now, now + chrono::Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|d| (d.sequence, d.body.as_str())).collect::<Vec<_>>(),
+        [(5, r#"{"n":5}"#)],
+        "a pending delivery keeps its event"
+    );
+
+    // Once purged, the dead letter's event goes on the next pass; the mark never moves back.
+    store.purge_dead_letters(sub.id, Some(vec![4])).await.unwrap();
+    let pruned = store.prune_events(topic.id, 2, 1000).await.unwrap();
+    assert_eq!((pruned.events, pruned.pruned_through), (1, 6));
+    // In batches: at most `limit` at a time.
+    store
+        .record_matches(RoutedBatch {
+            source: topic.id,
+            from_sequence: 6,
+            to_sequence: 10,
+            matches: Vec::new(),
+            lease_until: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.prune_events(topic.id, 10, 3).await.unwrap().events, 3);
+    assert_eq!(store.prune_events(topic.id, 10, 3).await.unwrap().events, 1);
+    assert_eq!(store.prune_events(topic.id, 10, 3).await.unwrap().events, 0);
+    assert!(store.read_events(topic.id, 0, 100).await.unwrap().is_empty());
+    assert_eq!(
+        store.source(SourceKind::Topic, "pruned").await.unwrap().last_sequence,
+        10
+    );
+}
+
+pub async fn pruning_history_removes_old_deliveries_dead_letters_and_attempts(store: Arc<dyn Store>) {
+    let (topic, sub) = topic_with_events(&store, "history", 4).await;
+    store
+        .record_matches(RoutedBatch {
+            source: topic.id,
+            from_sequence: 0,
+            to_sequence: 4,
+            matches: (1..=4).map(|s| (sub.id, s)).collect(),
+            lease_until: None,
+        })
+        .await
+        .unwrap();
+    let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+    store
+        .record_attempts(vec![attempt(sub.id, vec![1, 2], Some(200), AfterAttempt::Delivered)])
+        .await
+        .unwrap();
+    store
+        .record_attempts(vec![attempt(
+            sub.id,
+            vec![3],
+            Some(400),
+            AfterAttempt::DeadLetter("NonRetriableStatus".into()),
+        )])
+        .await
+        .unwrap();
+    store
+        .record_attempts(vec![attempt(sub.id, vec![4], Some(503), AfterAttempt::RetryAt(later))])
+        .await
+        .unwrap();
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(1);
+    let cutoffs = HistoryCutoffs {
+        delivered_before: later,
+        dead_before: long_ago,
+        attempts_before: later,
+    };
+    let expected = HistoryCounts {
+        deliveries: 2,
+        dead_letters: 0,
+        attempts: 3,
+    };
+    assert_eq!(store.prunable_history(cutoffs).await.unwrap(), [(topic.id, expected)]);
+    let nothing_old = HistoryCutoffs {
+        delivered_before: long_ago,
+        dead_before: long_ago,
+        attempts_before: long_ago,
+    };
+    assert!(store.prunable_history(nothing_old).await.unwrap().is_empty());
+    assert!(store.prune_history(nothing_old, 10).await.unwrap().is_empty());
+
+    let first = store.prune_history(cutoffs, 1).await.unwrap();
+    assert_eq!(
+        first,
+        [(
+            topic.id,
+            HistoryCounts {
+                deliveries: 1,
+                dead_letters: 0,
+                attempts: 1
+            }
+        )]
+    );
+    let rest = store.prune_history(cutoffs, 100).await.unwrap();
+    assert_eq!(
+        rest,
+        [(
+            topic.id,
+            HistoryCounts {
+                deliveries: 1,
+                dead_letters: 0,
+                attempts: 2
+            }
+        )]
+    );
+    assert!(store.delivery_attempts(sub.id, 100).await.unwrap().is_empty());
+    let stats = store.delivery_stats(sub.id).await.unwrap();
+    assert_eq!((stats.delivered, stats.dead_lettered, stats.pending), (0, 1, 1));
+    let sub_now = store.subscription(topic.id, "sub-a").await.unwrap();
+    assert_eq!(sub_now.pruned_through, 2);
+    let listed: Vec<u64> = store
+        .subscription_matches(sub.id, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(listed, [3, 4], "what it matched is listed after its pruned mark");
+
+    // Dead letters go after their own retention.
+    let dead_too = HistoryCutoffs {
+        dead_before: later,
+        ..cutoffs
+    };
+    let pruned = store.prune_history(dead_too, 100).await.unwrap();
+    assert_eq!(pruned[0].1.dead_letters, 1);
+    assert!(store.dead_letters(sub.id, 0, 100).await.unwrap().is_empty());
+}
+
 /// Instantiates every case of the suite for one backend: `backend_tests!(open)`, where
 /// `open().await` returns a fresh, empty store and a guard that cleans up when dropped.
 macro_rules! backend_tests {
@@ -1526,6 +1758,9 @@ macro_rules! backend_tests {
             leases_fence_holders_with_growing_tokens,
             concurrent_acquirers_one_wins,
             the_first_secret_fingerprint_is_kept,
+            retention_is_kept_per_source_with_the_size_of_its_log,
+            pruning_removes_a_routed_prefix_and_keeps_what_deliveries_hold,
+            pruning_history_removes_old_deliveries_dead_letters_and_attempts,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {

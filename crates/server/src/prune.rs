@@ -1,0 +1,223 @@
+//! Pruning: what the retentions allow to go, removed in small batches.
+//!
+//! A pass walks every source: the oldest events past its pruned mark are judged with
+//! core's retention rule, and the store deletes them a batch (one short transaction) at a
+//! time, with a pause between batches so that publishing and delivery never wait long
+//! behind it. Delivered deliveries, dead letters and attempts go by age the same way. The
+//! background task runs a pass every `every`; in a cluster one node at a time does (a
+//! lease), and `POST /v1/prune` runs one now, or says what it would remove.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use mlgrid_core::resource::SourceKind;
+use mlgrid_core::retention::{
+    DEFAULT_DEAD_LETTER_RETENTION, DEFAULT_DELIVERY_RETENTION, DEFAULT_EVENT_RETENTION, RetentionSpan, prunable_through,
+};
+use mlgrid_store::{HistoryCounts, HistoryCutoffs, SourceId, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+/// The name of the lease that lets one node of a cluster prune at a time.
+const LEASE: &str = "prune";
+
+/// How long things are kept, and how pruning paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionConfig {
+    /// Events of sources without a retention time of their own.
+    pub events: RetentionSpan,
+    /// Delivered deliveries and delivery attempts.
+    pub deliveries: RetentionSpan,
+    /// Dead letters not purged before.
+    pub dead_letters: RetentionSpan,
+    /// Time between background passes.
+    pub every: Duration,
+    /// Rows per batch (one transaction).
+    pub batch: u32,
+    /// Pause between batches, leaving the database to publishing and delivery.
+    pub pause: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            events: DEFAULT_EVENT_RETENTION,
+            deliveries: DEFAULT_DELIVERY_RETENTION,
+            dead_letters: DEFAULT_DEAD_LETTER_RETENTION,
+            every: Duration::from_secs(60),
+            // 1,000 rows: a few milliseconds of one transaction on either backend.
+            batch: 1000,
+            pause: Duration::from_millis(20),
+        }
+    }
+}
+
+/// What a pass removed (or would remove) from one source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourcePruned {
+    pub kind: Option<SourceKind>,
+    pub name: String,
+    pub events: u64,
+    /// Bytes of the events' bodies.
+    pub bytes: u64,
+    pub history: HistoryCounts,
+}
+
+/// Runs pruning passes over a store.
+#[derive(Clone)]
+pub struct Pruner {
+    store: Arc<dyn Store>,
+    config: RetentionConfig,
+    node: String,
+}
+
+impl Pruner {
+    pub fn new(store: Arc<dyn Store>, config: RetentionConfig, node: impl Into<String>) -> Pruner {
+        Pruner {
+            store,
+            config,
+            node: node.into(),
+        }
+    }
+
+    /// One pass over every source; with `dry_run`, removes nothing and says what would
+    /// go. Sources with nothing to remove are left out. A dry run counts events held by a
+    /// delivery (pending or dead-lettered) among those that would go: they go later.
+    pub async fn pass(&self, dry_run: bool) -> Result<Vec<SourcePruned>, StoreError> {
+        let mut report: BTreeMap<SourceId, SourcePruned> = BTreeMap::new();
+        for kind in [SourceKind::Workspace, SourceKind::Topic] {
+            for source in self.store.list_sources(kind).await? {
+                let (events, bytes) = match self.prune_log(source.id, &source.retention, dry_run).await {
+                    Ok(pruned) => pruned,
+                    // Deleted meanwhile: nothing left to prune.
+                    Err(StoreError::NotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                };
+                report.insert(
+                    source.id,
+                    SourcePruned {
+                        kind: Some(kind),
+                        name: source.name,
+                        events,
+                        bytes,
+                        history: HistoryCounts::default(),
+                    },
+                );
+            }
+        }
+        let now = Utc::now();
+        let cutoffs = HistoryCutoffs {
+            delivered_before: self.config.deliveries.cutoff(now),
+            dead_before: self.config.dead_letters.cutoff(now),
+            attempts_before: self.config.deliveries.cutoff(now),
+        };
+        if dry_run {
+            for (source, counts) in self.store.prunable_history(cutoffs).await? {
+                report.entry(source).or_default().history.add(counts);
+            }
+        } else {
+            loop {
+                let batch = self.store.prune_history(cutoffs, self.config.batch).await?;
+                let full = batch.iter().fold(HistoryCounts::default(), |mut all, (_, c)| {
+                    all.add(*c);
+                    all
+                });
+                for (source, counts) in batch {
+                    report.entry(source).or_default().history.add(counts);
+                }
+                let limit = u64::from(self.config.batch);
+                if full.deliveries < limit && full.dead_letters < limit && full.attempts < limit {
+                    break;
+                }
+                tokio::time::sleep(self.config.pause).await;
+            }
+        }
+        Ok(report
+            .into_values()
+            .filter(|s| s.kind.is_some() && (s.events > 0 || s.history != HistoryCounts::default()))
+            .collect())
+    }
+
+    /// Prunes one source's log batch by batch; returns the events and bytes removed (or
+    /// that would be).
+    async fn prune_log(
+        &self,
+        source: SourceId,
+        retention: &mlgrid_store::SourceRetention,
+        dry_run: bool,
+    ) -> Result<(u64, u64), StoreError> {
+        let retention = retention.resolve(self.config.events);
+        let (mut events, mut bytes) = (0, 0);
+        let mut after = 0;
+        let mut excess = None;
+        loop {
+            let head = self.store.log_head(source, after, self.config.batch).await?;
+            let mut limits = retention.limits(Utc::now(), head.stored_bytes);
+            // The size is judged once per pass, then counted down as events go.
+            let left = *excess.get_or_insert(limits.excess_bytes);
+            limits.excess_bytes = left;
+            let prunable = prunable_through(&head.entries, &limits, head.routed_through);
+            excess = Some(left.saturating_sub(prunable.bytes));
+            let full = prunable.events == self.config.batch as u64;
+            if dry_run {
+                events += prunable.events;
+                bytes += prunable.bytes;
+                match prunable.through {
+                    Some(through) if full => after = through,
+                    _ => return Ok((events, bytes)),
+                }
+                continue;
+            }
+            // Even with nothing new to prune, events below the mark that deliveries held
+            // may have been let go (delivered, purged, dead letters pruned).
+            if prunable.through.is_none() && head.pruned_through == 0 {
+                return Ok((events, bytes));
+            }
+            let through = prunable.through.unwrap_or(head.pruned_through);
+            let pruned = self.store.prune_events(source, through, self.config.batch).await?;
+            events += pruned.events;
+            bytes += pruned.bytes;
+            if !full && pruned.events < self.config.batch as u64 {
+                return Ok((events, bytes));
+            }
+            tokio::time::sleep(self.config.pause).await;
+        }
+    }
+
+    /// Runs a pass every `every` until `stop`; in a cluster, only the node holding the
+    /// prune lease does.
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.config.every) => {}
+            }
+            let now = Utc::now();
+            let hold = chrono::Duration::from_std(self.config.every * 3).unwrap_or(chrono::Duration::MAX);
+            match self.store.acquire_lease(LEASE, &self.node, now, now + hold).await {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning skipped: cannot take its lease");
+                    continue;
+                }
+            }
+            let pass = tokio::select! {
+                () = stop.cancelled() => return,
+                pass = self.pass(false) => pass,
+            };
+            match pass {
+                Ok(pruned) => {
+                    let events: u64 = pruned.iter().map(|s| s.events).sum();
+                    let bytes: u64 = pruned.iter().map(|s| s.bytes).sum();
+                    metrics::counter!("mlgrid_pruned_events_total").increment(events);
+                    if !pruned.is_empty() {
+                        tracing::info!(events, bytes, sources = pruned.len(), "pruned what retention let go");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "pruning pass failed; the next one tries again"),
+            }
+        }
+    }
+}

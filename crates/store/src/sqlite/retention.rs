@@ -1,0 +1,184 @@
+//! Retention on SQLite: pruning batches, each one more write for the writer task (one
+//! short transaction among the group commits, never a long lock).
+
+use std::collections::BTreeMap;
+
+use mlgrid_core::time::format_event_time;
+use sqlx::SqliteConnection;
+
+use super::to_i64;
+use crate::error::{Result, StoreError};
+use crate::model::*;
+
+/// How far a source's log needs no more routing: the fan-out's cursor, or the earliest
+/// start of its subscriptions (each matches only events after its start), or its last
+/// sequence when it has none (one created later starts there).
+pub(super) const ROUTED_THROUGH: &str = "max(coalesce((SELECT last_sequence FROM fanout_cursors WHERE source_id = s.id), 0), \
+     coalesce((SELECT min(start_sequence) FROM event_subscriptions WHERE source_id = s.id), s.last_sequence))";
+
+pub(super) async fn set_retention(
+    conn: &mut SqliteConnection,
+    source: SourceId,
+    retention: SourceRetention,
+) -> Result<Source> {
+    let row = sqlx::query("UPDATE sources SET retention_seconds = ?, retention_bytes = ? WHERE id = ? RETURNING *")
+        .bind(retention.time.map(|t| to_i64(t.seconds())))
+        .bind(retention.max_bytes.map(to_i64))
+        .bind(source)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(StoreError::backend)?;
+    let row = row.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
+    crate::rows::source_from_row(&row)
+}
+
+pub(super) async fn prune_events(
+    conn: &mut SqliteConnection,
+    source: SourceId,
+    through: u64,
+    limit: u32,
+) -> Result<PrunedEvents> {
+    let mark: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "UPDATE sources AS s SET pruned_through = max(pruned_through, min(?, {ROUTED_THROUGH})) \
+         WHERE id = ? RETURNING pruned_through"
+    )))
+    .bind(to_i64(through))
+    .bind(source)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(StoreError::backend)?;
+    let mark = mark.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
+    let sizes: Vec<i64> = sqlx::query_scalar(
+        "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e WHERE e.source_id = ?1 AND e.sequence <= ?2 \
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.source_id = e.source_id AND d.sequence = e.sequence \
+                 AND d.state != 'delivered') \
+             ORDER BY e.sequence LIMIT ?3) \
+         RETURNING length(CAST(body AS BLOB))",
+    )
+    .bind(source)
+    .bind(mark)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::backend)?;
+    let bytes: i64 = sizes.iter().sum();
+    if bytes > 0 {
+        sqlx::query("UPDATE sources SET stored_bytes = max(0, stored_bytes - ?) WHERE id = ?")
+            .bind(bytes)
+            .bind(source)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+    }
+    Ok(PrunedEvents {
+        events: sizes.len() as u64,
+        bytes: bytes as u64,
+        pruned_through: mark as u64,
+    })
+}
+
+/// The first attempt (by id) made at or after a time: attempts are numbered as they are
+/// recorded, so those before it are the old ones, found without an index on time.
+const YOUNG_ATTEMPT: &str = "coalesce((SELECT id FROM delivery_attempts WHERE attempted_at >= ?1 ORDER BY id LIMIT 1), \
+     9223372036854775807)";
+
+pub(super) async fn prunable_history(
+    conn: &mut SqliteConnection,
+    cutoffs: HistoryCutoffs,
+) -> Result<Vec<(SourceId, HistoryCounts)>> {
+    let mut counts: BTreeMap<SourceId, HistoryCounts> = BTreeMap::new();
+    for (state, before) in [("delivered", cutoffs.delivered_before), ("dead", cutoffs.dead_before)] {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT source_id, count(*) FROM deliveries WHERE state = '{state}' AND finished_at < ? GROUP BY source_id"
+        )))
+        .bind(format_event_time(before))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::backend)?;
+        for (source, n) in rows {
+            let entry = counts.entry(source).or_default();
+            if state == "delivered" {
+                entry.deliveries += n as u64;
+            } else {
+                entry.dead_letters += n as u64;
+            }
+        }
+    }
+    let rows: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT s.source_id, count(*) FROM delivery_attempts a JOIN event_subscriptions s ON s.id = a.subscription_id \
+         WHERE a.id < {YOUNG_ATTEMPT} GROUP BY s.source_id"
+    )))
+    .bind(format_event_time(cutoffs.attempts_before))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::backend)?;
+    for (source, n) in rows {
+        counts.entry(source).or_default().attempts += n as u64;
+    }
+    Ok(counts.into_iter().collect())
+}
+
+pub(super) async fn prune_history(
+    conn: &mut SqliteConnection,
+    cutoffs: HistoryCutoffs,
+    limit: u32,
+) -> Result<Vec<(SourceId, HistoryCounts)>> {
+    let mut counts: BTreeMap<SourceId, HistoryCounts> = BTreeMap::new();
+    let mut marks: BTreeMap<i64, i64> = BTreeMap::new();
+    for (state, before) in [("delivered", cutoffs.delivered_before), ("dead", cutoffs.dead_before)] {
+        // The state is written out, not bound, so that SQLite reads its partial index.
+        let gone: Vec<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries \
+                 WHERE state = '{state}' AND finished_at < ?1 ORDER BY finished_at LIMIT ?2) \
+             RETURNING subscription_id, source_id, sequence"
+        )))
+        .bind(format_event_time(before))
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::backend)?;
+        for (subscription, source, sequence) in gone {
+            let entry = counts.entry(source).or_default();
+            if state == "delivered" {
+                entry.deliveries += 1;
+            } else {
+                entry.dead_letters += 1;
+            }
+            let mark = marks.entry(subscription).or_default();
+            *mark = (*mark).max(sequence);
+        }
+    }
+    for (subscription, mark) in marks {
+        sqlx::query("UPDATE event_subscriptions SET pruned_through = max(pruned_through, ?) WHERE id = ?")
+            .bind(mark)
+            .bind(subscription)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+    }
+    let gone: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM delivery_attempts WHERE id IN \
+             (SELECT id FROM delivery_attempts WHERE id < {YOUNG_ATTEMPT} ORDER BY id LIMIT ?2) \
+         RETURNING subscription_id"
+    )))
+    .bind(format_event_time(cutoffs.attempts_before))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::backend)?;
+    let mut by_subscription: BTreeMap<i64, u64> = BTreeMap::new();
+    for subscription in gone {
+        *by_subscription.entry(subscription).or_default() += 1;
+    }
+    for (subscription, n) in by_subscription {
+        let source: Option<i64> = sqlx::query_scalar("SELECT source_id FROM event_subscriptions WHERE id = ?")
+            .bind(subscription)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
+        if let Some(source) = source {
+            counts.entry(source).or_default().attempts += n;
+        }
+    }
+    Ok(counts.into_iter().collect())
+}
