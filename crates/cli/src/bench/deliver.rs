@@ -123,9 +123,7 @@ pub async fn run(args: DeliverArgs, global: &Global) -> anyhow::Result<()> {
     }
     let (receivers, received) = receivers::start(args.subscriptions as usize).await?;
     let topic = BenchTopic::create(&args.cluster, global, &["--allow-loopback-webhooks"]).await?;
-    topic
-        .subscribe_webhooks(&receivers, args.subscriptions, args.max_events_per_batch)
-        .await?;
+    topic.subscribe_webhooks(&receivers, args.max_events_per_batch).await?;
 
     let expected = args.events * u64::from(args.subscriptions);
     let started = Instant::now();

@@ -1,5 +1,5 @@
-//! The webhook receivers of the delivery benches: one local HTTP server taking every
-//! subscription's deliveries at `/hook/{subscription}`, answering the validation
+//! The webhook receivers of the delivery benches: a local HTTP listener per
+//! subscription taking its deliveries at `/hook/{subscription}`, answering the validation
 //! handshake, and counting what arrives (latency, duplicates) in bounded memory, so that
 //! a run of hours costs no more than a run of seconds.
 
@@ -143,9 +143,10 @@ async fn receive(State(received): State<Arc<Received>>, Path(subscription): Path
     String::new()
 }
 
-/// Starts receivers for `subscriptions` subscriptions on a free loopback port; returns
-/// the base URL (subscription `s` delivers to `{base}/hook/{s}`) and what they see.
-pub async fn start(subscriptions: usize) -> anyhow::Result<(String, Arc<Received>)> {
+/// Starts a receiver for each of `subscriptions` subscriptions, each on a free loopback
+/// port of its own (a receiver is an endpoint of its own, as separate services are);
+/// returns their URLs and what they see.
+pub async fn start(subscriptions: usize) -> anyhow::Result<(Vec<String>, Arc<Received>)> {
     let received = Arc::new(Received {
         seen: (0..subscriptions).map(|_| Mutex::default()).collect(),
         latencies: Mutex::default(),
@@ -155,10 +156,14 @@ pub async fn start(subscriptions: usize) -> anyhow::Result<(String, Arc<Received
     let app = Router::new()
         .route("/hook/{subscription}", post(receive))
         .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((base, received))
+    let mut urls = Vec::with_capacity(subscriptions);
+    for s in 0..subscriptions {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        urls.push(format!("http://{}/hook/{s}", listener.local_addr()?));
+        let app = app.clone();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    Ok((urls, received))
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ pub async fn run(args: SoakArgs, global: &Global) -> anyhow::Result<()> {
         flags.extend(["--retention", retention.as_str()]);
     }
     let topic = BenchTopic::create(&args.cluster, global, &flags).await?;
-    topic.subscribe_webhooks(&receivers, args.subscriptions, 1).await?;
+    topic.subscribe_webhooks(&receivers, 1).await?;
 
     let events = (args.minutes * 60.0 * args.rate).round() as u64;
     let expected = events * u64::from(args.subscriptions);

@@ -57,16 +57,11 @@ impl BenchTopic {
         })
     }
 
-    /// Subscribes `count` webhooks to the topic, subscription `s` delivering to
-    /// `{receivers}/hook/{s}` in batches of up to `max_events_per_batch`.
-    pub async fn subscribe_webhooks(
-        &self,
-        receivers: &str,
-        count: u32,
-        max_events_per_batch: u32,
-    ) -> anyhow::Result<()> {
-        for s in 0..count {
-            let destination = json!({"endpointType": "WebHook", "properties": {"endpointUrl": format!("{receivers}/hook/{s}"), "maxEventsPerBatch": max_events_per_batch}});
+    /// Subscribes a webhook to the topic for each of `receivers`, delivering in batches
+    /// of up to `max_events_per_batch`.
+    pub async fn subscribe_webhooks(&self, receivers: &[String], max_events_per_batch: u32) -> anyhow::Result<()> {
+        for (s, url) in receivers.iter().enumerate() {
+            let destination = json!({"endpointType": "WebHook", "properties": {"endpointUrl": url, "maxEventsPerBatch": max_events_per_batch}});
             self.client
                 .call(
                     reqwest::Method::PUT,
@@ -75,7 +70,10 @@ impl BenchTopic {
                 )
                 .await?;
         }
-        eprintln!("bench: {count} subscriptions deliver to {receivers}");
+        eprintln!(
+            "bench: {} subscriptions deliver to receivers of their own",
+            receivers.len()
+        );
         Ok(())
     }
 
