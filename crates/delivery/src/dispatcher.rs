@@ -73,6 +73,10 @@ impl Default for DispatcherConfig {
 /// unless its last claim came back full: new deliveries are handed over by the fan-out,
 /// so claims only pick up retries, releases and the leases of dead nodes.
 const IDLE: Duration = Duration::from_millis(50);
+
+/// How long the dispatcher and the recorder wait before trying the store again while its
+/// disk is full: deliveries pause, nothing counts as failed (the store logs the state).
+const FULL_PAUSE: Duration = Duration::from_secs(1);
 /// Event Grid's default for `preferredBatchSizeInKilobytes`.
 const DEFAULT_BATCH_KB: u32 = 64;
 
@@ -419,6 +423,7 @@ impl Dispatcher {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut tasks = JoinSet::new();
         loop {
+            let mut rest = IDLE;
             while tasks.try_join_next().is_some() {}
             self.start_waiting(&mut tasks).await;
             let mut started = 0;
@@ -433,6 +438,11 @@ impl Dispatcher {
             started += match self.dispatch(&mut tasks).await {
                 Ok(claimed) => claimed,
                 Err(StoreError::Closed) => break,
+                Err(StoreError::Full(_)) => {
+                    tracing::debug!("the store's disk is full; claims pause");
+                    rest = FULL_PAUSE;
+                    0
+                }
                 Err(error) => {
                     tracing::warn!(%error, "claiming deliveries failed; retrying");
                     0
@@ -445,7 +455,7 @@ impl Dispatcher {
                     () = shutdown.cancelled() => break,
                     Some(handed) = self.handed.recv(), if self.waiting.has_room() => self.start_handed(handed, &mut tasks).await,
                     _ = tasks.join_next(), if !tasks.is_empty() => {}
-                    () = tokio::time::sleep(IDLE) => {}
+                    () = tokio::time::sleep(rest) => {}
                 }
             } else if shutdown.is_cancelled() {
                 break;
@@ -481,12 +491,33 @@ const RECORD_BATCH: usize = 512;
 const RECORD_QUEUE: usize = 4096;
 
 /// Writes finished attempts, as many per transaction as have queued up.
+///
+/// While the store's disk is full the attempts are kept and written again every
+/// [`FULL_PAUSE`]: the queue fills, the senders wait for it, and delivery pauses with
+/// every outcome known (dropping them would send the batches again after their leases).
 async fn record_attempts(store: Arc<dyn Store>, mut pending: mpsc::Receiver<AttemptRecord>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while pending.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        if let Err(error) = store.record_attempts(std::mem::take(&mut batch)).await {
-            // The leases run out and the batches are tried again: at least once.
-            tracing::warn!(%error, "could not record delivery attempts");
+        record_until_room(&*store, &mut batch, &pending).await;
+        batch.clear();
+    }
+}
+
+/// Records `batch`, trying again while the disk is full, unless the dispatcher has
+/// stopped (then the leases run out and the deliveries are sent again: at least once).
+async fn record_until_room(store: &dyn Store, batch: &mut [AttemptRecord], pending: &mpsc::Receiver<AttemptRecord>) {
+    loop {
+        match store.record_attempts(batch.to_vec()).await {
+            Ok(()) => return,
+            Err(StoreError::Full(_)) if !pending.is_closed() => {
+                tracing::debug!(attempts = batch.len(), "the store's disk is full; recording pauses");
+                tokio::time::sleep(FULL_PAUSE).await;
+            }
+            Err(error) => {
+                // The leases run out and the batches are tried again: at least once.
+                tracing::warn!(%error, "could not record delivery attempts");
+                return;
+            }
         }
     }
 }
@@ -634,7 +665,67 @@ async fn send(
 
 #[cfg(test)]
 mod tests {
-    use super::data_version;
+    use mlgrid_core::resource::SourceKind;
+    use mlgrid_store::{AfterAttempt, AttemptRecord, NewSource, SqliteStore, Store, SubscriptionPut};
+
+    use super::{data_version, record_attempts};
+
+    /// While the disk is full the recorder keeps the attempts it could not write (the
+    /// deliveries were sent; dropping their outcomes would send them again after their
+    /// leases) and writes them once there is room.
+    #[tokio::test]
+    async fn attempts_wait_for_room_on_a_full_disk_instead_of_being_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
+        let topic = store
+            .create_source(
+                &NewSource {
+                    kind: SourceKind::Topic,
+                    name: "t".into(),
+                    subscription_id: "s".into(),
+                    resource_group: "rg".into(),
+                },
+                &[],
+            )
+            .await
+            .unwrap();
+        let put = SubscriptionPut {
+            name: "sub".into(),
+            spec:
+                r#"{"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://127.0.0.1/"}}}"#
+                    .into(),
+            provisioning_state: "Succeeded".into(),
+            expires_at: None,
+            secret_salt: "salt".into(),
+        };
+        let sub = store.put_subscription(topic.id, put, None).await.unwrap().0.id;
+        store.set_max_page_count(1).await.unwrap();
+        let (records, pending) = tokio::sync::mpsc::channel(super::RECORD_QUEUE);
+        let recorder = tokio::spawn(record_attempts(store.clone(), pending));
+        // More attempts than the pages in use have room for.
+        for n in 1..=2000 {
+            let attempt = AttemptRecord {
+                subscription_id: sub,
+                sequences: vec![n],
+                attempted_at: chrono::Utc::now(),
+                status_code: Some(200),
+                latency_ms: 1.0,
+                outcome: "Delivered".into(),
+                error: Some("x".repeat(100)),
+                response_excerpt: None,
+                next: AfterAttempt::Delivered,
+            };
+            records.send(attempt).await.unwrap();
+        }
+        while store.storage().await.unwrap().full.is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        store.set_max_page_count(1 << 30).await.unwrap();
+        drop(records);
+        recorder.await.unwrap();
+        let attempts = store.delivery_attempts(sub, 5000).await.unwrap();
+        assert_eq!(attempts.len(), 2000, "every attempt is recorded once there is room");
+    }
 
     #[test]
     fn the_data_version_is_read_alone() {

@@ -319,6 +319,8 @@ impl Fanout {
             if let Err(error) = self.pass().await {
                 match error {
                     StoreError::Closed => return,
+                    // Logged by the store once; the pass is tried again as usual.
+                    StoreError::Full(_) => tracing::debug!("the store's disk is full; routing pauses"),
                     error => tracing::warn!(%error, "fan-out pass failed; retrying"),
                 }
             }

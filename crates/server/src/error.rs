@@ -27,6 +27,8 @@ pub enum ApiError {
     RequestTimeout(String),
     UnsupportedMediaType(String),
     Unavailable(String),
+    /// The store's disk is full: nothing of the request was written.
+    InsufficientStorage(String),
     Internal(String),
 }
 
@@ -50,6 +52,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            ApiError::InsufficientStorage(_) => (StatusCode::INSUFFICIENT_STORAGE, "InsufficientStorage"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }
@@ -88,7 +91,8 @@ impl IntoResponse for ApiError {
             | ApiError::PayloadTooLarge(message)
             | ApiError::RequestTimeout(message)
             | ApiError::UnsupportedMediaType(message)
-            | ApiError::Unavailable(message) => message,
+            | ApiError::Unavailable(message)
+            | ApiError::InsufficientStorage(message) => message,
         };
         let body = ErrorBody {
             error: ErrorDetail {
@@ -109,6 +113,15 @@ impl From<StoreError> for ApiError {
             StoreError::PreconditionFailed(message) => ApiError::PreconditionFailed(message),
             StoreError::Closed => {
                 ApiError::Unavailable("the server is shutting down; retry against another node or later".to_owned())
+            }
+            StoreError::Full(detail) => {
+                // Once per request, like internal errors: the operator has to act.
+                tracing::error!(%detail, "the store's disk is full; a write was refused");
+                ApiError::InsufficientStorage(
+                    "the server's storage is full, so nothing of this request was stored; retry later: the server \
+                     takes writes again by itself once its operator frees disk space (GET /healthz shows the state)"
+                        .to_owned(),
+                )
             }
             StoreError::Corrupt(_) | StoreError::Backend(_) => ApiError::Internal(e.to_string()),
         }

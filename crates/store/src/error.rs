@@ -19,6 +19,11 @@ pub enum StoreError {
     /// The store has been closed; no more writes are taken.
     #[error("the store is shut down")]
     Closed,
+    /// The disk holding the database is full (or the database reached its size limit):
+    /// the write was rolled back whole. Writes succeed again, by themselves, once space
+    /// is freed; callers pause and retry rather than give up.
+    #[error("the disk holding the database is full ({0}); free space on it, and writes resume by themselves")]
+    Full(String),
     /// What the store read back is not what it wrote (a bug or a hand-edited database).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -27,10 +32,46 @@ pub enum StoreError {
     Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
 
+/// SQLite's primary result code for "database or disk is full" (`SQLITE_FULL`); SQLite's
+/// Unix file layer answers it when a write fails with `ENOSPC`, and when the database
+/// reaches `max_page_count`.
+const SQLITE_FULL: i32 = 13;
+
+/// PostgreSQL's SQLSTATE `disk_full`.
+const PG_DISK_FULL: &str = "53100";
+
 impl StoreError {
+    /// A driver or I/O error as a store error: running out of space is [`StoreError::Full`],
+    /// anything else [`StoreError::Backend`]. No driver type leaves the store either way.
     pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-        StoreError::Backend(Arc::new(e))
+        let e: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+        if let Some(reason) = out_of_space(&*e) {
+            return StoreError::Full(reason);
+        }
+        StoreError::Backend(Arc::from(e))
     }
+}
+
+/// Why `e` means the disk is full, if it does.
+fn out_of_space(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return (io.kind() == std::io::ErrorKind::StorageFull).then(|| io.to_string());
+    }
+    let sqlx::Error::Database(db) = e.downcast_ref::<sqlx::Error>()? else {
+        return match e.downcast_ref::<sqlx::Error>()? {
+            sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => Some(io.to_string()),
+            _ => None,
+        };
+    };
+    let full = if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // Extended codes keep the primary code in their low byte.
+        db.code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == SQLITE_FULL)
+    } else {
+        db.code().as_deref() == Some(PG_DISK_FULL)
+    };
+    full.then(|| db.message().to_owned())
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

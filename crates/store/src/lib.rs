@@ -63,6 +63,7 @@ mod names;
 mod postgres;
 mod rows;
 mod sqlite;
+mod storage;
 mod subscriptions;
 
 use async_trait::async_trait;
@@ -77,6 +78,7 @@ pub use lifecycle::*;
 pub use model::*;
 pub use postgres::{Migrated, PostgresStore};
 pub use sqlite::SqliteStore;
+pub use storage::StorageStats;
 pub use subscriptions::*;
 
 /// Name of the setting holding the server secret's fingerprint.
@@ -397,6 +399,10 @@ pub trait Store: Send + Sync + 'static {
     /// recorded, or `ours`, recorded now if none was (the first node to start decides).
     /// Nodes sharing a database must share the secret; each compares at start-up.
     async fn secret_fingerprint(&self, ours: &str) -> Result<String>;
+
+    /// The sizes of the store's files and whether its disk is full, for `/healthz` and
+    /// `/metrics`. Cheap: no scan of the data.
+    async fn storage(&self) -> Result<StorageStats>;
 
     /// A counter that changes after every commit that appended events: wait on it to
     /// follow logs without polling.

@@ -5,7 +5,7 @@ mod suite;
 use std::sync::Arc;
 
 use mlgrid_core::resource::SourceKind;
-use mlgrid_store::{ApiKeyHash, Recovered, RecoveryTarget, Role, SqliteStore, Store, recover_owner};
+use mlgrid_store::{ApiKeyHash, Recovered, RecoveryTarget, Role, SqliteStore, Store, StoreError, recover_owner};
 use suite::{event, keys, new_source};
 
 async fn open() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -148,4 +148,135 @@ async fn a_database_with_names_differing_only_in_case_is_refused_with_a_remedy()
         "wsA-2"
     );
     store.close().await;
+}
+
+/// Appends `batches` batches of `per_batch` events of about 2 KiB to `topic`, one commit
+/// each.
+async fn append_many(store: &SqliteStore, topic: mlgrid_store::SourceId, batches: usize, per_batch: usize) {
+    let payload = "x".repeat(2048);
+    for b in 0..batches {
+        let events = (0..per_batch)
+            .map(|i| {
+                let mut e = event(b * per_batch + i);
+                e.body = format!(r#"{{"n":{},"pad":"{payload}"}}"#, b * per_batch + i);
+                e
+            })
+            .collect();
+        store.append_events(topic, events).await.unwrap();
+    }
+}
+
+/// The write-ahead log is restarted once it passes 64 MiB, even while a reader queries
+/// it all the time (which kept PASSIVE checkpoints from ever restarting it: it grew to
+/// gigabytes), and a restarted log is cut back to 32 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_bounded_while_a_reader_keeps_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "busy"), &keys())
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reader = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            let mut reads = 0u64;
+            while !stop.is_cancelled() {
+                store.read_events(topic.id, reads % 1000, 100).await.unwrap();
+                reads += 1;
+            }
+            reads
+        }
+    });
+    // 200 MiB of events in 1,000 commits: without restarts the log holds all of it.
+    let mut largest = 0;
+    for _ in 0..100 {
+        append_many(&store, topic.id, 10, 100).await;
+        largest = largest.max(store.wal_bytes());
+    }
+    eprintln!("largest WAL: {largest} bytes");
+    stop.cancel();
+    assert!(reader.await.unwrap() > 0);
+    assert!(
+        largest < 128 << 20,
+        "the WAL reached {largest} bytes, over twice the size at which it is restarted"
+    );
+    assert_eq!(store.read_events(topic.id, 99_000, 10_000).await.unwrap().len(), 1_000);
+}
+
+/// A log that is not written for a second is truncated to nothing.
+#[tokio::test]
+async fn an_idle_wal_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "idle"), &keys())
+        .await
+        .unwrap();
+    append_many(&store, topic.id, 50, 10).await;
+    assert!(store.wal_bytes() > 0);
+    let stats = store.storage().await.unwrap();
+    assert_eq!(stats.wal_bytes, Some(store.wal_bytes()));
+    // Waits on the writer's idle timer, not on a figure: fails only if it never truncates.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.wal_bytes() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle WAL was never truncated"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.read_events(topic.id, 0, 1000).await.unwrap().len(), 500);
+}
+
+/// A database that cannot grow refuses writes with `Full`, whole (no half-appended
+/// request, no sequence number used), says so in its stats, and takes writes again by
+/// itself once it may grow.
+#[tokio::test]
+async fn a_full_database_refuses_writes_whole_and_recovers_when_it_may_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "full"), &keys())
+        .await
+        .unwrap();
+    append_many(&store, topic.id, 1, 10).await;
+    let cap = store.set_max_page_count(1).await.unwrap();
+    let mut accepted = 10;
+    let refused = loop {
+        match store.append_events(topic.id, (0..20).map(event).collect()).await {
+            Ok(receipt) => {
+                assert_eq!(receipt.first_sequence, accepted + 1, "gap-free while it fits");
+                accepted += 20;
+            }
+            Err(e) => break e,
+        }
+        assert!(
+            accepted < 100_000,
+            "the database never filled up (max_page_count {cap})"
+        );
+    };
+    assert!(matches!(refused, StoreError::Full(_)), "{refused:?}");
+    assert!(refused.to_string().contains("free space"), "{refused}");
+    let full = store.storage().await.unwrap().full;
+    assert!(full.is_some(), "the stats say the disk is full");
+    // Stats say so until a write that changes something commits.
+    store.set_max_page_count(1).await.unwrap();
+    assert!(store.storage().await.unwrap().full.is_some());
+
+    store.set_max_page_count(1 << 30).await.unwrap();
+    let receipt = store
+        .append_events(topic.id, (0..20).map(event).collect())
+        .await
+        .unwrap();
+    assert_eq!(
+        receipt.first_sequence,
+        accepted + 1,
+        "no sequence number was used by a refused write"
+    );
+    assert_eq!(store.storage().await.unwrap().full, None);
+    let all = store.read_events(topic.id, 0, 10_000).await.unwrap();
+    assert_eq!(all.len() as u64, accepted + 20);
+    assert!(all.iter().zip(1..).all(|(e, n)| e.sequence == n));
 }

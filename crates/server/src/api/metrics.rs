@@ -14,7 +14,9 @@ use crate::state::AppState;
 
 /// The process's metrics: events published, routed, matched, delivered, failed and
 /// dead-lettered, delivery attempt latencies, the backlog of each subscription
-/// (measured at the scrape), and `mlgrid_node_info{node="..."} 1` naming the node.
+/// (measured at the scrape), the store's sizes (`mlgrid_store_wal_bytes`, SQLite only, and
+/// `mlgrid_store_database_bytes`), `mlgrid_store_full` (1 while writes are refused for want
+/// of space), and `mlgrid_node_info{node="..."} 1` naming the node.
 /// The labels name every workspace, topic and subscription, so on the API's listener it
 /// takes a key with a role (Reader or stronger) on all workspaces and topics; the
 /// `--metrics-listen` listener serves it without a key, for a private network.
@@ -32,6 +34,12 @@ async fn render(state: &AppState) -> Result<Response, ApiError> {
     };
     metrics::gauge!("mlgrid_node_info", "node" => state.config.node_id.clone(), "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
+    let storage = state.store.storage().await?;
+    if let Some(wal) = storage.wal_bytes {
+        metrics::gauge!("mlgrid_store_wal_bytes").set(wal as f64);
+    }
+    metrics::gauge!("mlgrid_store_database_bytes").set(storage.database_bytes as f64);
+    metrics::gauge!("mlgrid_store_full").set(if storage.full.is_some() { 1.0 } else { 0.0 });
     let mut names = std::collections::HashMap::new();
     for kind in [SourceKind::Workspace, SourceKind::Topic] {
         names.extend(

@@ -24,6 +24,8 @@ pub struct TestApi {
     /// The state `app` was built over, for building other routers on it.
     pub state: AppState,
     pub store: Arc<dyn Store>,
+    /// `store`, as what it is, for what only SQLite has (a size cap to fill it).
+    pub sqlite: Arc<SqliteStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,13 +54,15 @@ impl TestApi {
 
     pub async fn with_config(config: ServerConfig) -> TestApi {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
+        let sqlite = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
+        let store: Arc<dyn Store> = sqlite.clone();
         bootstrap_owner(&*store, dir.path(), Some(ADMIN_KEY)).await.unwrap();
         let state = AppState::new(store.clone(), ServerSecret::generate(), config).unwrap();
         TestApi {
             app: app(state.clone()),
             state,
             store,
+            sqlite,
             _dir: dir,
         }
     }

@@ -43,6 +43,7 @@ use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
+use crate::storage::StorageStats;
 use crate::subscriptions::*;
 use db::db;
 
@@ -476,6 +477,20 @@ impl Store for PostgresStore {
 
     async fn secret_fingerprint(&self, ours: &str) -> Result<String> {
         leases::secret_fingerprint(&self.pool, ours).await
+    }
+
+    /// PostgreSQL's WAL is the database server's own (`walBytes` is `None`), and its disk
+    /// is watched where the database server runs: writes refused for want of space answer
+    /// [`StoreError::Full`], but `full` stays `None` here.
+    async fn storage(&self) -> Result<StorageStats> {
+        let bytes: i64 = db(sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&self.pool)
+            .await)?;
+        Ok(StorageStats {
+            wal_bytes: None,
+            database_bytes: u64::try_from(bytes).unwrap_or(0),
+            full: None,
+        })
     }
 
     fn appended(&self) -> watch::Receiver<u64> {

@@ -2,7 +2,9 @@
 //!
 //! Reads go through a small pool; writes go through one writer task that commits
 //! concurrent writes together ([`writer`]). Automatic WAL checkpoints are turned off on
-//! the write path (they would stall a commit); a background task checkpoints instead.
+//! the write path (they would stall a commit); a background task copies the log into the
+//! database once a second (PASSIVE), and the writer restarts the log between groups when
+//! it passes 64 MiB and truncates it when idle, so the log stays bounded under any load.
 
 mod access;
 mod db;
@@ -15,7 +17,7 @@ mod subscriptions;
 mod writer;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,9 +38,10 @@ use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
 use crate::rows::{self, source_from_row, stored_event_from_row, topic_key_from_row};
+use crate::storage::{FullDisk, StorageStats};
 use crate::subscriptions::*;
 use db::unique_violation;
-use writer::{Appends, WriterHandle};
+use writer::{Appends, BUSY_TIMEOUT_MS, WAL_LIMIT_BYTES, WriterHandle};
 
 /// How often the background task folds the WAL back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -53,6 +56,9 @@ pub struct SqliteStore {
     stop_checkpoints: CancellationToken,
     appended: watch::Receiver<u64>,
     appends: crate::appends::Appends,
+    /// The database file, and its write-ahead log.
+    files: [PathBuf; 2],
+    full: Arc<FullDisk>,
 }
 
 /// A read query on the pool.
@@ -93,8 +99,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30))
-            .pragma("wal_autocheckpoint", "0");
+            .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS.into()))
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", WAL_LIMIT_BYTES.to_string());
         let mut write_conn = options.connect().await.map_err(StoreError::backend)?;
         refuse_case_clashes(&mut write_conn).await?;
         sqlx::migrate!("./migrations/sqlite")
@@ -111,7 +118,11 @@ impl SqliteStore {
             .await
             .map_err(StoreError::backend)?;
         let (appended_tx, appended) = watch::channel(0);
-        let (writer, writer_task) = WriterHandle::spawn(write_conn, appended_tx);
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let files = [path.to_owned(), PathBuf::from(wal)];
+        let full = Arc::new(FullDisk::default());
+        let (writer, writer_task) = WriterHandle::spawn(write_conn, appended_tx, files[1].clone(), full.clone());
         let stop_checkpoints = CancellationToken::new();
         let checkpoints = tokio::spawn(checkpoint_loop(
             options.connect().await.map_err(StoreError::backend)?,
@@ -125,7 +136,33 @@ impl SqliteStore {
             stop_checkpoints,
             appended,
             appends: crate::appends::Appends::default(),
+            files,
+            full,
         }))
+    }
+
+    /// Bytes of the write-ahead log file (`{database}-wal`; 0 when there is none).
+    pub fn wal_bytes(&self) -> u64 {
+        std::fs::metadata(&self.files[1]).map_or(0, |m| m.len())
+    }
+
+    /// Caps the database at `pages` pages (SQLite's `max_page_count`) and returns the cap
+    /// in force, which is never below the pages in use. Writes that need more pages fail
+    /// with [`StoreError::Full`], as on a full disk: this is how tests fill the store
+    /// deterministically, without root or a small file system. Not for production use.
+    #[doc(hidden)]
+    pub async fn set_max_page_count(&self, pages: u64) -> Result<u64> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move {
+                    let cap: i64 = sqlx::query_scalar(AssertSqlSafe(format!("PRAGMA max_page_count = {pages}")))
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    Ok(u64::try_from(cap).unwrap_or(0))
+                })
+            })
+            .await
     }
 
     fn writer(&self) -> Result<WriterHandle> {
@@ -158,7 +195,7 @@ pub(crate) async fn recover_owner(path: &Path, name: &str, key: &ApiKeyHash) -> 
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(30))
+        .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS.into()))
         .connect()
         .await
         .map_err(StoreError::backend)?;
@@ -1100,6 +1137,20 @@ impl Store for SqliteStore {
                 Box::pin(async move { leases::secret_fingerprint(conn, &ours).await })
             })
             .await
+    }
+
+    async fn storage(&self) -> Result<StorageStats> {
+        let database = std::fs::metadata(&self.files[0]).map_err(|e| {
+            StoreError::backend(std::io::Error::new(
+                e.kind(),
+                format!("cannot read the size of the database {}: {e}", self.files[0].display()),
+            ))
+        })?;
+        Ok(StorageStats {
+            wal_bytes: Some(self.wal_bytes()),
+            database_bytes: database.len(),
+            full: self.full.get(),
+        })
     }
 
     fn appended(&self) -> watch::Receiver<u64> {

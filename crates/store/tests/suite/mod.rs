@@ -286,6 +286,17 @@ pub async fn followers_are_woken_by_appends(store: Arc<dyn Store>) {
     writer.await.unwrap().unwrap();
 }
 
+pub async fn storage_reports_the_database_size(store: Arc<dyn Store>) {
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "sized"), &keys())
+        .await
+        .unwrap();
+    store.append_events(topic.id, vec![event(1)]).await.unwrap();
+    let stats = store.storage().await.unwrap();
+    assert!(stats.database_bytes > 0, "{stats:?}");
+    assert_eq!(stats.full, None);
+}
+
 pub async fn writes_after_close_are_refused(store: Arc<dyn Store>) {
     let topic = store
         .create_source(&new_source(SourceKind::Topic, "closing"), &keys())
@@ -1741,6 +1752,7 @@ macro_rules! backend_tests {
             topic_keys_are_kept_and_replaced,
             followers_are_woken_by_appends,
             writes_after_close_are_refused,
+            storage_reports_the_database_size,
             runs_move_through_validated_statuses_and_raise_azure_ml_events,
             concurrent_completions_raise_exactly_one_event,
             model_versions_are_never_reused_even_concurrently,
