@@ -684,6 +684,7 @@ mod tests {
                     name: "t".into(),
                     subscription_id: "s".into(),
                     resource_group: "rg".into(),
+                    retention: Default::default(),
                 },
                 &[],
             )
