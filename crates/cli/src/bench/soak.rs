@@ -27,8 +27,8 @@ pub struct SoakArgs {
     /// Webhook subscriptions, each receiving every event.
     #[arg(long, default_value_t = 10)]
     pub subscriptions: u32,
-    /// The event log's retention on the server the bench starts (`serve --retention`),
-    /// e.g. `5m`.
+    /// The retention of the event log and of delivered deliveries and attempts on the
+    /// server the bench starts (`serve --retention D --delivery-retention D`), e.g. `5m`.
     #[arg(long)]
     pub retention: Option<String>,
     /// Events per publish request.
@@ -84,7 +84,12 @@ pub async fn run(args: SoakArgs, global: &Global) -> anyhow::Result<()> {
     let (receivers, received) = receivers::start(args.subscriptions as usize).await?;
     let mut flags = vec!["--allow-loopback-webhooks"];
     if let Some(retention) = &args.retention {
-        flags.extend(["--retention", retention.as_str()]);
+        flags.extend([
+            "--retention",
+            retention.as_str(),
+            "--delivery-retention",
+            retention.as_str(),
+        ]);
     }
     let topic = BenchTopic::create(&args.cluster, global, &flags).await?;
     topic.subscribe_webhooks(&receivers, 1).await?;
