@@ -32,6 +32,7 @@
 //! ```
 
 mod address_guard;
+mod clock;
 mod dead_letters;
 mod dispatcher;
 mod endpoints;
@@ -42,6 +43,7 @@ mod waiting;
 mod webhook;
 
 pub use address_guard::AddressPolicy;
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use dead_letters::{DeadLetterExporter, ExportProblems, dead_letter_record};
 pub use dispatcher::{Dispatcher, DispatcherConfig};
 pub use fanout::Fanout;
