@@ -34,13 +34,12 @@
 mod address_guard;
 mod clock;
 mod dead_letters;
+mod destination;
 mod dispatcher;
-mod endpoints;
 mod fanout;
+mod http;
 mod signature;
 mod validation;
-mod waiting;
-mod webhook;
 
 pub use address_guard::AddressPolicy;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};

@@ -9,8 +9,8 @@ use mlgrid_core::validation::{
 };
 
 use crate::address_guard::AddressPolicy;
+use crate::http::{ANSWER_BYTES, client, describe, read_answer};
 use crate::signature::sign;
-use crate::webhook::{ANSWER_BYTES, client, describe, read_answer};
 
 /// What a handshake needs to know of the subscription.
 pub struct HandshakeRequest<'a> {

@@ -1,6 +1,7 @@
 //! Endpoints that never answer hold only their own slots: a healthy subscription beside
-//! them keeps its latency. Alone in its test binary, so that no other test shares the
-//! machine while it measures.
+//! them is never held up behind them (with shared slots it waited out their 30 s
+//! timeouts). The verdict allows a loaded machine seconds: it checks the isolation, not
+//! the machine's speed.
 
 mod common;
 
@@ -74,9 +75,10 @@ async fn hung_endpoints_do_not_slow_a_healthy_one() {
         .collect();
     latencies.sort();
     let [p50, p90, p99] = [50, 90, 99].map(|p| latencies[latencies.len() * p / 100 - 1]);
+    let slowest = latencies.last().copied().unwrap_or_default();
+    // Far below the hung receivers' 30 s timeout that a shared slot would wait out.
     assert!(
-        p99 < Duration::from_millis(100),
-        "p50 {p50:?}, p90 {p90:?}, p99 {p99:?}, slowest {:?}",
-        latencies.last()
+        slowest < Duration::from_secs(5),
+        "p50 {p50:?}, p90 {p90:?}, p99 {p99:?}, slowest {slowest:?}"
     );
 }

@@ -21,16 +21,6 @@ const PROBATION_AFTER: u32 = 5;
 const PROBATION_FIRST: Duration = Duration::from_secs(10);
 const PROBATION_LONGEST: Duration = Duration::from_secs(300);
 
-/// The key of an endpoint: `scheme://host:port`.
-pub(crate) fn origin(url: &reqwest::Url) -> String {
-    format!(
-        "{}://{}:{}",
-        url.scheme(),
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or_default()
-    )
-}
-
 /// One endpoint's slots and health.
 pub(crate) struct Endpoint {
     slots: Arc<Semaphore>,
@@ -110,13 +100,12 @@ pub(crate) struct Endpoints {
 }
 
 impl Endpoints {
-    /// The endpoint of `url`: the one `previous` knew (attempts in flight use it), else
-    /// a new one with `slots` slots.
-    pub(crate) fn get(&mut self, previous: &Endpoints, url: &reqwest::Url, slots: usize) -> Arc<Endpoint> {
-        let key = origin(url);
-        let known = previous.by_origin.get(&key);
+    /// The endpoint named `key` (see [`crate::destination::Destination::endpoint`]): the
+    /// one `previous` knew (attempts in flight use it), else a new one with `slots` slots.
+    pub(crate) fn get(&mut self, previous: &Endpoints, key: &str, slots: usize) -> Arc<Endpoint> {
+        let known = previous.by_origin.get(key);
         self.by_origin
-            .entry(key)
+            .entry(key.to_owned())
             .or_insert_with(|| known.cloned().unwrap_or_else(|| Arc::new(Endpoint::new(slots))))
             .clone()
     }
@@ -126,28 +115,18 @@ impl Endpoints {
 mod tests {
     use super::*;
 
-    fn url(s: &str) -> reqwest::Url {
-        reqwest::Url::parse(s).unwrap()
-    }
-
     #[test]
     fn subscriptions_to_one_receiver_share_its_endpoint() {
-        assert_eq!(origin(&url("http://a.example/x?code=1")), "http://a.example:80");
-        assert_eq!(origin(&url("https://a.example/y")), "https://a.example:443");
-        assert_eq!(origin(&url("http://127.0.0.1:8080/z")), "http://127.0.0.1:8080");
         let mut endpoints = Endpoints::default();
         let none = Endpoints::default();
-        let one = endpoints.get(&none, &url("http://127.0.0.1:8080/a"), 4);
-        let same = endpoints.get(&none, &url("http://127.0.0.1:8080/b?k=v"), 4);
+        let one = endpoints.get(&none, "http://127.0.0.1:8080", 4);
+        let same = endpoints.get(&none, "http://127.0.0.1:8080", 4);
         assert!(Arc::ptr_eq(&one, &same));
-        let other = endpoints.get(&none, &url("http://127.0.0.1:8081/a"), 4);
+        let other = endpoints.get(&none, "http://127.0.0.1:8081", 4);
         assert!(!Arc::ptr_eq(&one, &other));
         // A new set keeps the endpoints the old one knew.
         let mut next = Endpoints::default();
-        assert!(Arc::ptr_eq(
-            &next.get(&endpoints, &url("http://127.0.0.1:8080/c"), 4),
-            &one
-        ));
+        assert!(Arc::ptr_eq(&next.get(&endpoints, "http://127.0.0.1:8080", 4), &one));
     }
 
     #[test]
