@@ -38,7 +38,7 @@ use crate::destination::{self, Senders};
 use crate::signature::WebhookSecrets;
 
 /// How the dispatcher works.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct DispatcherConfig {
     /// Batches in flight at once, in all.
     pub concurrency: usize,
