@@ -47,4 +47,4 @@ pub use dead_letters::{DeadLetterExporter, ExportProblems, dead_letter_record};
 pub use dispatcher::{Dispatcher, DispatcherConfig};
 pub use fanout::Fanout;
 pub use signature::{WebhookSecrets, sign};
-pub use validation::{HandshakeRequest, Validator};
+pub use validation::{HandshakeError, HandshakeRequest, Handshakes, Validator, needs_handshake};

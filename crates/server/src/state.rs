@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mlgrid_core::publish::PublishLimits;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
-use mlgrid_delivery::{ExportProblems, Validator};
+use mlgrid_delivery::{ExportProblems, Handshakes, Validator};
 use mlgrid_store::{SourceId, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -99,7 +99,7 @@ pub struct AppState {
     /// Renders the process's metrics for `/metrics`; `None` when no recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Runs the validation handshake of webhook subscriptions.
-    pub validator: Validator,
+    pub handshakes: Handshakes,
     /// Why subscriptions' dead letters could not be written to their folders lately.
     pub dead_letter_exports: ExportProblems,
     /// Cancelled when the server starts shutting down: long polls answer at once with
@@ -112,13 +112,19 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, secret: ServerSecret, config: ServerConfig) -> std::io::Result<AppState> {
         let validator = Validator::new(config.delivery.addresses, config.delivery.timeout)
             .map_err(|e| std::io::Error::other(format!("cannot build the webhook client: {e}")))?;
+        let handshakes = Handshakes::new(
+            store.clone(),
+            validator,
+            config.delivery.clock.clone(),
+            config.validation_window(),
+        );
         Ok(AppState {
             store,
             secret,
             config: Arc::new(config),
             topics: Arc::new(TopicCache::default()),
             metrics: None,
-            validator,
+            handshakes,
             dead_letter_exports: ExportProblems::default(),
             shutdown: CancellationToken::new(),
         })

@@ -167,7 +167,7 @@ async fn put(state: AppState, caller: Caller, target: PutTarget, body: PutSubscr
         Err(mlgrid_store::StoreError::NotFound(_)) => None,
         Err(other) => return Err(other.into()),
     };
-    let handshake = !options.skip_validation && validation::needs_handshake(existing.as_ref(), &spec);
+    let handshake = !options.skip_validation && mlgrid_delivery::needs_handshake(existing.as_ref(), &spec);
     let put = SubscriptionPut {
         name,
         expires_at: spec.expires_at().map_err(|e| ApiError::bad_request(e.0))?,

@@ -8,13 +8,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::Utc;
 use mlgrid_core::EventSchema;
-use mlgrid_core::redact::{endpoint_base_url, redact_urls};
+use mlgrid_core::redact::endpoint_base_url;
 use mlgrid_core::subscription::SubscriptionSpec;
 use mlgrid_core::time::format_event_time;
-use mlgrid_core::validation::{AWAITING_MANUAL_ACTION, FAILED, Handshake, SUCCEEDED};
-use mlgrid_delivery::HandshakeRequest;
+use mlgrid_delivery::{HandshakeError, HandshakeRequest};
 use mlgrid_store::{EventSubscription, Source};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -26,18 +24,6 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::Query;
 use crate::state::AppState;
 
-/// Whether a subscription put with `spec` needs the handshake: a webhook that is not
-/// already validated for this very endpoint and schema.
-pub fn needs_handshake(existing: Option<&EventSubscription>, spec: &SubscriptionSpec) -> bool {
-    let Some(existing) = existing else { return true };
-    let Ok(before) = serde_json::from_str::<SubscriptionSpec>(&existing.spec) else {
-        return true;
-    };
-    existing.provisioning_state != SUCCEEDED
-        || before.destination.properties.endpoint_url != spec.destination.properties.endpoint_url
-        || before.event_delivery_schema != spec.event_delivery_schema
-}
-
 /// Runs the handshake of a subscription stored as `AwaitingManualAction`; returns it as
 /// the handshake left it. An endpoint that refuses or fails makes the subscription
 /// `Failed` and the request a 400 that says why and what to do.
@@ -48,7 +34,8 @@ pub async fn handshake(
     subscription: EventSubscription,
     spec: &SubscriptionSpec,
 ) -> Result<EventSubscription, ApiError> {
-    let issued = Utc::now().timestamp();
+    let handshakes = &state.handshakes;
+    let issued = handshakes.now().timestamp();
     let token = state
         .secret
         .validation_token(subscription.id, &subscription.etag, issued);
@@ -61,31 +48,21 @@ pub async fn handshake(
     let code = state.secret.validation_code(subscription.id, &subscription.etag);
     let secret = state.secret.webhook_secret(&subscription.secret_salt);
     let endpoint_url = &spec.destination.properties.endpoint_url;
+    let name = subscription.name.clone();
     let request = HandshakeRequest {
         endpoint_url,
         schema: spec.event_delivery_schema,
-        subscription: &subscription.name,
+        subscription: &name,
         topic: &source.topic(),
         event_id: &uuid::Uuid::new_v4().to_string(),
-        event_time: &format_event_time(Utc::now()),
+        event_time: &format_event_time(handshakes.now()),
         code: &code,
         validation_url: &validation_url,
         secret: &secret,
     };
-    let (id, etag) = (subscription.id, subscription.etag.clone());
-    let moved = match state.validator.handshake(&request).await {
-        Handshake::AwaitingManualAction => return Ok(subscription),
-        Handshake::Validated => {
-            state
-                .store
-                .transition_subscription(id, &etag, AWAITING_MANUAL_ACTION, SUCCEEDED)
-                .await?
-        }
-        Handshake::Failed(reason) => {
-            state
-                .store
-                .transition_subscription(id, &etag, AWAITING_MANUAL_ACTION, FAILED)
-                .await?;
+    match handshakes.run(subscription, &request).await {
+        Ok(subscription) => Ok(subscription),
+        Err(HandshakeError::Failed { reason }) => {
             let how = match spec.event_delivery_schema {
                 EventSchema::EventGridSchema => {
                     "answer the Microsoft.EventGrid.SubscriptionValidationEvent with 200 and \
@@ -95,24 +72,41 @@ pub async fn handshake(
                     "answer the OPTIONS request with 200 and `WebHook-Allowed-Origin: eventgrid.azure.net`"
                 }
             };
-            // The endpoint's query often holds a secret, and the client's error may quote
-            // the URL: neither goes into an answer that readers of logs may see.
-            let (endpoint, reason) = (endpoint_base_url(endpoint_url), redact_urls(&reason));
-            return Err(ApiError::BadRequest {
+            // The endpoint's query often holds a secret: the answer shows its base only.
+            let endpoint = endpoint_base_url(endpoint_url);
+            Err(ApiError::BadRequest {
                 code: "ValidationFailed",
                 message: format!(
-                    "the subscription `{}` is Failed: {endpoint} did not pass the validation handshake: {reason}. \
+                    "the subscription `{name}` is Failed: {endpoint} did not pass the validation handshake: {reason}. \
                      To receive events, {how}; then put the subscription again. For an endpoint you trust, \
-                     create it with skipValidation=true (--skip-validation)",
-                    subscription.name
+                     create it with skipValidation=true (--skip-validation)"
                 ),
-            });
+            })
         }
-    };
-    // Replaced or deleted meanwhile: show what is there now.
-    match moved {
-        Some(subscription) => Ok(subscription),
-        None => Ok(state.store.subscription(source.id, &subscription.name).await?),
+        Err(error) => Err(handshake_error(&name, error)),
+    }
+}
+
+/// A handshake error of the subscription `name`, as the API says it.
+fn handshake_error(name: &str, error: HandshakeError) -> ApiError {
+    match error {
+        HandshakeError::Store(error) => error.into(),
+        HandshakeError::Expired { deadline } => ApiError::BadRequest {
+            code: "ValidationExpired",
+            message: format!(
+                "this validation URL expired at {}; put the subscription again to start a new handshake",
+                format_event_time(deadline)
+            ),
+        },
+        HandshakeError::NotAwaiting { state } => ApiError::Conflict(format!(
+            "the subscription `{name}` is {state}, not awaiting validation; put it again to start a new handshake"
+        )),
+        HandshakeError::Failed { reason } => ApiError::BadRequest {
+            code: "ValidationFailed",
+            message: format!(
+                "the subscription `{name}` is Failed: its endpoint did not pass the validation handshake: {reason}"
+            ),
+        },
     }
 }
 
@@ -154,38 +148,13 @@ async fn validate(
     {
         return Err(invalid());
     }
-    let validated = (
-        StatusCode::OK,
-        "Webhook successfully validated as a subscription endpoint.",
-    );
-    if subscription.provisioning_state == SUCCEEDED {
-        return Ok(validated);
-    }
-    let deadline = chrono::DateTime::from_timestamp(url.t, 0).unwrap_or_default() + state.config.validation_window();
-    let (id, etag) = (subscription.id, subscription.etag.as_str());
-    if Utc::now() > deadline {
-        state
-            .store
-            .transition_subscription(id, etag, AWAITING_MANUAL_ACTION, FAILED)
-            .await?;
-        return Err(ApiError::BadRequest {
-            code: "ValidationExpired",
-            message: format!(
-                "this validation URL expired at {}; put the subscription again to start a new handshake",
-                format_event_time(deadline)
-            ),
-        });
-    }
-    match state
-        .store
-        .transition_subscription(id, etag, AWAITING_MANUAL_ACTION, SUCCEEDED)
-        .await?
-    {
-        Some(_) => Ok(validated),
-        None => Err(ApiError::Conflict(format!(
-            "the subscription `{name}` is {}, not awaiting validation; put it again to start a new handshake",
-            subscription.provisioning_state
-        ))),
+    let issued = chrono::DateTime::from_timestamp(url.t, 0).unwrap_or_default();
+    match state.handshakes.validate_by_url(&subscription, issued).await {
+        Ok(()) => Ok((
+            StatusCode::OK,
+            "Webhook successfully validated as a subscription endpoint.",
+        )),
+        Err(error) => Err(handshake_error(&name, error)),
     }
 }
 
