@@ -196,12 +196,8 @@ impl Dispatcher {
         let mut targets = HashMap::new();
         let mut endpoints = Endpoints::default();
         for subscription in self.store.list_subscriptions(None).await? {
-            let readable = serde_json::from_str::<SubscriptionSpec>(&subscription.spec).ok();
-            let Some((spec, endpoint)) = readable.and_then(|spec| {
-                let endpoint = reqwest::Url::parse(&spec.destination.properties.endpoint_url).ok()?;
-                Some((spec, endpoint))
-            }) else {
-                tracing::error!(subscription = %subscription.name, "skipping an unreadable subscription");
+            let Ok(endpoint) = reqwest::Url::parse(&subscription.spec.destination.properties.endpoint_url) else {
+                tracing::error!(subscription = %subscription.name, "skipping a subscription whose endpoint URL does not parse");
                 continue;
             };
             // Keep the slots of a known subscription and endpoint: batches in flight use them.
@@ -216,7 +212,7 @@ impl Dispatcher {
                 name: subscription.name,
                 url: endpoint,
                 topic: topics.get(&subscription.source_id).cloned().unwrap_or_default(),
-                spec,
+                spec: subscription.spec,
                 slots: known.map_or_else(
                     || Arc::new(Semaphore::new(self.config.per_subscription)),
                     |t| t.slots.clone(),
@@ -666,6 +662,7 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use mlgrid_core::resource::SourceKind;
+    use mlgrid_core::subscription::ProvisioningState;
     use mlgrid_store::{AfterAttempt, AttemptRecord, NewSource, SqliteStore, Store, SubscriptionPut};
 
     use super::{data_version, record_attempts};
@@ -692,10 +689,11 @@ mod tests {
             .unwrap();
         let put = SubscriptionPut {
             name: "sub".into(),
-            spec:
-                r#"{"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://127.0.0.1/"}}}"#
-                    .into(),
-            provisioning_state: "Succeeded".into(),
+            spec: serde_json::from_str(
+                r#"{"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://127.0.0.1/"}}}"#,
+            )
+            .unwrap(),
+            provisioning_state: ProvisioningState::Succeeded,
             expires_at: None,
             secret_salt: "salt".into(),
         };

@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use mlgrid_core::EventSchema;
 use mlgrid_core::redact::{endpoint_base_url, redact_urls};
-use mlgrid_core::subscription::SubscriptionSpec;
+use mlgrid_core::subscription::{ProvisioningState, SubscriptionSpec};
 use mlgrid_core::time::format_event_time;
-use mlgrid_core::validation::{AWAITING_MANUAL_ACTION, FAILED, Handshake, SUCCEEDED};
+use mlgrid_core::validation::Handshake;
 use mlgrid_delivery::HandshakeRequest;
 use mlgrid_store::{EventSubscription, Source};
 use serde::Deserialize;
@@ -30,10 +30,8 @@ use crate::state::AppState;
 /// already validated for this very endpoint and schema.
 pub fn needs_handshake(existing: Option<&EventSubscription>, spec: &SubscriptionSpec) -> bool {
     let Some(existing) = existing else { return true };
-    let Ok(before) = serde_json::from_str::<SubscriptionSpec>(&existing.spec) else {
-        return true;
-    };
-    existing.provisioning_state != SUCCEEDED
+    let before = &existing.spec;
+    existing.provisioning_state != ProvisioningState::Succeeded
         || before.destination.properties.endpoint_url != spec.destination.properties.endpoint_url
         || before.event_delivery_schema != spec.event_delivery_schema
 }
@@ -46,7 +44,6 @@ pub async fn handshake(
     base_url: &str,
     source: &Source,
     subscription: EventSubscription,
-    spec: &SubscriptionSpec,
 ) -> Result<EventSubscription, ApiError> {
     let issued = Utc::now().timestamp();
     let token = state
@@ -60,6 +57,7 @@ pub async fn handshake(
     );
     let code = state.secret.validation_code(subscription.id, &subscription.etag);
     let secret = state.secret.webhook_secret(&subscription.secret_salt);
+    let spec = &subscription.spec;
     let endpoint_url = &spec.destination.properties.endpoint_url;
     let request = HandshakeRequest {
         endpoint_url,
@@ -78,13 +76,23 @@ pub async fn handshake(
         Handshake::Validated => {
             state
                 .store
-                .transition_subscription(id, &etag, AWAITING_MANUAL_ACTION, SUCCEEDED)
+                .transition_subscription(
+                    id,
+                    &etag,
+                    ProvisioningState::AwaitingManualAction,
+                    ProvisioningState::Succeeded,
+                )
                 .await?
         }
         Handshake::Failed(reason) => {
             state
                 .store
-                .transition_subscription(id, &etag, AWAITING_MANUAL_ACTION, FAILED)
+                .transition_subscription(
+                    id,
+                    &etag,
+                    ProvisioningState::AwaitingManualAction,
+                    ProvisioningState::Failed,
+                )
                 .await?;
             let how = match spec.event_delivery_schema {
                 EventSchema::EventGridSchema => {
@@ -158,7 +166,7 @@ async fn validate(
         StatusCode::OK,
         "Webhook successfully validated as a subscription endpoint.",
     );
-    if subscription.provisioning_state == SUCCEEDED {
+    if subscription.provisioning_state == ProvisioningState::Succeeded {
         return Ok(validated);
     }
     let deadline = chrono::DateTime::from_timestamp(url.t, 0).unwrap_or_default() + state.config.validation_window();
@@ -166,7 +174,12 @@ async fn validate(
     if Utc::now() > deadline {
         state
             .store
-            .transition_subscription(id, etag, AWAITING_MANUAL_ACTION, FAILED)
+            .transition_subscription(
+                id,
+                etag,
+                ProvisioningState::AwaitingManualAction,
+                ProvisioningState::Failed,
+            )
             .await?;
         return Err(ApiError::BadRequest {
             code: "ValidationExpired",
@@ -178,7 +191,12 @@ async fn validate(
     }
     match state
         .store
-        .transition_subscription(id, etag, AWAITING_MANUAL_ACTION, SUCCEEDED)
+        .transition_subscription(
+            id,
+            etag,
+            ProvisioningState::AwaitingManualAction,
+            ProvisioningState::Succeeded,
+        )
         .await?
     {
         Some(_) => Ok(validated),
