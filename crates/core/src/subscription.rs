@@ -4,6 +4,9 @@
 //! `Microsoft.EventGrid/eventSubscriptions`), so that definitions written for Azure read
 //! the same here.
 
+use std::fmt;
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +15,58 @@ use crate::filter::EventFilter;
 use crate::ml::MlEventType;
 use crate::resource::SourceKind;
 use crate::time::parse_rfc3339;
+
+/// Where a subscription stands in its endpoint's validation handshake: its
+/// `provisioningState`, in Event Grid's words. Only a `Succeeded` subscription receives
+/// events; the others keep their backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProvisioningState {
+    /// The endpoint proved it wants the events (or the handshake was skipped).
+    Succeeded,
+    /// The endpoint has not answered the handshake yet.
+    AwaitingManualAction,
+    /// The endpoint failed or ignored the handshake.
+    Failed,
+}
+
+impl ProvisioningState {
+    pub const ALL: [ProvisioningState; 3] = [
+        ProvisioningState::Succeeded,
+        ProvisioningState::AwaitingManualAction,
+        ProvisioningState::Failed,
+    ];
+
+    /// Event Grid's name, as the API shows it and the store keeps it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvisioningState::Succeeded => "Succeeded",
+            ProvisioningState::AwaitingManualAction => "AwaitingManualAction",
+            ProvisioningState::Failed => "Failed",
+        }
+    }
+}
+
+impl fmt::Display for ProvisioningState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProvisioningState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ProvisioningState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown provisioning state `{s}`; the states are {}",
+                    ProvisioningState::ALL.map(ProvisioningState::as_str).join(", ")
+                )
+            })
+    }
+}
 
 /// Event Grid's bounds on the delivery settings.
 pub const MAX_EVENTS_PER_BATCH: u32 = 5000;
@@ -420,6 +475,59 @@ mod tests {
         assert!(
             s.validate(SourceKind::Topic, Utc::now()).is_ok(),
             "custom topics take any type"
+        );
+    }
+
+    /// The store keeps a definition as the JSON it serializes to and the API shows it
+    /// serialized again from the parsed definition: both must be the same text.
+    #[test]
+    fn a_definition_serializes_back_to_the_json_it_was_read_from() {
+        let full = spec(serde_json::json!({
+            "destination": {"endpointType": "WebHook", "properties": {
+                "endpointUrl": "https://example.com/hook?code=1", "maxEventsPerBatch": 10,
+                "preferredBatchSizeInKilobytes": 64}},
+            "filter": {
+                "includedEventTypes": ["Shop.OrderPlaced"], "subjectBeginsWith": "/orders/",
+                "subjectEndsWith": ".json", "isSubjectCaseSensitive": true,
+                "enableAdvancedFilteringOnArrays": true,
+                "advancedFilters": [
+                    {"operatorType": "NumberIn", "key": "data.size", "values": [1, 2.5]},
+                    {"operatorType": "NumberInRange", "key": "data.size", "values": [[0, 10]]},
+                    {"operatorType": "NumberLessThan", "key": "data.size", "value": 3},
+                    {"operatorType": "BoolEquals", "key": "data.ok", "value": true},
+                    {"operatorType": "StringContains", "key": "subject", "values": ["a", "é"]},
+                    {"operatorType": "IsNullOrUndefined", "key": "data.gone"}
+                ]},
+            "eventDeliverySchema": "CloudEventSchemaV1_0",
+            "retryPolicy": {"maxDeliveryAttempts": 3, "eventTimeToLiveInMinutes": 60},
+            "deadLetterDestination": {"endpointType": "Datastore",
+                "properties": {"datastoreName": "workspaceblobstore", "folder": "dead/orders"}},
+            "labels": ["a", "b"],
+            "expirationTimeUtc": "2099-01-01T00:00:00Z"
+        }));
+        for definition in [full, spec(serde_json::json!({"destination": webhook()}))] {
+            let stored = serde_json::to_string(&definition).unwrap();
+            let read: SubscriptionSpec = serde_json::from_str(&stored).unwrap();
+            assert_eq!(read, definition);
+            assert_eq!(serde_json::to_string(&read).unwrap(), stored);
+            assert_eq!(
+                serde_json::to_value(&read).unwrap(),
+                serde_json::from_str::<serde_json::Value>(&stored).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn provisioning_states_read_and_write_event_grids_names() {
+        for state in ProvisioningState::ALL {
+            assert_eq!(state.as_str().parse::<ProvisioningState>(), Ok(state));
+            assert_eq!(state.to_string(), state.as_str());
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+        let err = "Pending".parse::<ProvisioningState>().unwrap_err();
+        assert!(
+            err.contains("`Pending`") && err.contains("Succeeded, AwaitingManualAction, Failed"),
+            "{err}"
         );
     }
 

@@ -12,13 +12,6 @@
 use serde::Deserialize;
 use serde_json::json;
 
-/// `provisioningState` of a subscription that receives events.
-pub const SUCCEEDED: &str = "Succeeded";
-/// `provisioningState` while the endpoint has not answered the handshake yet.
-pub const AWAITING_MANUAL_ACTION: &str = "AwaitingManualAction";
-/// `provisioningState` of a subscription whose endpoint failed or ignored the handshake.
-pub const FAILED: &str = "Failed";
-
 /// How long a manual validation (a GET of the validation URL) may take.
 pub const VALIDATION_WINDOW_MINUTES: i64 = 5;
 

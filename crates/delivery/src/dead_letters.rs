@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use mlgrid_core::resource::SourceKind;
-use mlgrid_core::subscription::{DeadLetterFolder, SubscriptionSpec};
+use mlgrid_core::subscription::DeadLetterFolder;
 use mlgrid_core::time::format_event_time;
 use mlgrid_store::{DeadLetter, EventSubscription, SourceId, Store, StoreError, SubscriptionId};
 use object_store::local::LocalFileSystem;
@@ -154,10 +154,7 @@ impl DeadLetterExporter {
             if self.failing.get(&subscription.id).is_some_and(|f| f.retry_at > now) {
                 continue;
             }
-            let Ok(spec) = serde_json::from_str::<SubscriptionSpec>(&subscription.spec) else {
-                continue;
-            };
-            let Some(destination) = spec.dead_letter_destination else {
+            let Some(destination) = &subscription.spec.dead_letter_destination else {
                 continue;
             };
             if names.is_empty() {

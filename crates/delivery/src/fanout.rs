@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mlgrid_core::filter::{EventView, RoutingTable};
-use mlgrid_core::subscription::SubscriptionSpec;
-use mlgrid_core::validation::{AWAITING_MANUAL_ACTION, FAILED, SUCCEEDED};
+use mlgrid_core::subscription::ProvisioningState;
 use mlgrid_store::{
     DueDelivery, EventSubscription, RoutedBatch, SourceId, Store, StoreError, StoredEvent, SubscriptionId,
 };
@@ -38,9 +37,8 @@ impl SourceRoutes {
     }
 
     fn add(&mut self, subscription: &EventSubscription) -> Result<(), String> {
-        let spec: SubscriptionSpec = serde_json::from_str(&subscription.spec).map_err(|e| e.to_string())?;
         self.table
-            .insert(subscription.id, &spec.filter)
+            .insert(subscription.id, &subscription.spec.filter)
             .map_err(|e| e.to_string())?;
         self.start.insert(subscription.id, subscription.start_sequence);
         if let Some(expires) = subscription.expires_at {
@@ -153,7 +151,7 @@ impl Fanout {
         let mut routes: HashMap<SourceId, SourceRoutes> = HashMap::new();
         let mut awaiting = Vec::new();
         for subscription in self.store.list_subscriptions(None).await? {
-            if subscription.provisioning_state == AWAITING_MANUAL_ACTION {
+            if subscription.provisioning_state == ProvisioningState::AwaitingManualAction {
                 awaiting.push(Awaiting {
                     deadline: subscription.updated_at + self.validation_window,
                     id: subscription.id,
@@ -162,7 +160,7 @@ impl Fanout {
                 });
                 continue;
             }
-            if subscription.provisioning_state != SUCCEEDED {
+            if subscription.provisioning_state != ProvisioningState::Succeeded {
                 continue;
             }
             let source = routes.entry(subscription.source_id).or_insert_with(SourceRoutes::new);
@@ -183,7 +181,12 @@ impl Fanout {
         for late in self.awaiting.iter().filter(|a| a.deadline <= now) {
             let failed = self
                 .store
-                .transition_subscription(late.id, &late.etag, AWAITING_MANUAL_ACTION, FAILED)
+                .transition_subscription(
+                    late.id,
+                    &late.etag,
+                    ProvisioningState::AwaitingManualAction,
+                    ProvisioningState::Failed,
+                )
                 .await?;
             if failed.is_some() {
                 tracing::info!(subscription = %late.name, "the endpoint did not validate in time; the subscription failed");
@@ -255,7 +258,7 @@ impl Fanout {
                 let body = match parse_stored(&event.body) {
                     Ok(body) => body,
                     Err(error) => {
-                        tracing::error!(source, sequence = event.sequence, %error, "stored event is not JSON; it matches nothing");
+                        tracing::error!(%source, sequence = event.sequence, %error, "stored event is not JSON; it matches nothing");
                         continue;
                     }
                 };

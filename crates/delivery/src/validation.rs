@@ -8,12 +8,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use mlgrid_core::EventSchema;
 use mlgrid_core::redact::redact_urls;
-use mlgrid_core::subscription::SubscriptionSpec;
+use mlgrid_core::subscription::{ProvisioningState, SubscriptionSpec};
 use mlgrid_core::validation::{
     Handshake, WEBHOOK_REQUEST_ORIGIN, judge_options_answer, judge_validation_answer, validation_event,
 };
 
-use mlgrid_core::validation::{AWAITING_MANUAL_ACTION, FAILED, SUCCEEDED};
 use mlgrid_store::{EventSubscription, Store, StoreError};
 
 use crate::address_guard::AddressPolicy;
@@ -130,10 +129,8 @@ impl Validator {
 /// that is not already validated for this very endpoint and schema.
 pub fn needs_handshake(existing: Option<&EventSubscription>, spec: &SubscriptionSpec) -> bool {
     let Some(existing) = existing else { return true };
-    let Ok(before) = serde_json::from_str::<SubscriptionSpec>(&existing.spec) else {
-        return true;
-    };
-    existing.provisioning_state != SUCCEEDED
+    let before = &existing.spec;
+    existing.provisioning_state != ProvisioningState::Succeeded
         || before.destination.properties.endpoint_url != spec.destination.properties.endpoint_url
         || before.event_delivery_schema != spec.event_delivery_schema
 }
@@ -201,12 +198,22 @@ impl Handshakes {
             Handshake::AwaitingManualAction => return Ok(subscription),
             Handshake::Validated => {
                 self.store
-                    .transition_subscription(id, &etag, AWAITING_MANUAL_ACTION, SUCCEEDED)
+                    .transition_subscription(
+                        id,
+                        &etag,
+                        ProvisioningState::AwaitingManualAction,
+                        ProvisioningState::Succeeded,
+                    )
                     .await?
             }
             Handshake::Failed(reason) => {
                 self.store
-                    .transition_subscription(id, &etag, AWAITING_MANUAL_ACTION, FAILED)
+                    .transition_subscription(
+                        id,
+                        &etag,
+                        ProvisioningState::AwaitingManualAction,
+                        ProvisioningState::Failed,
+                    )
                     .await?;
                 return Err(HandshakeError::Failed {
                     reason: redact_urls(&reason),
@@ -230,20 +237,30 @@ impl Handshakes {
         subscription: &EventSubscription,
         issued: DateTime<Utc>,
     ) -> Result<(), HandshakeError> {
-        if subscription.provisioning_state == SUCCEEDED {
+        if subscription.provisioning_state == ProvisioningState::Succeeded {
             return Ok(());
         }
         let deadline = issued + self.window;
         let (id, etag) = (subscription.id, subscription.etag.as_str());
         if self.clock.now() > deadline {
             self.store
-                .transition_subscription(id, etag, AWAITING_MANUAL_ACTION, FAILED)
+                .transition_subscription(
+                    id,
+                    etag,
+                    ProvisioningState::AwaitingManualAction,
+                    ProvisioningState::Failed,
+                )
                 .await?;
             return Err(HandshakeError::Expired { deadline });
         }
         match self
             .store
-            .transition_subscription(id, etag, AWAITING_MANUAL_ACTION, SUCCEEDED)
+            .transition_subscription(
+                id,
+                etag,
+                ProvisioningState::AwaitingManualAction,
+                ProvisioningState::Succeeded,
+            )
             .await?
         {
             Some(_) => Ok(()),
@@ -291,8 +308,8 @@ mod tests {
             .unwrap();
         let put = SubscriptionPut {
             name: "sub".into(),
-            spec: SPEC.into(),
-            provisioning_state: AWAITING_MANUAL_ACTION.into(),
+            spec: serde_json::from_str(SPEC).unwrap(),
+            provisioning_state: ProvisioningState::AwaitingManualAction,
             expires_at: None,
             secret_salt: "salt".into(),
         };
@@ -310,7 +327,7 @@ mod tests {
         clock.advance(chrono::Duration::minutes(5));
         handshakes.validate_by_url(&subscription, issued).await.unwrap();
         let now = store.subscription(subscription.source_id, "sub").await.unwrap();
-        assert_eq!(now.provisioning_state, SUCCEEDED);
+        assert_eq!(now.provisioning_state, ProvisioningState::Succeeded);
         // Validated already: a second GET is fine.
         handshakes.validate_by_url(&now, issued).await.unwrap();
     }
@@ -325,10 +342,10 @@ mod tests {
             matches!(error, HandshakeError::Expired { deadline } if deadline == issued + chrono::Duration::minutes(5))
         );
         let now = store.subscription(subscription.source_id, "sub").await.unwrap();
-        assert_eq!(now.provisioning_state, FAILED);
+        assert_eq!(now.provisioning_state, ProvisioningState::Failed);
         // Failed is final for this definition.
         let again = handshakes.validate_by_url(&now, handshakes.now()).await.unwrap_err();
-        assert!(matches!(again, HandshakeError::NotAwaiting { state } if state == FAILED));
+        assert!(matches!(again, HandshakeError::NotAwaiting { state } if state == "Failed"));
     }
 
     #[tokio::test]
@@ -352,6 +369,6 @@ mod tests {
         };
         assert!(!reason.contains("secret"), "{reason}");
         let now = store.subscription(subscription.source_id, "sub").await.unwrap();
-        assert_eq!(now.provisioning_state, FAILED);
+        assert_eq!(now.provisioning_state, ProvisioningState::Failed);
     }
 }

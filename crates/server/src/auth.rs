@@ -132,10 +132,11 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use mlgrid_core::resource::SourceKind;
+    use mlgrid_store::SourceId;
 
     fn source(id: i64) -> Source {
         Source {
-            id,
+            id: SourceId(id),
             kind: SourceKind::Workspace,
             name: format!("ws{id}"),
             subscription_id: "s".into(),
@@ -159,7 +160,7 @@ mod tests {
                 .iter()
                 .map(|&(source_id, role)| RoleAssignment {
                     principal_id: 7,
-                    source_id,
+                    source_id: source_id.map(SourceId),
                     role,
                 })
                 .collect(),

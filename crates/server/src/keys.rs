@@ -16,7 +16,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use mlgrid_store::{ApiKeyHash, KeyName, TopicKey};
+use mlgrid_store::{ApiKeyHash, KeyName, SubscriptionId, TopicKey};
 
 /// Prefix of generated principal keys, so that leaked keys are easy to recognise.
 const API_KEY_PREFIX: &str = "mlg_";
@@ -106,7 +106,7 @@ impl ServerSecret {
 
     /// The `validationCode` of the handshake for one definition of a subscription (its
     /// id and etag), shaped as a UUID like Event Grid's.
-    pub fn validation_code(&self, subscription: i64, etag: &str) -> String {
+    pub fn validation_code(&self, subscription: SubscriptionId, etag: &str) -> String {
         let mac = self.mac(b"mlgrid validation code v1:", &format!("{subscription}:{etag}"));
         let bytes: [u8; 16] = mac[..16].try_into().expect("a SHA-256 MAC has 32 bytes");
         uuid::Uuid::from_bytes(bytes).to_string()
@@ -114,12 +114,12 @@ impl ServerSecret {
 
     /// The token of a validation URL issued at `issued` (Unix seconds) for one definition
     /// of a subscription.
-    pub fn validation_token(&self, subscription: i64, etag: &str, issued: i64) -> String {
+    pub fn validation_token(&self, subscription: SubscriptionId, etag: &str, issued: i64) -> String {
         URL_SAFE_NO_PAD.encode(self.mac(b"mlgrid validation url v1:", &format!("{subscription}:{etag}:{issued}")))
     }
 
     /// Whether `token` is the token of that validation URL, compared in constant time.
-    pub fn validation_token_matches(&self, token: &str, subscription: i64, etag: &str, issued: i64) -> bool {
+    pub fn validation_token_matches(&self, token: &str, subscription: SubscriptionId, etag: &str, issued: i64) -> bool {
         let expected = self.validation_token(subscription, etag, issued);
         token.as_bytes().ct_eq(expected.as_bytes()).into()
     }

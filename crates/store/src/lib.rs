@@ -69,6 +69,7 @@ mod subscriptions;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mlgrid_core::resource::SourceKind;
+use mlgrid_core::subscription::ProvisioningState;
 use tokio::sync::watch;
 
 pub use access::{Recovered, RecoveryTarget, recover_owner};
@@ -292,8 +293,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: SubscriptionId,
         etag: &str,
-        from: &str,
-        to: &str,
+        from: ProvisioningState,
+        to: ProvisioningState,
     ) -> Result<Option<EventSubscription>>;
 
     async fn delete_subscription(&self, source: SourceId, name: &str, if_match: Option<String>) -> Result<()>;

@@ -6,8 +6,18 @@ use mlgrid_core::resource::{SourceKind, resource_path};
 use mlgrid_core::retention::{LogEntry, Retention, RetentionSpan};
 use serde::{Deserialize, Serialize};
 
-/// Store-assigned id of a source.
-pub type SourceId = i64;
+/// Store-assigned id of a source: a number of its own type, so that it is never passed
+/// where a subscription's or a principal's id is meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct SourceId(pub i64);
+
+impl std::fmt::Display for SourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Store-assigned id of a principal.
 pub type PrincipalId = i64;
 

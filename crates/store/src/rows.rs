@@ -16,7 +16,7 @@ use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
-use crate::subscriptions::EventSubscription;
+use crate::subscriptions::{EventSubscription, SubscriptionId};
 
 /// How a backend keeps times: SQLite as RFC 3339 TEXT, PostgreSQL as TIMESTAMPTZ.
 pub(crate) trait TimeColumns {
@@ -117,7 +117,7 @@ fn schema(row: &impl StoredRow) -> Result<EventSchema> {
 
 pub(crate) fn source_from_row(row: &impl StoredRow) -> Result<Source> {
     Ok(Source {
-        id: row.int("id")?,
+        id: SourceId(row.int("id")?),
         kind: source_kind(&row.text("kind")?)?,
         name: row.text("name")?,
         subscription_id: row.text("subscription_id")?,
@@ -176,7 +176,7 @@ pub(crate) fn principal_summary_from_row(row: &impl StoredRow) -> Result<Princip
 pub(crate) fn role_assignment_from_row(row: &impl StoredRow) -> Result<RoleAssignment> {
     Ok(RoleAssignment {
         principal_id: row.int("principal_id")?,
-        source_id: row.optional_int("source_id")?,
+        source_id: row.optional_int("source_id")?.map(SourceId),
         role: role(row)?,
     })
 }
@@ -295,13 +295,23 @@ pub(crate) fn dataset_from_row(row: &impl StoredRow) -> Result<Dataset> {
     })
 }
 
+/// A subscription, its definition parsed here once: every reader gets it typed.
 pub(crate) fn subscription_from_row(row: &impl StoredRow) -> Result<EventSubscription> {
+    let id = SubscriptionId(row.int("id")?);
+    let name = row.text("name")?;
+    let spec = serde_json::from_str(&row.text("spec")?)
+        .map_err(|e| StoreError::Corrupt(format!("the definition of event subscription {id} (`{name}`): {e}")))?;
+    let provisioning_state = row.text("provisioning_state")?.parse().map_err(|e| {
+        StoreError::Corrupt(format!(
+            "the provisioning state of event subscription {id} (`{name}`): {e}"
+        ))
+    })?;
     Ok(EventSubscription {
-        id: row.int("id")?,
-        source_id: row.int("source_id")?,
-        name: row.text("name")?,
-        spec: row.text("spec")?,
-        provisioning_state: row.text("provisioning_state")?,
+        id,
+        source_id: SourceId(row.int("source_id")?),
+        name,
+        spec,
+        provisioning_state,
         expires_at: row.optional_time("expires_at")?,
         start_sequence: unsigned(row, "start_sequence")?,
         pruned_through: unsigned(row, "pruned_through")?,
@@ -321,7 +331,7 @@ pub(crate) fn subscription_from_row(row: &impl StoredRow) -> Result<EventSubscri
 
 pub(crate) fn due_delivery_from_row(row: &impl StoredRow) -> Result<DueDelivery> {
     Ok(DueDelivery {
-        subscription_id: row.int("subscription_id")?,
+        subscription_id: SubscriptionId(row.int("subscription_id")?),
         sequence: unsigned(row, "sequence")?,
         attempts: small(row, "attempts")?,
         schema: schema(row)?,

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mlgrid_core::resource::SourceKind;
+use mlgrid_core::subscription::ProvisioningState;
 use mlgrid_store::*;
 use sqlx::{Connection, Executor, PgConnection};
-use suite::{event, keys, new_source};
+use suite::{event, keys, new_source, webhook};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -199,8 +200,8 @@ async fn claims_from_two_nodes_never_overlap() {
         .unwrap();
     let put = SubscriptionPut {
         name: "sub".into(),
-        spec: "{}".into(),
-        provisioning_state: "Succeeded".into(),
+        spec: webhook("https://example.com/hook"),
+        provisioning_state: ProvisioningState::Succeeded,
         expires_at: None,
         secret_salt: "salt".into(),
     };
@@ -286,16 +287,26 @@ async fn two_nodes_finishing_one_handshake_move_it_once() {
         .unwrap();
     let put = SubscriptionPut {
         name: "sub".into(),
-        spec: "{}".into(),
-        provisioning_state: "AwaitingManualAction".into(),
+        spec: webhook("https://example.com/hook"),
+        provisioning_state: ProvisioningState::AwaitingManualAction,
         expires_at: None,
         secret_salt: "salt".into(),
     };
     let (sub, _) = nodes[0].put_subscription(topic.id, put, None).await.unwrap();
     let version = nodes[0].subscriptions_version().await.unwrap();
     let (a, b) = tokio::join!(
-        nodes[0].transition_subscription(sub.id, &sub.etag, "AwaitingManualAction", "Succeeded"),
-        nodes[1].transition_subscription(sub.id, &sub.etag, "AwaitingManualAction", "Failed")
+        nodes[0].transition_subscription(
+            sub.id,
+            &sub.etag,
+            ProvisioningState::AwaitingManualAction,
+            ProvisioningState::Succeeded
+        ),
+        nodes[1].transition_subscription(
+            sub.id,
+            &sub.etag,
+            ProvisioningState::AwaitingManualAction,
+            ProvisioningState::Failed
+        )
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a.is_some() ^ b.is_some(), "exactly one transition applies: {a:?} {b:?}");

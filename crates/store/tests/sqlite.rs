@@ -150,6 +150,41 @@ async fn a_database_with_names_differing_only_in_case_is_refused_with_a_remedy()
     store.close().await;
 }
 
+/// A subscription is parsed once, when its row is read: a definition that does not parse
+/// (a hand-edited database) is `Corrupt`, naming the subscription, not a bare serde error
+/// further on.
+#[tokio::test]
+async fn a_stored_definition_that_does_not_parse_is_corrupt_and_named() {
+    use sqlx::{Connection, SqliteConnection};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mlgrid.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "edited"), &keys())
+        .await
+        .unwrap();
+    store
+        .put_subscription(topic.id, suite::put("by-hand", "https://example.com/hook"), None)
+        .await
+        .unwrap();
+    store.close().await;
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE event_subscriptions SET spec = '{\"destination\": 1}'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    let corrupt = store.subscription(topic.id, "by-hand").await.unwrap_err();
+    assert!(
+        matches!(&corrupt, StoreError::Corrupt(m) if m.contains("event subscription 1 (`by-hand`)")),
+        "{corrupt:?}"
+    );
+    store.close().await;
+}
+
 /// Appends `batches` batches of `per_batch` events of about 2 KiB to `topic`, one commit
 /// each.
 async fn append_many(store: &SqliteStore, topic: mlgrid_store::SourceId, batches: usize, per_batch: usize) {

@@ -3,6 +3,7 @@
 use chrono::Utc;
 use mlgrid_core::EventSchema;
 use mlgrid_core::resource::SourceKind;
+use mlgrid_core::subscription::ProvisioningState;
 use mlgrid_store::{NewEvent, NewSource, RoutedBatch, SqliteStore, Store, SubscriptionPut};
 
 #[tokio::test]
@@ -41,8 +42,11 @@ async fn claims_of_a_crashed_process_are_given_back_on_open() {
         .unwrap();
     let put = SubscriptionPut {
         name: "sub".into(),
-        spec: "{}".into(),
-        provisioning_state: "Succeeded".into(),
+        spec: serde_json::from_value(serde_json::json!({
+            "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://example.com/hook"}}
+        }))
+        .unwrap(),
+        provisioning_state: ProvisioningState::Succeeded,
         expires_at: None,
         secret_salt: "salt".into(),
     };

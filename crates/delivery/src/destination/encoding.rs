@@ -56,7 +56,7 @@ mod tests {
 
     fn delivery(schema: EventSchema, body: &str) -> DueDelivery {
         DueDelivery {
-            subscription_id: SubscriptionId::from(1),
+            subscription_id: SubscriptionId(1),
             sequence: 1,
             attempts: 0,
             schema,

@@ -15,7 +15,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mlgrid_core::retry::AttemptResult;
-use mlgrid_core::subscription::SubscriptionSpec;
 use mlgrid_store::{DueDelivery, EventSubscription, SubscriptionId};
 
 use webhook::Webhook;
@@ -81,13 +80,12 @@ pub(crate) struct Senders {
 /// events converted between schemas; an error says why it has none.
 pub(crate) fn for_subscription(
     subscription: &EventSubscription,
-    spec: &SubscriptionSpec,
     topic: &str,
     senders: &Senders,
 ) -> Result<Arc<dyn Destination>, String> {
-    let kind = &spec.destination.endpoint_type;
+    let kind = &subscription.spec.destination.endpoint_type;
     if kind.eq_ignore_ascii_case("WebHook") {
-        return Ok(Arc::new(Webhook::new(subscription, spec, topic, senders)?));
+        return Ok(Arc::new(Webhook::new(subscription, topic, senders)?));
     }
     Err(format!("endpoint type `{kind}` has no destination on this node"))
 }

@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mlgrid_core::EventSchema;
 use mlgrid_core::retry::AttemptResult;
-use mlgrid_core::subscription::SubscriptionSpec;
 use mlgrid_store::EventSubscription;
 
 use super::encoding::{batch_body, content_type, data_version};
@@ -34,12 +33,8 @@ pub(crate) struct Webhook {
 }
 
 impl Webhook {
-    pub(crate) fn new(
-        subscription: &EventSubscription,
-        spec: &SubscriptionSpec,
-        topic: &str,
-        senders: &Senders,
-    ) -> Result<Webhook, String> {
+    pub(crate) fn new(subscription: &EventSubscription, topic: &str, senders: &Senders) -> Result<Webhook, String> {
+        let spec = &subscription.spec;
         let url = reqwest::Url::parse(&spec.destination.properties.endpoint_url)
             .map_err(|e| format!("its endpointUrl is not a URL: {e}"))?;
         Ok(Webhook {

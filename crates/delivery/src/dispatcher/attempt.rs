@@ -178,7 +178,7 @@ mod tests {
     fn batch(attempts: u32, published: DateTime<Utc>) -> Vec<DueDelivery> {
         [4, 5]
             .map(|sequence| DueDelivery {
-                subscription_id: SubscriptionId::from(7),
+                subscription_id: SubscriptionId(7),
                 sequence,
                 attempts,
                 schema: EventSchema::EventGridSchema,
@@ -202,7 +202,7 @@ mod tests {
         record(
             &RetryPolicy::default(),
             &RetrySchedule::default(),
-            SubscriptionId::from(7),
+            SubscriptionId(7),
             &batch(attempts, now - chrono::Duration::minutes(1)),
             now,
             sent(result, status),

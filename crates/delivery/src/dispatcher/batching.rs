@@ -49,7 +49,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, size)| DueDelivery {
-                subscription_id: SubscriptionId::from(1),
+                subscription_id: SubscriptionId(1),
                 sequence: i as u64 + 1,
                 attempts: 0,
                 schema: EventSchema::EventGridSchema,

@@ -22,7 +22,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::retry::RetrySchedule;
-use mlgrid_core::subscription::SubscriptionSpec;
 use mlgrid_store::{DueDelivery, SourceId, Store, StoreError, SubscriptionId};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -180,13 +179,8 @@ impl Dispatcher {
         let mut endpoints = Endpoints::default();
         for subscription in self.store.list_subscriptions(None).await? {
             let topic = topics.get(&subscription.source_id).cloned().unwrap_or_default();
-            let readable = serde_json::from_str::<SubscriptionSpec>(&subscription.spec).map_err(|e| e.to_string());
-            let destination = readable.and_then(|spec| {
-                let destination = destination::for_subscription(&subscription, &spec, &topic, &self.senders)?;
-                Ok((spec, destination))
-            });
-            let (spec, destination) = match destination {
-                Ok(both) => both,
+            let destination = match destination::for_subscription(&subscription, &topic, &self.senders) {
+                Ok(destination) => destination,
                 Err(error) => {
                     tracing::error!(subscription = %subscription.name, %error, "skipping a subscription it cannot deliver to");
                     continue;
@@ -197,7 +191,7 @@ impl Dispatcher {
             let target = Target {
                 endpoint: endpoints.get(&self.endpoints, destination.endpoint(), self.config.per_endpoint),
                 name: subscription.name,
-                spec,
+                spec: subscription.spec,
                 destination,
                 slots: known.map_or_else(
                     || Arc::new(Semaphore::new(self.config.per_subscription)),

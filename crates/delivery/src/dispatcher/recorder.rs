@@ -48,6 +48,7 @@ async fn record_until_room(store: &dyn Store, batch: &mut [AttemptRecord], pendi
 #[cfg(test)]
 mod tests {
     use mlgrid_core::resource::SourceKind;
+    use mlgrid_core::subscription::ProvisioningState;
     use mlgrid_store::{AfterAttempt, AttemptRecord, NewSource, SqliteStore, Store, SubscriptionPut};
 
     use super::record_attempts;
@@ -74,10 +75,11 @@ mod tests {
             .unwrap();
         let put = SubscriptionPut {
             name: "sub".into(),
-            spec:
-                r#"{"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://127.0.0.1/"}}}"#
-                    .into(),
-            provisioning_state: "Succeeded".into(),
+            spec: serde_json::from_str(
+                r#"{"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://127.0.0.1/"}}}"#,
+            )
+            .unwrap(),
+            provisioning_state: ProvisioningState::Succeeded,
             expires_at: None,
             secret_salt: "salt".into(),
         };

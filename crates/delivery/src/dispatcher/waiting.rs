@@ -107,7 +107,7 @@ mod tests {
     fn batch(sequences: std::ops::Range<u64>, bytes: usize) -> Vec<DueDelivery> {
         sequences
             .map(|sequence| DueDelivery {
-                subscription_id: 1,
+                subscription_id: SubscriptionId(1),
                 sequence,
                 attempts: 0,
                 schema: EventSchema::EventGridSchema,
@@ -124,19 +124,24 @@ mod tests {
     #[test]
     fn batches_wait_in_order_within_the_subscriptions_bound() {
         let mut waiting = Waiting::default();
-        assert!(!waiting.is_waiting(1));
+        assert!(!waiting.is_waiting(SubscriptionId(1)));
         // A lone batch waits whatever its size.
-        waiting.push(1, batch(0..2, PER_SUBSCRIPTION_BYTES)).unwrap();
-        assert!(waiting.is_waiting(1));
-        let refused = waiting.push(1, batch(2..3, 1)).unwrap_err();
+        waiting
+            .push(SubscriptionId(1), batch(0..2, PER_SUBSCRIPTION_BYTES))
+            .unwrap();
+        assert!(waiting.is_waiting(SubscriptionId(1)));
+        let refused = waiting.push(SubscriptionId(1), batch(2..3, 1)).unwrap_err();
         assert_eq!(sequences(&refused), [2], "the subscription's bound is reached");
-        waiting.push(2, batch(10..11, 100)).unwrap();
-        assert_eq!(sequences(&waiting.pop(1).unwrap()), [0, 1]);
-        assert!(!waiting.is_waiting(1), "its queue went with its last batch");
-        waiting.push(1, batch(3..4, 10)).unwrap();
-        waiting.push(1, batch(4..5, 10)).unwrap();
-        assert_eq!(sequences(&waiting.take_until(1, None)), [3, 4]);
-        assert_eq!(waiting.subscriptions(), [2]);
+        waiting.push(SubscriptionId(2), batch(10..11, 100)).unwrap();
+        assert_eq!(sequences(&waiting.pop(SubscriptionId(1)).unwrap()), [0, 1]);
+        assert!(
+            !waiting.is_waiting(SubscriptionId(1)),
+            "its queue went with its last batch"
+        );
+        waiting.push(SubscriptionId(1), batch(3..4, 10)).unwrap();
+        waiting.push(SubscriptionId(1), batch(4..5, 10)).unwrap();
+        assert_eq!(sequences(&waiting.take_until(SubscriptionId(1), None)), [3, 4]);
+        assert_eq!(waiting.subscriptions(), [SubscriptionId(2)]);
     }
 
     #[test]
@@ -146,25 +151,30 @@ mod tests {
         let mut subscription = 0;
         while waiting.has_room() {
             subscription += 1;
-            waiting.push(subscription, batch(0..1, per_batch)).unwrap();
+            waiting
+                .push(SubscriptionId(subscription), batch(0..1, per_batch))
+                .unwrap();
         }
         assert_eq!(waiting.bytes, TOTAL_BYTES / 2);
-        while waiting.push(subscription + 1, batch(0..1, per_batch)).is_ok() {
+        while waiting
+            .push(SubscriptionId(subscription + 1), batch(0..1, per_batch))
+            .is_ok()
+        {
             subscription += 1;
         }
         assert_eq!(waiting.bytes, TOTAL_BYTES, "no more than the node's bound waits");
-        waiting.pop(1).unwrap();
-        assert!(waiting.push(1000, batch(0..1, per_batch)).is_ok());
+        waiting.pop(SubscriptionId(1)).unwrap();
+        assert!(waiting.push(SubscriptionId(1000), batch(0..1, per_batch)).is_ok());
     }
 
     #[test]
     fn only_batches_waiting_since_before_a_time_are_taken() {
         let mut waiting = Waiting::default();
-        waiting.push(1, batch(0..1, 1)).unwrap();
+        waiting.push(SubscriptionId(1), batch(0..1, 1)).unwrap();
         let between = Instant::now();
         std::thread::sleep(std::time::Duration::from_millis(2));
-        waiting.push(1, batch(1..2, 1)).unwrap();
-        assert_eq!(sequences(&waiting.take_until(1, Some(between))), [0]);
-        assert_eq!(sequences(&waiting.pop(1).unwrap()), [1]);
+        waiting.push(SubscriptionId(1), batch(1..2, 1)).unwrap();
+        assert_eq!(sequences(&waiting.take_until(SubscriptionId(1), Some(between))), [0]);
+        assert_eq!(sequences(&waiting.pop(SubscriptionId(1)).unwrap()), [1]);
     }
 }

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::retry::RetrySchedule;
+use mlgrid_core::subscription::ProvisioningState;
 use mlgrid_delivery::{AddressPolicy, Dispatcher, DispatcherConfig, Fanout, WebhookSecrets};
 use mlgrid_store::{NewEvent, NewSource, SourceId, SqliteStore, Store, SubscriptionId, SubscriptionPut};
 use serde_json::{Value, json};
@@ -173,8 +174,8 @@ impl Bed {
         }
         let put = SubscriptionPut {
             name: name.into(),
-            spec: spec.to_string(),
-            provisioning_state: "Succeeded".into(),
+            spec: serde_json::from_value(spec).expect("a valid definition"),
+            provisioning_state: ProvisioningState::Succeeded,
             expires_at: None,
             secret_salt: format!("secret-of-{name}"),
         };

@@ -8,9 +8,8 @@ use axum::response::Response;
 use chrono::Utc;
 use mlgrid_core::redact::{endpoint_base_url, redact_urls};
 use mlgrid_core::resource::SourceKind;
-use mlgrid_core::subscription::{SubscriptionSpec, validate_subscription_name};
+use mlgrid_core::subscription::{ProvisioningState, SubscriptionSpec, validate_subscription_name};
 use mlgrid_core::time::format_event_time;
-use mlgrid_core::validation::{AWAITING_MANUAL_ACTION, SUCCEEDED};
 use mlgrid_store::{EventSubscription, Role, Source, SubscriptionPut};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -90,8 +89,9 @@ pub struct ReadMatches {
 /// query (which often holds a secret, like an Azure Function's `code`) or userinfo;
 /// the whole URL only through `getFullUrl`, which takes Contributor.
 fn view(source: &Source, subscription: EventSubscription) -> Result<SubscriptionView, ApiError> {
-    let mut properties: Value = serde_json::from_str(&subscription.spec)
-        .map_err(|e| ApiError::Internal(format!("stored subscription {} is not JSON: {e}", subscription.id)))?;
+    // The definition as it was stored: the typed one serializes back to the same JSON.
+    let mut properties = serde_json::to_value(&subscription.spec)
+        .map_err(|e| ApiError::Internal(format!("subscription {} does not serialize: {e}", subscription.id)))?;
     let topic = source.topic();
     if let Some(Value::Object(endpoint)) = properties.pointer_mut("/destination/properties")
         && let Some(Value::String(url)) = endpoint.remove("endpointUrl")
@@ -102,7 +102,7 @@ fn view(source: &Source, subscription: EventSubscription) -> Result<Subscription
         map.insert("topic".to_owned(), Value::String(topic.clone()));
         map.insert(
             "provisioningState".to_owned(),
-            Value::String(subscription.provisioning_state),
+            Value::String(subscription.provisioning_state.to_string()),
         );
         map.insert(
             "createdAt".to_owned(),
@@ -171,13 +171,17 @@ async fn put(state: AppState, caller: Caller, target: PutTarget, body: PutSubscr
     let put = SubscriptionPut {
         name,
         expires_at: spec.expires_at().map_err(|e| ApiError::bad_request(e.0))?,
-        spec: serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?,
-        provisioning_state: if handshake { AWAITING_MANUAL_ACTION } else { SUCCEEDED }.to_owned(),
+        spec,
+        provisioning_state: if handshake {
+            ProvisioningState::AwaitingManualAction
+        } else {
+            ProvisioningState::Succeeded
+        },
         secret_salt: state.secret.new_webhook_salt(),
     };
     let (mut subscription, created) = state.store.put_subscription(source.id, put, if_match).await?;
     if handshake {
-        subscription = validation::handshake(&state, &base_url, &source, subscription, &spec).await?;
+        subscription = validation::handshake(&state, &base_url, &source, subscription).await?;
     }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let etag = subscription.etag.clone();
@@ -221,10 +225,8 @@ async fn full_url(
 ) -> Result<JsonResponse<FullUrl>, ApiError> {
     let source = sources::load(&state, &caller, kind, &source, Role::Contributor).await?;
     let subscription = state.store.subscription(source.id, &name).await?;
-    let spec: SubscriptionSpec = serde_json::from_str(&subscription.spec)
-        .map_err(|e| ApiError::Internal(format!("stored subscription {} is not readable: {e}", subscription.id)))?;
     Ok(JsonResponse(FullUrl {
-        endpoint_url: spec.destination.properties.endpoint_url,
+        endpoint_url: subscription.spec.destination.properties.endpoint_url,
     }))
 }
 

@@ -10,7 +10,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mlgrid_core::EventSchema;
 use mlgrid_core::redact::endpoint_base_url;
-use mlgrid_core::subscription::SubscriptionSpec;
 use mlgrid_core::time::format_event_time;
 use mlgrid_delivery::{HandshakeError, HandshakeRequest};
 use mlgrid_store::{EventSubscription, Source};
@@ -32,7 +31,6 @@ pub async fn handshake(
     base_url: &str,
     source: &Source,
     subscription: EventSubscription,
-    spec: &SubscriptionSpec,
 ) -> Result<EventSubscription, ApiError> {
     let handshakes = &state.handshakes;
     let issued = handshakes.now().timestamp();
@@ -47,6 +45,7 @@ pub async fn handshake(
     );
     let code = state.secret.validation_code(subscription.id, &subscription.etag);
     let secret = state.secret.webhook_secret(&subscription.secret_salt);
+    let spec = subscription.spec.clone();
     let endpoint_url = &spec.destination.properties.endpoint_url;
     let name = subscription.name.clone();
     let request = HandshakeRequest {

@@ -131,7 +131,7 @@ struct DeliveryUpdates {
 impl DeliveryUpdates {
     fn push(&mut self, attempt: &AttemptRecord, sequence: u64) {
         let (state, due_at, reason) = attempt.next.columns();
-        self.subscription.push(attempt.subscription_id);
+        self.subscription.push(attempt.subscription_id.0);
         self.sequence.push(to_i64(sequence));
         self.state.push(state);
         self.due_at.push(due_at);

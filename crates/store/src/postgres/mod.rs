@@ -31,6 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mlgrid_core::resource::SourceKind;
+use mlgrid_core::subscription::ProvisioningState;
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
@@ -372,8 +373,8 @@ impl Store for PostgresStore {
         &self,
         id: SubscriptionId,
         etag: &str,
-        from: &str,
-        to: &str,
+        from: ProvisioningState,
+        to: ProvisioningState,
     ) -> Result<Option<EventSubscription>> {
         subscriptions::transition(&self.pool, id, etag, from, to).await
     }

@@ -102,7 +102,7 @@ pub(super) async fn prune_events(pool: &PgPool, source: SourceId, through: u64, 
 pub(super) async fn prunable_history(pool: &PgPool, cutoffs: HistoryCutoffs) -> Result<Vec<(SourceId, HistoryCounts)>> {
     let mut counts: BTreeMap<SourceId, HistoryCounts> = BTreeMap::new();
     for (state, before) in [("delivered", cutoffs.delivered_before), ("dead", cutoffs.dead_before)] {
-        let rows: Vec<(i64, i64)> = db(sqlx::query_as(
+        let rows: Vec<(SourceId, i64)> = db(sqlx::query_as(
             "SELECT source_id, count(*) FROM deliveries WHERE state = $1 AND finished_at < $2 GROUP BY source_id",
         )
         .bind(state)
@@ -118,7 +118,7 @@ pub(super) async fn prunable_history(pool: &PgPool, cutoffs: HistoryCutoffs) -> 
             }
         }
     }
-    let rows: Vec<(i64, i64)> = db(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<(SourceId, i64)> = db(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT s.source_id, count(*) FROM delivery_attempts a JOIN event_subscriptions s ON s.id = a.subscription_id \
          WHERE a.id < {YOUNG_ATTEMPT} GROUP BY s.source_id"
     )))
@@ -140,7 +140,7 @@ pub(super) async fn prune_history(
     let mut tx = begin(pool).await?;
     for (state, before) in [("delivered", cutoffs.delivered_before), ("dead", cutoffs.dead_before)] {
         // Claimed rows are skipped, not waited for: the next pass takes them.
-        let gone: Vec<(i64, i64, i64)> = db(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let gone: Vec<(SourceId, i64, i64)> = db(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH gone AS (DELETE FROM deliveries WHERE (subscription_id, sequence) IN \
                  (SELECT subscription_id, sequence FROM deliveries WHERE state = '{state}' AND finished_at < $1 \
                   ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
@@ -163,7 +163,7 @@ pub(super) async fn prune_history(
             }
         }
     }
-    let gone: Vec<(i64, i64)> = db(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let gone: Vec<(SourceId, i64)> = db(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH gone AS (DELETE FROM delivery_attempts WHERE id IN \
              (SELECT id FROM delivery_attempts WHERE id < {YOUNG_ATTEMPT} ORDER BY id LIMIT $2) \
              RETURNING subscription_id) \

@@ -14,6 +14,7 @@ use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::model::{SourceId, StoredEvent};
 use crate::rows::{stored_event_from_row, subscription_from_row};
 use crate::subscriptions::*;
+use mlgrid_core::subscription::ProvisioningState;
 
 async fn bump_version(conn: &mut PgConnection) -> Result<()> {
     db(
@@ -52,8 +53,8 @@ pub(super) async fn put(
     )
     .bind(source)
     .bind(&put.name)
-    .bind(&put.spec)
-    .bind(&put.provisioning_state)
+    .bind(spec_json(&put.spec))
+    .bind(put.provisioning_state.as_str())
     .bind(put.expires_at)
     .bind(now())
     .bind(new_etag())
@@ -114,8 +115,8 @@ pub(super) async fn transition(
     pool: &PgPool,
     id: SubscriptionId,
     etag: &str,
-    from: &str,
-    to: &str,
+    from: ProvisioningState,
+    to: ProvisioningState,
 ) -> Result<Option<EventSubscription>> {
     let mut tx = begin(pool).await?;
     let query = sqlx::query(
@@ -124,11 +125,11 @@ pub(super) async fn transition(
              THEN (SELECT last_sequence FROM sources WHERE id = source_id) ELSE start_sequence END \
          WHERE id = $3 AND etag = $4 AND provisioning_state = $5 RETURNING *",
     )
-    .bind(to)
+    .bind(to.as_str())
     .bind(now())
     .bind(id)
     .bind(etag)
-    .bind(from);
+    .bind(from.as_str());
     let Some(moved) = optional(&mut *tx, query, subscription_from_row).await? else {
         return Ok(None);
     };
@@ -216,7 +217,7 @@ pub(super) async fn record_matches(pool: &PgPool, batch: RoutedBatch) -> Result<
             batch.source, batch.from_sequence
         )));
     }
-    let (subscriptions, sequences): (Vec<i64>, Vec<i64>) = batch.matches.iter().map(|(s, q)| (*s, to_i64(*q))).unzip();
+    let (subscriptions, sequences): (Vec<i64>, Vec<i64>) = batch.matches.iter().map(|(s, q)| (s.0, to_i64(*q))).unzip();
     db(sqlx::query(
         "INSERT INTO deliveries (subscription_id, source_id, sequence, created_at, due_at, lease_until) \
          SELECT m.subscription_id, $1, m.sequence, $2, $2, $5 \

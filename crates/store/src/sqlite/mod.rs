@@ -24,6 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mlgrid_core::resource::SourceKind;
+use mlgrid_core::subscription::ProvisioningState;
 use mlgrid_core::time::format_event_time;
 use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -904,13 +905,13 @@ impl Store for SqliteStore {
         &self,
         id: SubscriptionId,
         etag: &str,
-        from: &str,
-        to: &str,
+        from: ProvisioningState,
+        to: ProvisioningState,
     ) -> Result<Option<EventSubscription>> {
-        let (etag, from, to) = (etag.to_owned(), from.to_owned(), to.to_owned());
+        let etag = etag.to_owned();
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move { subscriptions::transition(conn, id, &etag, &from, &to).await })
+                Box::pin(async move { subscriptions::transition(conn, id, &etag, from, to).await })
             })
             .await
     }

@@ -9,6 +9,7 @@ use sqlx::SqliteConnection;
 use super::to_i64;
 use crate::error::{Result, StoreError};
 use crate::model::*;
+use crate::subscriptions::SubscriptionId;
 
 /// How far a source's log needs no more routing: the fan-out's cursor, or the earliest
 /// start of its subscriptions (each matches only events after its start), or its last
@@ -88,7 +89,7 @@ pub(super) async fn prunable_history(
 ) -> Result<Vec<(SourceId, HistoryCounts)>> {
     let mut counts: BTreeMap<SourceId, HistoryCounts> = BTreeMap::new();
     for (state, before) in [("delivered", cutoffs.delivered_before), ("dead", cutoffs.dead_before)] {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<(SourceId, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT source_id, count(*) FROM deliveries WHERE state = '{state}' AND finished_at < ? GROUP BY source_id"
         )))
         .bind(format_event_time(before))
@@ -104,7 +105,7 @@ pub(super) async fn prunable_history(
             }
         }
     }
-    let rows: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<(SourceId, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT s.source_id, count(*) FROM delivery_attempts a JOIN event_subscriptions s ON s.id = a.subscription_id \
          WHERE a.id < {YOUNG_ATTEMPT} GROUP BY s.source_id"
     )))
@@ -124,10 +125,10 @@ pub(super) async fn prune_history(
     limit: u32,
 ) -> Result<Vec<(SourceId, HistoryCounts)>> {
     let mut counts: BTreeMap<SourceId, HistoryCounts> = BTreeMap::new();
-    let mut marks: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut marks: BTreeMap<SubscriptionId, i64> = BTreeMap::new();
     for (state, before) in [("delivered", cutoffs.delivered_before), ("dead", cutoffs.dead_before)] {
         // The state is written out, not bound, so that SQLite reads its partial index.
-        let gone: Vec<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let gone: Vec<(SubscriptionId, SourceId, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries \
                  WHERE state = '{state}' AND finished_at < ?1 ORDER BY finished_at LIMIT ?2) \
              RETURNING subscription_id, source_id, sequence"
@@ -156,7 +157,7 @@ pub(super) async fn prune_history(
             .await
             .map_err(StoreError::backend)?;
     }
-    let gone: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    let gone: Vec<SubscriptionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "DELETE FROM delivery_attempts WHERE id IN \
              (SELECT id FROM delivery_attempts WHERE id < {YOUNG_ATTEMPT} ORDER BY id LIMIT ?2) \
          RETURNING subscription_id"
@@ -166,12 +167,12 @@ pub(super) async fn prune_history(
     .fetch_all(&mut *conn)
     .await
     .map_err(StoreError::backend)?;
-    let mut by_subscription: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut by_subscription: BTreeMap<SubscriptionId, u64> = BTreeMap::new();
     for subscription in gone {
         *by_subscription.entry(subscription).or_default() += 1;
     }
     for (subscription, n) in by_subscription {
-        let source: Option<i64> = sqlx::query_scalar("SELECT source_id FROM event_subscriptions WHERE id = ?")
+        let source: Option<SourceId> = sqlx::query_scalar("SELECT source_id FROM event_subscriptions WHERE id = ?")
             .bind(subscription)
             .fetch_optional(&mut *conn)
             .await

@@ -12,6 +12,7 @@ use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::model::SourceId;
 use crate::rows::subscription_from_row;
 use crate::subscriptions::*;
+use mlgrid_core::subscription::ProvisioningState;
 
 async fn bump_version(conn: &mut SqliteConnection) -> Result<()> {
     db(
@@ -52,8 +53,8 @@ pub(super) async fn put(
     )
     .bind(source)
     .bind(&put.name)
-    .bind(&put.spec)
-    .bind(&put.provisioning_state)
+    .bind(spec_json(&put.spec))
+    .bind(put.provisioning_state.as_str())
     .bind(put.expires_at.map(format_event_time))
     .bind(source)
     .bind(&now)
@@ -94,8 +95,8 @@ pub(super) async fn transition(
     conn: &mut SqliteConnection,
     id: SubscriptionId,
     etag: &str,
-    from: &str,
-    to: &str,
+    from: ProvisioningState,
+    to: ProvisioningState,
 ) -> Result<Option<EventSubscription>> {
     let row = db(sqlx::query(
         "UPDATE event_subscriptions SET provisioning_state = ?1, updated_at = ?2, \
@@ -103,11 +104,11 @@ pub(super) async fn transition(
              THEN (SELECT last_sequence FROM sources WHERE id = source_id) ELSE start_sequence END \
          WHERE id = ?3 AND etag = ?4 AND provisioning_state = ?5 RETURNING *",
     )
-    .bind(to)
+    .bind(to.as_str())
     .bind(format_event_time(Utc::now()))
     .bind(id)
     .bind(etag)
-    .bind(from)
+    .bind(from.as_str())
     .fetch_optional(&mut *conn)
     .await)?;
     let Some(row) = row else { return Ok(None) };

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use mlgrid_core::EventSchema;
 use mlgrid_core::lifecycle::RunStatus;
 use mlgrid_core::resource::SourceKind;
+use mlgrid_core::subscription::{ProvisioningState, SubscriptionSpec};
 use mlgrid_store::*;
 
 pub fn new_source(kind: SourceKind, name: &str) -> NewSource {
@@ -263,7 +264,7 @@ pub async fn topic_keys_are_kept_and_replaced(store: Arc<dyn Store>) {
     assert_eq!(stored[0], keys()[0]);
     assert_eq!(stored[1], new_key);
     assert!(matches!(
-        store.replace_topic_key(9999, &new_key).await,
+        store.replace_topic_key(SourceId(9999), &new_key).await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -934,11 +935,20 @@ pub async fn names_are_unique_and_found_ignoring_case(store: Arc<dyn Store>) {
     assert_eq!(store.principal("BOB").await.unwrap(), bob);
 }
 
-fn put(name: &str, spec: &str) -> SubscriptionPut {
+/// The definition of a webhook subscription to `url`.
+pub fn webhook(url: &str) -> SubscriptionSpec {
+    serde_json::from_value(serde_json::json!({
+        "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": url}}
+    }))
+    .expect("a webhook definition")
+}
+
+/// An active webhook subscription named `name`, delivering to `url`.
+pub fn put(name: &str, url: &str) -> SubscriptionPut {
     SubscriptionPut {
         name: name.into(),
-        spec: spec.into(),
-        provisioning_state: "Succeeded".into(),
+        spec: webhook(url),
+        provisioning_state: ProvisioningState::Succeeded,
         expires_at: None,
         secret_salt: format!("salt-{name}"),
     }
@@ -948,7 +958,7 @@ pub async fn subscriptions_are_put_listed_expired_and_deleted(store: Arc<dyn Sto
     let ws = workspace(&store, "ws-subs").await;
     let v0 = store.subscriptions_version().await.unwrap();
     let (created, new) = store
-        .put_subscription(ws, put("sub-a", r#"{"v":1}"#), None)
+        .put_subscription(ws, put("sub-a", "https://example.com/v1"), None)
         .await
         .unwrap();
     assert!(new);
@@ -957,18 +967,22 @@ pub async fn subscriptions_are_put_listed_expired_and_deleted(store: Arc<dyn Sto
         "changes bump the version"
     );
     let stale = store
-        .put_subscription(ws, put("sub-a", r#"{"v":2}"#), Some("\"old\"".into()))
+        .put_subscription(ws, put("sub-a", "https://example.com/v2"), Some("\"old\"".into()))
         .await
         .unwrap_err();
     assert!(matches!(stale, StoreError::PreconditionFailed(_)));
     let (replaced, new) = store
-        .put_subscription(ws, put("sub-a", r#"{"v":2}"#), Some(created.etag.clone()))
+        .put_subscription(ws, put("sub-a", "https://example.com/v2"), Some(created.etag.clone()))
         .await
         .unwrap();
     assert!(!new);
     assert_eq!(
-        (replaced.id, replaced.spec.as_str(), replaced.created_at),
-        (created.id, r#"{"v":2}"#, created.created_at)
+        (
+            replaced.id,
+            replaced.spec.destination.properties.endpoint_url.as_str(),
+            replaced.created_at
+        ),
+        (created.id, "https://example.com/v2", created.created_at)
     );
     assert_ne!(replaced.etag, created.etag);
     assert_eq!(
@@ -989,7 +1003,7 @@ pub async fn subscriptions_are_put_listed_expired_and_deleted(store: Arc<dyn Sto
     let replaced = rotated;
     let soon = SubscriptionPut {
         expires_at: Some(chrono::Utc::now() + chrono::Duration::seconds(1)),
-        ..put("sub-b", "{}")
+        ..put("sub-b", "https://example.com/b")
     };
     store.put_subscription(ws, soon, None).await.unwrap();
     assert_eq!(store.list_subscriptions(Some(ws)).await.unwrap().len(), 2);
@@ -1021,12 +1035,12 @@ pub async fn matches_are_recorded_once_with_the_cursor(store: Arc<dyn Store>) {
         .unwrap();
     store.append_events(topic.id, vec![event(0)]).await.unwrap();
     let (a, _) = store
-        .put_subscription(topic.id, put("sub-a", "{}"), None)
+        .put_subscription(topic.id, put("sub-a", "https://example.com/a"), None)
         .await
         .unwrap();
     assert_eq!(a.start_sequence, 1, "it receives only events published after it");
     let (b, _) = store
-        .put_subscription(topic.id, put("sub-b", "{}"), None)
+        .put_subscription(topic.id, put("sub-b", "https://example.com/b"), None)
         .await
         .unwrap();
     store
@@ -1163,7 +1177,7 @@ async fn topic_with_events(store: &Arc<dyn Store>, name: &str, events: usize) ->
         .await
         .unwrap();
     let (sub, _) = store
-        .put_subscription(topic.id, put("sub-a", "{}"), None)
+        .put_subscription(topic.id, put("sub-a", "https://example.com/a"), None)
         .await
         .unwrap();
     store
@@ -1314,8 +1328,8 @@ pub async fn unvalidated_subscriptions_hold_their_backlog_until_they_succeed(sto
         .await
         .unwrap();
     let awaiting = SubscriptionPut {
-        provisioning_state: "AwaitingManualAction".into(),
-        ..put("sub-a", "{}")
+        provisioning_state: ProvisioningState::AwaitingManualAction,
+        ..put("sub-a", "https://example.com/a")
     };
     let (sub, _) = store.put_subscription(topic.id, awaiting, None).await.unwrap();
     store
@@ -1341,12 +1355,22 @@ pub async fn unvalidated_subscriptions_hold_their_backlog_until_they_succeed(sto
 
     let version = store.subscriptions_version().await.unwrap();
     let wrong_state = store
-        .transition_subscription(sub.id, &sub.etag, "Creating", "Succeeded")
+        .transition_subscription(
+            sub.id,
+            &sub.etag,
+            ProvisioningState::Failed,
+            ProvisioningState::Succeeded,
+        )
         .await
         .unwrap();
     assert_eq!(wrong_state, None);
     let wrong_etag = store
-        .transition_subscription(sub.id, "\"other\"", "AwaitingManualAction", "Succeeded")
+        .transition_subscription(
+            sub.id,
+            "\"other\"",
+            ProvisioningState::AwaitingManualAction,
+            ProvisioningState::Succeeded,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1354,11 +1378,16 @@ pub async fn unvalidated_subscriptions_hold_their_backlog_until_they_succeed(sto
         "a replaced definition is not validated by an old handshake"
     );
     let active = store
-        .transition_subscription(sub.id, &sub.etag, "AwaitingManualAction", "Succeeded")
+        .transition_subscription(
+            sub.id,
+            &sub.etag,
+            ProvisioningState::AwaitingManualAction,
+            ProvisioningState::Succeeded,
+        )
         .await
         .unwrap()
         .expect("moved");
-    assert_eq!(active.provisioning_state, "Succeeded");
+    assert_eq!(active.provisioning_state, ProvisioningState::Succeeded);
     assert_eq!(active.etag, sub.etag);
     assert_eq!(active.start_sequence, 3, "it receives what is published from now on");
     assert!(store.subscriptions_version().await.unwrap() > version);
@@ -1366,7 +1395,12 @@ pub async fn unvalidated_subscriptions_hold_their_backlog_until_they_succeed(sto
     assert_eq!(claimed.len(), 1, "the backlog flows once it succeeded");
     assert_eq!(
         store
-            .transition_subscription(sub.id, &sub.etag, "AwaitingManualAction", "Failed")
+            .transition_subscription(
+                sub.id,
+                &sub.etag,
+                ProvisioningState::AwaitingManualAction,
+                ProvisioningState::Failed
+            )
             .await
             .unwrap(),
         None,
@@ -1539,7 +1573,7 @@ pub async fn retention_is_kept_per_source_with_the_size_of_its_log(store: Arc<dy
         changed
     );
     assert!(matches!(
-        store.set_source_retention(9999, changed).await,
+        store.set_source_retention(SourceId(9999), changed).await,
         Err(StoreError::NotFound(_))
     ));
     let head = store.log_head(topic.id, 1, 10).await.unwrap();
