@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mlgrid_core::publish::PublishLimits;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
-use mlgrid_delivery::{ExportProblems, Validator};
+use mlgrid_delivery::{ExportProblems, SharedClock, Validator, system_clock};
 use mlgrid_store::{SourceId, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -105,6 +105,9 @@ pub struct AppState {
     /// Cancelled when the server starts shutting down: long polls answer at once with
     /// what they have, rather than holding the drain for up to a minute.
     pub shutdown: CancellationToken,
+    /// The time subscription expiry and the validation window go by, here and in the
+    /// node's fan-out: the system's, or in tests one they move by hand.
+    pub clock: SharedClock,
 }
 
 impl AppState {
@@ -121,6 +124,7 @@ impl AppState {
             validator,
             dead_letter_exports: ExportProblems::default(),
             shutdown: CancellationToken::new(),
+            clock: system_clock(),
         })
     }
 }

@@ -53,11 +53,17 @@ impl TestApi {
     }
 
     pub async fn with_config(config: ServerConfig) -> TestApi {
+        TestApi::with_clock(config, mlgrid_delivery::system_clock()).await
+    }
+
+    /// A server that goes by `clock` (a [`mlgrid_delivery::ManualClock`] the test moves).
+    pub async fn with_clock(config: ServerConfig, clock: mlgrid_delivery::SharedClock) -> TestApi {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
         let store: Arc<dyn Store> = sqlite.clone();
         bootstrap_owner(&*store, dir.path(), Some(ADMIN_KEY)).await.unwrap();
-        let state = AppState::new(store.clone(), ServerSecret::generate(), config).unwrap();
+        let mut state = AppState::new(store.clone(), ServerSecret::generate(), config).unwrap();
+        state.clock = clock;
         TestApi {
             app: app(state.clone()),
             state,
