@@ -125,7 +125,12 @@ fn events_list_and_tail_follow_the_log() {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // Once tail shows what was there, it follows what comes.
+    let started = Instant::now();
+    while lines.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "tail showed nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         publish(&http, &endpoint, &key, &json!([event("d")]))
             .unwrap()

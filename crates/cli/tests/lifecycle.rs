@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Server;
 use serde_json::{Value, json};
@@ -339,7 +339,18 @@ fn a_crash_never_separates_a_change_from_its_event() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Crash it while the writers are busy, however loaded the machine is.
+    let started = Instant::now();
+    while {
+        let ack = acknowledged.lock().unwrap();
+        ack.completed.len() + ack.models.len() <= 20
+    } {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the writers do not get through"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     server.crash();
     for w in writers {
         w.join().unwrap();

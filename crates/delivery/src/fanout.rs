@@ -13,6 +13,8 @@ use mlgrid_store::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{SharedClock, system_clock};
+
 /// Events routed per transaction.
 const PAGE: u32 = 1000;
 /// How often the fan-out looks again when nothing wakes it (new subscriptions, other
@@ -101,6 +103,8 @@ pub struct Fanout {
     /// When expired subscriptions were last removed: at the first pass after a routed
     /// subscription expired, else once per [`IDLE_PASS`] (not a write every pass).
     swept: Option<tokio::time::Instant>,
+    /// What expiry, the validation window and handed-over leases go by.
+    clock: SharedClock,
 }
 
 /// New deliveries given to the dispatcher in memory, created claimed for `lease` so
@@ -129,7 +133,16 @@ impl Fanout {
             version: None,
             handoff: None,
             swept: None,
+            clock: system_clock(),
         }
+    }
+
+    /// Goes by `clock` instead of the system's: for expiry, the validation window and
+    /// the leases of handed-over deliveries (which the dispatcher must read by the same
+    /// clock).
+    pub fn with_clock(mut self, clock: SharedClock) -> Fanout {
+        self.clock = clock;
+        self
     }
 
     /// Hands new deliveries to a dispatcher (see [`crate::Dispatcher::handoff`]) instead
@@ -199,7 +212,7 @@ impl Fanout {
     /// recorded.
     pub async fn pass(&mut self) -> Result<usize, StoreError> {
         self.refresh().await?;
-        let now = Utc::now();
+        let now = self.clock.now();
         let expired = self.routes.values().any(|r| r.expires.values().any(|e| *e <= now));
         if expired || self.swept.is_none_or(|at| at.elapsed() >= IDLE_PASS) {
             if self.store.delete_expired_subscriptions(now).await? > 0 {
@@ -208,7 +221,7 @@ impl Fanout {
             }
             self.swept = Some(tokio::time::Instant::now());
         }
-        self.fail_unvalidated(Utc::now()).await?;
+        self.fail_unvalidated(self.clock.now()).await?;
         let mut recorded = 0;
         let mut sources: Vec<SourceId> = self.routes.keys().copied().collect();
         while let Some(source) = sources.pop() {
@@ -251,7 +264,7 @@ impl Fanout {
             if Some(self.store.subscriptions_version().await?) != self.version {
                 return Ok(Routed::Stale);
             }
-            let now = Utc::now();
+            let now = self.clock.now();
             let mut matches = Vec::new();
             let mut matched = Vec::new();
             for event in &events {

@@ -15,6 +15,8 @@
 //!   subscription receives anything.
 //! - The [`AddressPolicy`] keeps webhooks away from metadata, private and loopback
 //!   addresses unless allowed.
+//! - The [`Clock`] is the time expiry, the validation window and leases go by: the
+//!   system's, or in tests a [`ManualClock`] that stands still until moved.
 //!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn mlgrid_store::Store>, secrets: std::sync::Arc<dyn mlgrid_delivery::WebhookSecrets>) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Bed, closed_url, hung_receiver, loopback, receiver};
+use common::{Bed, ClosedPort, hung_receiver, loopback, receiver};
 use mlgrid_core::EventSchema;
 use mlgrid_core::retry::RetrySchedule;
 use mlgrid_core::validation::Handshake;
@@ -117,11 +117,11 @@ async fn an_endless_answer_to_the_validation_event_is_cut_short() {
 #[tokio::test]
 async fn secrets_in_endpoint_urls_stay_out_of_the_delivery_log() {
     let bed = Bed::new(loopback()).await;
-    let (_, closed) = closed_url();
+    let closed = ClosedPort::new();
     let refused = bed
         .subscribe(
             "refused",
-            &format!("{closed}?code=s3cret-refused"),
+            &format!("{}?code=s3cret-refused", closed.url),
             json!({"retryPolicy": {"maxDeliveryAttempts": 1}}),
         )
         .await;

@@ -114,6 +114,7 @@ pub async fn run_node(
         tokio::spawn(
             mlgrid_delivery::Fanout::new(state.store.clone(), state.config.validation_window())
                 .with_handoff(handoff, lease)
+                .with_clock(state.config.delivery.clock.clone())
                 .run(workers.clone()),
         ),
         tokio::spawn(dispatcher.run(workers.clone())),

@@ -5,7 +5,8 @@ mod common;
 
 use axum::http::StatusCode;
 use common::TestApi;
-use mlgrid_delivery::Fanout;
+use mlgrid_delivery::{Clock, Fanout, ManualClock};
+use mlgrid_server::ServerConfig;
 use serde_json::{Value, json};
 
 fn webhook(url: &str) -> Value {
@@ -243,17 +244,43 @@ async fn the_fanout_records_each_subscriptions_matches() {
             .await
             .is_empty()
     );
+}
 
-    // An expired subscription stops receiving and is removed.
-    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(300)).to_rfc3339();
+#[tokio::test]
+async fn an_expired_subscription_stops_matching_and_is_removed() {
+    // The server and the fan-out go by a clock that moves only when the test moves it.
+    let clock = ManualClock::new(chrono::Utc::now());
+    let config = ServerConfig {
+        public_url: Some(format!("http://{}", common::HOST)),
+        ..ServerConfig::default()
+    };
+    let api = TestApi::with_clock(config, clock.shared()).await;
+    let mut fanout = Fanout::new(api.store.clone(), chrono::Duration::minutes(5)).with_clock(clock.shared());
+    api.ok("POST", "/v1/topics", json!({"name": "shop"})).await;
+    let put = |expires: Option<String>| json!({"properties": {"destination": webhook("https://r.example/"), "expirationTimeUtc": expires}});
+    api.ok(
+        "PUT",
+        "/v1/topics/shop/eventSubscriptions/lasting?skipValidation=true",
+        put(None),
+    )
+    .await;
+    let expires = (clock.now() + chrono::Duration::minutes(5)).to_rfc3339();
     api.ok(
         "PUT",
         "/v1/topics/shop/eventSubscriptions/brief?skipValidation=true",
-        json!({"properties": {"destination": webhook("https://r.example/"), "expirationTimeUtc": soon}}),
+        put(Some(expires)),
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    api.publish("shop", json!([order(3, "Shop.OrderPlaced", 1.0)])).await;
+    api.publish("shop", json!([order(1, "Shop.OrderPlaced", 1.0)])).await;
+    fanout.pass().await.unwrap();
+    assert_eq!(
+        matched(&api, "/v1/topics/shop/eventSubscriptions/brief").await,
+        ["o1"],
+        "matches until it expires"
+    );
+
+    clock.advance(chrono::Duration::minutes(6));
+    api.publish("shop", json!([order(2, "Shop.OrderPlaced", 2.0)])).await;
     fanout.pass().await.unwrap();
     assert_eq!(
         api.call("GET", "/v1/topics/shop/eventSubscriptions/brief", None)
@@ -262,9 +289,18 @@ async fn the_fanout_records_each_subscriptions_matches() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        matched(&api, "/v1/topics/shop/eventSubscriptions/placed").await,
-        ["o1", "o10", "o3"]
+        matched(&api, "/v1/topics/shop/eventSubscriptions/lasting").await,
+        ["o1", "o2"]
     );
+    // An expiry already past by the clock is refused.
+    let past = api
+        .call(
+            "PUT",
+            "/v1/topics/shop/eventSubscriptions/late?skipValidation=true",
+            Some(put(Some((clock.now() - chrono::Duration::minutes(1)).to_rfc3339()))),
+        )
+        .await;
+    assert_eq!(past.status, StatusCode::BAD_REQUEST, "{}", past.body);
 }
 
 /// A topic `shop` with a subscription `all` (handshake skipped) that matched `events`.

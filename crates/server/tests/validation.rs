@@ -3,13 +3,12 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::any;
+use chrono::Utc;
 use common::TestApi;
-use mlgrid_core::retry::RetrySchedule;
-use mlgrid_delivery::{AddressPolicy, Fanout};
+use mlgrid_delivery::{AddressPolicy, Clock, Fanout, ManualClock, SharedClock, system_clock};
 use mlgrid_server::ServerConfig;
 use serde_json::{Value, json};
 
@@ -73,8 +72,22 @@ async fn receiver(answer: Answer) -> (String, Arc<Mutex<Vec<Seen>>>) {
     (url, seen)
 }
 
-/// A server that may reach loopback receivers; `scale` shrinks the validation window.
-async fn api(scale: f64) -> TestApi {
+/// A loopback URL that refuses connections: its port is bound but not listening, so no
+/// other process can take it while the test holds the socket.
+fn closed_url() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("http://{}/hook", socket.local_addr().unwrap());
+    (socket, url)
+}
+
+/// A server that may reach loopback receivers.
+async fn api() -> TestApi {
+    api_going_by(system_clock()).await
+}
+
+/// A server that may reach loopback receivers, going by `clock`.
+async fn api_going_by(clock: SharedClock) -> TestApi {
     let mut config = ServerConfig {
         public_url: Some(format!("http://{}", common::HOST)),
         ..ServerConfig::default()
@@ -83,8 +96,7 @@ async fn api(scale: f64) -> TestApi {
         allow_private: false,
         allow_loopback: true,
     };
-    config.delivery.schedule = RetrySchedule { scale };
-    let api = TestApi::with_config(config).await;
+    let api = TestApi::with_clock(config, clock).await;
     api.ok("POST", "/v1/topics", json!({"name": "orders"})).await;
     api
 }
@@ -98,7 +110,7 @@ const PATH: &str = "/v1/topics/orders/eventSubscriptions/sub-1";
 
 #[tokio::test]
 async fn an_endpoint_that_echoes_the_code_is_validated_at_once() {
-    let api = api(1.0).await;
+    let api = api().await;
     let (url, seen) = receiver(Answer::Echo).await;
     let created = api.call("PUT", PATH, Some(subscription(&url, "EventGridSchema"))).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
@@ -133,7 +145,7 @@ async fn an_endpoint_that_echoes_the_code_is_validated_at_once() {
 
 #[tokio::test]
 async fn an_endpoint_validates_later_through_the_validation_url() {
-    let api = api(1.0).await;
+    let api = api().await;
     let (url, seen) = receiver(Answer::Later).await;
     let created = api.call("PUT", PATH, Some(subscription(&url, "EventGridSchema"))).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
@@ -164,51 +176,64 @@ async fn an_endpoint_validates_later_through_the_validation_url() {
     assert_eq!(api.call("GET", local, None).await.status, StatusCode::BAD_REQUEST);
 }
 
+/// Moves `clock` past the validation window of anything issued until now: handshakes
+/// are stamped by the store's clock (the system's), which the manual one started behind.
+fn past_the_window(api: &TestApi, clock: &ManualClock) {
+    let past = Utc::now() + api.state.config.validation_window() + chrono::Duration::seconds(1);
+    clock.advance(past - clock.now());
+}
+
 #[tokio::test]
 async fn an_endpoint_that_never_validates_fails_after_the_window() {
-    // 5 minutes at scale 0.001: 0.3 s.
-    let api = api(0.001).await;
+    let clock = ManualClock::new(Utc::now());
+    let api = api_going_by(clock.shared()).await;
+    let (url, _) = receiver(Answer::Later).await;
+    let created = api.call("PUT", PATH, Some(subscription(&url, "EventGridSchema"))).await;
+    assert_eq!(created.body["properties"]["provisioningState"], "AwaitingManualAction");
+    let window = api.state.config.validation_window();
+    let mut fanout = Fanout::new(api.store.clone(), window).with_clock(clock.shared());
+
+    // Within the window the fan-out's sweep leaves it waiting...
+    clock.advance(window - chrono::Duration::seconds(1));
+    fanout.pass().await.unwrap();
+    assert_eq!(
+        api.call("GET", PATH, None).await.body["properties"]["provisioningState"],
+        "AwaitingManualAction"
+    );
+    // ...and after it fails it.
+    past_the_window(&api, &clock);
+    fanout.pass().await.unwrap();
+    assert_eq!(
+        api.call("GET", PATH, None).await.body["properties"]["provisioningState"],
+        "Failed"
+    );
+}
+
+#[tokio::test]
+async fn a_validation_url_used_after_the_window_is_refused() {
+    let clock = ManualClock::new(Utc::now());
+    let api = api_going_by(clock.shared()).await;
     let (url, seen) = receiver(Answer::Later).await;
     api.call("PUT", PATH, Some(subscription(&url, "EventGridSchema"))).await;
-    let (url2, _) = receiver(Answer::Later).await;
-    api.call(
-        "PUT",
-        "/v1/topics/orders/eventSubscriptions/sub-2",
-        Some(subscription(&url2, "EventGridSchema")),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-
-    // Too late through the URL...
     let validation_url = seen.lock().unwrap()[0].body[0]["data"]["validationUrl"]
         .as_str()
         .unwrap()
         .to_owned();
-    let late = api
-        .call(
-            "GET",
-            validation_url.strip_prefix("http://mlgrid.test:7070").unwrap(),
-            None,
-        )
-        .await;
-    assert_eq!(late.status, StatusCode::BAD_REQUEST);
+    let local = validation_url.strip_prefix("http://mlgrid.test:7070").unwrap();
+
+    past_the_window(&api, &clock);
+    let late = api.call("GET", local, None).await;
+    assert_eq!(late.status, StatusCode::BAD_REQUEST, "{}", late.body);
     assert_eq!(late.body["error"]["code"], "ValidationExpired");
     assert_eq!(
         api.call("GET", PATH, None).await.body["properties"]["provisioningState"],
         "Failed"
     );
-    // ...and by the fan-out's sweep for those that never call.
-    let mut fanout = Fanout::new(api.store.clone(), chrono::Duration::milliseconds(300));
-    fanout.pass().await.unwrap();
-    let shown = api
-        .call("GET", "/v1/topics/orders/eventSubscriptions/sub-2", None)
-        .await;
-    assert_eq!(shown.body["properties"]["provisioningState"], "Failed");
 }
 
 #[tokio::test]
 async fn refusing_or_wrong_endpoints_fail_with_what_to_do() {
-    let api = api(1.0).await;
+    let api = api().await;
     for (answer, says) in [(Answer::Status(500), "HTTP 500"), (Answer::WrongCode, "\"nope\"")] {
         let (url, _) = receiver(answer).await;
         let failed = api.call("PUT", PATH, Some(subscription(&url, "EventGridSchema"))).await;
@@ -223,12 +248,9 @@ async fn refusing_or_wrong_endpoints_fail_with_what_to_do() {
         assert_eq!(shown.body["properties"]["provisioningState"], "Failed");
     }
     // Nobody listening.
+    let (_port, closed) = closed_url();
     let failed = api
-        .call(
-            "PUT",
-            PATH,
-            Some(subscription("http://127.0.0.1:1/hook", "EventGridSchema")),
-        )
+        .call("PUT", PATH, Some(subscription(&closed, "EventGridSchema")))
         .await;
     assert_eq!(failed.status, StatusCode::BAD_REQUEST);
     assert!(failed.message().contains("did not answer"), "{}", failed.message());
@@ -237,7 +259,7 @@ async fn refusing_or_wrong_endpoints_fail_with_what_to_do() {
         .call(
             "PUT",
             &format!("{PATH}?skipValidation=true"),
-            Some(subscription("http://127.0.0.1:1/hook", "EventGridSchema")),
+            Some(subscription(&closed, "EventGridSchema")),
         )
         .await;
     assert_eq!(skipped.body["properties"]["provisioningState"], "Succeeded");
@@ -273,11 +295,12 @@ async fn without_a_public_url_the_validation_url_names_the_listen_address_not_th
 
 #[tokio::test]
 async fn failed_handshakes_never_quote_the_endpoint_query() {
-    let api = api(1.0).await;
+    let api = api().await;
     let (refusing, _) = receiver(Answer::Status(500)).await;
+    let (_port, closed) = closed_url();
     // A refusing endpoint, and one nobody listens on (the HTTP client's error quotes
     // the URL it tried).
-    for url in [refusing, "http://127.0.0.1:1/hook".to_owned()] {
+    for url in [refusing, closed] {
         let secret = format!("{url}?code=TOPSECRET");
         let failed = api
             .call("PUT", PATH, Some(subscription(&secret, "EventGridSchema")))
@@ -290,7 +313,7 @@ async fn failed_handshakes_never_quote_the_endpoint_query() {
 
 #[tokio::test]
 async fn cloud_events_endpoints_answer_the_options_handshake() {
-    let api = api(1.0).await;
+    let api = api().await;
     let (url, seen) = receiver(Answer::Echo).await;
     let created = api
         .call("PUT", PATH, Some(subscription(&url, "CloudEventSchemaV1_0")))

@@ -2,12 +2,14 @@
 //! a dispatcher running on it.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use axum::routing::post;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::retry::RetrySchedule;
@@ -32,6 +34,19 @@ pub async fn receiver(answers: Vec<StatusCode>) -> (String, Seen) {
 
 /// Answers on `listener` until `stop`, then closes it: connections are refused.
 pub fn serve(listener: tokio::net::TcpListener, answers: Vec<StatusCode>, stop: CancellationToken) -> Seen {
+    let (app, seen) = answering(answers);
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .unwrap()
+    });
+    seen
+}
+
+/// A receiver's routes: `/hook` answers with `answers` in turn (the last one from then
+/// on) and keeps what it was sent.
+fn answering(answers: Vec<StatusCode>) -> (Router, Seen) {
     let seen: Seen = Arc::default();
     let count = Arc::new(AtomicUsize::new(0));
     let app = Router::new().route(
@@ -48,13 +63,75 @@ pub fn serve(listener: tokio::net::TcpListener, answers: Vec<StatusCode>, stop: 
             }
         }),
     );
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .unwrap()
-    });
-    seen
+    (app, seen)
+}
+
+/// A receiver that answers 200 and can go down and come back on the same port. While it
+/// is down it resets every connection at once, as a receiver that died would; its port
+/// stays bound meanwhile, so no other process can take it. Every answer closes its
+/// connection, so none from before a fall is still served after it.
+pub struct Switchable {
+    pub url: String,
+    pub seen: Seen,
+    up: Arc<AtomicBool>,
+}
+
+impl Switchable {
+    pub async fn new() -> Switchable {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let up = Arc::new(AtomicBool::new(true));
+        let (app, seen) = answering(vec![StatusCode::OK]);
+        let app = app.layer(axum::middleware::map_response(|mut response: Response| async move {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }));
+        let listener = ResetWhileDown {
+            listener,
+            up: up.clone(),
+        };
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Switchable { url, seen, up }
+    }
+
+    /// From now on, connections are reset.
+    pub fn go_down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+    }
+
+    /// From now on, connections are served again.
+    pub fn come_back(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A listener that resets the connections it accepts while `up` is false.
+struct ResetWhileDown {
+    listener: tokio::net::TcpListener,
+    up: Arc<AtomicBool>,
+}
+
+impl axum::serve::Listener for ResetWhileDown {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, address) = axum::serve::Listener::accept(&mut self.listener).await;
+            if self.up.load(Ordering::SeqCst) {
+                return (stream, address);
+            }
+            // A reset rather than a polite close: the client sees the receiver die.
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
 }
 
 /// A receiver that takes `delay` to answer 200 to each delivery.
@@ -82,24 +159,64 @@ pub async fn slow_receiver(delay: Duration) -> (String, Seen) {
 
 /// A receiver that accepts connections and never answers.
 pub async fn hung_receiver() -> String {
+    hung_receiver_counting().await.0
+}
+
+/// A receiver that accepts connections and never answers, with how many it accepted.
+pub async fn hung_receiver_counting() -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = listener.accept().await {
             held.push(stream);
+            count.fetch_add(1, Ordering::SeqCst);
         }
     });
-    url
+    (url, accepted)
 }
 
-/// A loopback URL on which nothing listens (yet).
-pub fn closed_url() -> (std::net::SocketAddr, String) {
-    let address = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    (address, format!("http://{address}/hook"))
+/// A loopback port on which nothing listens (yet): bound and not listening, so that
+/// connections are refused and no other process can take the port while it is held.
+pub struct ClosedPort {
+    socket: tokio::net::TcpSocket,
+    pub url: String,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let url = format!("http://{}/hook", socket.local_addr().unwrap());
+        ClosedPort { socket, url }
+    }
+
+    /// Starts a receiver on the port, answering with `answers` in turn (see [`serve`]).
+    pub fn open(self, answers: Vec<StatusCode>) -> Seen {
+        let listener = self.socket.listen(1024).unwrap();
+        serve(listener, answers, CancellationToken::new())
+    }
+}
+
+/// Waits, checking every 20 ms, until `condition` holds of the subscription's delivery
+/// counts, and returns them; fails after 20 s, however slow the machine.
+pub async fn stats_until(
+    store: &dyn Store,
+    subscription: SubscriptionId,
+    what: &str,
+    condition: impl Fn(&mlgrid_store::DeliveryStats) -> bool,
+) -> mlgrid_store::DeliveryStats {
+    let started = Instant::now();
+    loop {
+        let stats = store.delivery_stats(subscription).await.unwrap();
+        if condition(&stats) {
+            return stats;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Secrets as the salt's bytes, so that tests can check signatures.
@@ -205,18 +322,10 @@ impl Bed {
 
     /// Waits until the subscription's deliveries are all finished.
     pub async fn settled(&self, subscription: SubscriptionId) -> mlgrid_store::DeliveryStats {
-        let started = Instant::now();
-        loop {
-            let stats = self.store.delivery_stats(subscription).await.unwrap();
-            if stats.pending == 0 && stats.delivered + stats.dead_lettered > 0 {
-                return stats;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "deliveries did not settle: {stats:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        stats_until(&*self.store, subscription, "deliveries did not settle", |stats| {
+            stats.pending == 0 && stats.delivered + stats.dead_lettered > 0
+        })
+        .await
     }
 }
 

@@ -5,7 +5,6 @@ use axum::Json as JsonResponse;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::Utc;
 use mlgrid_core::redact::{endpoint_base_url, redact_urls};
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::subscription::{ProvisioningState, SubscriptionSpec, validate_subscription_name};
@@ -153,7 +152,7 @@ async fn put(state: AppState, caller: Caller, target: PutTarget, body: PutSubscr
     };
     validate_subscription_name(&name).map_err(|e| ApiError::bad_request(e.0))?;
     let spec = body.properties;
-    spec.validate(kind, Utc::now())
+    spec.validate(kind, state.config.delivery.clock.now())
         .map_err(|e| ApiError::bad_request(e.0))?;
     state
         .config

@@ -53,6 +53,12 @@ impl TestApi {
     }
 
     pub async fn with_config(config: ServerConfig) -> TestApi {
+        TestApi::with_clock(config, mlgrid_delivery::system_clock()).await
+    }
+
+    /// A server that goes by `clock` (a [`mlgrid_delivery::ManualClock`] the test moves).
+    pub async fn with_clock(mut config: ServerConfig, clock: mlgrid_delivery::SharedClock) -> TestApi {
+        config.delivery.clock = clock;
         let dir = tempfile::tempdir().unwrap();
         let sqlite = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
         let store: Arc<dyn Store> = sqlite.clone();
