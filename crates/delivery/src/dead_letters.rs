@@ -14,15 +14,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use mlgrid_core::resource::SourceKind;
 use mlgrid_core::subscription::DeadLetterFolder;
 use mlgrid_core::time::format_event_time;
-use mlgrid_store::{DeadLetter, EventSubscription, SourceId, Store, StoreError, SubscriptionId};
+use mlgrid_store::{DeadLetter, EventSubscription, Store, StoreError, SubscriptionId};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
 
 /// Dead letters written per file, at most.
 const PER_FILE: u32 = 1000;
@@ -108,6 +109,8 @@ pub fn dead_letter_record(dead: &DeadLetter) -> Value {
 /// folders under `root` (the data directory's `datastores/`), one per datastore name.
 pub struct DeadLetterExporter {
     store: Arc<dyn Store>,
+    /// The subscriptions, shared with the node's fan-out and dispatcher.
+    catalog: Arc<Catalog>,
     root: PathBuf,
     datastores: HashMap<String, Arc<LocalFileSystem>>,
     failing: HashMap<SubscriptionId, Failing>,
@@ -117,12 +120,19 @@ pub struct DeadLetterExporter {
 impl DeadLetterExporter {
     pub fn new(store: Arc<dyn Store>, root: PathBuf) -> DeadLetterExporter {
         DeadLetterExporter {
+            catalog: Catalog::new(store.clone()),
             store,
             root,
             datastores: HashMap::new(),
             failing: HashMap::new(),
             problems: ExportProblems::default(),
         }
+    }
+
+    /// Reads the subscriptions from `catalog`, shared with other parts of the node.
+    pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> DeadLetterExporter {
+        self.catalog = catalog;
+        self
     }
 
     /// Reports export errors to `problems` (which the API reads).
@@ -147,23 +157,21 @@ impl DeadLetterExporter {
     /// a backoff; returns how many it wrote. A subscription whose datastore refuses the
     /// files is noted (and logged), and the others go on.
     pub async fn pass(&mut self) -> Result<usize, ExportError> {
-        let mut names: HashMap<SourceId, String> = HashMap::new();
+        let subscriptions = self.catalog.current().await?;
         let mut written = 0;
         let now = tokio::time::Instant::now();
-        for subscription in self.store.list_subscriptions(None).await? {
+        for subscription in &subscriptions.all {
             if self.failing.get(&subscription.id).is_some_and(|f| f.retry_at > now) {
                 continue;
             }
             let Some(destination) = &subscription.spec.dead_letter_destination else {
                 continue;
             };
-            if names.is_empty() {
-                for kind in [SourceKind::Workspace, SourceKind::Topic] {
-                    names.extend(self.store.list_sources(kind).await?.into_iter().map(|s| (s.id, s.name)));
-                }
-            }
-            let source = names.get(&subscription.source_id).cloned().unwrap_or_default();
-            match self.export(&subscription, &source, &destination.properties).await {
+            let Some(source) = subscriptions.source(subscription.source_id) else {
+                // Deleted with its subscriptions and their dead letters.
+                continue;
+            };
+            match self.export(subscription, &source.name, &destination.properties).await {
                 Ok(count) => {
                     written += count;
                     if self.failing.remove(&subscription.id).is_some() {

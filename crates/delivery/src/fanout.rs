@@ -13,6 +13,7 @@ use mlgrid_store::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::Catalog;
 use crate::clock::{SharedClock, system_clock};
 
 /// Events routed per transaction.
@@ -92,6 +93,8 @@ struct Awaiting {
 /// retires the subscriptions that expired or never validated.
 pub struct Fanout {
     store: Arc<dyn Store>,
+    /// The subscriptions, shared with the node's dispatcher and exporter.
+    catalog: Arc<Catalog>,
     routes: HashMap<SourceId, SourceRoutes>,
     awaiting: Vec<Awaiting>,
     /// How long an endpoint has to validate manually.
@@ -126,6 +129,7 @@ impl Fanout {
     /// `validation_window` (Event Grid: 5 minutes).
     pub fn new(store: Arc<dyn Store>, validation_window: chrono::Duration) -> Fanout {
         Fanout {
+            catalog: Catalog::new(store.clone()),
             store,
             routes: HashMap::new(),
             awaiting: Vec::new(),
@@ -135,6 +139,12 @@ impl Fanout {
             swept: None,
             clock: system_clock(),
         }
+    }
+
+    /// Reads the subscriptions from `catalog`, shared with other parts of the node.
+    pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Fanout {
+        self.catalog = catalog;
+        self
     }
 
     /// Goes by `clock` instead of the system's: for expiry, the validation window and
@@ -157,19 +167,19 @@ impl Fanout {
 
     /// Rebuilds the routing tables when subscriptions changed.
     async fn refresh(&mut self) -> Result<(), StoreError> {
-        let version = self.store.subscriptions_version().await?;
-        if self.version == Some(version) {
+        let subscriptions = self.catalog.current().await?;
+        if self.version == Some(subscriptions.version) {
             return Ok(());
         }
         let mut routes: HashMap<SourceId, SourceRoutes> = HashMap::new();
         let mut awaiting = Vec::new();
-        for subscription in self.store.list_subscriptions(None).await? {
+        for subscription in &subscriptions.all {
             if subscription.provisioning_state == ProvisioningState::AwaitingManualAction {
                 awaiting.push(Awaiting {
                     deadline: subscription.updated_at + self.validation_window,
                     id: subscription.id,
-                    etag: subscription.etag,
-                    name: subscription.name,
+                    etag: subscription.etag.clone(),
+                    name: subscription.name.clone(),
                 });
                 continue;
             }
@@ -177,7 +187,7 @@ impl Fanout {
                 continue;
             }
             let source = routes.entry(subscription.source_id).or_insert_with(SourceRoutes::new);
-            if let Err(error) = source.add(&subscription) {
+            if let Err(error) = source.add(subscription) {
                 // Validated when it was stored; a definition this version cannot read
                 // must not stop the others.
                 tracing::error!(subscription = %subscription.name, %error, "skipping an unreadable subscription");
@@ -185,7 +195,7 @@ impl Fanout {
         }
         self.routes = routes;
         self.awaiting = awaiting;
-        self.version = Some(version);
+        self.version = Some(subscriptions.version);
         Ok(())
     }
 

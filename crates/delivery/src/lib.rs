@@ -34,6 +34,7 @@
 //! ```
 
 mod address_guard;
+mod catalog;
 mod clock;
 mod dead_letters;
 mod destination;
@@ -44,6 +45,7 @@ mod signature;
 mod validation;
 
 pub use address_guard::AddressPolicy;
+pub use catalog::{Catalog, Subscriptions};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use dead_letters::{DeadLetterExporter, ExportProblems, dead_letter_record};
 pub use dispatcher::{Dispatcher, DispatcherConfig};

@@ -107,13 +107,17 @@ pub async fn run_node(
     let limits = state.config.connections;
     let workers = CancellationToken::new();
     let secrets = std::sync::Arc::new(state.secret.clone());
+    // One catalog of the subscriptions for the fan-out, the dispatcher and the exporter.
+    let catalog = mlgrid_delivery::Catalog::new(state.store.clone());
     let dispatcher = mlgrid_delivery::Dispatcher::new(state.store.clone(), state.config.delivery.clone(), secrets)
-        .map_err(|e| std::io::Error::other(format!("cannot build the webhook client: {e}")))?;
+        .map_err(|e| std::io::Error::other(format!("cannot build the webhook client: {e}")))?
+        .with_catalog(catalog.clone());
     let (handoff, lease) = dispatcher.handoff();
     let background = [
         tokio::spawn(
             mlgrid_delivery::Fanout::new(state.store.clone(), state.config.validation_window())
                 .with_handoff(handoff, lease)
+                .with_catalog(catalog.clone())
                 .with_clock(state.config.delivery.clock.clone())
                 .run(workers.clone()),
         ),
@@ -121,6 +125,7 @@ pub async fn run_node(
         tokio::spawn(
             mlgrid_delivery::DeadLetterExporter::new(state.store.clone(), state.config.datastore_root.clone())
                 .with_problems(state.dead_letter_exports.clone())
+                .with_catalog(catalog)
                 .run(workers.clone()),
         ),
         tokio::spawn(

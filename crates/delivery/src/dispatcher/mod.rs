@@ -20,9 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mlgrid_core::resource::SourceKind;
 use mlgrid_core::retry::RetrySchedule;
-use mlgrid_store::{DueDelivery, SourceId, Store, StoreError, SubscriptionId};
+use mlgrid_store::{DueDelivery, Store, StoreError, SubscriptionId};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::task::JoinSet;
@@ -32,6 +31,7 @@ use self::attempt::{Attempts, Permits, Slots, Target};
 use self::endpoints::Endpoints;
 use self::waiting::Waiting;
 use crate::address_guard::AddressPolicy;
+use crate::catalog::Catalog;
 use crate::clock::{SharedClock, system_clock};
 use crate::destination::{self, Senders};
 use crate::signature::WebhookSecrets;
@@ -92,6 +92,8 @@ const PARKED_PER_SLOT: usize = 4;
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
+    /// The subscriptions, shared with the node's fan-out and exporter.
+    catalog: Arc<Catalog>,
     config: DispatcherConfig,
     senders: Senders,
     targets: HashMap<SubscriptionId, Arc<Target>>,
@@ -137,6 +139,7 @@ impl Dispatcher {
         };
         let (handoff, handed) = mpsc::channel(HANDOFF_PAGES);
         Ok(Dispatcher {
+            catalog: Catalog::new(store.clone()),
             handed,
             handoff,
             slots: Arc::new(Semaphore::new(config.concurrency)),
@@ -154,6 +157,12 @@ impl Dispatcher {
         })
     }
 
+    /// Reads the subscriptions from `catalog`, shared with other parts of the node.
+    pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Dispatcher {
+        self.catalog = catalog;
+        self
+    }
+
     /// Where the fan-out hands new deliveries straight to this dispatcher
     /// ([`crate::Fanout::with_handoff`]), with the lease they must be created claimed for.
     pub fn handoff(&self) -> (mpsc::Sender<Vec<DueDelivery>>, Duration) {
@@ -161,25 +170,15 @@ impl Dispatcher {
     }
 
     async fn refresh(&mut self) -> Result<(), StoreError> {
-        let version = self.store.subscriptions_version().await?;
-        if self.version == Some(version) {
+        let subscriptions = self.catalog.current().await?;
+        if self.version == Some(subscriptions.version) {
             return Ok(());
-        }
-        let mut topics: HashMap<SourceId, String> = HashMap::new();
-        for kind in [SourceKind::Workspace, SourceKind::Topic] {
-            topics.extend(
-                self.store
-                    .list_sources(kind)
-                    .await?
-                    .into_iter()
-                    .map(|s| (s.id, s.topic())),
-            );
         }
         let mut targets = HashMap::new();
         let mut endpoints = Endpoints::default();
-        for subscription in self.store.list_subscriptions(None).await? {
-            let topic = topics.get(&subscription.source_id).cloned().unwrap_or_default();
-            let destination = match destination::for_subscription(&subscription, &topic, &self.senders) {
+        for subscription in &subscriptions.all {
+            let topic = subscriptions.topic(subscription.source_id);
+            let destination = match destination::for_subscription(subscription, &topic, &self.senders) {
                 Ok(destination) => destination,
                 Err(error) => {
                     tracing::error!(subscription = %subscription.name, %error, "skipping a subscription it cannot deliver to");
@@ -190,8 +189,8 @@ impl Dispatcher {
             let known = self.targets.get(&subscription.id);
             let target = Target {
                 endpoint: endpoints.get(&self.endpoints, destination.endpoint(), self.config.per_endpoint),
-                name: subscription.name,
-                spec: subscription.spec,
+                name: subscription.name.clone(),
+                spec: subscription.spec.clone(),
                 destination,
                 slots: known.map_or_else(
                     || Arc::new(Semaphore::new(self.config.per_subscription)),
@@ -202,7 +201,7 @@ impl Dispatcher {
         }
         self.targets = targets;
         self.endpoints = endpoints;
-        self.version = Some(version);
+        self.version = Some(subscriptions.version);
         Ok(())
     }
 
