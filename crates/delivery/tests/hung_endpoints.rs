@@ -74,8 +74,13 @@ async fn hung_endpoints_do_not_slow_a_healthy_one() {
         .collect();
     latencies.sort();
     let [p50, p90, p99] = [50, 90, 99].map(|p| latencies[latencies.len() * p / 100 - 1]);
+    // A healthy attempt held up by the hung ones would wait for a slot until a hung
+    // attempt gives it back, after `slow_after` (or for the 30 s timeout): well under
+    // that, it waited for nothing, however loaded the machine (on a 2-core machine busy
+    // with a benchmark, p99 was 121 ms: over the 100 ms this test once asked for).
+    let held_up = DispatcherConfig::default().slow_after;
     assert!(
-        p99 < Duration::from_millis(100),
+        p99 < held_up / 2,
         "p50 {p50:?}, p90 {p90:?}, p99 {p99:?}, slowest {:?}",
         latencies.last()
     );
