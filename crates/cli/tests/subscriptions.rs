@@ -163,39 +163,26 @@ fn subscriptions_with_advanced_filters_record_their_matches() {
         "update put the whole URL back"
     );
 
-    let bad = server.cli(&[
-        "event-subscription",
-        "create",
-        "--topic",
-        "shop",
-        "--name",
-        "bad",
-        "--endpoint",
-        "https://x.example/",
-        "--skip-validation",
-        "--advanced-filter",
-        "data.n",
-        "NumberIn",
-        "many",
-    ]);
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("`many`"));
-    let bad_op = server.cli(&[
-        "event-subscription",
-        "create",
-        "--topic",
-        "shop",
-        "--name",
-        "bad",
-        "--endpoint",
-        "https://x.example/",
-        "--skip-validation",
-        "--advanced-filter",
-        "data.n",
-        "NumberAbout",
-        "1",
-    ]);
-    assert!(String::from_utf8_lossy(&bad_op.stderr).contains("NumberAbout"));
+    // A value the operator cannot take, and an operator that does not exist.
+    for (operator, value, named) in [("NumberIn", "many", "`many`"), ("NumberAbout", "1", "NumberAbout")] {
+        let bad = server.cli(&[
+            "event-subscription",
+            "create",
+            "--topic",
+            "shop",
+            "--name",
+            "bad",
+            "--endpoint",
+            "https://x.example/",
+            "--skip-validation",
+            "--advanced-filter",
+            "data.n",
+            operator,
+            value,
+        ]);
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success() && stderr.contains(named), "{stderr}");
+    }
     let no_endpoint = server.cli(&["event-subscription", "create", "--topic", "shop", "--name", "bad"]);
     assert!(String::from_utf8_lossy(&no_endpoint.stderr).contains("--endpoint"));
     assert!(
@@ -220,19 +207,23 @@ fn principals_and_roles_through_the_cli() {
             .unwrap()
     };
 
+    // Grants alice a role on ws1, or takes it back.
+    let assign_alice = |action: &str, role: &str| {
+        server.json(&[
+            "role",
+            "assignment",
+            action,
+            "--assignee",
+            "alice",
+            "--role",
+            role,
+            "--workspace",
+            "ws1",
+        ])
+    };
     let refused = as_alice(&["workspace", "show", "--name", "ws1"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Forbidden: this call needs the Reader"));
-    server.json(&[
-        "role",
-        "assignment",
-        "create",
-        "--assignee",
-        "alice",
-        "--role",
-        "Reader",
-        "--workspace",
-        "ws1",
-    ]);
+    assign_alice("create", "Reader");
     assert!(as_alice(&["workspace", "show", "--name", "ws1"]).status.success());
     let listed = server.json(&["role", "assignment", "list", "--assignee", "alice"]);
     assert_eq!(
@@ -241,29 +232,9 @@ fn principals_and_roles_through_the_cli() {
     );
     assert_eq!(server.json(&["principal", "list"]).as_array().unwrap().len(), 2);
 
-    server.json(&[
-        "role",
-        "assignment",
-        "delete",
-        "--assignee",
-        "alice",
-        "--role",
-        "Reader",
-        "--workspace",
-        "ws1",
-    ]);
+    assign_alice("delete", "Reader");
     assert!(!as_alice(&["workspace", "show", "--name", "ws1"]).status.success());
-    server.json(&[
-        "role",
-        "assignment",
-        "create",
-        "--assignee",
-        "alice",
-        "--role",
-        "reader",
-        "--workspace",
-        "ws1",
-    ]);
+    assign_alice("create", "reader");
     let revoked = server.json(&["principal", "key", "revoke", "--name", "alice"]);
     assert_eq!(revoked["revoked"], 1);
     let after = as_alice(&["workspace", "show", "--name", "ws1"]);

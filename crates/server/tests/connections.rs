@@ -152,14 +152,21 @@ async fn shutdown_abandons_what_is_still_running_after_the_timeout() {
         ..ConnectionLimits::default()
     })
     .await;
-    // A request whose body never comes holds its connection.
+    // A request whose body never comes holds its connection. It asks to be told when its
+    // body is wanted: then the handler is reading it, however slow the machine.
     let mut slow = TcpStream::connect(node.address).await.unwrap();
     let head = format!(
         "POST /v1/workspaces HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_KEY}\r\n\
-         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+         content-type: application/json\r\ncontent-length: 100\r\nexpect: 100-continue\r\n\r\n"
     );
     slow.write_all(head.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut answer = [0; 25];
+    tokio::time::timeout(Duration::from_secs(20), slow.read_exact(&mut answer))
+        .await
+        .expect("the handler reads the body within 20 s")
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 100 Continue\r\n\r\n");
+    slow.write_all(b"{").await.unwrap();
     let took = node.shut_down().await;
     assert!(
         took >= Duration::from_millis(400) && took < Duration::from_secs(3),

@@ -18,6 +18,14 @@ fn base(workspace: &str) -> String {
     format!("/v1/workspaces/{workspace}")
 }
 
+/// The URI of a versioned asset (`models`, `datasets`): one version, or the latest.
+fn versioned(workspace: &str, assets: &str, name: &str, version: Option<u64>) -> String {
+    match version {
+        Some(v) => format!("{}/{assets}/{name}/versions/{v}", base(workspace)),
+        None => format!("{}/{assets}/{name}", base(workspace)),
+    }
+}
+
 async fn end_run(client: &Client, args: EndRunArgs, status: &str) -> anyhow::Result<Value> {
     let mut body = json!({"status": status});
     if let Some(error) = args.error {
@@ -133,11 +141,9 @@ pub async fn model(client: &Client, command: ModelCommand) -> anyhow::Result<Val
             name,
             version,
         } => {
-            let uri = match version {
-                Some(v) => format!("{}/models/{name}/versions/{v}", base(&workspace.workspace)),
-                None => format!("{}/models/{name}", base(&workspace.workspace)),
-            };
-            client.get(&uri).await
+            client
+                .get(&versioned(&workspace.workspace, "models", &name, version))
+                .await
         }
         ModelCommand::Update {
             model,
@@ -240,11 +246,9 @@ pub async fn dataset(client: &Client, command: DatasetCommand) -> anyhow::Result
             name,
             version,
         } => {
-            let uri = match version {
-                Some(v) => format!("{}/datasets/{name}/versions/{v}", base(&workspace.workspace)),
-                None => format!("{}/datasets/{name}", base(&workspace.workspace)),
-            };
-            client.get(&uri).await
+            client
+                .get(&versioned(&workspace.workspace, "datasets", &name, version))
+                .await
         }
     }
 }

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::lifecycle::{check_name, with_etag, workspace};
+use super::lifecycle::{check_name, etagged, with_etag, workspace};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Query};
@@ -55,6 +55,8 @@ impl From<Dataset> for DatasetView {
     }
 }
 
+etagged!(DatasetView);
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DatasetList {
     pub value: Vec<DatasetView>,
@@ -90,11 +92,7 @@ async fn register_dataset(
         tags: body.tags,
     };
     let dataset = state.store.register_dataset(ws, new).await?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        &dataset.etag.clone(),
-        DatasetView::from(dataset),
-    ))
+    Ok(with_etag(StatusCode::CREATED, DatasetView::from(dataset)))
 }
 
 /// Lists dataset versions. Takes Reader.
@@ -124,11 +122,7 @@ async fn show_latest_dataset(
 ) -> Result<Response, ApiError> {
     let ws = workspace(&state, &caller, &ws, Role::Reader).await?;
     let dataset = state.store.dataset(ws, &name, None).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        &dataset.etag.clone(),
-        DatasetView::from(dataset),
-    ))
+    Ok(with_etag(StatusCode::OK, DatasetView::from(dataset)))
 }
 
 /// Shows one version of a dataset. Takes Reader.
@@ -142,11 +136,7 @@ async fn show_dataset(
 ) -> Result<Response, ApiError> {
     let ws = workspace(&state, &caller, &ws, Role::Reader).await?;
     let dataset = state.store.dataset(ws, &name, Some(version)).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        &dataset.etag.clone(),
-        DatasetView::from(dataset),
-    ))
+    Ok(with_etag(StatusCode::OK, DatasetView::from(dataset)))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -22,10 +22,29 @@ pub async fn workspace(state: &AppState, caller: &Caller, name: &str, needed: Ro
         .id)
 }
 
+/// A resource as clients see it, etag included: the one the `ETag` header repeats and
+/// `If-Match` must name.
+pub trait Etagged: Serialize {
+    fn etag(&self) -> &str;
+}
+
+/// Implements [`Etagged`] for views whose `etag` field holds it.
+macro_rules! etagged {
+    ($($view:ty),+) => {
+        $(impl $crate::api::lifecycle::Etagged for $view {
+            fn etag(&self) -> &str {
+                &self.etag
+            }
+        })+
+    };
+}
+pub(crate) use etagged;
+
 /// A resource as JSON with its etag also in the `ETag` header.
-pub fn with_etag<T: Serialize>(status: StatusCode, etag: &str, body: T) -> Response {
-    let mut response = (status, JsonResponse(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(etag) {
+pub fn with_etag(status: StatusCode, view: impl Etagged) -> Response {
+    let etag = HeaderValue::from_str(view.etag()).ok();
+    let mut response = (status, JsonResponse(view)).into_response();
+    if let Some(value) = etag {
         response.headers_mut().insert(ETAG, value);
     }
     response

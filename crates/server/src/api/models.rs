@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::lifecycle::{check_name, with_etag, workspace};
+use super::lifecycle::{check_name, etagged, with_etag, workspace};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{IfMatch, Json, Query};
@@ -148,6 +148,8 @@ pub struct DeploymentList {
     pub value: Vec<DeploymentView>,
 }
 
+etagged!(ModelView, DeploymentView);
+
 /// Registers the next version of a model (1, 2, 3, ...; never reused) and raises
 /// ModelRegistered. Takes Contributor.
 #[utoipa::path(post, path = "/v1/workspaces/{workspace}/models", tag = "models", security(("api_key" = [])),
@@ -169,11 +171,7 @@ async fn register_model(
         properties: body.properties,
     };
     let model = state.store.register_model(ws, new).await?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        &model.etag.clone(),
-        ModelView::from(model),
-    ))
+    Ok(with_etag(StatusCode::CREATED, ModelView::from(model)))
 }
 
 /// Lists model versions by name and version. Takes Reader.
@@ -206,7 +204,7 @@ async fn show_latest_model(
 ) -> Result<Response, ApiError> {
     let ws = workspace(&state, &caller, &ws, Role::Reader).await?;
     let model = state.store.model(ws, &name, None).await?;
-    Ok(with_etag(StatusCode::OK, &model.etag.clone(), ModelView::from(model)))
+    Ok(with_etag(StatusCode::OK, ModelView::from(model)))
 }
 
 /// Shows one version of a model. Takes Reader.
@@ -220,7 +218,7 @@ async fn show_model(
 ) -> Result<Response, ApiError> {
     let ws = workspace(&state, &caller, &ws, Role::Reader).await?;
     let model = state.store.model(ws, &name, Some(version)).await?;
-    Ok(with_etag(StatusCode::OK, &model.etag.clone(), ModelView::from(model)))
+    Ok(with_etag(StatusCode::OK, ModelView::from(model)))
 }
 
 /// Updates a model version's description, tags, properties or archived flag (no event).
@@ -244,7 +242,7 @@ async fn update_model(
         archived: body.archived,
     };
     let model = state.store.change_model(ws, &name, version, change, if_match).await?;
-    Ok(with_etag(StatusCode::OK, &model.etag.clone(), ModelView::from(model)))
+    Ok(with_etag(StatusCode::OK, ModelView::from(model)))
 }
 
 /// Deploys models to a service, creating or replacing it, and raises ModelDeployed.
@@ -279,11 +277,7 @@ async fn deploy(
     };
     let (deployment, created) = state.store.deploy(ws, new, if_match).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(with_etag(
-        status,
-        &deployment.etag.clone(),
-        DeploymentView::from(deployment),
-    ))
+    Ok(with_etag(status, DeploymentView::from(deployment)))
 }
 
 /// Lists deployments. Takes Reader.
@@ -312,11 +306,7 @@ async fn show_deployment(
 ) -> Result<Response, ApiError> {
     let ws = workspace(&state, &caller, &ws, Role::Reader).await?;
     let deployment = state.store.deployment(ws, &name).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        &deployment.etag.clone(),
-        DeploymentView::from(deployment),
-    ))
+    Ok(with_etag(StatusCode::OK, DeploymentView::from(deployment)))
 }
 
 /// Deletes a deployment (no event). Takes Contributor.

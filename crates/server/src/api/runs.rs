@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::lifecycle::{check_name, with_etag, workspace};
+use super::lifecycle::{check_name, etagged, with_etag, workspace};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{IfMatch, Json, Query};
@@ -90,6 +90,8 @@ impl From<Run> for RunView {
         }
     }
 }
+
+etagged!(RunView);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunList {
@@ -202,7 +204,7 @@ async fn start_run(
         properties: body.properties,
     };
     let run = state.store.start_run(ws, new).await?;
-    Ok(with_etag(StatusCode::CREATED, &run.etag.clone(), RunView::from(run)))
+    Ok(with_etag(StatusCode::CREATED, RunView::from(run)))
 }
 
 /// Lists runs, oldest first. Takes Reader.
@@ -232,7 +234,7 @@ async fn show_run(
 ) -> Result<Response, ApiError> {
     let ws = workspace(&state, &caller, &ws, Role::Reader).await?;
     let run = state.store.run(ws, &run_id).await?;
-    Ok(with_etag(StatusCode::OK, &run.etag.clone(), RunView::from(run)))
+    Ok(with_etag(StatusCode::OK, RunView::from(run)))
 }
 
 /// Changes a run's status, tags or properties. A status change that is not allowed is a
@@ -256,7 +258,7 @@ async fn update_run(
         properties: body.properties,
     };
     let run = state.store.change_run(ws, &run_id, change, if_match).await?;
-    Ok(with_etag(StatusCode::OK, &run.etag.clone(), RunView::from(run)))
+    Ok(with_etag(StatusCode::OK, RunView::from(run)))
 }
 
 /// Logs metrics on a run that has not ended. Takes Contributor.

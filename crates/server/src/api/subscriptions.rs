@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::events::EventPage;
-use super::lifecycle::with_etag;
+use super::lifecycle::{etagged, with_etag};
 use super::sources::{self, collection_kind};
 use super::validation;
 use crate::auth::Caller;
@@ -49,6 +49,8 @@ pub struct SubscriptionView {
     pub properties: Value,
     pub etag: String,
 }
+
+etagged!(SubscriptionView);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionList {
@@ -183,8 +185,7 @@ async fn put(state: AppState, caller: Caller, target: PutTarget, body: PutSubscr
         subscription = validation::handshake(&state, &base_url, &source, subscription).await?;
     }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    let etag = subscription.etag.clone();
-    Ok(with_etag(status, &etag, view(&source, subscription)?))
+    Ok(with_etag(status, view(&source, subscription)?))
 }
 
 async fn list(
@@ -211,8 +212,7 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let source = sources::load(&state, &caller, kind, &source, Role::Reader).await?;
     let subscription = state.store.subscription(source.id, &name).await?;
-    let etag = subscription.etag.clone();
-    Ok(with_etag(StatusCode::OK, &etag, view(&source, subscription)?))
+    Ok(with_etag(StatusCode::OK, view(&source, subscription)?))
 }
 
 async fn full_url(
