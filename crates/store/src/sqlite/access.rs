@@ -2,20 +2,23 @@
 
 use chrono::Utc;
 use mlgrid_core::time::format_event_time;
-use sqlx::SqliteConnection;
+use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 
-use super::db::{db, unique_violation};
+use super::db::{all, db, optional, unique_violation};
 use crate::access::{LAST_OWNER_ROLE, Recovered, last_owner_keys};
 use crate::error::{Result, StoreError};
 use crate::model::*;
-use crate::rows::{principal_from_row, role_grant_from_row};
+use crate::rows::{
+    principal_from_row, principal_key_from_row, principal_summary_from_row, role_assignment_from_row,
+    role_grant_from_row,
+};
 
 /// Role assignments with the names of their principal and source.
-pub(super) const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind AS source_kind, s.name AS source_name, \
+const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind AS source_kind, s.name AS source_name, \
      a.role, a.created_at FROM role_assignments a JOIN principals p ON p.id = a.principal_id \
      LEFT JOIN sources s ON s.id = a.source_id";
 
-pub(super) async fn insert_principal(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+pub(super) async fn create_principal(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
     let existing: Option<String> = db(
         sqlx::query_scalar("SELECT name FROM principals WHERE lower(name) = lower(?)")
             .bind(name)
@@ -39,11 +42,15 @@ pub(super) async fn insert_principal(conn: &mut SqliteConnection, name: &str, ke
             }
         })?;
     let principal = principal_from_row(&row)?;
-    insert_key(conn, principal.id, key).await?;
+    add_principal_key(conn, principal.id, key).await?;
     Ok(principal)
 }
 
-pub(super) async fn insert_key(conn: &mut SqliteConnection, principal: PrincipalId, key: &ApiKeyHash) -> Result<()> {
+pub(super) async fn add_principal_key(
+    conn: &mut SqliteConnection,
+    principal: PrincipalId,
+    key: &ApiKeyHash,
+) -> Result<()> {
     db(
         sqlx::query("INSERT INTO principal_keys (key_id, principal_id, key_hash, created_at) VALUES (?, ?, ?, ?)")
             .bind(&key.key_id)
@@ -63,12 +70,12 @@ pub(super) async fn create_bootstrap_owner(conn: &mut SqliteConnection, name: &s
     if existing > 0 {
         return Ok(false);
     }
-    let principal = insert_principal(conn, name, key).await?;
-    grant(conn, principal.id, None, Role::Owner).await?;
+    let principal = create_principal(conn, name, key).await?;
+    create_role_assignment(conn, principal.id, None, Role::Owner).await?;
     Ok(true)
 }
 
-pub(super) async fn grant(
+pub(super) async fn create_role_assignment(
     conn: &mut SqliteConnection,
     principal: PrincipalId,
     source: Option<SourceId>,
@@ -129,7 +136,7 @@ pub(super) async fn delete_role_assignment(conn: &mut SqliteConnection, id: i64)
 /// with a usable key. Writes are serialised by the writer task (and, against another
 /// process such as `mlgrid admin recover`, by SQLite's write lock), so the check and the
 /// delete see the same principals.
-pub(super) async fn revoke_keys(conn: &mut SqliteConnection, principal: PrincipalId) -> Result<u64> {
+pub(super) async fn revoke_principal_keys(conn: &mut SqliteConnection, principal: PrincipalId) -> Result<u64> {
     let last: Option<String> = db(sqlx::query_scalar(
         "SELECT p.name FROM principals p WHERE p.id = ?1 \
          AND EXISTS (SELECT 1 FROM role_assignments a WHERE a.principal_id = ?1 AND a.source_id IS NULL AND a.role = 'Owner') \
@@ -161,11 +168,11 @@ pub(super) async fn recover(conn: &mut SqliteConnection, name: &str, key: &ApiKe
     .await)?;
     let (id, principal, created) = match existing {
         Some((id, stored)) => {
-            insert_key(conn, id, key).await?;
+            add_principal_key(conn, id, key).await?;
             (id, stored, false)
         }
         None => {
-            let principal = insert_principal(conn, name, key).await?;
+            let principal = create_principal(conn, name, key).await?;
             (principal.id, principal.name, true)
         }
     };
@@ -178,4 +185,44 @@ pub(super) async fn recover(conn: &mut SqliteConnection, name: &str, key: &ApiKe
     .execute(&mut *conn)
     .await)?;
     Ok(Recovered { principal, created })
+}
+
+pub(super) async fn has_principals(pool: &SqlitePool) -> Result<bool> {
+    let any: Option<i64> = db(sqlx::query_scalar("SELECT 1 FROM principals LIMIT 1")
+        .fetch_optional(pool)
+        .await)?;
+    Ok(any.is_some())
+}
+
+pub(super) async fn principal_by_key_id(pool: &SqlitePool, key_id: &str) -> Result<Option<(Principal, ApiKeyHash)>> {
+    let query = sqlx::query(
+        "SELECT p.id, p.name, p.created_at, k.key_id, k.key_hash \
+         FROM principal_keys k JOIN principals p ON p.id = k.principal_id WHERE k.key_id = ?",
+    );
+    optional(pool, query.bind(key_id), principal_key_from_row).await
+}
+
+pub(super) async fn role_assignments(pool: &SqlitePool, principal: PrincipalId) -> Result<Vec<RoleAssignment>> {
+    let query = sqlx::query("SELECT principal_id, source_id, role FROM role_assignments WHERE principal_id = ?");
+    all(pool, query.bind(principal), role_assignment_from_row).await
+}
+
+pub(super) async fn principal(pool: &SqlitePool, name: &str) -> Result<Principal> {
+    let query = sqlx::query("SELECT * FROM principals WHERE lower(name) = lower(?)").bind(name);
+    optional(pool, query, principal_from_row)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("principal `{name}`")))
+}
+
+pub(super) async fn list_principals(pool: &SqlitePool) -> Result<Vec<PrincipalSummary>> {
+    let query = sqlx::query(
+        "SELECT p.*, (SELECT count(*) FROM principal_keys k WHERE k.principal_id = p.id) AS keys \
+         FROM principals p ORDER BY p.name",
+    );
+    all(pool, query, principal_summary_from_row).await
+}
+
+pub(super) async fn list_role_assignments(pool: &SqlitePool) -> Result<Vec<RoleGrant>> {
+    let query = sqlx::query(AssertSqlSafe(format!("{GRANT_SELECT} ORDER BY p.name, a.id")));
+    all(pool, query, role_grant_from_row).await
 }

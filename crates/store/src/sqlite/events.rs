@@ -1,5 +1,5 @@
-//! Writing to event logs inside a transaction: published events, and the events the
-//! lifecycle raises (the transactional outbox).
+//! Event logs on SQLite: appends inside the writer's transaction (published events, and
+//! those the lifecycle raises, the transactional outbox), and reads.
 
 use std::sync::Arc;
 
@@ -7,13 +7,15 @@ use chrono::Utc;
 use mlgrid_core::ml::MlEvent;
 use mlgrid_core::resource::{SourceKind, resource_path};
 use mlgrid_core::time::format_event_time;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
+use super::db::{all, to_i64};
 use super::writer::{Appends, WriterHandle};
 use crate::appends::EventLog;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::raised_event;
-use crate::model::{AppendReceipt, NewEvent, SourceId};
+use crate::model::{AppendReceipt, NewEvent, SourceId, StoredEvent};
+use crate::rows::stored_event_from_row;
 
 /// Rows per multi-row `INSERT` of events (8 parameters each, within SQLite's 32,766).
 const INSERT_CHUNK: usize = 500;
@@ -72,6 +74,18 @@ pub(super) async fn insert_events(
         first_sequence: first as u64,
         last_sequence: last as u64,
     })
+}
+
+pub(super) async fn read(pool: &SqlitePool, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
+    let query = sqlx::query(
+        "SELECT sequence, event_id, schema, event_type, subject, published_at, body \
+         FROM events WHERE source_id = ?1 AND sequence > ?2 \
+         AND sequence > (SELECT pruned_through FROM sources WHERE id = ?1) ORDER BY sequence LIMIT ?3",
+    )
+    .bind(source)
+    .bind(to_i64(after))
+    .bind(limit.min(crate::MAX_READ_LIMIT));
+    all(pool, query, stored_event_from_row).await
 }
 
 /// The resource path of a workspace; `NotFound` if there is none with this id.

@@ -4,10 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use mlgrid_core::time::format_event_time;
-use sqlx::SqliteConnection;
+use sqlx::{SqliteConnection, SqlitePool};
 
-use super::db::db;
-use super::to_i64;
+use super::db::{db, to_i64};
 use crate::SECRET_FINGERPRINT;
 use crate::error::Result;
 
@@ -48,6 +47,17 @@ pub(super) async fn release(conn: &mut SqliteConnection, name: &str, holder: &st
             .await,
     )?;
     Ok(())
+}
+
+pub(super) async fn is_current(pool: &SqlitePool, name: &str, token: u64) -> Result<bool> {
+    let current: Option<i64> = db(sqlx::query_scalar(
+        "SELECT 1 FROM leases WHERE name = ? AND token = ? AND holder IS NOT NULL",
+    )
+    .bind(name)
+    .bind(to_i64(token))
+    .fetch_optional(pool)
+    .await)?;
+    Ok(current.is_some())
 }
 
 /// The recorded fingerprint of the server secret, recording `ours` first if there is

@@ -4,13 +4,13 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use mlgrid_core::time::format_event_time;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use super::db::db;
+use super::db::{all, db, optional, to_i64};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
-use crate::model::SourceId;
-use crate::rows::subscription_from_row;
+use crate::model::{SourceId, StoredEvent};
+use crate::rows::{stored_event_from_row, subscription_from_row};
 use crate::subscriptions::*;
 use mlgrid_core::subscription::ProvisioningState;
 
@@ -24,14 +24,10 @@ async fn bump_version(conn: &mut SqliteConnection) -> Result<()> {
 }
 
 async fn load(conn: &mut SqliteConnection, source: SourceId, name: &str) -> Result<Option<EventSubscription>> {
-    let row = db(
-        sqlx::query("SELECT * FROM event_subscriptions WHERE source_id = ? AND name = ?")
-            .bind(source)
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await,
-    )?;
-    row.as_ref().map(subscription_from_row).transpose()
+    let query = sqlx::query("SELECT * FROM event_subscriptions WHERE source_id = ? AND name = ?")
+        .bind(source)
+        .bind(name);
+    optional(&mut *conn, query, subscription_from_row).await
 }
 
 pub(super) async fn put(
@@ -65,6 +61,21 @@ pub(super) async fn put(
     .await)?;
     bump_version(conn).await?;
     Ok((subscription_from_row(&row)?, existing.is_none()))
+}
+
+pub(super) async fn get(pool: &SqlitePool, source: SourceId, name: &str) -> Result<EventSubscription> {
+    let query = sqlx::query("SELECT * FROM event_subscriptions WHERE source_id = ? AND name = ?")
+        .bind(source)
+        .bind(name);
+    optional(pool, query, subscription_from_row)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("event subscription `{name}`")))
+}
+
+pub(super) async fn list(pool: &SqlitePool, source: Option<SourceId>) -> Result<Vec<EventSubscription>> {
+    let query =
+        sqlx::query("SELECT * FROM event_subscriptions WHERE ? IS NULL OR source_id = ? ORDER BY source_id, name");
+    all(pool, query.bind(source).bind(source), subscription_from_row).await
 }
 
 pub(super) async fn rotate_secret(
@@ -151,6 +162,25 @@ pub(super) async fn delete_expired(conn: &mut SqliteConnection, now: chrono::Dat
     Ok(deleted)
 }
 
+pub(super) async fn version(pool: &SqlitePool) -> Result<u64> {
+    let version: i64 = db(
+        sqlx::query_scalar("SELECT version FROM subscription_versions WHERE id = 1")
+            .fetch_one(pool)
+            .await,
+    )?;
+    Ok(version as u64)
+}
+
+pub(super) async fn fanout_cursor(pool: &SqlitePool, source: SourceId) -> Result<u64> {
+    let cursor: Option<i64> = db(
+        sqlx::query_scalar("SELECT last_sequence FROM fanout_cursors WHERE source_id = ?")
+            .bind(source)
+            .fetch_optional(pool)
+            .await,
+    )?;
+    Ok(cursor.unwrap_or(0) as u64)
+}
+
 /// Rows per multi-row `INSERT` of deliveries (6 parameters each).
 const INSERT_CHUNK: usize = 1000;
 
@@ -204,4 +234,24 @@ pub(super) async fn record_matches(conn: &mut SqliteConnection, batch: RoutedBat
     .execute(&mut *conn)
     .await)?;
     Ok(())
+}
+
+pub(super) async fn matches(
+    pool: &SqlitePool,
+    subscription: SubscriptionId,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<StoredEvent>> {
+    let query = sqlx::query(
+        "SELECT e.sequence, e.event_id, e.schema, e.event_type, e.subject, e.published_at, e.body \
+         FROM deliveries d JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
+         WHERE d.subscription_id = ?1 AND d.sequence > ?2 \
+         AND d.sequence > (SELECT max(s.pruned_through, src.pruned_through) FROM event_subscriptions s \
+             JOIN sources src ON src.id = s.source_id WHERE s.id = ?1) \
+         ORDER BY d.sequence LIMIT ?3",
+    )
+    .bind(subscription)
+    .bind(to_i64(after))
+    .bind(limit.min(crate::MAX_READ_LIMIT));
+    all(pool, query, stored_event_from_row).await
 }

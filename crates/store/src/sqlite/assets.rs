@@ -1,40 +1,21 @@
-//! The ML lifecycle on SQLite. Writes run inside the writer's transaction, so a change
-//! and the event it raises commit together or not at all.
+//! Registered models, deployments and datasets on SQLite. Writes run inside the
+//! writer's transaction, so a registration and the event it raises commit together or
+//! not at all; versions come from a per-name counter row.
 
 use chrono::Utc;
-use mlgrid_core::lifecycle::RunStatus;
 use mlgrid_core::time::format_event_time;
-use sqlx::SqliteConnection;
+use sqlx::{SqliteConnection, SqlitePool};
 
-use super::db::{db, unique_violation};
+use super::db::{all, db, now, optional, to_i64};
 use super::events::{raise, workspace_topic};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::lifecycle::*;
 use crate::lifecycle_writes::{
-    apply_model_change, apply_run_change, check_deployable, check_deployment, check_metrics, check_start,
-    missing_parent, model_deployed, model_registered, run_id, run_status_event, tags_json,
+    apply_model_change, check_deployable, check_deployment, model_deployed, model_registered, tags_json,
 };
 use crate::model::SourceId;
-use crate::rows::{RUN_SELECT, dataset_from_row, deployment_from_row, model_from_row, run_from_row};
-
-fn now() -> String {
-    format_event_time(Utc::now())
-}
-
-async fn load_run(conn: &mut SqliteConnection, workspace: SourceId, run_id: &str) -> Result<Run> {
-    let row = db(sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{RUN_SELECT} WHERE r.source_id = ? AND r.run_id = ?"
-    )))
-    .bind(workspace)
-    .bind(run_id)
-    .fetch_optional(&mut *conn)
-    .await)?;
-    row.as_ref()
-        .map(run_from_row)
-        .transpose()?
-        .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}`")))
-}
+use crate::rows::{dataset_from_row, deployment_from_row, model_from_row};
 
 /// The next version of a model or dataset name.
 async fn next_version(conn: &mut SqliteConnection, workspace: SourceId, kind: &str, name: &str) -> Result<i64> {
@@ -47,118 +28,6 @@ async fn next_version(conn: &mut SqliteConnection, workspace: SourceId, kind: &s
     .bind(name)
     .fetch_one(&mut *conn)
     .await)
-}
-
-pub(super) async fn start_run(conn: &mut SqliteConnection, workspace: SourceId, new: NewRun) -> Result<Run> {
-    workspace_topic(conn, workspace).await?;
-    check_start(&new)?;
-    if let Some(parent) = &new.parent_run_id {
-        let exists: Option<i64> = db(
-            sqlx::query_scalar("SELECT 1 FROM runs WHERE source_id = ? AND run_id = ?")
-                .bind(workspace)
-                .bind(parent)
-                .fetch_optional(&mut *conn)
-                .await,
-        )?;
-        if exists.is_none() {
-            return Err(missing_parent(parent));
-        }
-    }
-    let created = now();
-    db(sqlx::query("INSERT INTO experiments (source_id, id, name, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (source_id, name) DO NOTHING")
-        .bind(workspace)
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(&new.experiment_name)
-        .bind(&created)
-        .execute(&mut *conn)
-        .await)?;
-    let experiment_id: String = db(
-        sqlx::query_scalar("SELECT id FROM experiments WHERE source_id = ? AND name = ?")
-            .bind(workspace)
-            .bind(&new.experiment_name)
-            .fetch_one(&mut *conn)
-            .await,
-    )?;
-    let run_id = run_id(&new);
-    let start_time = (new.status == RunStatus::Running).then(|| created.clone());
-    let etag = new_etag();
-    db(sqlx::query(
-        "INSERT INTO runs (source_id, run_id, experiment_id, parent_run_id, run_type, status, tags, properties, created_at, start_time, etag) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(workspace)
-    .bind(&run_id)
-    .bind(&experiment_id)
-    .bind(&new.parent_run_id)
-    .bind(&new.run_type)
-    .bind(new.status.as_str())
-    .bind(tags_json(&new.tags))
-    .bind(tags_json(&new.properties))
-    .bind(&created)
-    .bind(&start_time)
-    .bind(&etag)
-    .execute(&mut *conn)
-    .await)
-    .map_err(|e| match e {
-        StoreError::Backend(ref source) if source.downcast_ref::<sqlx::Error>().is_some_and(unique_violation) => {
-            StoreError::Conflict(format!("run `{run_id}` already exists"))
-        }
-        other => other,
-    })?;
-    load_run(conn, workspace, &run_id).await
-}
-
-pub(super) async fn change_run(
-    conn: &mut SqliteConnection,
-    workspace: SourceId,
-    run_id: &str,
-    change: RunChange,
-    if_match: Option<String>,
-) -> Result<Run> {
-    let mut run = load_run(conn, workspace, run_id).await?;
-    check_etag(&format!("run `{run_id}`"), &run.etag, if_match.as_deref())?;
-    let new_status = apply_run_change(&mut run, change, Utc::now())?;
-    db(sqlx::query("UPDATE runs SET status = ?, tags = ?, properties = ?, error = ?, start_time = ?, end_time = ?, etag = ? WHERE source_id = ? AND run_id = ?")
-        .bind(run.status.as_str())
-        .bind(tags_json(&run.tags))
-        .bind(tags_json(&run.properties))
-        .bind(&run.error)
-        .bind(run.start_time.map(format_event_time))
-        .bind(run.end_time.map(format_event_time))
-        .bind(&run.etag)
-        .bind(workspace)
-        .bind(run_id)
-        .execute(&mut *conn)
-        .await)?;
-    if let Some(event) = new_status.and_then(|to| run_status_event(&run, to)) {
-        raise(conn, workspace, &event, &run.etag).await?;
-    }
-    Ok(run)
-}
-
-pub(super) async fn log_metrics(
-    conn: &mut SqliteConnection,
-    workspace: SourceId,
-    run_id: &str,
-    metrics: Vec<NewMetric>,
-) -> Result<()> {
-    let run = load_run(conn, workspace, run_id).await?;
-    check_metrics(&run)?;
-    let logged = now();
-    for metric in metrics {
-        db(sqlx::query(
-            "INSERT INTO run_metrics (source_id, run_id, name, value, step, logged_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(workspace)
-        .bind(run_id)
-        .bind(&metric.name)
-        .bind(metric.value)
-        .bind(metric.step as i64)
-        .bind(&logged)
-        .execute(&mut *conn)
-        .await)?;
-    }
-    Ok(())
 }
 
 pub(super) async fn register_model(conn: &mut SqliteConnection, workspace: SourceId, new: NewModel) -> Result<Model> {
@@ -328,4 +197,83 @@ pub(super) async fn register_dataset(
     .fetch_one(&mut *conn)
     .await)?;
     dataset_from_row(&row)
+}
+
+pub(super) async fn model(pool: &SqlitePool, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Model> {
+    let query = sqlx::query(
+        "SELECT * FROM models WHERE source_id = ? AND name = ? AND (version = ? OR (? IS NULL AND archived = 0)) \
+         ORDER BY version DESC LIMIT 1",
+    )
+    .bind(workspace)
+    .bind(name)
+    .bind(version.map(to_i64))
+    .bind(version.map(to_i64));
+    optional(pool, query, model_from_row).await?.ok_or_else(|| {
+        StoreError::NotFound(match version {
+            Some(v) => format!("model `{name}:{v}`"),
+            None => format!("a model `{name}` that is not archived"),
+        })
+    })
+}
+
+pub(super) async fn list_models(
+    pool: &SqlitePool,
+    workspace: SourceId,
+    name: Option<&str>,
+    include_archived: bool,
+) -> Result<Vec<Model>> {
+    let query = sqlx::query(
+        "SELECT * FROM models WHERE source_id = ? AND (? IS NULL OR name = ?) AND (? OR archived = 0) \
+         ORDER BY name, version",
+    )
+    .bind(workspace)
+    .bind(name)
+    .bind(name)
+    .bind(include_archived);
+    all(pool, query, model_from_row).await
+}
+
+pub(super) async fn deployment(pool: &SqlitePool, workspace: SourceId, name: &str) -> Result<Deployment> {
+    let query = sqlx::query("SELECT * FROM deployments WHERE source_id = ? AND name = ?")
+        .bind(workspace)
+        .bind(name);
+    optional(pool, query, deployment_from_row)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("deployment `{name}`")))
+}
+
+pub(super) async fn list_deployments(pool: &SqlitePool, workspace: SourceId) -> Result<Vec<Deployment>> {
+    let query = sqlx::query("SELECT * FROM deployments WHERE source_id = ? ORDER BY name").bind(workspace);
+    all(pool, query, deployment_from_row).await
+}
+
+pub(super) async fn dataset(
+    pool: &SqlitePool,
+    workspace: SourceId,
+    name: &str,
+    version: Option<u64>,
+) -> Result<Dataset> {
+    let query = sqlx::query(
+        "SELECT * FROM datasets WHERE source_id = ? AND name = ? AND (? IS NULL OR version = ?) \
+         ORDER BY version DESC LIMIT 1",
+    )
+    .bind(workspace)
+    .bind(name)
+    .bind(version.map(to_i64))
+    .bind(version.map(to_i64));
+    optional(pool, query, dataset_from_row).await?.ok_or_else(|| {
+        StoreError::NotFound(match version {
+            Some(v) => format!("dataset `{name}` version {v}"),
+            None => format!("dataset `{name}`"),
+        })
+    })
+}
+
+pub(super) async fn list_datasets(pool: &SqlitePool, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>> {
+    let query =
+        sqlx::query("SELECT * FROM datasets WHERE source_id = ? AND (? IS NULL OR name = ?) ORDER BY name, version")
+            .bind(workspace)
+            .bind(name)
+            .bind(name);
+    all(pool, query, dataset_from_row).await
 }
