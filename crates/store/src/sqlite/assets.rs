@@ -16,6 +16,7 @@ use crate::lifecycle_writes::{
 };
 use crate::model::SourceId;
 use crate::rows::{dataset_from_row, deployment_from_row, model_from_row};
+use crate::sql;
 
 /// The next version of a model or dataset name.
 async fn next_version(conn: &mut SqliteConnection, workspace: SourceId, kind: &str, name: &str) -> Result<i64> {
@@ -35,22 +36,18 @@ pub(super) async fn register_model(conn: &mut SqliteConnection, workspace: Sourc
     let version = next_version(conn, workspace, "model", &new.name).await?;
     let created = now();
     let etag = new_etag();
-    let row = db(sqlx::query(
-        "INSERT INTO models (source_id, name, version, path, description, tags, properties, created_at, updated_at, etag) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-    )
-    .bind(workspace)
-    .bind(&new.name)
-    .bind(version)
-    .bind(&new.path)
-    .bind(&new.description)
-    .bind(tags_json(&new.tags))
-    .bind(tags_json(&new.properties))
-    .bind(&created)
-    .bind(&created)
-    .bind(&etag)
-    .fetch_one(&mut *conn)
-    .await)?;
+    let row = db(sqlx::query(sql::INSERT_MODEL)
+        .bind(workspace)
+        .bind(&new.name)
+        .bind(version)
+        .bind(&new.path)
+        .bind(&new.description)
+        .bind(tags_json(&new.tags))
+        .bind(tags_json(&new.properties))
+        .bind(&created)
+        .bind(&etag)
+        .fetch_one(&mut *conn)
+        .await)?;
     let model = model_from_row(&row)?;
     let event = model_registered(&model);
     raise(conn, workspace, &event, &etag).await?;
@@ -83,7 +80,7 @@ pub(super) async fn change_model(
     let mut model = load_model(conn, workspace, name, version).await?;
     check_etag(&format!("model `{name}:{version}`"), &model.etag, if_match.as_deref())?;
     apply_model_change(&mut model, change, Utc::now());
-    db(sqlx::query("UPDATE models SET description = ?, tags = ?, properties = ?, archived = ?, updated_at = ?, etag = ? WHERE source_id = ? AND name = ? AND version = ?")
+    db(sqlx::query(sql::UPDATE_MODEL)
         .bind(&model.description)
         .bind(tags_json(&model.tags))
         .bind(tags_json(&model.properties))
@@ -99,13 +96,11 @@ pub(super) async fn change_model(
 }
 
 async fn load_deployment(conn: &mut SqliteConnection, workspace: SourceId, name: &str) -> Result<Option<Deployment>> {
-    let row = db(
-        sqlx::query("SELECT * FROM deployments WHERE source_id = ? AND name = ?")
-            .bind(workspace)
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await,
-    )?;
+    let row = db(sqlx::query(sql::DEPLOYMENT)
+        .bind(workspace)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await)?;
     row.as_ref().map(deployment_from_row).transpose()
 }
 
@@ -134,24 +129,17 @@ pub(super) async fn deploy(
     let at = now();
     let etag = new_etag();
     let models = mlgrid_core::lifecycle::model_ids(&new.models);
-    let row = db(sqlx::query(
-        "INSERT INTO deployments (source_id, name, compute_type, models, tags, properties, created_at, updated_at, etag) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (source_id, name) DO UPDATE SET compute_type = excluded.compute_type, models = excluded.models, \
-         tags = excluded.tags, properties = excluded.properties, updated_at = excluded.updated_at, etag = excluded.etag \
-         RETURNING *",
-    )
-    .bind(workspace)
-    .bind(&new.name)
-    .bind(new.compute_type.as_str())
-    .bind(&models)
-    .bind(tags_json(&new.tags))
-    .bind(tags_json(&new.properties))
-    .bind(&at)
-    .bind(&at)
-    .bind(&etag)
-    .fetch_one(&mut *conn)
-    .await)?;
+    let row = db(sqlx::query(sql::UPSERT_DEPLOYMENT)
+        .bind(workspace)
+        .bind(&new.name)
+        .bind(new.compute_type.as_str())
+        .bind(&models)
+        .bind(tags_json(&new.tags))
+        .bind(tags_json(&new.properties))
+        .bind(&at)
+        .bind(&etag)
+        .fetch_one(&mut *conn)
+        .await)?;
     let deployment = deployment_from_row(&row)?;
     let event = model_deployed(&deployment, models);
     raise(conn, workspace, &event, &etag).await?;
@@ -168,7 +156,7 @@ pub(super) async fn delete_deployment(
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("deployment `{name}`")))?;
     check_etag(&format!("deployment `{name}`"), &current.etag, if_match.as_deref())?;
-    db(sqlx::query("DELETE FROM deployments WHERE source_id = ? AND name = ?")
+    db(sqlx::query(sql::DELETE_DEPLOYMENT)
         .bind(workspace)
         .bind(name)
         .execute(&mut *conn)
@@ -183,19 +171,17 @@ pub(super) async fn register_dataset(
 ) -> Result<Dataset> {
     workspace_topic(conn, workspace).await?;
     let version = next_version(conn, workspace, "dataset", &new.name).await?;
-    let row = db(sqlx::query(
-        "INSERT INTO datasets (source_id, name, version, path, description, tags, created_at, etag) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-    )
-    .bind(workspace)
-    .bind(&new.name)
-    .bind(version)
-    .bind(&new.path)
-    .bind(&new.description)
-    .bind(tags_json(&new.tags))
-    .bind(now())
-    .bind(new_etag())
-    .fetch_one(&mut *conn)
-    .await)?;
+    let row = db(sqlx::query(sql::INSERT_DATASET)
+        .bind(workspace)
+        .bind(&new.name)
+        .bind(version)
+        .bind(&new.path)
+        .bind(&new.description)
+        .bind(tags_json(&new.tags))
+        .bind(now())
+        .bind(new_etag())
+        .fetch_one(&mut *conn)
+        .await)?;
     dataset_from_row(&row)
 }
 
@@ -234,16 +220,14 @@ pub(super) async fn list_models(
 }
 
 pub(super) async fn deployment(pool: &SqlitePool, workspace: SourceId, name: &str) -> Result<Deployment> {
-    let query = sqlx::query("SELECT * FROM deployments WHERE source_id = ? AND name = ?")
-        .bind(workspace)
-        .bind(name);
+    let query = sqlx::query(sql::DEPLOYMENT).bind(workspace).bind(name);
     optional(pool, query, deployment_from_row)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("deployment `{name}`")))
 }
 
 pub(super) async fn list_deployments(pool: &SqlitePool, workspace: SourceId) -> Result<Vec<Deployment>> {
-    let query = sqlx::query("SELECT * FROM deployments WHERE source_id = ? ORDER BY name").bind(workspace);
+    let query = sqlx::query(sql::DEPLOYMENTS).bind(workspace);
     all(pool, query, deployment_from_row).await
 }
 

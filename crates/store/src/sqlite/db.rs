@@ -8,20 +8,8 @@ use sqlx::{Sqlite, SqliteExecutor};
 use crate::error::{Result, StoreError};
 use crate::rows::{StoredRow, TimeColumns};
 
-/// A driver result as a store result.
-pub(super) fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
-    result.map_err(StoreError::backend)
-}
-
-pub(super) fn unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-/// A number the store gives out (sequence, version, token) as it is bound: SQLite's
-/// integers are signed, and none of these comes near `i64::MAX`.
-pub(super) fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
+pub(super) use crate::error::{db, unique};
+pub(super) use crate::sql::to_i64;
 
 /// Now, as SQLite keeps times.
 pub(super) fn now() -> String {

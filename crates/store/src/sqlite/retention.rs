@@ -10,6 +10,7 @@ use super::db::{all, db, to_i64};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::rows::log_entry_from_row;
+use crate::sql::{self, YOUNG_ATTEMPT};
 use crate::subscriptions::SubscriptionId;
 
 /// How far a source's log needs no more routing: the fan-out's cursor, or the earliest
@@ -23,7 +24,7 @@ pub(super) async fn set_retention(
     source: SourceId,
     retention: SourceRetention,
 ) -> Result<Source> {
-    let row = sqlx::query("UPDATE sources SET retention_seconds = ?, retention_bytes = ? WHERE id = ? RETURNING *")
+    let row = sqlx::query(sql::SET_RETENTION)
         .bind(retention.time.map(|t| to_i64(t.seconds())))
         .bind(retention.max_bytes.map(to_i64))
         .bind(source)
@@ -104,11 +105,6 @@ pub(super) async fn prune_events(
     })
 }
 
-/// The first attempt (by id) made at or after a time: attempts are numbered as they are
-/// recorded, so those before it are the old ones, found without an index on time.
-const YOUNG_ATTEMPT: &str = "coalesce((SELECT id FROM delivery_attempts WHERE attempted_at >= ?1 ORDER BY id LIMIT 1), \
-     9223372036854775807)";
-
 pub(super) async fn prunable_history(
     pool: &SqlitePool,
     cutoffs: HistoryCutoffs,
@@ -185,7 +181,7 @@ pub(super) async fn prune_history(
     }
     let gone: Vec<SubscriptionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "DELETE FROM delivery_attempts WHERE id IN \
-             (SELECT id FROM delivery_attempts WHERE id < {YOUNG_ATTEMPT} ORDER BY id LIMIT ?2) \
+             (SELECT id FROM delivery_attempts WHERE id < {YOUNG_ATTEMPT} ORDER BY id LIMIT $2) \
          RETURNING subscription_id"
     )))
     .bind(format_event_time(cutoffs.attempts_before))

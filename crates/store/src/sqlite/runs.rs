@@ -6,7 +6,7 @@ use mlgrid_core::lifecycle::RunStatus;
 use mlgrid_core::time::format_event_time;
 use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 
-use super::db::{all, db, now, optional, unique_violation};
+use super::db::{all, db, now, optional, unique};
 use super::events::{raise, workspace_topic};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, new_etag};
@@ -15,16 +15,15 @@ use crate::lifecycle_writes::{
     apply_run_change, check_metrics, check_start, missing_parent, run_id, run_status_event, tags_json,
 };
 use crate::model::SourceId;
-use crate::rows::{RUN_SELECT, experiment_from_row, metric_from_row, run_from_row};
+use crate::rows::{experiment_from_row, metric_from_row, run_from_row};
+use crate::sql::{self, RUN_SELECT};
 
 async fn load_run(conn: &mut SqliteConnection, workspace: SourceId, run_id: &str) -> Result<Run> {
-    let row = db(sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{RUN_SELECT} WHERE r.source_id = ? AND r.run_id = ?"
-    )))
-    .bind(workspace)
-    .bind(run_id)
-    .fetch_optional(&mut *conn)
-    .await)?;
+    let row = db(sqlx::query(sql::RUN)
+        .bind(workspace)
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await)?;
     row.as_ref()
         .map(run_from_row)
         .transpose()?
@@ -35,58 +34,48 @@ pub(super) async fn start(conn: &mut SqliteConnection, workspace: SourceId, new:
     workspace_topic(conn, workspace).await?;
     check_start(&new)?;
     if let Some(parent) = &new.parent_run_id {
-        let exists: Option<i64> = db(
-            sqlx::query_scalar("SELECT 1 FROM runs WHERE source_id = ? AND run_id = ?")
-                .bind(workspace)
-                .bind(parent)
-                .fetch_optional(&mut *conn)
-                .await,
-        )?;
+        let exists: Option<i64> = db(sqlx::query_scalar(sql::RUN_EXISTS)
+            .bind(workspace)
+            .bind(parent)
+            .fetch_optional(&mut *conn)
+            .await)?;
         if exists.is_none() {
             return Err(missing_parent(parent));
         }
     }
     let created = now();
-    db(sqlx::query("INSERT INTO experiments (source_id, id, name, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (source_id, name) DO NOTHING")
+    db(sqlx::query(sql::INSERT_EXPERIMENT)
         .bind(workspace)
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(&new.experiment_name)
         .bind(&created)
         .execute(&mut *conn)
         .await)?;
-    let experiment_id: String = db(
-        sqlx::query_scalar("SELECT id FROM experiments WHERE source_id = ? AND name = ?")
-            .bind(workspace)
-            .bind(&new.experiment_name)
-            .fetch_one(&mut *conn)
-            .await,
-    )?;
+    let experiment_id: String = db(sqlx::query_scalar(sql::EXPERIMENT_ID)
+        .bind(workspace)
+        .bind(&new.experiment_name)
+        .fetch_one(&mut *conn)
+        .await)?;
     let run_id = run_id(&new);
     let start_time = (new.status == RunStatus::Running).then(|| created.clone());
     let etag = new_etag();
-    db(sqlx::query(
-        "INSERT INTO runs (source_id, run_id, experiment_id, parent_run_id, run_type, status, tags, properties, created_at, start_time, etag) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(workspace)
-    .bind(&run_id)
-    .bind(&experiment_id)
-    .bind(&new.parent_run_id)
-    .bind(&new.run_type)
-    .bind(new.status.as_str())
-    .bind(tags_json(&new.tags))
-    .bind(tags_json(&new.properties))
-    .bind(&created)
-    .bind(&start_time)
-    .bind(&etag)
-    .execute(&mut *conn)
-    .await)
-    .map_err(|e| match e {
-        StoreError::Backend(ref source) if source.downcast_ref::<sqlx::Error>().is_some_and(unique_violation) => {
-            StoreError::Conflict(format!("run `{run_id}` already exists"))
-        }
-        other => other,
-    })?;
+    unique(
+        sqlx::query(sql::INSERT_RUN)
+            .bind(workspace)
+            .bind(&run_id)
+            .bind(&experiment_id)
+            .bind(&new.parent_run_id)
+            .bind(&new.run_type)
+            .bind(new.status.as_str())
+            .bind(tags_json(&new.tags))
+            .bind(tags_json(&new.properties))
+            .bind(&created)
+            .bind(&start_time)
+            .bind(&etag)
+            .execute(&mut *conn)
+            .await,
+        || format!("run `{run_id}` already exists"),
+    )?;
     load_run(conn, workspace, &run_id).await
 }
 
@@ -100,7 +89,7 @@ pub(super) async fn change(
     let mut run = load_run(conn, workspace, run_id).await?;
     check_etag(&format!("run `{run_id}`"), &run.etag, if_match.as_deref())?;
     let new_status = apply_run_change(&mut run, change, Utc::now())?;
-    db(sqlx::query("UPDATE runs SET status = ?, tags = ?, properties = ?, error = ?, start_time = ?, end_time = ?, etag = ? WHERE source_id = ? AND run_id = ?")
+    db(sqlx::query(sql::UPDATE_RUN)
         .bind(run.status.as_str())
         .bind(tags_json(&run.tags))
         .bind(tags_json(&run.properties))
@@ -144,14 +133,12 @@ pub(super) async fn log_metrics(
 }
 
 pub(super) async fn experiments(pool: &SqlitePool, workspace: SourceId) -> Result<Vec<Experiment>> {
-    let query = sqlx::query("SELECT * FROM experiments WHERE source_id = ? ORDER BY name").bind(workspace);
+    let query = sqlx::query(sql::EXPERIMENTS).bind(workspace);
     all(pool, query, experiment_from_row).await
 }
 
 pub(super) async fn get(pool: &SqlitePool, workspace: SourceId, run_id: &str) -> Result<Run> {
-    let query = sqlx::query(AssertSqlSafe(format!(
-        "{RUN_SELECT} WHERE r.source_id = ? AND r.run_id = ?"
-    )));
+    let query = sqlx::query(sql::RUN);
     optional(pool, query.bind(workspace).bind(run_id), run_from_row)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}`")))
