@@ -41,15 +41,34 @@ const SQLITE_FULL: i32 = 13;
 const PG_DISK_FULL: &str = "53100";
 
 impl StoreError {
-    /// A driver or I/O error as a store error: running out of space is [`StoreError::Full`],
-    /// anything else [`StoreError::Backend`]. No driver type leaves the store either way.
+    /// A driver or I/O error as a store error, the same way on both backends: a closed
+    /// pool is [`StoreError::Closed`] (the store was closed), running out of space is
+    /// [`StoreError::Full`], anything else [`StoreError::Backend`]. No driver type leaves
+    /// the store either way. Unique violations are [`unique`]'s, where a caller expects one.
     pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
         let e: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+        if matches!(e.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolClosed)) {
+            return StoreError::Closed;
+        }
         if let Some(reason) = out_of_space(&*e) {
             return StoreError::Full(reason);
         }
         StoreError::Backend(Arc::from(e))
     }
+}
+
+/// A driver result as a store result (see [`StoreError::backend`]).
+pub(crate) fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
+    result.map_err(StoreError::backend)
+}
+
+/// A driver result as a store result, with a unique violation as `Conflict(conflict())`:
+/// for the writes where a name or key being taken is the caller's mistake, not a failure.
+pub(crate) fn unique<T>(result: std::result::Result<T, sqlx::Error>, conflict: impl FnOnce() -> String) -> Result<T> {
+    result.map_err(|e| match e {
+        sqlx::Error::Database(ref d) if d.is_unique_violation() => StoreError::Conflict(conflict()),
+        e => StoreError::backend(e),
+    })
 }
 
 /// Why `e` means the disk is full, if it does.
@@ -75,3 +94,23 @@ fn out_of_space(e: &(dyn std::error::Error + 'static)) -> Option<String> {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read on either backend's pool after `close` is `Closed`, like a write.
+    #[tokio::test]
+    async fn a_closed_sqlite_pool_is_closed() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        pool.close().await;
+        let read = db(sqlx::query("SELECT 1").execute(&pool).await).unwrap_err();
+        assert!(matches!(read, StoreError::Closed), "{read:?}");
+    }
+
+    #[test]
+    fn other_driver_errors_are_backend_errors() {
+        let e = StoreError::backend(sqlx::Error::RowNotFound);
+        assert!(matches!(e, StoreError::Backend(_)), "{e:?}");
+    }
+}

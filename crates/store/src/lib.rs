@@ -62,6 +62,7 @@ mod model;
 mod names;
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 mod storage;
 mod subscriptions;

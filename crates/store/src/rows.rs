@@ -215,10 +215,6 @@ pub(crate) fn experiment_from_row(row: &impl StoredRow) -> Result<Experiment> {
     })
 }
 
-/// Selects runs with their experiment's name.
-pub(crate) const RUN_SELECT: &str = "SELECT r.*, e.name AS experiment_name FROM runs r \
-     JOIN experiments e ON e.source_id = r.source_id AND e.id = r.experiment_id";
-
 pub(crate) fn run_from_row(row: &impl StoredRow) -> Result<Run> {
     Ok(Run {
         run_id: row.text("run_id")?,

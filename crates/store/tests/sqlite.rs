@@ -150,6 +150,21 @@ async fn a_database_with_names_differing_only_in_case_is_refused_with_a_remedy()
     store.close().await;
 }
 
+/// After `close`, reads are refused as `Closed` like writes (on PostgreSQL too), not as a
+/// driver error.
+#[tokio::test]
+async fn reads_and_writes_after_close_are_closed() {
+    let (store, _dir) = open().await;
+    store.close().await;
+    let read = store.list_sources(SourceKind::Topic).await.unwrap_err();
+    assert!(matches!(read, StoreError::Closed), "{read:?}");
+    let write = store
+        .create_source(&new_source(SourceKind::Topic, "late"), &keys())
+        .await
+        .unwrap_err();
+    assert!(matches!(write, StoreError::Closed), "{write:?}");
+}
+
 /// A subscription is parsed once, when its row is read: a definition that does not parse
 /// (a hand-edited database) is `Corrupt`, naming the subscription, not a bare serde error
 /// further on.

@@ -10,24 +10,18 @@ use crate::rows::{
     principal_from_row, principal_key_from_row, principal_summary_from_row, role_assignment_from_row,
     role_grant_from_row,
 };
-
-/// Role assignments with the names of their principal and source.
-const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind AS source_kind, s.name AS source_name, \
-     a.role, a.created_at FROM role_assignments a JOIN principals p ON p.id = a.principal_id \
-     LEFT JOIN sources s ON s.id = a.source_id";
+use crate::sql::{self, GRANT_SELECT};
 
 async fn insert_principal(conn: &mut PgConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
-    let existing: Option<String> = db(
-        sqlx::query_scalar("SELECT name FROM principals WHERE lower(name) = lower($1)")
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await,
-    )?;
+    let existing: Option<String> = db(sqlx::query_scalar(sql::PRINCIPAL_NAME)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await)?;
     if let Some(existing) = existing {
         return Err(StoreError::Conflict(crate::names::taken("principal", &existing)));
     }
     let row = unique(
-        sqlx::query("INSERT INTO principals (name, created_at) VALUES ($1, $2) RETURNING *")
+        sqlx::query(sql::INSERT_PRINCIPAL)
             .bind(name)
             .bind(now())
             .fetch_one(&mut *conn)
@@ -40,15 +34,13 @@ async fn insert_principal(conn: &mut PgConnection, name: &str, key: &ApiKeyHash)
 }
 
 async fn insert_key(conn: &mut PgConnection, principal: PrincipalId, key: &ApiKeyHash) -> Result<()> {
-    db(
-        sqlx::query("INSERT INTO principal_keys (key_id, principal_id, key_hash, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&key.key_id)
-            .bind(principal)
-            .bind(&key.hash)
-            .bind(now())
-            .execute(&mut *conn)
-            .await,
-    )?;
+    db(sqlx::query(sql::INSERT_PRINCIPAL_KEY)
+        .bind(&key.key_id)
+        .bind(principal)
+        .bind(&key.hash)
+        .bind(now())
+        .execute(&mut *conn)
+        .await)?;
     Ok(())
 }
 
@@ -59,15 +51,13 @@ async fn grant(
     role: Role,
 ) -> Result<RoleGrant> {
     let id: i64 = unique(
-        sqlx::query_scalar(
-            "INSERT INTO role_assignments (principal_id, source_id, role, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(principal)
-        .bind(source)
-        .bind(role.as_str())
-        .bind(now())
-        .fetch_one(&mut *conn)
-        .await,
+        sqlx::query_scalar(sql::INSERT_ROLE_ASSIGNMENT)
+            .bind(principal)
+            .bind(source)
+            .bind(role.as_str())
+            .bind(now())
+            .fetch_one(&mut *conn)
+            .await,
         || format!("the principal already holds {} there", role.as_str()),
     )?;
     let row = db(sqlx::query(AssertSqlSafe(format!("{GRANT_SELECT} WHERE a.id = $1")))
@@ -84,9 +74,7 @@ pub(super) async fn create_bootstrap_owner(pool: &PgPool, name: &str, key: &ApiK
     db(sqlx::query("LOCK TABLE principals IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await)?;
-    let existing: i64 = db(sqlx::query_scalar("SELECT count(*) FROM principals")
-        .fetch_one(&mut *tx)
-        .await)?;
+    let existing: i64 = db(sqlx::query_scalar(sql::COUNT_PRINCIPALS).fetch_one(&mut *tx).await)?;
     if existing > 0 {
         return Ok(false);
     }
@@ -97,22 +85,17 @@ pub(super) async fn create_bootstrap_owner(pool: &PgPool, name: &str, key: &ApiK
 }
 
 pub(super) async fn has_principals(pool: &PgPool) -> Result<bool> {
-    let any: Option<i32> = db(sqlx::query_scalar("SELECT 1 FROM principals LIMIT 1")
-        .fetch_optional(pool)
-        .await)?;
+    let any: Option<i32> = db(sqlx::query_scalar(sql::ANY_PRINCIPAL).fetch_optional(pool).await)?;
     Ok(any.is_some())
 }
 
 pub(super) async fn principal_by_key_id(pool: &PgPool, key_id: &str) -> Result<Option<(Principal, ApiKeyHash)>> {
-    let query = sqlx::query(
-        "SELECT p.id, p.name, p.created_at, k.key_id, k.key_hash \
-         FROM principal_keys k JOIN principals p ON p.id = k.principal_id WHERE k.key_id = $1",
-    );
+    let query = sqlx::query(sql::PRINCIPAL_BY_KEY_ID);
     optional(pool, query.bind(key_id), principal_key_from_row).await
 }
 
 pub(super) async fn role_assignments(pool: &PgPool, principal: PrincipalId) -> Result<Vec<RoleAssignment>> {
-    let query = sqlx::query("SELECT principal_id, source_id, role FROM role_assignments WHERE principal_id = $1");
+    let query = sqlx::query(sql::ROLE_ASSIGNMENTS);
     all(pool, query.bind(principal), role_assignment_from_row).await
 }
 
@@ -124,17 +107,14 @@ pub(super) async fn create_principal(pool: &PgPool, name: &str, key: &ApiKeyHash
 }
 
 pub(super) async fn principal(pool: &PgPool, name: &str) -> Result<Principal> {
-    let query = sqlx::query("SELECT * FROM principals WHERE lower(name) = lower($1)").bind(name);
+    let query = sqlx::query(sql::PRINCIPAL).bind(name);
     optional(pool, query, principal_from_row)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("principal `{name}`")))
 }
 
 pub(super) async fn list_principals(pool: &PgPool) -> Result<Vec<PrincipalSummary>> {
-    let query = sqlx::query(
-        "SELECT p.*, (SELECT count(*) FROM principal_keys k WHERE k.principal_id = p.id) AS keys \
-         FROM principals p ORDER BY p.name",
-    );
+    let query = sqlx::query(sql::PRINCIPALS);
     all(pool, query, principal_summary_from_row).await
 }
 
@@ -153,20 +133,14 @@ pub(super) async fn revoke_principal_keys(pool: &PgPool, principal: PrincipalId)
     db(sqlx::query("LOCK TABLE role_assignments IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await)?;
-    let last: Option<String> = db(sqlx::query_scalar(
-        "SELECT p.name FROM principals p WHERE p.id = $1 \
-         AND EXISTS (SELECT 1 FROM role_assignments a WHERE a.principal_id = $1 AND a.source_id IS NULL AND a.role = 'Owner') \
-         AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = $1) \
-         AND NOT EXISTS (SELECT 1 FROM role_assignments a WHERE a.principal_id != $1 AND a.source_id IS NULL \
-             AND a.role = 'Owner' AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = a.principal_id))",
-    )
-    .bind(principal)
-    .fetch_optional(&mut *tx)
-    .await)?;
+    let last: Option<String> = db(sqlx::query_scalar(sql::LAST_OWNER_WITH_KEYS)
+        .bind(principal)
+        .fetch_optional(&mut *tx)
+        .await)?;
     if let Some(name) = last {
         return Err(StoreError::Conflict(last_owner_keys(&name)));
     }
-    let deleted = db(sqlx::query("DELETE FROM principal_keys WHERE principal_id = $1")
+    let deleted = db(sqlx::query(sql::DELETE_PRINCIPAL_KEYS)
         .bind(principal)
         .execute(&mut *tx)
         .await)?;
@@ -199,17 +173,15 @@ pub(super) async fn delete_role_assignment(pool: &PgPool, id: i64) -> Result<()>
     db(sqlx::query("LOCK TABLE role_assignments IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await)?;
-    let found: Option<(Option<i64>, String)> = db(sqlx::query_as(
-        "SELECT source_id, role FROM role_assignments WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await)?;
+    let found: Option<(Option<i64>, String)> = db(sqlx::query_as(sql::ROLE_ASSIGNMENT)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await)?;
     let (source, role) = found.ok_or_else(|| StoreError::NotFound(format!("role assignment {id}")))?;
     if source.is_none() && role == Role::Owner.as_str() && usable_global_owners(&mut tx).await? <= 1 {
         return Err(StoreError::Conflict(LAST_OWNER_ROLE.to_owned()));
     }
-    db(sqlx::query("DELETE FROM role_assignments WHERE id = $1")
+    db(sqlx::query(sql::DELETE_ROLE_ASSIGNMENT)
         .bind(id)
         .execute(&mut *tx)
         .await)?;
@@ -218,12 +190,9 @@ pub(super) async fn delete_role_assignment(pool: &PgPool, id: i64) -> Result<()>
 
 /// Owners of every source that hold at least one API key.
 async fn usable_global_owners(conn: &mut PgConnection) -> Result<i64> {
-    db(sqlx::query_scalar(
-        "SELECT count(*) FROM role_assignments a WHERE a.source_id IS NULL AND a.role = 'Owner' \
-         AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = a.principal_id)",
-    )
-    .fetch_one(&mut *conn)
-    .await)
+    db(sqlx::query_scalar(sql::USABLE_GLOBAL_OWNERS)
+        .fetch_one(&mut *conn)
+        .await)
 }
 
 /// Gives `name` (created if missing) `key` and Owner on everything, on one connection of
@@ -235,12 +204,10 @@ pub(super) async fn recover_owner(url: &str, name: &str, key: &ApiKeyHash) -> Re
     db(sqlx::query("LOCK TABLE role_assignments IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await)?;
-    let existing: Option<(PrincipalId, String)> = db(sqlx::query_as(
-        "SELECT id, name FROM principals WHERE lower(name) = lower($1)",
-    )
-    .bind(name)
-    .fetch_optional(&mut *tx)
-    .await)?;
+    let existing: Option<(PrincipalId, String)> = db(sqlx::query_as(sql::PRINCIPAL_ID_BY_NAME)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await)?;
     let (id, principal, created) = match existing {
         Some((id, stored)) => {
             insert_key(&mut tx, id, key).await?;
@@ -251,14 +218,11 @@ pub(super) async fn recover_owner(url: &str, name: &str, key: &ApiKeyHash) -> Re
             (principal.id, principal.name, true)
         }
     };
-    db(sqlx::query(
-        "INSERT INTO role_assignments (principal_id, source_id, role, created_at) VALUES ($1, NULL, 'Owner', $2) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(now())
-    .execute(&mut *tx)
-    .await)?;
+    db(sqlx::query(sql::GRANT_OWNER_OF_EVERYTHING)
+        .bind(id)
+        .bind(now())
+        .execute(&mut *tx)
+        .await)?;
     db(tx.commit().await)?;
     db(conn.close().await)?;
     Ok(Recovered { principal, created })

@@ -14,6 +14,7 @@ use crate::lifecycle_writes::{
 };
 use crate::model::SourceId;
 use crate::rows::{dataset_from_row, deployment_from_row, model_from_row};
+use crate::sql;
 
 /// The next version of a model or dataset name.
 async fn next_version(conn: &mut PgConnection, workspace: SourceId, kind: &str, name: &str) -> Result<i64> {
@@ -35,21 +36,18 @@ pub(super) async fn register_model(pool: &PgPool, workspace: SourceId, new: NewM
     let version = next_version(&mut tx, workspace, "model", &new.name).await?;
     let created = now();
     let etag = new_etag();
-    let row = db(sqlx::query(
-        "INSERT INTO models (source_id, name, version, path, description, tags, properties, created_at, updated_at, \
-         etag) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING *",
-    )
-    .bind(workspace)
-    .bind(&new.name)
-    .bind(version)
-    .bind(&new.path)
-    .bind(&new.description)
-    .bind(tags_json(&new.tags))
-    .bind(tags_json(&new.properties))
-    .bind(created)
-    .bind(&etag)
-    .fetch_one(&mut *tx)
-    .await)?;
+    let row = db(sqlx::query(sql::INSERT_MODEL)
+        .bind(workspace)
+        .bind(&new.name)
+        .bind(version)
+        .bind(&new.path)
+        .bind(&new.description)
+        .bind(tags_json(&new.tags))
+        .bind(tags_json(&new.properties))
+        .bind(created)
+        .bind(&etag)
+        .fetch_one(&mut *tx)
+        .await)?;
     let model = model_from_row(&row)?;
     let event = model_registered(&model);
     raise(&mut tx, workspace, &event, &etag).await?;
@@ -107,21 +105,18 @@ pub(super) async fn change_model(
         .ok_or_else(|| StoreError::NotFound(format!("model `{name}:{version}`")))?;
     check_etag(&format!("model `{name}:{version}`"), &model.etag, if_match.as_deref())?;
     apply_model_change(&mut model, change, now());
-    db(sqlx::query(
-        "UPDATE models SET description = $1, tags = $2, properties = $3, archived = $4, updated_at = $5, etag = $6 \
-         WHERE source_id = $7 AND name = $8 AND version = $9",
-    )
-    .bind(&model.description)
-    .bind(tags_json(&model.tags))
-    .bind(tags_json(&model.properties))
-    .bind(model.archived)
-    .bind(model.updated_at)
-    .bind(&model.etag)
-    .bind(workspace)
-    .bind(name)
-    .bind(to_i64(version))
-    .execute(&mut *tx)
-    .await)?;
+    db(sqlx::query(sql::UPDATE_MODEL)
+        .bind(&model.description)
+        .bind(tags_json(&model.tags))
+        .bind(tags_json(&model.properties))
+        .bind(model.archived)
+        .bind(model.updated_at)
+        .bind(&model.etag)
+        .bind(workspace)
+        .bind(name)
+        .bind(to_i64(version))
+        .execute(&mut *tx)
+        .await)?;
     commit(tx).await?;
     Ok(model)
 }
@@ -162,23 +157,17 @@ pub(super) async fn deploy(
     let at = now();
     let etag = new_etag();
     let models = mlgrid_core::lifecycle::model_ids(&new.models);
-    let row = db(sqlx::query(
-        "INSERT INTO deployments (source_id, name, compute_type, models, tags, properties, created_at, updated_at, \
-         etag) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
-         ON CONFLICT (source_id, name) DO UPDATE SET compute_type = excluded.compute_type, models = excluded.models, \
-         tags = excluded.tags, properties = excluded.properties, updated_at = excluded.updated_at, etag = excluded.etag \
-         RETURNING *",
-    )
-    .bind(workspace)
-    .bind(&new.name)
-    .bind(new.compute_type.as_str())
-    .bind(&models)
-    .bind(tags_json(&new.tags))
-    .bind(tags_json(&new.properties))
-    .bind(at)
-    .bind(&etag)
-    .fetch_one(&mut *tx)
-    .await)?;
+    let row = db(sqlx::query(sql::UPSERT_DEPLOYMENT)
+        .bind(workspace)
+        .bind(&new.name)
+        .bind(new.compute_type.as_str())
+        .bind(&models)
+        .bind(tags_json(&new.tags))
+        .bind(tags_json(&new.properties))
+        .bind(at)
+        .bind(&etag)
+        .fetch_one(&mut *tx)
+        .await)?;
     let deployment = deployment_from_row(&row)?;
     let event = model_deployed(&deployment, models);
     raise(&mut tx, workspace, &event, &etag).await?;
@@ -187,16 +176,14 @@ pub(super) async fn deploy(
 }
 
 pub(super) async fn deployment(pool: &PgPool, workspace: SourceId, name: &str) -> Result<Deployment> {
-    let query = sqlx::query("SELECT * FROM deployments WHERE source_id = $1 AND name = $2")
-        .bind(workspace)
-        .bind(name);
+    let query = sqlx::query(sql::DEPLOYMENT).bind(workspace).bind(name);
     optional(pool, query, deployment_from_row)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("deployment `{name}`")))
 }
 
 pub(super) async fn list_deployments(pool: &PgPool, workspace: SourceId) -> Result<Vec<Deployment>> {
-    let query = sqlx::query("SELECT * FROM deployments WHERE source_id = $1 ORDER BY name").bind(workspace);
+    let query = sqlx::query(sql::DEPLOYMENTS).bind(workspace);
     all(pool, query, deployment_from_row).await
 }
 
@@ -211,13 +198,11 @@ pub(super) async fn delete_deployment(
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("deployment `{name}`")))?;
     check_etag(&format!("deployment `{name}`"), &current.etag, if_match.as_deref())?;
-    db(
-        sqlx::query("DELETE FROM deployments WHERE source_id = $1 AND name = $2")
-            .bind(workspace)
-            .bind(name)
-            .execute(&mut *tx)
-            .await,
-    )?;
+    db(sqlx::query(sql::DELETE_DEPLOYMENT)
+        .bind(workspace)
+        .bind(name)
+        .execute(&mut *tx)
+        .await)?;
     commit(tx).await
 }
 
@@ -225,20 +210,17 @@ pub(super) async fn register_dataset(pool: &PgPool, workspace: SourceId, new: Ne
     let mut tx = begin(pool).await?;
     workspace_topic(&mut tx, workspace).await?;
     let version = next_version(&mut tx, workspace, "dataset", &new.name).await?;
-    let row = db(sqlx::query(
-        "INSERT INTO datasets (source_id, name, version, path, description, tags, created_at, etag) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
-    )
-    .bind(workspace)
-    .bind(&new.name)
-    .bind(version)
-    .bind(&new.path)
-    .bind(&new.description)
-    .bind(tags_json(&new.tags))
-    .bind(now())
-    .bind(new_etag())
-    .fetch_one(&mut *tx)
-    .await)?;
+    let row = db(sqlx::query(sql::INSERT_DATASET)
+        .bind(workspace)
+        .bind(&new.name)
+        .bind(version)
+        .bind(&new.path)
+        .bind(&new.description)
+        .bind(tags_json(&new.tags))
+        .bind(now())
+        .bind(new_etag())
+        .fetch_one(&mut *tx)
+        .await)?;
     commit(tx).await?;
     dataset_from_row(&row)
 }

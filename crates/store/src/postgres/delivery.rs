@@ -7,6 +7,7 @@ use super::db::{all, begin, commit, db, now, to_i64};
 use crate::delivery::*;
 use crate::error::Result;
 use crate::rows::{attempt_from_row, dead_letter_from_row, due_delivery_from_row};
+use crate::sql::{self, DEAD_LETTERS};
 use crate::subscriptions::SubscriptionId;
 
 /// Claims due deliveries of active (`Succeeded`) subscriptions, the longest due first.
@@ -193,7 +194,7 @@ pub(super) async fn purge(pool: &PgPool, subscription: SubscriptionId, only: Opt
 }
 
 pub(super) async fn attempts(pool: &PgPool, subscription: SubscriptionId, limit: u32) -> Result<Vec<Attempt>> {
-    let query = sqlx::query("SELECT * FROM delivery_attempts WHERE subscription_id = $1 ORDER BY id DESC LIMIT $2")
+    let query = sqlx::query(sql::ATTEMPTS)
         .bind(subscription)
         .bind(i64::from(limit.min(crate::MAX_READ_LIMIT)));
     all(pool, query, attempt_from_row).await
@@ -207,14 +208,10 @@ pub(super) async fn stats(pool: &PgPool, subscription: SubscriptionId) -> Result
     .bind(subscription)
     .fetch_one(pool)
     .await)?;
-    let (failed, last_error): (i64, Option<String>) = db(sqlx::query_as(
-        "SELECT count(*), (SELECT coalesce(error, outcome) FROM delivery_attempts WHERE subscription_id = $1 \
-         AND outcome != 'Delivered' ORDER BY id DESC LIMIT 1) \
-         FROM delivery_attempts WHERE subscription_id = $1 AND outcome != 'Delivered'",
-    )
-    .bind(subscription)
-    .fetch_one(pool)
-    .await)?;
+    let (failed, last_error): (i64, Option<String>) = db(sqlx::query_as(sql::FAILED_ATTEMPTS)
+        .bind(subscription)
+        .fetch_one(pool)
+        .await)?;
     Ok(DeliveryStats {
         delivered: delivered as u64,
         dead_lettered: dead as u64,
@@ -223,11 +220,6 @@ pub(super) async fn stats(pool: &PgPool, subscription: SubscriptionId) -> Result
         last_error,
     })
 }
-
-/// Dead-lettered deliveries with their events, for `dead_letter_from_row`.
-const DEAD_LETTERS: &str = "SELECT d.sequence, d.attempts, d.dead_letter_reason, d.last_outcome, d.last_status, \
-     d.last_attempt_at, e.schema, e.body, e.published_at FROM deliveries d \
-     JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence";
 
 pub(super) async fn dead_letters(
     pool: &PgPool,

@@ -14,6 +14,7 @@ use crate::error::{Result, StoreError};
 use crate::lifecycle::raised_event;
 use crate::model::{AppendReceipt, NewEvent, SourceId, StoredEvent};
 use crate::rows::stored_event_from_row;
+use crate::sql;
 
 /// Appends events to a source's log in one statement, so it is atomic on its own and,
 /// run outside a transaction, durable when it returns.
@@ -68,25 +69,19 @@ impl EventLog for PgPool {
 }
 
 pub(super) async fn read(pool: &PgPool, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
-    let query = sqlx::query(
-        "SELECT sequence, event_id, schema, event_type, subject, published_at, body \
-         FROM events WHERE source_id = $1 AND sequence > $2 \
-         AND sequence > (SELECT pruned_through FROM sources WHERE id = $1) ORDER BY sequence LIMIT $3",
-    )
-    .bind(source)
-    .bind(to_i64(after))
-    .bind(i64::from(limit.min(crate::MAX_READ_LIMIT)));
+    let query = sqlx::query(sql::READ_EVENTS)
+        .bind(source)
+        .bind(to_i64(after))
+        .bind(i64::from(limit.min(crate::MAX_READ_LIMIT)));
     all(pool, query, stored_event_from_row).await
 }
 
 /// The resource path of a workspace; `NotFound` if there is none with this id.
 pub(super) async fn workspace_topic(conn: &mut PgConnection, workspace: SourceId) -> Result<String> {
-    let row: Option<(String, String, String, String)> = db(sqlx::query_as(
-        "SELECT kind, name, subscription_id, resource_group FROM sources WHERE id = $1",
-    )
-    .bind(workspace)
-    .fetch_optional(&mut *conn)
-    .await)?;
+    let row: Option<(String, String, String, String)> = db(sqlx::query_as(sql::SOURCE_PATH)
+        .bind(workspace)
+        .fetch_optional(&mut *conn)
+        .await)?;
     match row {
         Some((kind, name, subscription_id, resource_group)) if kind == SourceKind::Workspace.as_str() => Ok(
             resource_path(SourceKind::Workspace, &subscription_id, &resource_group, &name),

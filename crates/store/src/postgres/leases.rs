@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use super::db::{db, to_i64};
 use crate::SECRET_FINGERPRINT;
 use crate::error::Result;
+use crate::sql;
 
 /// Takes the lease if it is free, expired or already `holder`'s; a change of holder
 /// (including taking back a released lease) bumps the token, a renewal keeps it.
@@ -41,25 +42,21 @@ pub(super) async fn acquire(
 
 /// Releases the lease if `holder` holds it with `token`; keeps the row (and its token).
 pub(super) async fn release(pool: &PgPool, name: &str, holder: &str, token: u64) -> Result<()> {
-    db(
-        sqlx::query("UPDATE leases SET holder = NULL WHERE name = $1 AND holder = $2 AND token = $3")
-            .bind(name)
-            .bind(holder)
-            .bind(to_i64(token))
-            .execute(pool)
-            .await,
-    )?;
+    db(sqlx::query(sql::RELEASE_LEASE)
+        .bind(name)
+        .bind(holder)
+        .bind(to_i64(token))
+        .execute(pool)
+        .await)?;
     Ok(())
 }
 
 pub(super) async fn is_current(pool: &PgPool, name: &str, token: u64) -> Result<bool> {
-    let current: Option<i32> = db(sqlx::query_scalar(
-        "SELECT 1 FROM leases WHERE name = $1 AND token = $2 AND holder IS NOT NULL",
-    )
-    .bind(name)
-    .bind(to_i64(token))
-    .fetch_optional(pool)
-    .await)?;
+    let current: Option<i32> = db(sqlx::query_scalar(sql::LEASE_IS_CURRENT)
+        .bind(name)
+        .bind(to_i64(token))
+        .fetch_optional(pool)
+        .await)?;
     Ok(current.is_some())
 }
 
@@ -67,14 +64,12 @@ pub(super) async fn is_current(pool: &PgPool, name: &str, token: u64) -> Result<
 /// none. Two statements, not one: an insert that loses a race to a concurrent first
 /// insert does nothing, and only a statement started after that commit sees the winner.
 pub(super) async fn secret_fingerprint(pool: &PgPool, ours: &str) -> Result<String> {
-    db(
-        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(SECRET_FINGERPRINT)
-            .bind(ours)
-            .execute(pool)
-            .await,
-    )?;
-    db(sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+    db(sqlx::query(sql::RECORD_SETTING)
+        .bind(SECRET_FINGERPRINT)
+        .bind(ours)
+        .execute(pool)
+        .await)?;
+    db(sqlx::query_scalar(sql::SETTING)
         .bind(SECRET_FINGERPRINT)
         .fetch_one(pool)
         .await)

@@ -9,6 +9,7 @@ use super::db::{all, begin, commit, db, optional, to_i64};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::rows::{log_entry_from_row, source_from_row};
+use crate::sql::{self, YOUNG_ATTEMPT};
 
 /// How far a source's log needs no more routing: the fan-out's cursor, or the earliest
 /// start of its subscriptions (each matches only events after its start), or its last
@@ -16,17 +17,11 @@ use crate::rows::{log_entry_from_row, source_from_row};
 const ROUTED_THROUGH: &str = "GREATEST(coalesce((SELECT last_sequence FROM fanout_cursors WHERE source_id = s.id), 0), \
      coalesce((SELECT min(start_sequence) FROM event_subscriptions WHERE source_id = s.id), s.last_sequence))";
 
-/// The first attempt (by id) made at or after a time: attempts are numbered as they are
-/// recorded, so those before it are the old ones, found without an index on time.
-const YOUNG_ATTEMPT: &str = "coalesce((SELECT id FROM delivery_attempts WHERE attempted_at >= $1 ORDER BY id LIMIT 1), \
-     9223372036854775807)";
-
 pub(super) async fn set_retention(pool: &PgPool, source: SourceId, retention: SourceRetention) -> Result<Source> {
-    let query =
-        sqlx::query("UPDATE sources SET retention_seconds = $1, retention_bytes = $2 WHERE id = $3 RETURNING *")
-            .bind(retention.time.map(|t| to_i64(t.seconds())))
-            .bind(retention.max_bytes.map(to_i64))
-            .bind(source);
+    let query = sqlx::query(sql::SET_RETENTION)
+        .bind(retention.time.map(|t| to_i64(t.seconds())))
+        .bind(retention.max_bytes.map(to_i64))
+        .bind(source);
     optional(pool, query, source_from_row)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("source {source}")))

@@ -14,7 +14,8 @@ use crate::lifecycle_writes::{
     apply_run_change, check_metrics, check_start, missing_parent, run_id, run_status_event, tags_json,
 };
 use crate::model::SourceId;
-use crate::rows::{RUN_SELECT, experiment_from_row, metric_from_row, run_from_row};
+use crate::rows::{experiment_from_row, metric_from_row, run_from_row};
+use crate::sql::{self, RUN_SELECT};
 
 /// How a run is read inside a write: `FOR UPDATE` before changing it, `FOR SHARE`
 /// before relying on its status.
@@ -38,7 +39,7 @@ async fn load_run(conn: &mut PgConnection, workspace: SourceId, run_id: &str, lo
 }
 
 pub(super) async fn experiments(pool: &PgPool, workspace: SourceId) -> Result<Vec<Experiment>> {
-    let query = sqlx::query("SELECT * FROM experiments WHERE source_id = $1 ORDER BY name").bind(workspace);
+    let query = sqlx::query(sql::EXPERIMENTS).bind(workspace);
     all(pool, query, experiment_from_row).await
 }
 
@@ -47,56 +48,46 @@ pub(super) async fn start(pool: &PgPool, workspace: SourceId, new: NewRun) -> Re
     workspace_topic(&mut tx, workspace).await?;
     check_start(&new)?;
     if let Some(parent) = &new.parent_run_id {
-        let exists: Option<i32> = db(
-            sqlx::query_scalar("SELECT 1 FROM runs WHERE source_id = $1 AND run_id = $2")
-                .bind(workspace)
-                .bind(parent)
-                .fetch_optional(&mut *tx)
-                .await,
-        )?;
+        let exists: Option<i32> = db(sqlx::query_scalar(sql::RUN_EXISTS)
+            .bind(workspace)
+            .bind(parent)
+            .fetch_optional(&mut *tx)
+            .await)?;
         if exists.is_none() {
             return Err(missing_parent(parent));
         }
     }
     let created = now();
     // A concurrent first use of the name waits here for the other insert, then reads it.
-    db(sqlx::query(
-        "INSERT INTO experiments (source_id, id, name, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (source_id, name) DO NOTHING",
-    )
-    .bind(workspace)
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(&new.experiment_name)
-    .bind(created)
-    .execute(&mut *tx)
-    .await)?;
-    let experiment_id: String = db(sqlx::query_scalar(
-        "SELECT id FROM experiments WHERE source_id = $1 AND name = $2",
-    )
-    .bind(workspace)
-    .bind(&new.experiment_name)
-    .fetch_one(&mut *tx)
-    .await)?;
+    db(sqlx::query(sql::INSERT_EXPERIMENT)
+        .bind(workspace)
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&new.experiment_name)
+        .bind(created)
+        .execute(&mut *tx)
+        .await)?;
+    let experiment_id: String = db(sqlx::query_scalar(sql::EXPERIMENT_ID)
+        .bind(workspace)
+        .bind(&new.experiment_name)
+        .fetch_one(&mut *tx)
+        .await)?;
     let run_id = run_id(&new);
     let start_time = (new.status == RunStatus::Running).then_some(created);
     unique(
-        sqlx::query(
-            "INSERT INTO runs (source_id, run_id, experiment_id, parent_run_id, run_type, status, tags, properties, \
-             created_at, start_time, etag) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(workspace)
-        .bind(&run_id)
-        .bind(&experiment_id)
-        .bind(&new.parent_run_id)
-        .bind(&new.run_type)
-        .bind(new.status.as_str())
-        .bind(tags_json(&new.tags))
-        .bind(tags_json(&new.properties))
-        .bind(created)
-        .bind(start_time)
-        .bind(new_etag())
-        .execute(&mut *tx)
-        .await,
+        sqlx::query(sql::INSERT_RUN)
+            .bind(workspace)
+            .bind(&run_id)
+            .bind(&experiment_id)
+            .bind(&new.parent_run_id)
+            .bind(&new.run_type)
+            .bind(new.status.as_str())
+            .bind(tags_json(&new.tags))
+            .bind(tags_json(&new.properties))
+            .bind(created)
+            .bind(start_time)
+            .bind(new_etag())
+            .execute(&mut *tx)
+            .await,
         || format!("run `{run_id}` already exists"),
     )?;
     let run = load_run(&mut tx, workspace, &run_id, Lock::Share).await?;
@@ -105,9 +96,7 @@ pub(super) async fn start(pool: &PgPool, workspace: SourceId, new: NewRun) -> Re
 }
 
 pub(super) async fn get(pool: &PgPool, workspace: SourceId, run_id: &str) -> Result<Run> {
-    let query = sqlx::query(AssertSqlSafe(format!(
-        "{RUN_SELECT} WHERE r.source_id = $1 AND r.run_id = $2"
-    )));
+    let query = sqlx::query(sql::RUN);
     optional(pool, query.bind(workspace).bind(run_id), run_from_row)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}`")))
@@ -131,21 +120,18 @@ pub(super) async fn change(
     let mut run = load_run(&mut tx, workspace, run_id, Lock::Update).await?;
     check_etag(&format!("run `{run_id}`"), &run.etag, if_match.as_deref())?;
     let new_status = apply_run_change(&mut run, change, now())?;
-    db(sqlx::query(
-        "UPDATE runs SET status = $1, tags = $2, properties = $3, error = $4, start_time = $5, end_time = $6, \
-         etag = $7 WHERE source_id = $8 AND run_id = $9",
-    )
-    .bind(run.status.as_str())
-    .bind(tags_json(&run.tags))
-    .bind(tags_json(&run.properties))
-    .bind(&run.error)
-    .bind(run.start_time)
-    .bind(run.end_time)
-    .bind(&run.etag)
-    .bind(workspace)
-    .bind(run_id)
-    .execute(&mut *tx)
-    .await)?;
+    db(sqlx::query(sql::UPDATE_RUN)
+        .bind(run.status.as_str())
+        .bind(tags_json(&run.tags))
+        .bind(tags_json(&run.properties))
+        .bind(&run.error)
+        .bind(run.start_time)
+        .bind(run.end_time)
+        .bind(&run.etag)
+        .bind(workspace)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await)?;
     if let Some(event) = new_status.and_then(|to| run_status_event(&run, to)) {
         raise(&mut tx, workspace, &event, &run.etag).await?;
     }

@@ -7,63 +7,55 @@ use super::db::{all, begin, commit, db, now, optional, to_i64, unique};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::rows::{source_from_row, topic_key_from_row};
+use crate::sql;
 
 pub(super) async fn create(pool: &PgPool, new: &NewSource, keys: &[TopicKey]) -> Result<Source> {
     let mut tx = begin(pool).await?;
-    let existing: Option<String> = db(sqlx::query_scalar(
-        "SELECT name FROM sources WHERE kind = $1 AND lower(name) = lower($2)",
-    )
-    .bind(new.kind.as_str())
-    .bind(&new.name)
-    .fetch_optional(&mut *tx)
-    .await)?;
+    let existing: Option<String> = db(sqlx::query_scalar(sql::SOURCE_NAME)
+        .bind(new.kind.as_str())
+        .bind(&new.name)
+        .fetch_optional(&mut *tx)
+        .await)?;
     if let Some(existing) = existing {
         return Err(StoreError::Conflict(crate::names::taken(new.kind.as_str(), &existing)));
     }
     let row = unique(
-        sqlx::query(
-            "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at, retention_seconds, \
-             retention_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
-        )
-        .bind(new.kind.as_str())
-        .bind(&new.name)
-        .bind(&new.subscription_id)
-        .bind(&new.resource_group)
-        .bind(now())
-        .bind(new.retention.time.map(|t| to_i64(t.seconds())))
-        .bind(new.retention.max_bytes.map(to_i64))
-        .fetch_one(&mut *tx)
-        .await,
+        sqlx::query(sql::INSERT_SOURCE)
+            .bind(new.kind.as_str())
+            .bind(&new.name)
+            .bind(&new.subscription_id)
+            .bind(&new.resource_group)
+            .bind(now())
+            .bind(new.retention.time.map(|t| to_i64(t.seconds())))
+            .bind(new.retention.max_bytes.map(to_i64))
+            .fetch_one(&mut *tx)
+            .await,
         || crate::names::taken(new.kind.as_str(), &new.name),
     )?;
     let source = source_from_row(&row)?;
     for key in keys {
-        db(sqlx::query(
-            "INSERT INTO topic_keys (source_id, key_name, salt, key_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(source.id)
-        .bind(key.name.as_str())
-        .bind(&key.salt)
-        .bind(&key.hash)
-        .bind(now())
-        .execute(&mut *tx)
-        .await)?;
+        db(sqlx::query(sql::INSERT_TOPIC_KEY)
+            .bind(source.id)
+            .bind(key.name.as_str())
+            .bind(&key.salt)
+            .bind(&key.hash)
+            .bind(now())
+            .execute(&mut *tx)
+            .await)?;
     }
     commit(tx).await?;
     Ok(source)
 }
 
 pub(super) async fn get(pool: &PgPool, kind: SourceKind, name: &str) -> Result<Source> {
-    let query = sqlx::query("SELECT * FROM sources WHERE kind = $1 AND lower(name) = lower($2)")
-        .bind(kind.as_str())
-        .bind(name);
+    let query = sqlx::query(sql::SOURCE).bind(kind.as_str()).bind(name);
     optional(pool, query, source_from_row)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("{kind} `{name}`")))
 }
 
 pub(super) async fn list(pool: &PgPool, kind: SourceKind) -> Result<Vec<Source>> {
-    let query = sqlx::query("SELECT * FROM sources WHERE kind = $1 ORDER BY name").bind(kind.as_str());
+    let query = sqlx::query(sql::SOURCES).bind(kind.as_str());
     all(pool, query, source_from_row).await
 }
 
@@ -90,21 +82,19 @@ pub(super) async fn delete(pool: &PgPool, kind: SourceKind, name: &str) -> Resul
 }
 
 pub(super) async fn topic_keys(pool: &PgPool, source: SourceId) -> Result<Vec<TopicKey>> {
-    let query = sqlx::query("SELECT key_name, salt, key_hash FROM topic_keys WHERE source_id = $1 ORDER BY key_name");
+    let query = sqlx::query(sql::TOPIC_KEYS);
     all(pool, query.bind(source), topic_key_from_row).await
 }
 
 pub(super) async fn replace_topic_key(pool: &PgPool, source: SourceId, key: &TopicKey) -> Result<()> {
-    let updated = db(sqlx::query(
-        "UPDATE topic_keys SET salt = $1, key_hash = $2, created_at = $3 WHERE source_id = $4 AND key_name = $5",
-    )
-    .bind(&key.salt)
-    .bind(&key.hash)
-    .bind(now())
-    .bind(source)
-    .bind(key.name.as_str())
-    .execute(pool)
-    .await)?;
+    let updated = db(sqlx::query(sql::REPLACE_TOPIC_KEY)
+        .bind(&key.salt)
+        .bind(&key.hash)
+        .bind(now())
+        .bind(source)
+        .bind(key.name.as_str())
+        .execute(pool)
+        .await)?;
     if updated.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!(
             "{} of source {source}",

@@ -13,15 +13,12 @@ use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::model::{SourceId, StoredEvent};
 use crate::rows::{stored_event_from_row, subscription_from_row};
+use crate::sql;
 use crate::subscriptions::*;
 use mlgrid_core::subscription::ProvisioningState;
 
 async fn bump_version(conn: &mut PgConnection) -> Result<()> {
-    db(
-        sqlx::query("UPDATE subscription_versions SET version = version + 1 WHERE id = 1")
-            .execute(&mut *conn)
-            .await,
-    )?;
+    db(sqlx::query(sql::BUMP_SUBSCRIPTIONS_VERSION).execute(&mut *conn).await)?;
     Ok(())
 }
 
@@ -43,33 +40,24 @@ pub(super) async fn put(
     let existing = lock(&mut tx, source, &put.name).await?;
     let what = format!("event subscription `{}`", put.name);
     check_put_etag(&what, existing.as_ref().map(|e| e.etag.as_str()), if_match.as_deref())?;
-    let row = db(sqlx::query(
-        "INSERT INTO event_subscriptions (source_id, name, spec, provisioning_state, expires_at, start_sequence, \
-         created_at, updated_at, etag, secret_salt) \
-         VALUES ($1, $2, $3, $4, $5, (SELECT last_sequence FROM sources WHERE id = $1), $6, $6, $7, $8) \
-         ON CONFLICT (source_id, name) DO UPDATE SET spec = excluded.spec, \
-         provisioning_state = excluded.provisioning_state, expires_at = excluded.expires_at, \
-         updated_at = excluded.updated_at, etag = excluded.etag RETURNING *",
-    )
-    .bind(source)
-    .bind(&put.name)
-    .bind(spec_json(&put.spec))
-    .bind(put.provisioning_state.as_str())
-    .bind(put.expires_at)
-    .bind(now())
-    .bind(new_etag())
-    .bind(&put.secret_salt)
-    .fetch_one(&mut *tx)
-    .await)?;
+    let row = db(sqlx::query(sql::PUT_SUBSCRIPTION)
+        .bind(source)
+        .bind(&put.name)
+        .bind(spec_json(&put.spec))
+        .bind(put.provisioning_state.as_str())
+        .bind(put.expires_at)
+        .bind(now())
+        .bind(new_etag())
+        .bind(&put.secret_salt)
+        .fetch_one(&mut *tx)
+        .await)?;
     bump_version(&mut tx).await?;
     commit(tx).await?;
     Ok((subscription_from_row(&row)?, existing.is_none()))
 }
 
 pub(super) async fn get(pool: &PgPool, source: SourceId, name: &str) -> Result<EventSubscription> {
-    let query = sqlx::query("SELECT * FROM event_subscriptions WHERE source_id = $1 AND name = $2")
-        .bind(source)
-        .bind(name);
+    let query = sqlx::query(sql::SUBSCRIPTION).bind(source).bind(name);
     optional(pool, query, subscription_from_row)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("event subscription `{name}`")))
@@ -90,18 +78,15 @@ pub(super) async fn rotate_secret(
     grace_until: DateTime<Utc>,
 ) -> Result<EventSubscription> {
     let mut tx = begin(pool).await?;
-    let row = db(sqlx::query(
-        "UPDATE event_subscriptions SET previous_salt = secret_salt, previous_until = $1, secret_salt = $2, \
-         etag = $3, updated_at = $4 WHERE source_id = $5 AND name = $6 RETURNING *",
-    )
-    .bind(grace_until)
-    .bind(salt)
-    .bind(new_etag())
-    .bind(now())
-    .bind(source)
-    .bind(name)
-    .fetch_optional(&mut *tx)
-    .await)?;
+    let row = db(sqlx::query(sql::ROTATE_SUBSCRIPTION_SECRET)
+        .bind(grace_until)
+        .bind(salt)
+        .bind(new_etag())
+        .bind(now())
+        .bind(source)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await)?;
     let row = row.ok_or_else(|| StoreError::NotFound(format!("event subscription `{name}`")))?;
     bump_version(&mut tx).await?;
     commit(tx).await?;
@@ -119,17 +104,12 @@ pub(super) async fn transition(
     to: ProvisioningState,
 ) -> Result<Option<EventSubscription>> {
     let mut tx = begin(pool).await?;
-    let query = sqlx::query(
-        "UPDATE event_subscriptions SET provisioning_state = $1, updated_at = $2, \
-         start_sequence = CASE WHEN $1 = 'Succeeded' \
-             THEN (SELECT last_sequence FROM sources WHERE id = source_id) ELSE start_sequence END \
-         WHERE id = $3 AND etag = $4 AND provisioning_state = $5 RETURNING *",
-    )
-    .bind(to.as_str())
-    .bind(now())
-    .bind(id)
-    .bind(etag)
-    .bind(from.as_str());
+    let query = sqlx::query(sql::TRANSITION_SUBSCRIPTION)
+        .bind(to.as_str())
+        .bind(now())
+        .bind(id)
+        .bind(etag)
+        .bind(from.as_str());
     let Some(moved) = optional(&mut *tx, query, subscription_from_row).await? else {
         return Ok(None);
     };
@@ -148,7 +128,7 @@ pub(super) async fn delete(pool: &PgPool, source: SourceId, name: &str, if_match
         &current.etag,
         if_match.as_deref(),
     )?;
-    db(sqlx::query("DELETE FROM event_subscriptions WHERE id = $1")
+    db(sqlx::query(sql::DELETE_SUBSCRIPTION)
         .bind(current.id)
         .execute(&mut *tx)
         .await)?;
@@ -158,12 +138,10 @@ pub(super) async fn delete(pool: &PgPool, source: SourceId, name: &str, if_match
 
 pub(super) async fn delete_expired(pool: &PgPool, now: DateTime<Utc>) -> Result<u64> {
     let mut tx = begin(pool).await?;
-    let deleted = db(
-        sqlx::query("DELETE FROM event_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= $1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await,
-    )?
+    let deleted = db(sqlx::query(sql::DELETE_EXPIRED_SUBSCRIPTIONS)
+        .bind(now)
+        .execute(&mut *tx)
+        .await)?
     .rows_affected();
     if deleted > 0 {
         bump_version(&mut tx).await?;
@@ -173,21 +151,15 @@ pub(super) async fn delete_expired(pool: &PgPool, now: DateTime<Utc>) -> Result<
 }
 
 pub(super) async fn version(pool: &PgPool) -> Result<u64> {
-    let version: i64 = db(
-        sqlx::query_scalar("SELECT version FROM subscription_versions WHERE id = 1")
-            .fetch_one(pool)
-            .await,
-    )?;
+    let version: i64 = db(sqlx::query_scalar(sql::SUBSCRIPTIONS_VERSION).fetch_one(pool).await)?;
     Ok(version as u64)
 }
 
 pub(super) async fn fanout_cursor(pool: &PgPool, source: SourceId) -> Result<u64> {
-    let cursor: Option<i64> = db(
-        sqlx::query_scalar("SELECT last_sequence FROM fanout_cursors WHERE source_id = $1")
-            .bind(source)
-            .fetch_optional(pool)
-            .await,
-    )?;
+    let cursor: Option<i64> = db(sqlx::query_scalar(sql::FANOUT_CURSOR)
+        .bind(source)
+        .fetch_optional(pool)
+        .await)?;
     Ok(cursor.unwrap_or(0) as u64)
 }
 

@@ -1,95 +1,80 @@
 //! Principals, their API keys and role assignments on SQLite.
 
-use chrono::Utc;
-use mlgrid_core::time::format_event_time;
-use sqlx::SqliteConnection;
+use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 
-use super::db::{db, unique_violation};
+use super::db::{all, db, now, optional, unique};
 use crate::access::{LAST_OWNER_ROLE, Recovered, last_owner_keys};
 use crate::error::{Result, StoreError};
 use crate::model::*;
-use crate::rows::{principal_from_row, role_grant_from_row};
+use crate::rows::{
+    principal_from_row, principal_key_from_row, principal_summary_from_row, role_assignment_from_row,
+    role_grant_from_row,
+};
+use crate::sql::{self, GRANT_SELECT};
 
-/// Role assignments with the names of their principal and source.
-pub(super) const GRANT_SELECT: &str = "SELECT a.id, p.name AS principal, s.kind AS source_kind, s.name AS source_name, \
-     a.role, a.created_at FROM role_assignments a JOIN principals p ON p.id = a.principal_id \
-     LEFT JOIN sources s ON s.id = a.source_id";
-
-pub(super) async fn insert_principal(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
-    let existing: Option<String> = db(
-        sqlx::query_scalar("SELECT name FROM principals WHERE lower(name) = lower(?)")
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await,
-    )?;
+pub(super) async fn create_principal(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<Principal> {
+    let existing: Option<String> = db(sqlx::query_scalar(sql::PRINCIPAL_NAME)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await)?;
     if let Some(existing) = existing {
         return Err(StoreError::Conflict(crate::names::taken("principal", &existing)));
     }
-    let created = format_event_time(Utc::now());
-    let row = sqlx::query("INSERT INTO principals (name, created_at) VALUES (?, ?) RETURNING *")
-        .bind(name)
-        .bind(&created)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| {
-            if unique_violation(&e) {
-                StoreError::Conflict(crate::names::taken("principal", name))
-            } else {
-                StoreError::backend(e)
-            }
-        })?;
+    let created = now();
+    let row = unique(
+        sqlx::query(sql::INSERT_PRINCIPAL)
+            .bind(name)
+            .bind(&created)
+            .fetch_one(&mut *conn)
+            .await,
+        || crate::names::taken("principal", name),
+    )?;
     let principal = principal_from_row(&row)?;
-    insert_key(conn, principal.id, key).await?;
+    add_principal_key(conn, principal.id, key).await?;
     Ok(principal)
 }
 
-pub(super) async fn insert_key(conn: &mut SqliteConnection, principal: PrincipalId, key: &ApiKeyHash) -> Result<()> {
-    db(
-        sqlx::query("INSERT INTO principal_keys (key_id, principal_id, key_hash, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&key.key_id)
-            .bind(principal)
-            .bind(&key.hash)
-            .bind(format_event_time(Utc::now()))
-            .execute(&mut *conn)
-            .await,
-    )?;
+pub(super) async fn add_principal_key(
+    conn: &mut SqliteConnection,
+    principal: PrincipalId,
+    key: &ApiKeyHash,
+) -> Result<()> {
+    db(sqlx::query(sql::INSERT_PRINCIPAL_KEY)
+        .bind(&key.key_id)
+        .bind(principal)
+        .bind(&key.hash)
+        .bind(now())
+        .execute(&mut *conn)
+        .await)?;
     Ok(())
 }
 
 pub(super) async fn create_bootstrap_owner(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<bool> {
-    let existing: i64 = db(sqlx::query_scalar("SELECT count(*) FROM principals")
-        .fetch_one(&mut *conn)
-        .await)?;
+    let existing: i64 = db(sqlx::query_scalar(sql::COUNT_PRINCIPALS).fetch_one(&mut *conn).await)?;
     if existing > 0 {
         return Ok(false);
     }
-    let principal = insert_principal(conn, name, key).await?;
-    grant(conn, principal.id, None, Role::Owner).await?;
+    let principal = create_principal(conn, name, key).await?;
+    create_role_assignment(conn, principal.id, None, Role::Owner).await?;
     Ok(true)
 }
 
-pub(super) async fn grant(
+pub(super) async fn create_role_assignment(
     conn: &mut SqliteConnection,
     principal: PrincipalId,
     source: Option<SourceId>,
     role: Role,
 ) -> Result<RoleGrant> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO role_assignments (principal_id, source_id, role, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-    )
-    .bind(principal)
-    .bind(source)
-    .bind(role.as_str())
-    .bind(format_event_time(Utc::now()))
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| {
-        if unique_violation(&e) {
-            StoreError::Conflict(format!("the principal already holds {} there", role.as_str()))
-        } else {
-            StoreError::backend(e)
-        }
-    })?;
+    let id: i64 = unique(
+        sqlx::query_scalar(sql::INSERT_ROLE_ASSIGNMENT)
+            .bind(principal)
+            .bind(source)
+            .bind(role.as_str())
+            .bind(now())
+            .fetch_one(&mut *conn)
+            .await,
+        || format!("the principal already holds {} there", role.as_str()),
+    )?;
     let row = db(
         sqlx::query(sqlx::AssertSqlSafe(format!("{GRANT_SELECT} WHERE a.id = ?")))
             .bind(id)
@@ -100,25 +85,20 @@ pub(super) async fn grant(
 }
 
 pub(super) async fn delete_role_assignment(conn: &mut SqliteConnection, id: i64) -> Result<()> {
-    let found: Option<(Option<i64>, String)> = db(sqlx::query_as(
-        "SELECT source_id, role FROM role_assignments WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await)?;
+    let found: Option<(Option<i64>, String)> = db(sqlx::query_as(sql::ROLE_ASSIGNMENT)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await)?;
     let (source, role) = found.ok_or_else(|| StoreError::NotFound(format!("role assignment {id}")))?;
     if source.is_none() && role == Role::Owner.as_str() {
-        let owners: i64 = db(sqlx::query_scalar(
-            "SELECT count(*) FROM role_assignments a WHERE a.source_id IS NULL AND a.role = 'Owner' \
-             AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = a.principal_id)",
-        )
-        .fetch_one(&mut *conn)
-        .await)?;
+        let owners: i64 = db(sqlx::query_scalar(sql::USABLE_GLOBAL_OWNERS)
+            .fetch_one(&mut *conn)
+            .await)?;
         if owners <= 1 {
             return Err(StoreError::Conflict(LAST_OWNER_ROLE.to_owned()));
         }
     }
-    db(sqlx::query("DELETE FROM role_assignments WHERE id = ?")
+    db(sqlx::query(sql::DELETE_ROLE_ASSIGNMENT)
         .bind(id)
         .execute(&mut *conn)
         .await)?;
@@ -129,21 +109,15 @@ pub(super) async fn delete_role_assignment(conn: &mut SqliteConnection, id: i64)
 /// with a usable key. Writes are serialised by the writer task (and, against another
 /// process such as `mlgrid admin recover`, by SQLite's write lock), so the check and the
 /// delete see the same principals.
-pub(super) async fn revoke_keys(conn: &mut SqliteConnection, principal: PrincipalId) -> Result<u64> {
-    let last: Option<String> = db(sqlx::query_scalar(
-        "SELECT p.name FROM principals p WHERE p.id = ?1 \
-         AND EXISTS (SELECT 1 FROM role_assignments a WHERE a.principal_id = ?1 AND a.source_id IS NULL AND a.role = 'Owner') \
-         AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = ?1) \
-         AND NOT EXISTS (SELECT 1 FROM role_assignments a WHERE a.principal_id != ?1 AND a.source_id IS NULL \
-             AND a.role = 'Owner' AND EXISTS (SELECT 1 FROM principal_keys k WHERE k.principal_id = a.principal_id))",
-    )
-    .bind(principal)
-    .fetch_optional(&mut *conn)
-    .await)?;
+pub(super) async fn revoke_principal_keys(conn: &mut SqliteConnection, principal: PrincipalId) -> Result<u64> {
+    let last: Option<String> = db(sqlx::query_scalar(sql::LAST_OWNER_WITH_KEYS)
+        .bind(principal)
+        .fetch_optional(&mut *conn)
+        .await)?;
     if let Some(name) = last {
         return Err(StoreError::Conflict(last_owner_keys(&name)));
     }
-    let deleted = db(sqlx::query("DELETE FROM principal_keys WHERE principal_id = ?")
+    let deleted = db(sqlx::query(sql::DELETE_PRINCIPAL_KEYS)
         .bind(principal)
         .execute(&mut *conn)
         .await)?;
@@ -153,29 +127,56 @@ pub(super) async fn revoke_keys(conn: &mut SqliteConnection, principal: Principa
 /// Gives `name` (created if missing) `key` and Owner on everything; see
 /// [`crate::recover_owner`].
 pub(super) async fn recover(conn: &mut SqliteConnection, name: &str, key: &ApiKeyHash) -> Result<Recovered> {
-    let existing: Option<(PrincipalId, String)> = db(sqlx::query_as(
-        "SELECT id, name FROM principals WHERE lower(name) = lower(?)",
-    )
-    .bind(name)
-    .fetch_optional(&mut *conn)
-    .await)?;
+    let existing: Option<(PrincipalId, String)> = db(sqlx::query_as(sql::PRINCIPAL_ID_BY_NAME)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await)?;
     let (id, principal, created) = match existing {
         Some((id, stored)) => {
-            insert_key(conn, id, key).await?;
+            add_principal_key(conn, id, key).await?;
             (id, stored, false)
         }
         None => {
-            let principal = insert_principal(conn, name, key).await?;
+            let principal = create_principal(conn, name, key).await?;
             (principal.id, principal.name, true)
         }
     };
-    db(sqlx::query(
-        "INSERT INTO role_assignments (principal_id, source_id, role, created_at) VALUES (?, NULL, 'Owner', ?) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(format_event_time(Utc::now()))
-    .execute(&mut *conn)
-    .await)?;
+    db(sqlx::query(sql::GRANT_OWNER_OF_EVERYTHING)
+        .bind(id)
+        .bind(now())
+        .execute(&mut *conn)
+        .await)?;
     Ok(Recovered { principal, created })
+}
+
+pub(super) async fn has_principals(pool: &SqlitePool) -> Result<bool> {
+    let any: Option<i64> = db(sqlx::query_scalar(sql::ANY_PRINCIPAL).fetch_optional(pool).await)?;
+    Ok(any.is_some())
+}
+
+pub(super) async fn principal_by_key_id(pool: &SqlitePool, key_id: &str) -> Result<Option<(Principal, ApiKeyHash)>> {
+    let query = sqlx::query(sql::PRINCIPAL_BY_KEY_ID);
+    optional(pool, query.bind(key_id), principal_key_from_row).await
+}
+
+pub(super) async fn role_assignments(pool: &SqlitePool, principal: PrincipalId) -> Result<Vec<RoleAssignment>> {
+    let query = sqlx::query(sql::ROLE_ASSIGNMENTS);
+    all(pool, query.bind(principal), role_assignment_from_row).await
+}
+
+pub(super) async fn principal(pool: &SqlitePool, name: &str) -> Result<Principal> {
+    let query = sqlx::query(sql::PRINCIPAL).bind(name);
+    optional(pool, query, principal_from_row)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("principal `{name}`")))
+}
+
+pub(super) async fn list_principals(pool: &SqlitePool) -> Result<Vec<PrincipalSummary>> {
+    let query = sqlx::query(sql::PRINCIPALS);
+    all(pool, query, principal_summary_from_row).await
+}
+
+pub(super) async fn list_role_assignments(pool: &SqlitePool) -> Result<Vec<RoleGrant>> {
+    let query = sqlx::query(AssertSqlSafe(format!("{GRANT_SELECT} ORDER BY p.name, a.id")));
+    all(pool, query, role_grant_from_row).await
 }

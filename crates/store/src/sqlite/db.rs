@@ -1,19 +1,40 @@
-//! Driver glue: errors, and times as SQLite keeps them (RFC 3339 TEXT).
+//! Driver glue: errors, times as SQLite keeps them (RFC 3339 TEXT), and reads on the pool.
 
 use chrono::{DateTime, Utc};
-use mlgrid_core::time::parse_rfc3339;
-use sqlx::sqlite::SqliteRow;
+use mlgrid_core::time::{format_event_time, parse_rfc3339};
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Sqlite, SqliteExecutor};
 
 use crate::error::{Result, StoreError};
 use crate::rows::{StoredRow, TimeColumns};
 
-/// A driver result as a store result.
-pub(super) fn db<T>(result: std::result::Result<T, sqlx::Error>) -> Result<T> {
-    result.map_err(StoreError::backend)
+pub(super) use crate::error::{db, unique};
+pub(super) use crate::sql::to_i64;
+
+/// Now, as SQLite keeps times.
+pub(super) fn now() -> String {
+    format_event_time(Utc::now())
 }
 
-pub(super) fn unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+/// A query with its arguments bound.
+pub(super) type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
+
+/// Every row a query returns, mapped.
+pub(super) async fn all<T>(
+    exec: impl SqliteExecutor<'_>,
+    query: Query<'_>,
+    map: fn(&SqliteRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    db(query.fetch_all(exec).await)?.iter().map(map).collect()
+}
+
+/// The row a query returns, if any, mapped.
+pub(super) async fn optional<T>(
+    exec: impl SqliteExecutor<'_>,
+    query: Query<'_>,
+    map: fn(&SqliteRow) -> Result<T>,
+) -> Result<Option<T>> {
+    db(query.fetch_optional(exec).await)?.as_ref().map(map).transpose()
 }
 
 impl TimeColumns for SqliteRow {

@@ -2,12 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use mlgrid_core::time::format_event_time;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use super::db::db;
+use super::db::{all, db, to_i64};
 use crate::delivery::*;
 use crate::error::Result;
-use crate::rows::due_delivery_from_row;
+use crate::rows::{attempt_from_row, dead_letter_from_row, due_delivery_from_row};
+use crate::sql::{self, DEAD_LETTERS};
 use crate::subscriptions::SubscriptionId;
 
 pub(super) async fn claim(
@@ -238,6 +239,66 @@ pub(super) async fn purge(
     query.push_bind(subscription);
     push_sequences(&mut query, &sequences);
     Ok(db(query.build().execute(&mut *conn).await)?.rows_affected())
+}
+
+pub(super) async fn attempts(pool: &SqlitePool, subscription: SubscriptionId, limit: u32) -> Result<Vec<Attempt>> {
+    let query = sqlx::query(sql::ATTEMPTS);
+    all(
+        pool,
+        query.bind(subscription).bind(limit.min(crate::MAX_READ_LIMIT)),
+        attempt_from_row,
+    )
+    .await
+}
+
+pub(super) async fn stats(pool: &SqlitePool, subscription: SubscriptionId) -> Result<DeliveryStats> {
+    let (delivered, dead, pending): (i64, i64, i64) = db(sqlx::query_as(
+        "SELECT coalesce(sum(state = 'delivered'), 0), coalesce(sum(state = 'dead'), 0), coalesce(sum(state = 'pending'), 0) \
+         FROM deliveries WHERE subscription_id = ?",
+    )
+    .bind(subscription)
+    .fetch_one(pool)
+    .await)?;
+    let (failed, last_error): (i64, Option<String>) = db(sqlx::query_as(sql::FAILED_ATTEMPTS)
+        .bind(subscription)
+        .fetch_one(pool)
+        .await)?;
+    Ok(DeliveryStats {
+        delivered: delivered as u64,
+        dead_lettered: dead as u64,
+        pending: pending as u64,
+        failed_attempts: failed as u64,
+        last_error,
+    })
+}
+
+pub(super) async fn dead_letters(
+    pool: &SqlitePool,
+    subscription: SubscriptionId,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<DeadLetter>> {
+    let query = sqlx::query(AssertSqlSafe(format!(
+        "{DEAD_LETTERS} WHERE d.subscription_id = ? AND d.state = 'dead' AND d.sequence > ? ORDER BY d.sequence LIMIT ?"
+    )))
+    .bind(subscription)
+    .bind(to_i64(after))
+    .bind(limit.min(crate::MAX_READ_LIMIT));
+    all(pool, query, dead_letter_from_row).await
+}
+
+pub(super) async fn unexported_dead_letters(
+    pool: &SqlitePool,
+    subscription: SubscriptionId,
+    limit: u32,
+) -> Result<Vec<DeadLetter>> {
+    let query = sqlx::query(AssertSqlSafe(format!(
+        "{DEAD_LETTERS} WHERE d.subscription_id = ? AND d.state = 'dead' AND d.dead_letter_exported_at IS NULL \
+         ORDER BY d.sequence LIMIT ?"
+    )))
+    .bind(subscription)
+    .bind(limit.min(crate::MAX_READ_LIMIT));
+    all(pool, query, dead_letter_from_row).await
 }
 
 pub(super) async fn mark_exported(

@@ -1,5 +1,5 @@
-//! Writing to event logs inside a transaction: published events, and the events the
-//! lifecycle raises (the transactional outbox).
+//! Event logs on SQLite: appends inside the writer's transaction (published events, and
+//! those the lifecycle raises, the transactional outbox), and reads.
 
 use std::sync::Arc;
 
@@ -7,13 +7,16 @@ use chrono::Utc;
 use mlgrid_core::ml::MlEvent;
 use mlgrid_core::resource::{SourceKind, resource_path};
 use mlgrid_core::time::format_event_time;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
+use super::db::{all, to_i64};
 use super::writer::{Appends, WriterHandle};
 use crate::appends::EventLog;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::raised_event;
-use crate::model::{AppendReceipt, NewEvent, SourceId};
+use crate::model::{AppendReceipt, NewEvent, SourceId, StoredEvent};
+use crate::rows::stored_event_from_row;
+use crate::sql;
 
 /// Rows per multi-row `INSERT` of events (8 parameters each, within SQLite's 32,766).
 const INSERT_CHUNK: usize = 500;
@@ -74,14 +77,21 @@ pub(super) async fn insert_events(
     })
 }
 
+pub(super) async fn read(pool: &SqlitePool, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
+    let query = sqlx::query(sql::READ_EVENTS)
+        .bind(source)
+        .bind(to_i64(after))
+        .bind(limit.min(crate::MAX_READ_LIMIT));
+    all(pool, query, stored_event_from_row).await
+}
+
 /// The resource path of a workspace; `NotFound` if there is none with this id.
 pub(super) async fn workspace_topic(conn: &mut SqliteConnection, workspace: SourceId) -> Result<String> {
-    let row: Option<(String, String, String, String)> =
-        sqlx::query_as("SELECT kind, name, subscription_id, resource_group FROM sources WHERE id = ?")
-            .bind(workspace)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(StoreError::backend)?;
+    let row: Option<(String, String, String, String)> = sqlx::query_as(sql::SOURCE_PATH)
+        .bind(workspace)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(StoreError::backend)?;
     match row {
         Some((kind, name, subscription_id, resource_group)) if kind == SourceKind::Workspace.as_str() => Ok(
             resource_path(SourceKind::Workspace, &subscription_id, &resource_group, &name),

@@ -4,12 +4,12 @@
 
 use chrono::{DateTime, Utc};
 use mlgrid_core::time::format_event_time;
-use sqlx::SqliteConnection;
+use sqlx::{SqliteConnection, SqlitePool};
 
-use super::db::db;
-use super::to_i64;
+use super::db::{db, to_i64};
 use crate::SECRET_FINGERPRINT;
 use crate::error::Result;
+use crate::sql;
 
 /// Takes the lease if it is free, expired or already `holder`'s; a change of holder
 /// (including taking back a released lease) bumps the token, a renewal keeps it.
@@ -39,28 +39,33 @@ pub(super) async fn acquire(
 
 /// Releases the lease if `holder` holds it with `token`; keeps the row (and its token).
 pub(super) async fn release(conn: &mut SqliteConnection, name: &str, holder: &str, token: u64) -> Result<()> {
-    db(
-        sqlx::query("UPDATE leases SET holder = NULL WHERE name = ? AND holder = ? AND token = ?")
-            .bind(name)
-            .bind(holder)
-            .bind(to_i64(token))
-            .execute(&mut *conn)
-            .await,
-    )?;
+    db(sqlx::query(sql::RELEASE_LEASE)
+        .bind(name)
+        .bind(holder)
+        .bind(to_i64(token))
+        .execute(&mut *conn)
+        .await)?;
     Ok(())
+}
+
+pub(super) async fn is_current(pool: &SqlitePool, name: &str, token: u64) -> Result<bool> {
+    let current: Option<i64> = db(sqlx::query_scalar(sql::LEASE_IS_CURRENT)
+        .bind(name)
+        .bind(to_i64(token))
+        .fetch_optional(pool)
+        .await)?;
+    Ok(current.is_some())
 }
 
 /// The recorded fingerprint of the server secret, recording `ours` first if there is
 /// none.
 pub(super) async fn secret_fingerprint(conn: &mut SqliteConnection, ours: &str) -> Result<String> {
-    db(
-        sqlx::query("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(SECRET_FINGERPRINT)
-            .bind(ours)
-            .execute(&mut *conn)
-            .await,
-    )?;
-    db(sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+    db(sqlx::query(sql::RECORD_SETTING)
+        .bind(SECRET_FINGERPRINT)
+        .bind(ours)
+        .execute(&mut *conn)
+        .await)?;
+    db(sqlx::query_scalar(sql::SETTING)
         .bind(SECRET_FINGERPRINT)
         .fetch_one(&mut *conn)
         .await)

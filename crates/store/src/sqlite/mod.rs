@@ -5,14 +5,20 @@
 //! the write path (they would stall a commit); a background task copies the log into the
 //! database once a second (PASSIVE), and the writer restarts the log between groups when
 //! it passes 64 MiB and truncates it when idle, so the log stays bounded under any load.
+//!
+//! Laid out like the PostgreSQL backend, one module per resource with the same names;
+//! each holds the reads (on the pool) and the writes (run by the writer, on its
+//! connection) of its resource, and [`SqliteStore`]'s `impl Store` only hands calls on.
 
 mod access;
+mod assets;
 mod db;
 mod delivery;
 mod events;
 mod leases;
-mod lifecycle;
 mod retention;
+mod runs;
+mod sources;
 mod subscriptions;
 mod writer;
 
@@ -25,8 +31,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::subscription::ProvisioningState;
-use mlgrid_core::time::format_event_time;
-use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, SqlitePool};
 use tokio::sync::{Mutex, watch};
@@ -38,10 +42,8 @@ use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
-use crate::rows::{self, source_from_row, stored_event_from_row, topic_key_from_row};
 use crate::storage::{FullDisk, StorageStats};
 use crate::subscriptions::*;
-use db::unique_violation;
 use writer::{Appends, BUSY_TIMEOUT_MS, WAL_LIMIT_BYTES, WriterHandle};
 
 /// How often the background task folds the WAL back into the database file.
@@ -62,27 +64,7 @@ pub struct SqliteStore {
     full: Arc<FullDisk>,
 }
 
-/// A read query on the pool.
-type ReadQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-
 impl SqliteStore {
-    /// Every row a read returns, mapped.
-    async fn all<T>(&self, query: ReadQuery<'_>, map: fn(&SqliteRow) -> Result<T>) -> Result<Vec<T>> {
-        let rows = query.fetch_all(&self.reads).await.map_err(StoreError::backend)?;
-        rows.iter().map(map).collect()
-    }
-
-    /// The row a read returns, mapped; `missing()` when there is none.
-    async fn one<T>(
-        &self,
-        query: ReadQuery<'_>,
-        map: fn(&SqliteRow) -> Result<T>,
-        missing: impl FnOnce() -> StoreError,
-    ) -> Result<T> {
-        let row = query.fetch_optional(&self.reads).await.map_err(StoreError::backend)?;
-        row.as_ref().map(map).transpose()?.ok_or_else(missing)
-    }
-
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
     /// The embedded database belongs to one process at a time (several nodes share
@@ -328,19 +310,6 @@ async fn checkpoint_loop(mut conn: sqlx::SqliteConnection, stop: CancellationTok
     }
 }
 
-/// Dead-lettered deliveries with their events, for `dead_letter_from_row`.
-const DEAD_LETTERS: &str = "SELECT d.sequence, d.attempts, d.dead_letter_reason, d.last_outcome, d.last_status, \
-     d.last_attempt_at, e.schema, e.body, e.published_at FROM deliveries d \
-     JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence";
-
-fn now() -> String {
-    format_event_time(Utc::now())
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_bootstrap_owner(&self, name: &str, key: &ApiKeyHash) -> Result<bool> {
@@ -353,64 +322,39 @@ impl Store for SqliteStore {
     }
 
     async fn has_principals(&self) -> Result<bool> {
-        let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM principals LIMIT 1")
-            .fetch_optional(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        Ok(any.is_some())
+        access::has_principals(&self.reads).await
     }
 
     async fn principal_by_key_id(&self, key_id: &str) -> Result<Option<(Principal, ApiKeyHash)>> {
-        let row = sqlx::query(
-            "SELECT p.id, p.name, p.created_at, k.key_id, k.key_hash \
-             FROM principal_keys k JOIN principals p ON p.id = k.principal_id WHERE k.key_id = ?",
-        )
-        .bind(key_id)
-        .fetch_optional(&self.reads)
-        .await
-        .map_err(StoreError::backend)?;
-        row.map(|row| rows::principal_key_from_row(&row)).transpose()
+        access::principal_by_key_id(&self.reads, key_id).await
     }
 
     async fn role_assignments(&self, principal: PrincipalId) -> Result<Vec<RoleAssignment>> {
-        self.all(
-            sqlx::query("SELECT principal_id, source_id, role FROM role_assignments WHERE principal_id = ?")
-                .bind(principal),
-            rows::role_assignment_from_row,
-        )
-        .await
+        access::role_assignments(&self.reads, principal).await
     }
 
     async fn create_principal(&self, name: &str, key: &ApiKeyHash) -> Result<Principal> {
         let (name, key) = (name.to_owned(), key.clone());
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move { access::insert_principal(conn, &name, &key).await })
+                Box::pin(async move { access::create_principal(conn, &name, &key).await })
             })
             .await
     }
 
     async fn principal(&self, name: &str) -> Result<Principal> {
-        let query = sqlx::query("SELECT * FROM principals WHERE lower(name) = lower(?)").bind(name);
-        self.one(query, rows::principal_from_row, || {
-            StoreError::NotFound(format!("principal `{name}`"))
-        })
-        .await
+        access::principal(&self.reads, name).await
     }
 
     async fn list_principals(&self) -> Result<Vec<PrincipalSummary>> {
-        let query = sqlx::query(
-            "SELECT p.*, (SELECT count(*) FROM principal_keys k WHERE k.principal_id = p.id) AS keys \
-             FROM principals p ORDER BY p.name",
-        );
-        self.all(query, rows::principal_summary_from_row).await
+        access::list_principals(&self.reads).await
     }
 
     async fn add_principal_key(&self, principal: PrincipalId, key: &ApiKeyHash) -> Result<()> {
         let key = key.clone();
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move { access::insert_key(conn, principal, &key).await })
+                Box::pin(async move { access::add_principal_key(conn, principal, &key).await })
             })
             .await
     }
@@ -418,7 +362,7 @@ impl Store for SqliteStore {
     async fn revoke_principal_keys(&self, principal: PrincipalId) -> Result<u64> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(access::revoke_keys(conn, principal))
+                Box::pin(access::revoke_principal_keys(conn, principal))
             })
             .await
     }
@@ -431,14 +375,13 @@ impl Store for SqliteStore {
     ) -> Result<RoleGrant> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(access::grant(conn, principal, source, role))
+                Box::pin(access::create_role_assignment(conn, principal, source, role))
             })
             .await
     }
 
     async fn list_role_assignments(&self) -> Result<Vec<RoleGrant>> {
-        let query = sqlx::query(AssertSqlSafe(format!("{} ORDER BY p.name, a.id", access::GRANT_SELECT)));
-        self.all(query, rows::role_grant_from_row).await
+        access::list_role_assignments(&self.reads).await
     }
 
     async fn delete_role_assignment(&self, id: i64) -> Result<()> {
@@ -452,122 +395,36 @@ impl Store for SqliteStore {
     async fn create_source(&self, new: &NewSource, keys: &[TopicKey]) -> Result<Source> {
         let (new, keys) = (new.clone(), keys.to_vec());
         self.writer()?
-            .write(Appends::Nothing, move |conn| {
-                Box::pin(async move {
-                    let existing: Option<String> =
-                        sqlx::query_scalar("SELECT name FROM sources WHERE kind = ? AND lower(name) = lower(?)")
-                            .bind(new.kind.as_str())
-                            .bind(&new.name)
-                            .fetch_optional(&mut *conn)
-                            .await
-                            .map_err(StoreError::backend)?;
-                    if let Some(existing) = existing {
-                        return Err(StoreError::Conflict(crate::names::taken(new.kind.as_str(), &existing)));
-                    }
-                    let row = sqlx::query(
-                        "INSERT INTO sources (kind, name, subscription_id, resource_group, created_at, \
-                         retention_seconds, retention_bytes) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
-                    )
-                    .bind(new.kind.as_str())
-                    .bind(&new.name)
-                    .bind(&new.subscription_id)
-                    .bind(&new.resource_group)
-                    .bind(now())
-                    .bind(new.retention.time.map(|t| to_i64(t.seconds())))
-                    .bind(new.retention.max_bytes.map(to_i64))
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(|e| {
-                        if unique_violation(&e) {
-                            StoreError::Conflict(crate::names::taken(new.kind.as_str(), &new.name))
-                        } else {
-                            StoreError::backend(e)
-                        }
-                    })?;
-                    let source = source_from_row(&row)?;
-                    for key in &keys {
-                        sqlx::query("INSERT INTO topic_keys (source_id, key_name, salt, key_hash, created_at) VALUES (?, ?, ?, ?, ?)")
-                            .bind(source.id)
-                            .bind(key.name.as_str())
-                            .bind(&key.salt)
-                            .bind(&key.hash)
-                            .bind(now())
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(StoreError::backend)?;
-                    }
-                    Ok(source)
-                })
-            })
+            .write(Appends::Nothing, move |conn| Box::pin(sources::create(conn, new, keys)))
             .await
     }
 
     async fn source(&self, kind: SourceKind, name: &str) -> Result<Source> {
-        let query = sqlx::query("SELECT * FROM sources WHERE kind = ? AND lower(name) = lower(?)")
-            .bind(kind.as_str())
-            .bind(name);
-        self.one(query, source_from_row, || {
-            StoreError::NotFound(format!("{kind} `{name}`"))
-        })
-        .await
+        sources::get(&self.reads, kind, name).await
     }
 
     async fn list_sources(&self, kind: SourceKind) -> Result<Vec<Source>> {
-        self.all(
-            sqlx::query("SELECT * FROM sources WHERE kind = ? ORDER BY name").bind(kind.as_str()),
-            source_from_row,
-        )
-        .await
+        sources::list(&self.reads, kind).await
     }
 
     async fn delete_source(&self, kind: SourceKind, name: &str) -> Result<()> {
         let name = name.to_owned();
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move {
-                    let deleted = sqlx::query("DELETE FROM sources WHERE kind = ? AND lower(name) = lower(?)")
-                        .bind(kind.as_str())
-                        .bind(&name)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                    if deleted.rows_affected() == 0 {
-                        return Err(StoreError::NotFound(format!("{kind} `{name}`")));
-                    }
-                    Ok(())
-                })
+                Box::pin(async move { sources::delete(conn, kind, &name).await })
             })
             .await
     }
 
     async fn topic_keys(&self, source: SourceId) -> Result<Vec<TopicKey>> {
-        self.all(
-            sqlx::query("SELECT key_name, salt, key_hash FROM topic_keys WHERE source_id = ? ORDER BY key_name")
-                .bind(source),
-            topic_key_from_row,
-        )
-        .await
+        sources::topic_keys(&self.reads, source).await
     }
 
     async fn replace_topic_key(&self, source: SourceId, key: &TopicKey) -> Result<()> {
         let key = key.clone();
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move {
-                    let updated = sqlx::query("UPDATE topic_keys SET salt = ?, key_hash = ?, created_at = ? WHERE source_id = ? AND key_name = ?")
-                        .bind(&key.salt)
-                        .bind(&key.hash)
-                        .bind(now())
-                        .bind(source)
-                        .bind(key.name.as_str())
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(StoreError::backend)?;
-                    if updated.rows_affected() == 0 {
-                        return Err(StoreError::NotFound(format!("{} of source {source}", key.name.as_str())));
-                    }
-                    Ok(())
-                })
+                Box::pin(sources::replace_topic_key(conn, source, key))
             })
             .await
     }
@@ -577,18 +434,7 @@ impl Store for SqliteStore {
     }
 
     async fn read_events(&self, source: SourceId, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
-        self.all(
-            sqlx::query(
-                "SELECT sequence, event_id, schema, event_type, subject, published_at, body \
-             FROM events WHERE source_id = ?1 AND sequence > ?2 \
-             AND sequence > (SELECT pruned_through FROM sources WHERE id = ?1) ORDER BY sequence LIMIT ?3",
-            )
-            .bind(source)
-            .bind(to_i64(after))
-            .bind(limit.min(crate::MAX_READ_LIMIT)),
-            stored_event_from_row,
-        )
-        .await
+        events::read(&self.reads, source, after, limit).await
     }
 
     async fn set_source_retention(&self, source: SourceId, retention: SourceRetention) -> Result<Source> {
@@ -600,34 +446,7 @@ impl Store for SqliteStore {
     }
 
     async fn log_head(&self, source: SourceId, after: u64, limit: u32) -> Result<LogHead> {
-        let row: Option<(i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT s.pruned_through, s.stored_bytes, {} FROM sources s WHERE s.id = ?",
-            retention::ROUTED_THROUGH
-        )))
-        .bind(source)
-        .fetch_optional(&self.reads)
-        .await
-        .map_err(StoreError::backend)?;
-        let (pruned_through, stored_bytes, routed_through) =
-            row.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
-        let entries = self
-            .all(
-                sqlx::query(
-                    "SELECT sequence, published_at, length(CAST(body AS BLOB)) AS bytes FROM events \
-                     WHERE source_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
-                )
-                .bind(source)
-                .bind(to_i64(after).max(pruned_through))
-                .bind(limit.min(crate::MAX_READ_LIMIT)),
-                rows::log_entry_from_row,
-            )
-            .await?;
-        Ok(LogHead {
-            pruned_through: pruned_through.max(0) as u64,
-            stored_bytes: stored_bytes.max(0) as u64,
-            routed_through: routed_through.max(0) as u64,
-            entries,
-        })
+        retention::log_head(&self.reads, source, after, limit).await
     }
 
     async fn prune_events(&self, source: SourceId, through: u64, limit: u32) -> Result<PrunedEvents> {
@@ -639,8 +458,7 @@ impl Store for SqliteStore {
     }
 
     async fn prunable_history(&self, cutoffs: HistoryCutoffs) -> Result<Vec<(SourceId, HistoryCounts)>> {
-        let mut conn = self.reads.acquire().await.map_err(StoreError::backend)?;
-        retention::prunable_history(&mut conn, cutoffs).await
+        retention::prunable_history(&self.reads, cutoffs).await
     }
 
     async fn prune_history(&self, cutoffs: HistoryCutoffs, limit: u32) -> Result<Vec<(SourceId, HistoryCounts)>> {
@@ -652,47 +470,23 @@ impl Store for SqliteStore {
     }
 
     async fn experiments(&self, workspace: SourceId) -> Result<Vec<Experiment>> {
-        self.all(
-            sqlx::query("SELECT * FROM experiments WHERE source_id = ? ORDER BY name").bind(workspace),
-            rows::experiment_from_row,
-        )
-        .await
+        runs::experiments(&self.reads, workspace).await
     }
 
     async fn start_run(&self, workspace: SourceId, new: NewRun) -> Result<Run> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(lifecycle::start_run(conn, workspace, new))
+                Box::pin(runs::start(conn, workspace, new))
             })
             .await
     }
 
     async fn run(&self, workspace: SourceId, run_id: &str) -> Result<Run> {
-        self.one(
-            sqlx::query(AssertSqlSafe(format!(
-                "{} WHERE r.source_id = ? AND r.run_id = ?",
-                rows::RUN_SELECT
-            )))
-            .bind(workspace)
-            .bind(run_id),
-            rows::run_from_row,
-            || StoreError::NotFound(format!("run `{run_id}`")),
-        )
-        .await
+        runs::get(&self.reads, workspace, run_id).await
     }
 
     async fn list_runs(&self, workspace: SourceId, experiment: Option<&str>) -> Result<Vec<Run>> {
-        self.all(
-            sqlx::query(AssertSqlSafe(format!(
-                "{} WHERE r.source_id = ? AND (? IS NULL OR e.name = ?) ORDER BY r.created_at, r.run_id",
-                rows::RUN_SELECT
-            )))
-            .bind(workspace)
-            .bind(experiment)
-            .bind(experiment),
-            rows::run_from_row,
-        )
-        .await
+        runs::list(&self.reads, workspace, experiment).await
     }
 
     async fn change_run(
@@ -705,7 +499,7 @@ impl Store for SqliteStore {
         let run_id = run_id.to_owned();
         self.writer()?
             .write(Appends::Events, move |conn| {
-                Box::pin(async move { lifecycle::change_run(conn, workspace, &run_id, change, if_match).await })
+                Box::pin(async move { runs::change(conn, workspace, &run_id, change, if_match).await })
             })
             .await
     }
@@ -714,47 +508,29 @@ impl Store for SqliteStore {
         let run_id = run_id.to_owned();
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move { lifecycle::log_metrics(conn, workspace, &run_id, metrics).await })
+                Box::pin(async move { runs::log_metrics(conn, workspace, &run_id, metrics).await })
             })
             .await
     }
 
     async fn run_metrics(&self, workspace: SourceId, run_id: &str) -> Result<Vec<Metric>> {
-        self.run(workspace, run_id).await?;
-        let query =
-            sqlx::query("SELECT * FROM run_metrics WHERE source_id = ? AND run_id = ? ORDER BY name, step, rowid");
-        self.all(query.bind(workspace).bind(run_id), rows::metric_from_row)
-            .await
+        runs::metrics(&self.reads, workspace, run_id).await
     }
 
     async fn register_model(&self, workspace: SourceId, new: NewModel) -> Result<Model> {
         self.writer()?
             .write(Appends::Events, move |conn| {
-                Box::pin(lifecycle::register_model(conn, workspace, new))
+                Box::pin(assets::register_model(conn, workspace, new))
             })
             .await
     }
 
     async fn model(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Model> {
-        self.one(sqlx::query(
-            "SELECT * FROM models WHERE source_id = ? AND name = ? AND (version = ? OR (? IS NULL AND archived = 0)) \
-             ORDER BY version DESC LIMIT 1",
-        )
-        .bind(workspace)
-        .bind(name)
-        .bind(version.map(to_i64))
-        .bind(version.map(to_i64)), rows::model_from_row, || StoreError::NotFound(match version {
-                Some(v) => format!("model `{name}:{v}`"),
-                None => format!("a model `{name}` that is not archived"),
-            })).await
+        assets::model(&self.reads, workspace, name, version).await
     }
 
     async fn list_models(&self, workspace: SourceId, name: Option<&str>, include_archived: bool) -> Result<Vec<Model>> {
-        self.all(sqlx::query("SELECT * FROM models WHERE source_id = ? AND (? IS NULL OR name = ?) AND (? OR archived = 0) ORDER BY name, version")
-            .bind(workspace)
-            .bind(name)
-            .bind(name)
-            .bind(include_archived), rows::model_from_row).await
+        assets::list_models(&self.reads, workspace, name, include_archived).await
     }
 
     async fn change_model(
@@ -768,9 +544,7 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(
-                    async move { lifecycle::change_model(conn, workspace, &name, version, change, if_match).await },
-                )
+                Box::pin(async move { assets::change_model(conn, workspace, &name, version, change, if_match).await })
             })
             .await
     }
@@ -783,35 +557,24 @@ impl Store for SqliteStore {
     ) -> Result<(Deployment, bool)> {
         self.writer()?
             .write(Appends::Events, move |conn| {
-                Box::pin(lifecycle::deploy(conn, workspace, new, if_match))
+                Box::pin(assets::deploy(conn, workspace, new, if_match))
             })
             .await
     }
 
     async fn deployment(&self, workspace: SourceId, name: &str) -> Result<Deployment> {
-        self.one(
-            sqlx::query("SELECT * FROM deployments WHERE source_id = ? AND name = ?")
-                .bind(workspace)
-                .bind(name),
-            rows::deployment_from_row,
-            || StoreError::NotFound(format!("deployment `{name}`")),
-        )
-        .await
+        assets::deployment(&self.reads, workspace, name).await
     }
 
     async fn list_deployments(&self, workspace: SourceId) -> Result<Vec<Deployment>> {
-        self.all(
-            sqlx::query("SELECT * FROM deployments WHERE source_id = ? ORDER BY name").bind(workspace),
-            rows::deployment_from_row,
-        )
-        .await
+        assets::list_deployments(&self.reads, workspace).await
     }
 
     async fn delete_deployment(&self, workspace: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
         let name = name.to_owned();
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(async move { lifecycle::delete_deployment(conn, workspace, &name, if_match).await })
+                Box::pin(async move { assets::delete_deployment(conn, workspace, &name, if_match).await })
             })
             .await
     }
@@ -819,41 +582,17 @@ impl Store for SqliteStore {
     async fn register_dataset(&self, workspace: SourceId, new: NewDataset) -> Result<Dataset> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(lifecycle::register_dataset(conn, workspace, new))
+                Box::pin(assets::register_dataset(conn, workspace, new))
             })
             .await
     }
 
     async fn dataset(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Dataset> {
-        let query = sqlx::query(
-            "SELECT * FROM datasets WHERE source_id = ? AND name = ? AND (? IS NULL OR version = ?) \
-             ORDER BY version DESC LIMIT 1",
-        );
-        let query = query
-            .bind(workspace)
-            .bind(name)
-            .bind(version.map(to_i64))
-            .bind(version.map(to_i64));
-        self.one(query, rows::dataset_from_row, || {
-            StoreError::NotFound(match version {
-                Some(v) => format!("dataset `{name}` version {v}"),
-                None => format!("dataset `{name}`"),
-            })
-        })
-        .await
+        assets::dataset(&self.reads, workspace, name, version).await
     }
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>> {
-        self.all(
-            sqlx::query(
-                "SELECT * FROM datasets WHERE source_id = ? AND (? IS NULL OR name = ?) ORDER BY name, version",
-            )
-            .bind(workspace)
-            .bind(name)
-            .bind(name),
-            rows::dataset_from_row,
-        )
-        .await
+        assets::list_datasets(&self.reads, workspace, name).await
     }
 
     async fn put_subscription(
@@ -870,20 +609,11 @@ impl Store for SqliteStore {
     }
 
     async fn subscription(&self, source: SourceId, name: &str) -> Result<EventSubscription> {
-        let query = sqlx::query("SELECT * FROM event_subscriptions WHERE source_id = ? AND name = ?")
-            .bind(source)
-            .bind(name);
-        self.one(query, rows::subscription_from_row, || {
-            StoreError::NotFound(format!("event subscription `{name}`"))
-        })
-        .await
+        subscriptions::get(&self.reads, source, name).await
     }
 
     async fn list_subscriptions(&self, source: Option<SourceId>) -> Result<Vec<EventSubscription>> {
-        let query =
-            sqlx::query("SELECT * FROM event_subscriptions WHERE ? IS NULL OR source_id = ? ORDER BY source_id, name");
-        self.all(query.bind(source).bind(source), rows::subscription_from_row)
-            .await
+        subscriptions::list(&self.reads, source).await
     }
 
     async fn rotate_subscription_secret(
@@ -934,20 +664,11 @@ impl Store for SqliteStore {
     }
 
     async fn subscriptions_version(&self) -> Result<u64> {
-        let version: i64 = sqlx::query_scalar("SELECT version FROM subscription_versions WHERE id = 1")
-            .fetch_one(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        Ok(version as u64)
+        subscriptions::version(&self.reads).await
     }
 
     async fn fanout_cursor(&self, source: SourceId) -> Result<u64> {
-        let cursor: Option<i64> = sqlx::query_scalar("SELECT last_sequence FROM fanout_cursors WHERE source_id = ?")
-            .bind(source)
-            .fetch_optional(&self.reads)
-            .await
-            .map_err(StoreError::backend)?;
-        Ok(cursor.unwrap_or(0) as u64)
+        subscriptions::fanout_cursor(&self.reads, source).await
     }
 
     async fn record_matches(&self, batch: RoutedBatch) -> Result<()> {
@@ -964,19 +685,7 @@ impl Store for SqliteStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let query = sqlx::query(
-            "SELECT e.sequence, e.event_id, e.schema, e.event_type, e.subject, e.published_at, e.body \
-             FROM deliveries d JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
-             WHERE d.subscription_id = ?1 AND d.sequence > ?2 \
-             AND d.sequence > (SELECT max(s.pruned_through, src.pruned_through) FROM event_subscriptions s \
-                 JOIN sources src ON src.id = s.source_id WHERE s.id = ?1) \
-             ORDER BY d.sequence LIMIT ?3",
-        );
-        let query = query
-            .bind(subscription)
-            .bind(to_i64(after))
-            .bind(limit.min(crate::MAX_READ_LIMIT));
-        self.all(query, stored_event_from_row).await
+        subscriptions::matches(&self.reads, subscription, after, limit).await
     }
 
     async fn claim_deliveries(
@@ -1014,50 +723,15 @@ impl Store for SqliteStore {
     }
 
     async fn delivery_attempts(&self, subscription: SubscriptionId, limit: u32) -> Result<Vec<Attempt>> {
-        let query = sqlx::query("SELECT * FROM delivery_attempts WHERE subscription_id = ? ORDER BY id DESC LIMIT ?");
-        self.all(
-            query.bind(subscription).bind(limit.min(crate::MAX_READ_LIMIT)),
-            rows::attempt_from_row,
-        )
-        .await
+        delivery::attempts(&self.reads, subscription, limit).await
     }
 
     async fn delivery_stats(&self, subscription: SubscriptionId) -> Result<DeliveryStats> {
-        let (delivered, dead, pending): (i64, i64, i64) = sqlx::query_as(
-            "SELECT coalesce(sum(state = 'delivered'), 0), coalesce(sum(state = 'dead'), 0), coalesce(sum(state = 'pending'), 0) \
-             FROM deliveries WHERE subscription_id = ?",
-        )
-        .bind(subscription)
-        .fetch_one(&self.reads)
-        .await
-        .map_err(StoreError::backend)?;
-        let (failed, last_error): (i64, Option<String>) = sqlx::query_as(
-            "SELECT count(*), (SELECT coalesce(error, outcome) FROM delivery_attempts WHERE subscription_id = ?1 \
-             AND outcome != 'Delivered' ORDER BY id DESC LIMIT 1) \
-             FROM delivery_attempts WHERE subscription_id = ?1 AND outcome != 'Delivered'",
-        )
-        .bind(subscription)
-        .fetch_one(&self.reads)
-        .await
-        .map_err(StoreError::backend)?;
-        Ok(DeliveryStats {
-            delivered: delivered as u64,
-            dead_lettered: dead as u64,
-            pending: pending as u64,
-            failed_attempts: failed as u64,
-            last_error,
-        })
+        delivery::stats(&self.reads, subscription).await
     }
 
     async fn dead_letters(&self, subscription: SubscriptionId, after: u64, limit: u32) -> Result<Vec<DeadLetter>> {
-        let query = sqlx::query(AssertSqlSafe(format!(
-            "{DEAD_LETTERS} WHERE d.subscription_id = ? AND d.state = 'dead' AND d.sequence > ? ORDER BY d.sequence LIMIT ?"
-        )));
-        let query = query
-            .bind(subscription)
-            .bind(to_i64(after))
-            .bind(limit.min(crate::MAX_READ_LIMIT));
-        self.all(query, rows::dead_letter_from_row).await
+        delivery::dead_letters(&self.reads, subscription, after, limit).await
     }
 
     async fn redeliver(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64> {
@@ -1077,15 +751,7 @@ impl Store for SqliteStore {
     }
 
     async fn unexported_dead_letters(&self, subscription: SubscriptionId, limit: u32) -> Result<Vec<DeadLetter>> {
-        let query = sqlx::query(AssertSqlSafe(format!(
-            "{DEAD_LETTERS} WHERE d.subscription_id = ? AND d.state = 'dead' AND d.dead_letter_exported_at IS NULL \
-             ORDER BY d.sequence LIMIT ?"
-        )));
-        self.all(
-            query.bind(subscription).bind(limit.min(crate::MAX_READ_LIMIT)),
-            rows::dead_letter_from_row,
-        )
-        .await
+        delivery::unexported_dead_letters(&self.reads, subscription, limit).await
     }
 
     async fn mark_dead_letters_exported(&self, subscription: SubscriptionId, sequences: Vec<u64>) -> Result<()> {
@@ -1121,14 +787,7 @@ impl Store for SqliteStore {
     }
 
     async fn lease_is_current(&self, name: &str, token: u64) -> Result<bool> {
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM leases WHERE name = ? AND token = ? AND holder IS NOT NULL")
-                .bind(name)
-                .bind(to_i64(token))
-                .fetch_optional(&self.reads)
-                .await
-                .map_err(StoreError::backend)?;
-        Ok(current.is_some())
+        leases::is_current(&self.reads, name, token).await
     }
 
     async fn secret_fingerprint(&self, ours: &str) -> Result<String> {

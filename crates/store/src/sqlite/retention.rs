@@ -4,17 +4,19 @@
 use std::collections::BTreeMap;
 
 use mlgrid_core::time::format_event_time;
-use sqlx::SqliteConnection;
+use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 
-use super::to_i64;
+use super::db::{all, db, to_i64};
 use crate::error::{Result, StoreError};
 use crate::model::*;
+use crate::rows::log_entry_from_row;
+use crate::sql::{self, YOUNG_ATTEMPT};
 use crate::subscriptions::SubscriptionId;
 
 /// How far a source's log needs no more routing: the fan-out's cursor, or the earliest
 /// start of its subscriptions (each matches only events after its start), or its last
 /// sequence when it has none (one created later starts there).
-pub(super) const ROUTED_THROUGH: &str = "max(coalesce((SELECT last_sequence FROM fanout_cursors WHERE source_id = s.id), 0), \
+const ROUTED_THROUGH: &str = "max(coalesce((SELECT last_sequence FROM fanout_cursors WHERE source_id = s.id), 0), \
      coalesce((SELECT min(start_sequence) FROM event_subscriptions WHERE source_id = s.id), s.last_sequence))";
 
 pub(super) async fn set_retention(
@@ -22,7 +24,7 @@ pub(super) async fn set_retention(
     source: SourceId,
     retention: SourceRetention,
 ) -> Result<Source> {
-    let row = sqlx::query("UPDATE sources SET retention_seconds = ?, retention_bytes = ? WHERE id = ? RETURNING *")
+    let row = sqlx::query(sql::SET_RETENTION)
         .bind(retention.time.map(|t| to_i64(t.seconds())))
         .bind(retention.max_bytes.map(to_i64))
         .bind(source)
@@ -31,6 +33,31 @@ pub(super) async fn set_retention(
         .map_err(StoreError::backend)?;
     let row = row.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
     crate::rows::source_from_row(&row)
+}
+
+pub(super) async fn log_head(pool: &SqlitePool, source: SourceId, after: u64, limit: u32) -> Result<LogHead> {
+    let row: Option<(i64, i64, i64)> = db(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT s.pruned_through, s.stored_bytes, {ROUTED_THROUGH} FROM sources s WHERE s.id = ?"
+    )))
+    .bind(source)
+    .fetch_optional(pool)
+    .await)?;
+    let (pruned_through, stored_bytes, routed_through) =
+        row.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
+    let query = sqlx::query(
+        "SELECT sequence, published_at, length(CAST(body AS BLOB)) AS bytes FROM events \
+         WHERE source_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+    )
+    .bind(source)
+    .bind(to_i64(after).max(pruned_through))
+    .bind(limit.min(crate::MAX_READ_LIMIT));
+    let entries = all(pool, query, log_entry_from_row).await?;
+    Ok(LogHead {
+        pruned_through: pruned_through.max(0) as u64,
+        stored_bytes: stored_bytes.max(0) as u64,
+        routed_through: routed_through.max(0) as u64,
+        entries,
+    })
 }
 
 pub(super) async fn prune_events(
@@ -78,13 +105,8 @@ pub(super) async fn prune_events(
     })
 }
 
-/// The first attempt (by id) made at or after a time: attempts are numbered as they are
-/// recorded, so those before it are the old ones, found without an index on time.
-const YOUNG_ATTEMPT: &str = "coalesce((SELECT id FROM delivery_attempts WHERE attempted_at >= ?1 ORDER BY id LIMIT 1), \
-     9223372036854775807)";
-
 pub(super) async fn prunable_history(
-    conn: &mut SqliteConnection,
+    pool: &SqlitePool,
     cutoffs: HistoryCutoffs,
 ) -> Result<Vec<(SourceId, HistoryCounts)>> {
     let mut counts: BTreeMap<SourceId, HistoryCounts> = BTreeMap::new();
@@ -93,7 +115,7 @@ pub(super) async fn prunable_history(
             "SELECT source_id, count(*) FROM deliveries WHERE state = '{state}' AND finished_at < ? GROUP BY source_id"
         )))
         .bind(format_event_time(before))
-        .fetch_all(&mut *conn)
+        .fetch_all(pool)
         .await
         .map_err(StoreError::backend)?;
         for (source, n) in rows {
@@ -110,7 +132,7 @@ pub(super) async fn prunable_history(
          WHERE a.id < {YOUNG_ATTEMPT} GROUP BY s.source_id"
     )))
     .bind(format_event_time(cutoffs.attempts_before))
-    .fetch_all(&mut *conn)
+    .fetch_all(pool)
     .await
     .map_err(StoreError::backend)?;
     for (source, n) in rows {
@@ -159,7 +181,7 @@ pub(super) async fn prune_history(
     }
     let gone: Vec<SubscriptionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "DELETE FROM delivery_attempts WHERE id IN \
-             (SELECT id FROM delivery_attempts WHERE id < {YOUNG_ATTEMPT} ORDER BY id LIMIT ?2) \
+             (SELECT id FROM delivery_attempts WHERE id < {YOUNG_ATTEMPT} ORDER BY id LIMIT $2) \
          RETURNING subscription_id"
     )))
     .bind(format_event_time(cutoffs.attempts_before))

@@ -4,34 +4,25 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use mlgrid_core::time::format_event_time;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use super::db::db;
+use super::db::{all, db, now, optional, to_i64};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
-use crate::model::SourceId;
-use crate::rows::subscription_from_row;
+use crate::model::{SourceId, StoredEvent};
+use crate::rows::{stored_event_from_row, subscription_from_row};
+use crate::sql;
 use crate::subscriptions::*;
 use mlgrid_core::subscription::ProvisioningState;
 
 async fn bump_version(conn: &mut SqliteConnection) -> Result<()> {
-    db(
-        sqlx::query("UPDATE subscription_versions SET version = version + 1 WHERE id = 1")
-            .execute(&mut *conn)
-            .await,
-    )?;
+    db(sqlx::query(sql::BUMP_SUBSCRIPTIONS_VERSION).execute(&mut *conn).await)?;
     Ok(())
 }
 
 async fn load(conn: &mut SqliteConnection, source: SourceId, name: &str) -> Result<Option<EventSubscription>> {
-    let row = db(
-        sqlx::query("SELECT * FROM event_subscriptions WHERE source_id = ? AND name = ?")
-            .bind(source)
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await,
-    )?;
-    row.as_ref().map(subscription_from_row).transpose()
+    let query = sqlx::query(sql::SUBSCRIPTION).bind(source).bind(name);
+    optional(&mut *conn, query, subscription_from_row).await
 }
 
 pub(super) async fn put(
@@ -43,28 +34,32 @@ pub(super) async fn put(
     let existing = load(conn, source, &put.name).await?;
     let what = format!("event subscription `{}`", put.name);
     check_put_etag(&what, existing.as_ref().map(|e| e.etag.as_str()), if_match.as_deref())?;
-    let now = format_event_time(Utc::now());
-    let row = db(sqlx::query(
-        "INSERT INTO event_subscriptions \
-         (source_id, name, spec, provisioning_state, expires_at, start_sequence, created_at, updated_at, etag, secret_salt) \
-         VALUES (?, ?, ?, ?, ?, (SELECT last_sequence FROM sources WHERE id = ?), ?, ?, ?, ?) \
-         ON CONFLICT (source_id, name) DO UPDATE SET spec = excluded.spec, provisioning_state = excluded.provisioning_state, \
-         expires_at = excluded.expires_at, updated_at = excluded.updated_at, etag = excluded.etag RETURNING *",
-    )
-    .bind(source)
-    .bind(&put.name)
-    .bind(spec_json(&put.spec))
-    .bind(put.provisioning_state.as_str())
-    .bind(put.expires_at.map(format_event_time))
-    .bind(source)
-    .bind(&now)
-    .bind(&now)
-    .bind(new_etag())
-    .bind(&put.secret_salt)
-    .fetch_one(&mut *conn)
-    .await)?;
+    let row = db(sqlx::query(sql::PUT_SUBSCRIPTION)
+        .bind(source)
+        .bind(&put.name)
+        .bind(spec_json(&put.spec))
+        .bind(put.provisioning_state.as_str())
+        .bind(put.expires_at.map(format_event_time))
+        .bind(now())
+        .bind(new_etag())
+        .bind(&put.secret_salt)
+        .fetch_one(&mut *conn)
+        .await)?;
     bump_version(conn).await?;
     Ok((subscription_from_row(&row)?, existing.is_none()))
+}
+
+pub(super) async fn get(pool: &SqlitePool, source: SourceId, name: &str) -> Result<EventSubscription> {
+    let query = sqlx::query(sql::SUBSCRIPTION).bind(source).bind(name);
+    optional(pool, query, subscription_from_row)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("event subscription `{name}`")))
+}
+
+pub(super) async fn list(pool: &SqlitePool, source: Option<SourceId>) -> Result<Vec<EventSubscription>> {
+    let query =
+        sqlx::query("SELECT * FROM event_subscriptions WHERE ? IS NULL OR source_id = ? ORDER BY source_id, name");
+    all(pool, query.bind(source).bind(source), subscription_from_row).await
 }
 
 pub(super) async fn rotate_secret(
@@ -74,18 +69,15 @@ pub(super) async fn rotate_secret(
     salt: &str,
     grace_until: chrono::DateTime<Utc>,
 ) -> Result<EventSubscription> {
-    let row = db(sqlx::query(
-        "UPDATE event_subscriptions SET previous_salt = secret_salt, previous_until = ?, secret_salt = ?, etag = ?, updated_at = ? \
-         WHERE source_id = ? AND name = ? RETURNING *",
-    )
-    .bind(format_event_time(grace_until))
-    .bind(salt)
-    .bind(new_etag())
-    .bind(format_event_time(Utc::now()))
-    .bind(source)
-    .bind(name)
-    .fetch_optional(&mut *conn)
-    .await)?;
+    let row = db(sqlx::query(sql::ROTATE_SUBSCRIPTION_SECRET)
+        .bind(format_event_time(grace_until))
+        .bind(salt)
+        .bind(new_etag())
+        .bind(now())
+        .bind(source)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await)?;
     let row = row.ok_or_else(|| StoreError::NotFound(format!("event subscription `{name}`")))?;
     bump_version(conn).await?;
     subscription_from_row(&row)
@@ -98,19 +90,14 @@ pub(super) async fn transition(
     from: ProvisioningState,
     to: ProvisioningState,
 ) -> Result<Option<EventSubscription>> {
-    let row = db(sqlx::query(
-        "UPDATE event_subscriptions SET provisioning_state = ?1, updated_at = ?2, \
-         start_sequence = CASE WHEN ?1 = 'Succeeded' \
-             THEN (SELECT last_sequence FROM sources WHERE id = source_id) ELSE start_sequence END \
-         WHERE id = ?3 AND etag = ?4 AND provisioning_state = ?5 RETURNING *",
-    )
-    .bind(to.as_str())
-    .bind(format_event_time(Utc::now()))
-    .bind(id)
-    .bind(etag)
-    .bind(from.as_str())
-    .fetch_optional(&mut *conn)
-    .await)?;
+    let row = db(sqlx::query(sql::TRANSITION_SUBSCRIPTION)
+        .bind(to.as_str())
+        .bind(now())
+        .bind(id)
+        .bind(etag)
+        .bind(from.as_str())
+        .fetch_optional(&mut *conn)
+        .await)?;
     let Some(row) = row else { return Ok(None) };
     bump_version(conn).await?;
     subscription_from_row(&row).map(Some)
@@ -130,7 +117,7 @@ pub(super) async fn delete(
         &current.etag,
         if_match.as_deref(),
     )?;
-    db(sqlx::query("DELETE FROM event_subscriptions WHERE id = ?")
+    db(sqlx::query(sql::DELETE_SUBSCRIPTION)
         .bind(current.id)
         .execute(&mut *conn)
         .await)?;
@@ -138,12 +125,10 @@ pub(super) async fn delete(
 }
 
 pub(super) async fn delete_expired(conn: &mut SqliteConnection, now: chrono::DateTime<Utc>) -> Result<u64> {
-    let deleted = db(
-        sqlx::query("DELETE FROM event_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= ?")
-            .bind(format_event_time(now))
-            .execute(&mut *conn)
-            .await,
-    )?
+    let deleted = db(sqlx::query(sql::DELETE_EXPIRED_SUBSCRIPTIONS)
+        .bind(format_event_time(now))
+        .execute(&mut *conn)
+        .await)?
     .rows_affected();
     if deleted > 0 {
         bump_version(conn).await?;
@@ -151,16 +136,27 @@ pub(super) async fn delete_expired(conn: &mut SqliteConnection, now: chrono::Dat
     Ok(deleted)
 }
 
+pub(super) async fn version(pool: &SqlitePool) -> Result<u64> {
+    let version: i64 = db(sqlx::query_scalar(sql::SUBSCRIPTIONS_VERSION).fetch_one(pool).await)?;
+    Ok(version as u64)
+}
+
+pub(super) async fn fanout_cursor(pool: &SqlitePool, source: SourceId) -> Result<u64> {
+    let cursor: Option<i64> = db(sqlx::query_scalar(sql::FANOUT_CURSOR)
+        .bind(source)
+        .fetch_optional(pool)
+        .await)?;
+    Ok(cursor.unwrap_or(0) as u64)
+}
+
 /// Rows per multi-row `INSERT` of deliveries (6 parameters each).
 const INSERT_CHUNK: usize = 1000;
 
 pub(super) async fn record_matches(conn: &mut SqliteConnection, batch: RoutedBatch) -> Result<()> {
-    let cursor: Option<i64> = db(
-        sqlx::query_scalar("SELECT last_sequence FROM fanout_cursors WHERE source_id = ?")
-            .bind(batch.source)
-            .fetch_optional(&mut *conn)
-            .await,
-    )?;
+    let cursor: Option<i64> = db(sqlx::query_scalar(sql::FANOUT_CURSOR)
+        .bind(batch.source)
+        .fetch_optional(&mut *conn)
+        .await)?;
     if cursor.unwrap_or(0) as u64 != batch.from_sequence {
         return Err(StoreError::Conflict(format!(
             "the fan-out cursor of source {} moved from {} to {}",
@@ -204,4 +200,24 @@ pub(super) async fn record_matches(conn: &mut SqliteConnection, batch: RoutedBat
     .execute(&mut *conn)
     .await)?;
     Ok(())
+}
+
+pub(super) async fn matches(
+    pool: &SqlitePool,
+    subscription: SubscriptionId,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<StoredEvent>> {
+    let query = sqlx::query(
+        "SELECT e.sequence, e.event_id, e.schema, e.event_type, e.subject, e.published_at, e.body \
+         FROM deliveries d JOIN events e ON e.source_id = d.source_id AND e.sequence = d.sequence \
+         WHERE d.subscription_id = ?1 AND d.sequence > ?2 \
+         AND d.sequence > (SELECT max(s.pruned_through, src.pruned_through) FROM event_subscriptions s \
+             JOIN sources src ON src.id = s.source_id WHERE s.id = ?1) \
+         ORDER BY d.sequence LIMIT ?3",
+    )
+    .bind(subscription)
+    .bind(to_i64(after))
+    .bind(limit.min(crate::MAX_READ_LIMIT));
+    all(pool, query, stored_event_from_row).await
 }
