@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use common::{Bed, closed_url, loopback, receiver, serve, slow_receiver, walk};
 use mlgrid_core::retry::RetrySchedule;
 use mlgrid_delivery::{AddressPolicy, DispatcherConfig, sign};
+use mlgrid_store::DeadLetterQuery;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +71,11 @@ async fn non_retried_answers_and_exhausted_attempts_dead_letter() {
         "400 is not retried"
     );
     assert_eq!(seen.lock().await.len(), 1);
-    let dead = bed.store.dead_letters(rejected, 0, 10).await.unwrap();
+    let dead = bed
+        .store
+        .dead_letters(rejected, DeadLetterQuery::page(0, 10))
+        .await
+        .unwrap();
     assert_eq!(
         (dead[0].dead_letter_reason.as_str(), dead[0].last_http_status_code),
         ("NonRetriableStatus", Some(400))
@@ -78,7 +83,11 @@ async fn non_retried_answers_and_exhausted_attempts_dead_letter() {
 
     let stats = bed.settled(refused).await;
     assert_eq!((stats.dead_lettered, stats.failed_attempts), (1, 3));
-    let dead = bed.store.dead_letters(refused, 0, 10).await.unwrap();
+    let dead = bed
+        .store
+        .dead_letters(refused, DeadLetterQuery::page(0, 10))
+        .await
+        .unwrap();
     assert_eq!(
         (dead[0].dead_letter_reason.as_str(), dead[0].delivery_attempts),
         ("MaxDeliveryAttemptsExceeded", 3)
