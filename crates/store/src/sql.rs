@@ -6,6 +6,9 @@
 //! that differ (casts PostgreSQL needs, `FOR UPDATE`, `GREATEST` against `max`, how
 //! batches are bound) stay in each backend's module. The hot paths (appends, claims,
 //! attempt records) keep their own statements, tuned per backend.
+//!
+//! Besides the statements: how both backends bind the store's numbers ([`to_i64`]), and
+//! the conditions of a dead-letter filter, written once for both query builders.
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
