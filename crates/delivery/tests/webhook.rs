@@ -12,6 +12,7 @@ use common::{
 };
 use mlgrid_core::retry::RetrySchedule;
 use mlgrid_delivery::{AddressPolicy, DispatcherConfig, sign};
+use mlgrid_store::DeadLetterQuery;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -76,7 +77,11 @@ async fn non_retried_answers_and_exhausted_attempts_dead_letter() {
         "400 is not retried"
     );
     assert_eq!(seen.lock().await.len(), 1);
-    let dead = bed.store.dead_letters(rejected, 0, 10).await.unwrap();
+    let dead = bed
+        .store
+        .dead_letters(rejected, DeadLetterQuery::page(0, 10))
+        .await
+        .unwrap();
     assert_eq!(
         (dead[0].dead_letter_reason.as_str(), dead[0].last_http_status_code),
         ("NonRetriableStatus", Some(400))
@@ -84,7 +89,11 @@ async fn non_retried_answers_and_exhausted_attempts_dead_letter() {
 
     let stats = bed.settled(refused).await;
     assert_eq!((stats.dead_lettered, stats.failed_attempts), (1, 3));
-    let dead = bed.store.dead_letters(refused, 0, 10).await.unwrap();
+    let dead = bed
+        .store
+        .dead_letters(refused, DeadLetterQuery::page(0, 10))
+        .await
+        .unwrap();
     assert_eq!(
         (dead[0].dead_letter_reason.as_str(), dead[0].delivery_attempts),
         ("MaxDeliveryAttemptsExceeded", 3)

@@ -85,6 +85,42 @@ pub struct DeadLetter {
     pub last_delivery_attempt_time: Option<DateTime<Utc>>,
 }
 
+/// Which of a subscription's dead letters a call is about: those that match every
+/// condition set, all of them when none is. The store selects them in its query, so that
+/// no caller pages through every dead letter to pick a few. Names compare ignoring ASCII
+/// case, as Event Grid's do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    /// Only the events with these sequence numbers.
+    pub sequences: Option<Vec<u64>>,
+    /// Why they were dead-lettered, e.g. `MaxDeliveryAttemptsExceeded`.
+    pub reason: Option<String>,
+    /// The event's type: Event Grid's `eventType` or CloudEvents' `type`.
+    pub event_type: Option<String>,
+    /// The HTTP status code the last attempt got.
+    pub status_code: Option<u16>,
+}
+
+/// A page of a subscription's dead letters: those after `after` that the filter selects,
+/// oldest first, at most `limit` (capped at [`crate::MAX_READ_LIMIT`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterQuery {
+    pub after: u64,
+    pub limit: u32,
+    pub filter: DeadLetterFilter,
+}
+
+impl DeadLetterQuery {
+    /// Every dead letter after `after`, at most `limit`.
+    pub fn page(after: u64, limit: u32) -> DeadLetterQuery {
+        DeadLetterQuery {
+            after,
+            limit,
+            filter: DeadLetterFilter::default(),
+        }
+    }
+}
+
 /// Counters of one subscription's deliveries.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeliveryStats {

@@ -352,15 +352,15 @@ pub trait Store: Send + Sync + 'static {
 
     async fn delivery_stats(&self, subscription: SubscriptionId) -> Result<DeliveryStats>;
 
-    /// Dead-lettered events of a subscription after a sequence number, oldest first.
-    async fn dead_letters(&self, subscription: SubscriptionId, after: u64, limit: u32) -> Result<Vec<DeadLetter>>;
+    /// Dead-lettered events of a subscription that the query selects, oldest first.
+    async fn dead_letters(&self, subscription: SubscriptionId, query: DeadLetterQuery) -> Result<Vec<DeadLetter>>;
 
-    /// Makes dead-lettered events (all, or those listed) pending again, due now, with
+    /// Makes the dead-lettered events the filter selects pending again, due now, with
     /// their attempts reset; returns how many.
-    async fn redeliver(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64>;
+    async fn redeliver(&self, subscription: SubscriptionId, filter: DeadLetterFilter) -> Result<u64>;
 
-    /// Deletes dead-lettered events (all, or those listed); returns how many.
-    async fn purge_dead_letters(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64>;
+    /// Deletes the dead-lettered events the filter selects; returns how many.
+    async fn purge_dead_letters(&self, subscription: SubscriptionId, filter: DeadLetterFilter) -> Result<u64>;
 
     /// Dead letters of a subscription not yet written to its dead-letter destination,
     /// oldest first, at most `limit`. A redelivered event that dies again is listed again.

@@ -1,6 +1,7 @@
 //! Store types from database rows, written once for both backends.
 //!
-//! A mapper reads a row through [`StoredRow`]: both drivers decode text, integers, reals
+//! Reads run through [`all`] and [`optional`], on either backend's pool or connection. A
+//! mapper reads a row through [`StoredRow`]: both drivers decode text, integers, reals
 //! and flags alike, and each backend says how it keeps times ([`TimeColumns`]). What a
 //! column holds is checked here (no negative sequences, known kinds and roles), so a
 //! corrupt row is the same error on either backend.
@@ -10,10 +11,11 @@ use mlgrid_core::EventSchema;
 use mlgrid_core::ml::Tags;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::retention::{LogEntry, RetentionSpan};
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Database, Decode, Executor, IntoArguments, Row, Type};
 
 use crate::delivery::*;
-use crate::error::{Result, StoreError};
+use crate::error::{Result, StoreError, db};
 use crate::lifecycle::*;
 use crate::model::*;
 use crate::subscriptions::{EventSubscription, SubscriptionId};
@@ -76,6 +78,32 @@ where
     T: Decode<'r, R::Database> + Type<R::Database>,
 {
     row.try_get(column).map_err(StoreError::backend)
+}
+
+/// Every row a query returns, mapped: reads on either backend end here.
+pub(crate) async fn all<'q, 'c, DB, A, T>(
+    exec: impl Executor<'c, Database = DB>,
+    query: Query<'q, DB, A>,
+    map: fn(&DB::Row) -> Result<T>,
+) -> Result<Vec<T>>
+where
+    DB: Database,
+    A: 'q + IntoArguments<DB>,
+{
+    db(query.fetch_all(exec).await)?.iter().map(map).collect()
+}
+
+/// The row a query returns, if any, mapped.
+pub(crate) async fn optional<'q, 'c, DB, A, T>(
+    exec: impl Executor<'c, Database = DB>,
+    query: Query<'q, DB, A>,
+    map: fn(&DB::Row) -> Result<T>,
+) -> Result<Option<T>>
+where
+    DB: Database,
+    A: 'q + IntoArguments<DB>,
+{
+    db(query.fetch_optional(exec).await)?.as_ref().map(map).transpose()
 }
 
 fn unsigned(row: &impl StoredRow, column: &str) -> Result<u64> {

@@ -6,6 +6,13 @@
 //! that differ (casts PostgreSQL needs, `FOR UPDATE`, `GREATEST` against `max`, how
 //! batches are bound) stay in each backend's module. The hot paths (appends, claims,
 //! attempt records) keep their own statements, tuned per backend.
+//!
+//! Besides the statements: how both backends bind the store's numbers ([`to_i64`]), and
+//! the conditions of a dead-letter filter, written once for both query builders.
+
+use sqlx::{Database, Encode, QueryBuilder, Type};
+
+use crate::delivery::DeadLetterFilter;
 
 /// A number the store gives out (sequence, version, token, byte count) as both
 /// databases bind it: their integers are signed, and none of these comes near
@@ -231,6 +238,50 @@ pub(crate) const RECORD_SETTING: &str = "\
     INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
 
 pub(crate) const SETTING: &str = "SELECT value FROM settings WHERE name = $1";
+
+/// `AND` the conditions of a dead-letter filter on what a dead letter holds (its reason,
+/// its event's type, its last status) to a statement on the `deliveries` row named `row`.
+/// The sequences are each backend's to add: PostgreSQL binds the list as one array,
+/// SQLite one parameter each.
+///
+/// Names compare ignoring ASCII case only, as `eq_ignore_ascii_case` does: the value is
+/// lowered here and the column by `ascii_lower`, which is SQLite's `lower` (ASCII only)
+/// or, on PostgreSQL, whose `lower` follows the locale, a `translate` of A-Z. The event's
+/// type is the events table's column: Event Grid's `eventType` or CloudEvents' `type`,
+/// recorded when the event was published.
+pub(crate) fn push_dead_letter_conditions<DB: Database>(
+    query: &mut QueryBuilder<DB>,
+    row: &str,
+    filter: &DeadLetterFilter,
+    ascii_lower: fn(&str) -> String,
+) where
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    if let Some(reason) = &filter.reason {
+        query
+            .push(format_args!(
+                " AND {} = ",
+                ascii_lower(&format!("{row}.dead_letter_reason"))
+            ))
+            .push_bind(reason.to_ascii_lowercase());
+    }
+    if let Some(status) = filter.status_code {
+        query
+            .push(format_args!(" AND {row}.last_status = "))
+            .push_bind(i64::from(status));
+    }
+    if let Some(event_type) = &filter.event_type {
+        query
+            .push(format_args!(
+                " AND EXISTS (SELECT 1 FROM events typed WHERE typed.source_id = {row}.source_id \
+                 AND typed.sequence = {row}.sequence AND {} = ",
+                ascii_lower("typed.event_type")
+            ))
+            .push_bind(event_type.to_ascii_lowercase())
+            .push(")");
+    }
+}
 
 #[cfg(test)]
 mod tests {

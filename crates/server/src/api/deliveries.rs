@@ -5,7 +5,10 @@
 use axum::Json as JsonResponse;
 use axum::extract::{Path, State};
 use mlgrid_core::time::format_event_time;
-use mlgrid_store::{Attempt, DeadLetter, DeliveryStats, EventSubscription, Role, Source, SubscriptionId};
+use mlgrid_store::{
+    Attempt, DeadLetter, DeadLetterFilter, DeadLetterQuery, DeliveryStats, EventSubscription, Role, Source,
+    SubscriptionId,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
@@ -172,51 +175,13 @@ pub struct DeadLetterSelection {
     pub last_http_status_code: Option<u16>,
 }
 
-impl DeadLetterSelection {
-    /// Whether it selects by what a dead letter holds, beyond its sequence.
-    fn filters(&self) -> bool {
-        self.dead_letter_reason.is_some() || self.event_type.is_some() || self.last_http_status_code.is_some()
-    }
-
-    fn matches(&self, dead: &DeadLetter) -> bool {
-        #[derive(Deserialize)]
-        struct Type {
-            #[serde(alias = "type", rename = "eventType")]
-            event_type: Option<String>,
-        }
-        let event_type = || serde_json::from_str::<Type>(&dead.body).ok().and_then(|t| t.event_type);
-        self.sequences.as_ref().is_none_or(|s| s.contains(&dead.sequence))
-            && self
-                .dead_letter_reason
-                .as_ref()
-                .is_none_or(|r| r.eq_ignore_ascii_case(&dead.dead_letter_reason))
-            && self
-                .last_http_status_code
-                .is_none_or(|c| dead.last_http_status_code == Some(c))
-            && self
-                .event_type
-                .as_ref()
-                .is_none_or(|t| event_type().is_some_and(|e| e.eq_ignore_ascii_case(t)))
-    }
-
-    /// The sequences it names: as given, or, when it filters by content, those of the
-    /// subscription's dead letters that match.
-    async fn resolve(self, state: &AppState, subscription: SubscriptionId) -> Result<Option<Vec<u64>>, ApiError> {
-        if !self.filters() {
-            return Ok(self.sequences);
-        }
-        let mut selected = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = state
-                .store
-                .dead_letters(subscription, after, mlgrid_store::MAX_READ_LIMIT)
-                .await?;
-            let Some(last) = page.last().map(|d| d.sequence) else {
-                return Ok(Some(selected));
-            };
-            selected.extend(page.iter().filter(|d| self.matches(d)).map(|d| d.sequence));
-            after = last;
+impl From<DeadLetterSelection> for DeadLetterFilter {
+    fn from(selection: DeadLetterSelection) -> Self {
+        DeadLetterFilter {
+            sequences: selection.sequences,
+            reason: selection.dead_letter_reason,
+            event_type: selection.event_type,
+            status_code: selection.last_http_status_code,
         }
     }
 }
@@ -274,7 +239,7 @@ async fn dead_letters(
     let id = subscription(&state, &caller, &collection, &source, &name, Role::Reader).await?;
     let dead = state
         .store
-        .dead_letters(id, page.after, check_limit(page.limit)?)
+        .dead_letters(id, DeadLetterQuery::page(page.after, check_limit(page.limit)?))
         .await?;
     Ok(JsonResponse(DeadLetterList {
         value: dead
@@ -296,7 +261,7 @@ async fn dead_letter(
     let id = subscription(&state, &caller, &collection, &source, &name, Role::Reader).await?;
     let found = state
         .store
-        .dead_letters(id, sequence.saturating_sub(1), 1)
+        .dead_letters(id, DeadLetterQuery::page(sequence.saturating_sub(1), 1))
         .await?
         .into_iter()
         .find(|d| d.sequence == sequence)
@@ -316,9 +281,8 @@ async fn redeliver(
     Json(selection): Json<DeadLetterSelection>,
 ) -> Result<JsonResponse<Affected>, ApiError> {
     let id = subscription(&state, &caller, &collection, &source, &name, Role::Contributor).await?;
-    let sequences = selection.resolve(&state, id).await?;
     Ok(JsonResponse(Affected {
-        count: state.store.redeliver(id, sequences).await?,
+        count: state.store.redeliver(id, selection.into()).await?,
     }))
 }
 
@@ -334,9 +298,8 @@ async fn purge(
     Json(selection): Json<DeadLetterSelection>,
 ) -> Result<JsonResponse<Affected>, ApiError> {
     let id = subscription(&state, &caller, &collection, &source, &name, Role::Contributor).await?;
-    let sequences = selection.resolve(&state, id).await?;
     Ok(JsonResponse(Affected {
-        count: state.store.purge_dead_letters(id, sequences).await?,
+        count: state.store.purge_dead_letters(id, selection.into()).await?,
     }))
 }
 

@@ -2,8 +2,8 @@
 //! values PostgreSQL cannot take as they are.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::error::Result;
 use crate::rows::{TimeColumns, decode};
@@ -12,6 +12,7 @@ use crate::rows::{TimeColumns, decode};
 pub(super) type Tx = Transaction<'static, Postgres>;
 
 pub(super) use crate::error::{db, unique};
+pub(super) use crate::rows::{all, optional};
 pub(super) use crate::sql::to_i64;
 
 pub(super) async fn begin(pool: &PgPool) -> Result<Tx> {
@@ -28,27 +29,6 @@ pub(super) async fn commit(tx: Tx) -> Result<()> {
 /// equals what a later read gets.
 pub(super) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
-}
-
-/// A query with its arguments bound.
-pub(super) type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
-
-/// Every row a query returns, mapped.
-pub(super) async fn all<T>(
-    exec: impl PgExecutor<'_>,
-    query: Query<'_>,
-    map: fn(&PgRow) -> Result<T>,
-) -> Result<Vec<T>> {
-    db(query.fetch_all(exec).await)?.iter().map(map).collect()
-}
-
-/// The row a query returns, if any, mapped.
-pub(super) async fn optional<T>(
-    exec: impl PgExecutor<'_>,
-    query: Query<'_>,
-    map: fn(&PgRow) -> Result<T>,
-) -> Result<Option<T>> {
-    db(query.fetch_optional(exec).await)?.as_ref().map(map).transpose()
 }
 
 impl TimeColumns for PgRow {

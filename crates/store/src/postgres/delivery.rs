@@ -1,7 +1,7 @@
 //! Delivery state on PostgreSQL: claims with leases, attempts, dead letters.
 
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder};
 
 use super::db::{all, begin, commit, db, now, to_i64};
 use crate::delivery::*;
@@ -162,35 +162,41 @@ pub(super) async fn release(
     Ok(())
 }
 
-/// `None` for every sequence, or the list.
-fn sequences(sequences: Option<Vec<u64>>) -> Option<Vec<i64>> {
-    sequences.map(|s| s.into_iter().map(to_i64).collect())
+/// PostgreSQL's `lower` follows the locale; Event Grid's names compare ignoring ASCII
+/// case only.
+fn ascii_lower(column: &str) -> String {
+    format!("translate({column}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')")
 }
 
-pub(super) async fn redeliver(pool: &PgPool, subscription: SubscriptionId, only: Option<Vec<u64>>) -> Result<u64> {
-    let updated = db(sqlx::query(
+/// `AND` every condition of a dead-letter filter, on the `deliveries` row named `row`.
+fn push_filter(query: &mut QueryBuilder<Postgres>, row: &str, filter: &DeadLetterFilter) {
+    if let Some(sequences) = &filter.sequences {
+        query
+            .push(format_args!(" AND {row}.sequence = ANY("))
+            .push_bind(sequences.iter().copied().map(to_i64).collect::<Vec<_>>())
+            .push(")");
+    }
+    sql::push_dead_letter_conditions(query, row, filter, ascii_lower);
+}
+
+pub(super) async fn redeliver(pool: &PgPool, subscription: SubscriptionId, filter: DeadLetterFilter) -> Result<u64> {
+    let mut query = QueryBuilder::<Postgres>::new(
         "UPDATE deliveries SET state = 'pending', attempts = 0, lease_until = NULL, dead_letter_reason = NULL, \
-         finished_at = NULL, dead_letter_exported_at = NULL, due_at = $1 \
-         WHERE state = 'dead' AND subscription_id = $2 AND ($3::bigint[] IS NULL OR sequence = ANY($3))",
-    )
-    .bind(now())
-    .bind(subscription)
-    .bind(sequences(only))
-    .execute(pool)
-    .await)?;
-    Ok(updated.rows_affected())
+         finished_at = NULL, dead_letter_exported_at = NULL, due_at = ",
+    );
+    query
+        .push_bind(now())
+        .push(" WHERE state = 'dead' AND subscription_id = ")
+        .push_bind(subscription);
+    push_filter(&mut query, "deliveries", &filter);
+    Ok(db(query.build().execute(pool).await)?.rows_affected())
 }
 
-pub(super) async fn purge(pool: &PgPool, subscription: SubscriptionId, only: Option<Vec<u64>>) -> Result<u64> {
-    let deleted = db(sqlx::query(
-        "DELETE FROM deliveries WHERE state = 'dead' AND subscription_id = $1 \
-         AND ($2::bigint[] IS NULL OR sequence = ANY($2))",
-    )
-    .bind(subscription)
-    .bind(sequences(only))
-    .execute(pool)
-    .await)?;
-    Ok(deleted.rows_affected())
+pub(super) async fn purge(pool: &PgPool, subscription: SubscriptionId, filter: DeadLetterFilter) -> Result<u64> {
+    let mut query = QueryBuilder::<Postgres>::new("DELETE FROM deliveries WHERE state = 'dead' AND subscription_id = ");
+    query.push_bind(subscription);
+    push_filter(&mut query, "deliveries", &filter);
+    Ok(db(query.build().execute(pool).await)?.rows_affected())
 }
 
 pub(super) async fn attempts(pool: &PgPool, subscription: SubscriptionId, limit: u32) -> Result<Vec<Attempt>> {
@@ -224,17 +230,19 @@ pub(super) async fn stats(pool: &PgPool, subscription: SubscriptionId) -> Result
 pub(super) async fn dead_letters(
     pool: &PgPool,
     subscription: SubscriptionId,
-    after: u64,
-    limit: u32,
+    query: DeadLetterQuery,
 ) -> Result<Vec<DeadLetter>> {
-    let query = sqlx::query(AssertSqlSafe(format!(
-        "{DEAD_LETTERS} WHERE d.subscription_id = $1 AND d.state = 'dead' AND d.sequence > $2 \
-         ORDER BY d.sequence LIMIT $3"
-    )))
-    .bind(subscription)
-    .bind(to_i64(after))
-    .bind(i64::from(limit.min(crate::MAX_READ_LIMIT)));
-    all(pool, query, dead_letter_from_row).await
+    let mut select = QueryBuilder::<Postgres>::new(DEAD_LETTERS);
+    select
+        .push(" WHERE d.subscription_id = ")
+        .push_bind(subscription)
+        .push(" AND d.state = 'dead' AND d.sequence > ")
+        .push_bind(to_i64(query.after));
+    push_filter(&mut select, "d", &query.filter);
+    select
+        .push(" ORDER BY d.sequence LIMIT ")
+        .push_bind(i64::from(query.limit.min(crate::MAX_READ_LIMIT)));
+    all(pool, select.build(), dead_letter_from_row).await
 }
 
 pub(super) async fn unexported_dead_letters(

@@ -438,16 +438,16 @@ impl Store for PostgresStore {
         delivery::stats(&self.pool, subscription).await
     }
 
-    async fn dead_letters(&self, subscription: SubscriptionId, after: u64, limit: u32) -> Result<Vec<DeadLetter>> {
-        delivery::dead_letters(&self.pool, subscription, after, limit).await
+    async fn dead_letters(&self, subscription: SubscriptionId, query: DeadLetterQuery) -> Result<Vec<DeadLetter>> {
+        delivery::dead_letters(&self.pool, subscription, query).await
     }
 
-    async fn redeliver(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64> {
-        delivery::redeliver(&self.pool, subscription, sequences).await
+    async fn redeliver(&self, subscription: SubscriptionId, filter: DeadLetterFilter) -> Result<u64> {
+        delivery::redeliver(&self.pool, subscription, filter).await
     }
 
-    async fn purge_dead_letters(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64> {
-        delivery::purge(&self.pool, subscription, sequences).await
+    async fn purge_dead_letters(&self, subscription: SubscriptionId, filter: DeadLetterFilter) -> Result<u64> {
+        delivery::purge(&self.pool, subscription, filter).await
     }
 
     async fn unexported_dead_letters(&self, subscription: SubscriptionId, limit: u32) -> Result<Vec<DeadLetter>> {

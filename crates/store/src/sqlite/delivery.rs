@@ -190,15 +190,15 @@ pub(super) async fn release(
         .push_bind(format_event_time(due_at))
         .push(" WHERE state = 'pending' AND subscription_id = ")
         .push_bind(subscription);
-    push_sequences(&mut query, &Some(sequences));
+    push_sequences(&mut query, "sequence", &Some(sequences));
     db(query.build().execute(&mut *conn).await)?;
     Ok(())
 }
 
-/// `AND sequence IN (...)` for an optional list of sequences.
-fn push_sequences(query: &mut QueryBuilder<Sqlite>, sequences: &Option<Vec<u64>>) {
+/// `AND {column} IN (...)` for an optional list of sequences.
+fn push_sequences(query: &mut QueryBuilder<Sqlite>, column: &str, sequences: &Option<Vec<u64>>) {
     if let Some(sequences) = sequences {
-        query.push(" AND sequence IN (");
+        query.push(format_args!(" AND {column} IN ("));
         let mut separated = query.separated(", ");
         for sequence in sequences {
             separated.push_bind(*sequence as i64);
@@ -207,12 +207,28 @@ fn push_sequences(query: &mut QueryBuilder<Sqlite>, sequences: &Option<Vec<u64>>
     }
 }
 
+/// SQLite's `lower` changes ASCII letters only.
+fn ascii_lower(column: &str) -> String {
+    format!("lower({column})")
+}
+
+/// `AND` every condition of a dead-letter filter, on the `deliveries` row named `row`.
+fn push_filter(query: &mut QueryBuilder<Sqlite>, row: &str, filter: &DeadLetterFilter) {
+    push_sequences(query, &format!("{row}.sequence"), &filter.sequences);
+    sql::push_dead_letter_conditions(query, row, filter, ascii_lower);
+}
+
+/// Whether a filter names sequences but none: it selects nothing.
+fn selects_nothing(filter: &DeadLetterFilter) -> bool {
+    filter.sequences.as_ref().is_some_and(Vec::is_empty)
+}
+
 pub(super) async fn redeliver(
     conn: &mut SqliteConnection,
     subscription: SubscriptionId,
-    sequences: Option<Vec<u64>>,
+    filter: DeadLetterFilter,
 ) -> Result<u64> {
-    if sequences.as_ref().is_some_and(Vec::is_empty) {
+    if selects_nothing(&filter) {
         return Ok(0);
     }
     let mut query = QueryBuilder::<Sqlite>::new(
@@ -223,21 +239,21 @@ pub(super) async fn redeliver(
         .push_bind(format_event_time(Utc::now()))
         .push(" WHERE state = 'dead' AND subscription_id = ")
         .push_bind(subscription);
-    push_sequences(&mut query, &sequences);
+    push_filter(&mut query, "deliveries", &filter);
     Ok(db(query.build().execute(&mut *conn).await)?.rows_affected())
 }
 
 pub(super) async fn purge(
     conn: &mut SqliteConnection,
     subscription: SubscriptionId,
-    sequences: Option<Vec<u64>>,
+    filter: DeadLetterFilter,
 ) -> Result<u64> {
-    if sequences.as_ref().is_some_and(Vec::is_empty) {
+    if selects_nothing(&filter) {
         return Ok(0);
     }
     let mut query = QueryBuilder::<Sqlite>::new("DELETE FROM deliveries WHERE state = 'dead' AND subscription_id = ");
     query.push_bind(subscription);
-    push_sequences(&mut query, &sequences);
+    push_filter(&mut query, "deliveries", &filter);
     Ok(db(query.build().execute(&mut *conn).await)?.rows_affected())
 }
 
@@ -275,16 +291,22 @@ pub(super) async fn stats(pool: &SqlitePool, subscription: SubscriptionId) -> Re
 pub(super) async fn dead_letters(
     pool: &SqlitePool,
     subscription: SubscriptionId,
-    after: u64,
-    limit: u32,
+    query: DeadLetterQuery,
 ) -> Result<Vec<DeadLetter>> {
-    let query = sqlx::query(AssertSqlSafe(format!(
-        "{DEAD_LETTERS} WHERE d.subscription_id = ? AND d.state = 'dead' AND d.sequence > ? ORDER BY d.sequence LIMIT ?"
-    )))
-    .bind(subscription)
-    .bind(to_i64(after))
-    .bind(limit.min(crate::MAX_READ_LIMIT));
-    all(pool, query, dead_letter_from_row).await
+    if selects_nothing(&query.filter) {
+        return Ok(Vec::new());
+    }
+    let mut select = QueryBuilder::<Sqlite>::new(DEAD_LETTERS);
+    select
+        .push(" WHERE d.subscription_id = ")
+        .push_bind(subscription)
+        .push(" AND d.state = 'dead' AND d.sequence > ")
+        .push_bind(to_i64(query.after));
+    push_filter(&mut select, "d", &query.filter);
+    select
+        .push(" ORDER BY d.sequence LIMIT ")
+        .push_bind(query.limit.min(crate::MAX_READ_LIMIT));
+    all(pool, select.build(), dead_letter_from_row).await
 }
 
 pub(super) async fn unexported_dead_letters(
@@ -314,7 +336,7 @@ pub(super) async fn mark_exported(
         .push_bind(format_event_time(Utc::now()))
         .push(" WHERE state = 'dead' AND subscription_id = ")
         .push_bind(subscription);
-    push_sequences(&mut query, &Some(sequences));
+    push_sequences(&mut query, "sequence", &Some(sequences));
     db(query.build().execute(&mut *conn).await)?;
     Ok(())
 }

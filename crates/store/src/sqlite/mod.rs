@@ -730,22 +730,22 @@ impl Store for SqliteStore {
         delivery::stats(&self.reads, subscription).await
     }
 
-    async fn dead_letters(&self, subscription: SubscriptionId, after: u64, limit: u32) -> Result<Vec<DeadLetter>> {
-        delivery::dead_letters(&self.reads, subscription, after, limit).await
+    async fn dead_letters(&self, subscription: SubscriptionId, query: DeadLetterQuery) -> Result<Vec<DeadLetter>> {
+        delivery::dead_letters(&self.reads, subscription, query).await
     }
 
-    async fn redeliver(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64> {
+    async fn redeliver(&self, subscription: SubscriptionId, filter: DeadLetterFilter) -> Result<u64> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(delivery::redeliver(conn, subscription, sequences))
+                Box::pin(delivery::redeliver(conn, subscription, filter))
             })
             .await
     }
 
-    async fn purge_dead_letters(&self, subscription: SubscriptionId, sequences: Option<Vec<u64>>) -> Result<u64> {
+    async fn purge_dead_letters(&self, subscription: SubscriptionId, filter: DeadLetterFilter) -> Result<u64> {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
-                Box::pin(delivery::purge(conn, subscription, sequences))
+                Box::pin(delivery::purge(conn, subscription, filter))
             })
             .await
     }

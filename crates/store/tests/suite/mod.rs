@@ -1158,7 +1158,7 @@ pub async fn batch_outcomes_touch_only_their_own_deliveries(store: Arc<dyn Store
     sequences.sort();
     assert_eq!(sequences, with_gap);
     assert!(retried.iter().all(|d| d.attempts == 1));
-    let dead = store.dead_letters(sub.id, 0, 100).await.unwrap();
+    let dead = store.dead_letters(sub.id, DeadLetterQuery::page(0, 100)).await.unwrap();
     assert_eq!(
         dead.iter().map(|d| d.sequence).collect::<Vec<_>>(),
         (20..=29).collect::<Vec<_>>()
@@ -1290,7 +1290,7 @@ pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn St
     );
     assert_eq!(attempts[1].events, 2);
 
-    let dead = store.dead_letters(sub.id, 0, 10).await.unwrap();
+    let dead = store.dead_letters(sub.id, DeadLetterQuery::page(0, 10)).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
         (
@@ -1301,8 +1301,14 @@ pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn St
         ),
         (4, "NonRetriableStatus", 1, Some(400))
     );
-    assert_eq!(store.redeliver(sub.id, Some(vec![4])).await.unwrap(), 1);
-    assert!(store.dead_letters(sub.id, 0, 10).await.unwrap().is_empty());
+    assert_eq!(store.redeliver(sub.id, only(vec![4])).await.unwrap(), 1);
+    assert!(
+        store
+            .dead_letters(sub.id, DeadLetterQuery::page(0, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let again = store.claim_deliveries(retried_at, retried_at, 10).await.unwrap();
     assert_eq!(
         again.iter().map(|d| (d.sequence, d.attempts)).collect::<Vec<_>>(),
@@ -1318,8 +1324,183 @@ pub async fn deliveries_are_leased_attempted_and_dead_lettered(store: Arc<dyn St
         )])
         .await
         .unwrap();
-    assert_eq!(store.purge_dead_letters(sub.id, None).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .purge_dead_letters(sub.id, DeadLetterFilter::default())
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(store.delivery_stats(sub.id).await.unwrap().dead_lettered, 0);
+}
+
+/// Dead letters of `sub` with these sequences only.
+fn only(sequences: Vec<u64>) -> DeadLetterFilter {
+    DeadLetterFilter {
+        sequences: Some(sequences),
+        ..DeadLetterFilter::default()
+    }
+}
+
+/// An event of either schema, its type in its body where that schema keeps it.
+fn typed_event(n: usize, schema: EventSchema, event_type: &str) -> NewEvent {
+    let body = match schema {
+        EventSchema::EventGridSchema => serde_json::json!({"id": format!("id-{n}"), "eventType": event_type}),
+        EventSchema::CloudEventSchemaV1_0 => serde_json::json!({"id": format!("id-{n}"), "type": event_type}),
+    };
+    NewEvent {
+        id: format!("id-{n}"),
+        schema,
+        event_type: event_type.into(),
+        subject: format!("s/{n}"),
+        body: body.to_string(),
+    }
+}
+
+/// Dead letters are selected in the store's query, by reason, by their event's type (of
+/// either schema) and by the last attempt's status, each ignoring ASCII case only, all
+/// conditions together, with or without a list of sequences; listing, redelivering and
+/// purging select alike.
+pub async fn dead_letters_are_selected_by_reason_event_type_and_status(store: Arc<dyn Store>) {
+    use EventSchema::{CloudEventSchemaV1_0 as Cloud, EventGridSchema as Grid};
+    let topic = store
+        .create_source(&new_source(SourceKind::Topic, "selected"), &keys())
+        .await
+        .unwrap();
+    let (sub, _) = store
+        .put_subscription(topic.id, put("sub", "https://example.com/hook"), None)
+        .await
+        .unwrap();
+    let events = [
+        (Grid, "Shop.OrderPlaced", Some(400), Some("NonRetriableStatus")),
+        (
+            Cloud,
+            "shop.orderplaced",
+            Some(503),
+            Some("MaxDeliveryAttemptsExceeded"),
+        ),
+        (Grid, "Shop.OrderShipped", Some(404), Some("NonRetriableStatus")),
+        (Cloud, "Shop.OrderShipped", None, Some("TimeToLiveExceeded")),
+        (Grid, "Shop.OrderPlaced", Some(200), None),
+        (Cloud, "Shop.Örder", Some(400), Some("NonRetriableStatus")),
+    ];
+    store
+        .append_events(
+            topic.id,
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, (schema, event_type, ..))| typed_event(i + 1, *schema, event_type))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    store
+        .record_matches(RoutedBatch {
+            source: topic.id,
+            from_sequence: 0,
+            to_sequence: 6,
+            matches: (1..=6).map(|q| (sub.id, q)).collect(),
+            lease_until: None,
+        })
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    assert_eq!(
+        store
+            .claim_deliveries(now, now + chrono::Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
+    let outcomes = events.iter().enumerate().map(|(i, (_, _, status, reason))| {
+        let next = match reason {
+            Some(reason) => AfterAttempt::DeadLetter((*reason).into()),
+            None => AfterAttempt::Delivered,
+        };
+        attempt(sub.id, vec![i as u64 + 1], *status, next)
+    });
+    store.record_attempts(outcomes.collect()).await.unwrap();
+
+    let select = |filter: DeadLetterFilter| {
+        let store = store.clone();
+        async move {
+            let query = DeadLetterQuery {
+                after: 0,
+                limit: 100,
+                filter,
+            };
+            let dead = store.dead_letters(sub.id, query).await.unwrap();
+            dead.iter().map(|d| d.sequence).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(select(DeadLetterFilter::default()).await, [1, 2, 3, 4, 6]);
+    let by_reason = DeadLetterFilter {
+        reason: Some("nonretriablestatus".into()),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(select(by_reason.clone()).await, [1, 3, 6]);
+    let by_type = DeadLetterFilter {
+        event_type: Some("SHOP.ORDERPLACED".into()),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(
+        select(by_type.clone()).await,
+        [1, 2],
+        "Event Grid's eventType and CloudEvents' type, any ASCII case; delivered events are no dead letters"
+    );
+    let non_ascii = |event_type: &str| DeadLetterFilter {
+        event_type: Some(event_type.into()),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(select(non_ascii("SHOP.Örder")).await, [6]);
+    assert!(
+        select(non_ascii("shop.örder")).await.is_empty(),
+        "only ASCII letters compare ignoring case"
+    );
+    let by_status = DeadLetterFilter {
+        status_code: Some(400),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(select(by_status).await, [1, 6]);
+    let all_of = DeadLetterFilter {
+        reason: Some("NonRetriableStatus".into()),
+        event_type: Some("shop.ordershipped".into()),
+        status_code: Some(404),
+        sequences: None,
+    };
+    assert_eq!(select(all_of).await, [3]);
+    let with_sequences = DeadLetterFilter {
+        sequences: Some(vec![2, 3, 5]),
+        ..by_reason.clone()
+    };
+    assert_eq!(select(with_sequences).await, [3]);
+    assert!(select(only(Vec::new())).await.is_empty());
+    let page = DeadLetterQuery {
+        after: 1,
+        limit: 1,
+        filter: by_reason.clone(),
+    };
+    let paged: Vec<u64> = store
+        .dead_letters(sub.id, page)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.sequence)
+        .collect();
+    assert_eq!(paged, [3]);
+
+    assert_eq!(store.redeliver(sub.id, by_type).await.unwrap(), 2);
+    assert_eq!(select(DeadLetterFilter::default()).await, [3, 4, 6]);
+    assert_eq!(store.purge_dead_letters(sub.id, by_reason).await.unwrap(), 2);
+    assert_eq!(select(DeadLetterFilter::default()).await, [4]);
+    let none_left = DeadLetterFilter {
+        status_code: Some(400),
+        ..DeadLetterFilter::default()
+    };
+    assert_eq!(store.purge_dead_letters(sub.id, none_left).await.unwrap(), 0);
+    assert_eq!(store.delivery_stats(sub.id).await.unwrap().pending, 2, "redelivered");
 }
 
 pub async fn unvalidated_subscriptions_hold_their_backlog_until_they_succeed(store: Arc<dyn Store>) {
@@ -1421,8 +1602,16 @@ pub async fn unvalidated_subscriptions_hold_their_backlog_until_they_succeed(sto
     assert_eq!(unexported.iter().map(|d| d.sequence).collect::<Vec<_>>(), [1]);
     store.mark_dead_letters_exported(sub.id, vec![1]).await.unwrap();
     assert!(store.unexported_dead_letters(sub.id, 10).await.unwrap().is_empty());
-    assert_eq!(store.dead_letters(sub.id, 0, 10).await.unwrap().len(), 1, "still kept");
-    store.redeliver(sub.id, None).await.unwrap();
+    assert_eq!(
+        store
+            .dead_letters(sub.id, DeadLetterQuery::page(0, 10))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "still kept"
+    );
+    store.redeliver(sub.id, DeadLetterFilter::default()).await.unwrap();
     let again = store.claim_deliveries(chrono::Utc::now(), lease, 10).await.unwrap();
     store
         .record_attempts(vec![attempt(
@@ -1633,7 +1822,7 @@ pub async fn pruning_removes_a_routed_prefix_and_keeps_what_deliveries_hold(stor
         .collect();
     assert_eq!(read, (7..=10).collect::<Vec<_>>(), "reads start after the mark");
     assert!(store.subscription_matches(sub.id, 0, 100).await.unwrap().is_empty());
-    let dead = store.dead_letters(sub.id, 0, 100).await.unwrap();
+    let dead = store.dead_letters(sub.id, DeadLetterQuery::page(0, 100)).await.unwrap();
     assert_eq!(
         dead.iter().map(|d| d.sequence).collect::<Vec<_>>(),
         [4],
@@ -1651,7 +1840,7 @@ pub async fn pruning_removes_a_routed_prefix_and_keeps_what_deliveries_hold(stor
     );
 
     // Once purged, the dead letter's event goes on the next pass; the mark never moves back.
-    store.purge_dead_letters(sub.id, Some(vec![4])).await.unwrap();
+    store.purge_dead_letters(sub.id, only(vec![4])).await.unwrap();
     let pruned = store.prune_events(topic.id, 2, 1000).await.unwrap();
     assert_eq!((pruned.events, pruned.pruned_through), (1, 6));
     // In batches: at most `limit` at a time.
@@ -1770,7 +1959,13 @@ pub async fn pruning_history_removes_old_deliveries_dead_letters_and_attempts(st
     };
     let pruned = store.prune_history(dead_too, 100).await.unwrap();
     assert_eq!(pruned[0].1.dead_letters, 1);
-    assert!(store.dead_letters(sub.id, 0, 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .dead_letters(sub.id, DeadLetterQuery::page(0, 100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Instantiates every case of the suite for one backend: `backend_tests!(open)`, where
@@ -1786,6 +1981,7 @@ macro_rules! backend_tests {
             topic_keys_are_kept_and_replaced,
             followers_are_woken_by_appends,
             writes_after_close_are_refused,
+            dead_letters_are_selected_by_reason_event_type_and_status,
             storage_reports_the_database_size,
             runs_move_through_validated_statuses_and_raise_azure_ml_events,
             concurrent_completions_raise_exactly_one_event,
