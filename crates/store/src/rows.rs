@@ -320,6 +320,20 @@ pub(crate) fn dataset_from_row(row: &impl StoredRow) -> Result<Dataset> {
 }
 
 /// A subscription, its definition parsed here once: every reader gets it typed.
+/// A subscription of a list, unless its stored definition is one this version cannot
+/// read: that one is logged and left out, so that it does not stop the delivery of every
+/// other (reading it alone says `Corrupt`).
+pub(crate) fn listed_subscription_from_row(row: &impl StoredRow) -> Result<Option<EventSubscription>> {
+    match subscription_from_row(row) {
+        Ok(subscription) => Ok(Some(subscription)),
+        Err(StoreError::Corrupt(error)) => {
+            tracing::error!(%error, "leaving out an event subscription this version cannot read");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 pub(crate) fn subscription_from_row(row: &impl StoredRow) -> Result<EventSubscription> {
     let id = SubscriptionId(row.int("id")?);
     let name = row.text("name")?;

@@ -167,7 +167,7 @@ async fn reads_and_writes_after_close_are_closed() {
 
 /// A subscription is parsed once, when its row is read: a definition that does not parse
 /// (a hand-edited database) is `Corrupt`, naming the subscription, not a bare serde error
-/// further on.
+/// further on; a list leaves it out, so that it does not stop the others' delivery.
 #[tokio::test]
 async fn a_stored_definition_that_does_not_parse_is_corrupt_and_named() {
     use sqlx::{Connection, SqliteConnection};
@@ -178,15 +178,17 @@ async fn a_stored_definition_that_does_not_parse_is_corrupt_and_named() {
         .create_source(&new_source(SourceKind::Topic, "edited"), &keys())
         .await
         .unwrap();
-    store
-        .put_subscription(topic.id, suite::put("by-hand", "https://example.com/hook"), None)
-        .await
-        .unwrap();
+    for name in ["by-hand", "intact"] {
+        store
+            .put_subscription(topic.id, suite::put(name, "https://example.com/hook"), None)
+            .await
+            .unwrap();
+    }
     store.close().await;
     let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    sqlx::query("UPDATE event_subscriptions SET spec = '{\"destination\": 1}'")
+    sqlx::query("UPDATE event_subscriptions SET spec = '{\"destination\": 1}' WHERE name = 'by-hand'")
         .execute(&mut conn)
         .await
         .unwrap();
@@ -197,6 +199,14 @@ async fn a_stored_definition_that_does_not_parse_is_corrupt_and_named() {
         matches!(&corrupt, StoreError::Corrupt(m) if m.contains("event subscription 1 (`by-hand`)")),
         "{corrupt:?}"
     );
+    let listed: Vec<String> = store
+        .list_subscriptions(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(listed, ["intact"]);
     store.close().await;
 }
 

@@ -12,7 +12,7 @@ use super::db::{all, begin, commit, db, now, optional, to_i64};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::model::{SourceId, StoredEvent};
-use crate::rows::{stored_event_from_row, subscription_from_row};
+use crate::rows::{listed_subscription_from_row, stored_event_from_row, subscription_from_row};
 use crate::sql;
 use crate::subscriptions::*;
 use mlgrid_core::subscription::ProvisioningState;
@@ -67,7 +67,9 @@ pub(super) async fn list(pool: &PgPool, source: Option<SourceId>) -> Result<Vec<
     let query = sqlx::query(
         "SELECT * FROM event_subscriptions WHERE $1::bigint IS NULL OR source_id = $1 ORDER BY source_id, name",
     );
-    all(pool, query.bind(source), subscription_from_row).await
+    all(pool, query.bind(source), listed_subscription_from_row)
+        .await
+        .map(|listed| listed.into_iter().flatten().collect())
 }
 
 pub(super) async fn rotate_secret(

@@ -10,7 +10,7 @@ use super::db::{all, db, now, optional, to_i64};
 use crate::error::{Result, StoreError};
 use crate::etag::{check_etag, check_put_etag, new_etag};
 use crate::model::{SourceId, StoredEvent};
-use crate::rows::{stored_event_from_row, subscription_from_row};
+use crate::rows::{listed_subscription_from_row, stored_event_from_row, subscription_from_row};
 use crate::sql;
 use crate::subscriptions::*;
 use mlgrid_core::subscription::ProvisioningState;
@@ -59,7 +59,9 @@ pub(super) async fn get(pool: &SqlitePool, source: SourceId, name: &str) -> Resu
 pub(super) async fn list(pool: &SqlitePool, source: Option<SourceId>) -> Result<Vec<EventSubscription>> {
     let query =
         sqlx::query("SELECT * FROM event_subscriptions WHERE ? IS NULL OR source_id = ? ORDER BY source_id, name");
-    all(pool, query.bind(source).bind(source), subscription_from_row).await
+    all(pool, query.bind(source).bind(source), listed_subscription_from_row)
+        .await
+        .map(|listed| listed.into_iter().flatten().collect())
 }
 
 pub(super) async fn rotate_secret(
