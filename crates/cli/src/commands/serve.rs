@@ -132,6 +132,9 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         None => data_dir.join(DATABASE_FILE).display().to_string(),
     };
     let stop = CancellationToken::new();
+    if let Some(handle) = state.metrics.clone() {
+        tokio::spawn(mlgrid_server::api::metrics::upkeep(handle, stop.clone()));
+    }
     if let Some(address) = args.metrics_listen {
         let metrics = TcpListener::bind(address)
             .await

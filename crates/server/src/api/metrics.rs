@@ -12,6 +12,23 @@ use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
+/// How often histogram samples are folded into their summaries between scrapes.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds the histograms' recent samples into their summaries every few seconds until
+/// `stop`. The recorder keeps each sample until it is folded, and only a scrape or this
+/// upkeep folds them: without it, a server nobody scrapes grows by every delivery's
+/// latency sample, without end.
+pub async fn upkeep(handle: metrics_exporter_prometheus::PrometheusHandle, stop: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
 /// The process's metrics: events published, routed, matched, delivered, failed and
 /// dead-lettered, delivery attempt latencies, the backlog of each subscription
 /// (measured at the scrape), the store's sizes (`mlgrid_store_wal_bytes`, SQLite only, and
