@@ -9,6 +9,8 @@
 //!   (PascalCase fields, as Azure writes them) and [`ml::MlSubject`], their subjects.
 //! - [`filter`]: Event Grid's subscription filters, compiled, and a [`filter::RoutingTable`]
 //!   that finds the subscriptions an event matches.
+//! - [`pipeline`]: pipeline definitions (steps, typed parameters, data paths), checked
+//!   whole, and the placeholders that put values into commands without making them code.
 //! - [`publish`]: validation of what publishers send, with Event Grid's rules and limits.
 //! - [`resource`]: workspaces and custom topics, their names and resource paths.
 //! - [`redact`]: URLs without their secrets (query, userinfo), for showing and logging.
@@ -34,6 +36,7 @@ pub mod event_grid;
 pub mod filter;
 pub mod lifecycle;
 pub mod ml;
+pub mod pipeline;
 pub mod publish;
 pub mod redact;
 pub mod resource;
