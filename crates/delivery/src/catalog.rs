@@ -75,47 +75,22 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use mlgrid_core::subscription::ProvisioningState;
-    use mlgrid_store::{NewSource, SqliteStore, SubscriptionPut};
 
     use super::*;
 
     #[tokio::test]
     async fn the_catalog_reads_again_only_when_subscriptions_change() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
-        let topic = store
-            .create_source(
-                &NewSource {
-                    kind: SourceKind::Topic,
-                    name: "orders".into(),
-                    subscription_id: "s".into(),
-                    resource_group: "rg".into(),
-                    retention: Default::default(),
-                },
-                &[],
-            )
-            .await
-            .unwrap();
+        let fixture = crate::fixture::topic_with_subscription(ProvisioningState::Succeeded).await;
+        let (store, topic) = (fixture.store.clone(), &fixture.topic);
         let catalog = Catalog::new(store.clone());
-        let empty = catalog.current().await.unwrap();
-        assert!(empty.all.is_empty());
+        let one = catalog.current().await.unwrap();
         assert!(
-            Arc::ptr_eq(&empty, &catalog.current().await.unwrap()),
+            Arc::ptr_eq(&one, &catalog.current().await.unwrap()),
             "no change, no read"
         );
-
-        let put = SubscriptionPut {
-            name: "sub".into(),
-            spec: serde_json::from_str(
-                r#"{"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://127.0.0.1/"}}}"#,
-            )
-            .unwrap(),
-            provisioning_state: ProvisioningState::Succeeded,
-            expires_at: None,
-            secret_salt: "salt".into(),
-        };
-        store.put_subscription(topic.id, put, None).await.unwrap();
-        let one = catalog.current().await.unwrap();
+        store.delete_subscription(topic.id, "sub", None).await.unwrap();
+        let empty = catalog.current().await.unwrap();
+        assert!(empty.all.is_empty());
         assert_ne!(one.version, empty.version);
         assert_eq!(one.all.len(), 1);
         assert_eq!(

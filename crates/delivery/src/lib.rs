@@ -40,6 +40,8 @@ mod dead_letters;
 mod destination;
 mod dispatcher;
 mod fanout;
+#[cfg(test)]
+mod fixture;
 mod http;
 mod signature;
 mod validation;

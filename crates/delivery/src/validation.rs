@@ -273,51 +273,27 @@ impl Handshakes {
 
 #[cfg(test)]
 mod tests {
-    use mlgrid_core::resource::SourceKind;
-    use mlgrid_store::{NewSource, SqliteStore, SubscriptionPut};
+    use mlgrid_store::SqliteStore;
 
     use super::*;
     use crate::clock::ManualClock;
 
-    const SPEC: &str =
-        r#"{"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://127.0.0.1/"}}}"#;
-
     /// A store with one subscription awaiting validation, and handshakes on a clock
     /// standing still with a 5-minute window.
     async fn awaiting() -> (
-        tempfile::TempDir,
+        crate::fixture::Fixture,
         Arc<SqliteStore>,
         Handshakes,
         ManualClock,
         EventSubscription,
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
-        let topic = store
-            .create_source(
-                &NewSource {
-                    kind: SourceKind::Topic,
-                    name: "t".into(),
-                    subscription_id: "s".into(),
-                    resource_group: "rg".into(),
-                    retention: Default::default(),
-                },
-                &[],
-            )
-            .await
-            .unwrap();
-        let put = SubscriptionPut {
-            name: "sub".into(),
-            spec: serde_json::from_str(SPEC).unwrap(),
-            provisioning_state: ProvisioningState::AwaitingManualAction,
-            expires_at: None,
-            secret_salt: "salt".into(),
-        };
-        let subscription = store.put_subscription(topic.id, put, None).await.unwrap().0;
+        let fixture = crate::fixture::topic_with_subscription(ProvisioningState::AwaitingManualAction).await;
         let clock = ManualClock::new(Utc::now());
         let validator = Validator::new(AddressPolicy::default(), Duration::from_secs(1)).unwrap();
+        let store = fixture.store.clone();
         let handshakes = Handshakes::new(store.clone(), validator, clock.shared(), chrono::Duration::minutes(5));
-        (dir, store, handshakes, clock, subscription)
+        let subscription = fixture.subscription.clone();
+        (fixture, store, handshakes, clock, subscription)
     }
 
     #[tokio::test]

@@ -47,9 +47,8 @@ async fn record_until_room(store: &dyn Store, batch: &mut [AttemptRecord], pendi
 
 #[cfg(test)]
 mod tests {
-    use mlgrid_core::resource::SourceKind;
     use mlgrid_core::subscription::ProvisioningState;
-    use mlgrid_store::{AfterAttempt, AttemptRecord, NewSource, SqliteStore, Store, SubscriptionPut};
+    use mlgrid_store::{AfterAttempt, AttemptRecord, Store};
 
     use super::record_attempts;
 
@@ -58,32 +57,8 @@ mod tests {
     /// leases) and writes them once there is room.
     #[tokio::test]
     async fn attempts_wait_for_room_on_a_full_disk_instead_of_being_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
-        let topic = store
-            .create_source(
-                &NewSource {
-                    kind: SourceKind::Topic,
-                    name: "t".into(),
-                    subscription_id: "s".into(),
-                    resource_group: "rg".into(),
-                    retention: Default::default(),
-                },
-                &[],
-            )
-            .await
-            .unwrap();
-        let put = SubscriptionPut {
-            name: "sub".into(),
-            spec: serde_json::from_str(
-                r#"{"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "https://127.0.0.1/"}}}"#,
-            )
-            .unwrap(),
-            provisioning_state: ProvisioningState::Succeeded,
-            expires_at: None,
-            secret_salt: "salt".into(),
-        };
-        let sub = store.put_subscription(topic.id, put, None).await.unwrap().0.id;
+        let fixture = crate::fixture::topic_with_subscription(ProvisioningState::Succeeded).await;
+        let (store, sub) = (fixture.store.clone(), fixture.subscription.id);
         store.set_max_page_count(1).await.unwrap();
         let (records, pending) = tokio::sync::mpsc::channel(super::RECORD_QUEUE);
         let recorder = tokio::spawn(record_attempts(store.clone(), pending));
