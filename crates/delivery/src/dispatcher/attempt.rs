@@ -83,13 +83,11 @@ impl Attempts {
         batch: Vec<DueDelivery>,
         mut permits: Permits,
     ) {
-        let attempted_at = self.clock.now();
-        let delivery_count = batch.iter().map(|d| d.attempts).max().unwrap_or(0);
         let sending = Batch {
             subscription,
             deliveries: &batch,
-            delivery_count,
-            at: attempted_at,
+            delivery_count: batch.iter().map(|d| d.attempts).max().unwrap_or(0),
+            at: self.clock.now(),
         };
         let send = target.destination.send(&sending);
         tokio::pin!(send);
@@ -103,15 +101,7 @@ impl Attempts {
         let now = self.clock.now();
         target.endpoint.observe(&sent.result, now);
         let random: f64 = rand::rng().random();
-        let record = record(
-            &target.spec.retry_policy,
-            &self.schedule,
-            subscription,
-            &batch,
-            attempted_at,
-            sent,
-            (now, random),
-        );
+        let record = record(&target.spec.retry_policy, &self.schedule, &sending, sent, (now, random));
         count(&record);
         if self.records.send(record).await.is_err() {
             tracing::warn!(subscription = %target.name, "the attempt recorder stopped; the lease will run out and the batch be tried again");
@@ -119,19 +109,17 @@ impl Attempts {
     }
 }
 
-/// The record of an attempt on `batch`: its result for the delivery log, and the next
-/// step the retry rules give at `now` (with `random` in `[0, 1)` for the jitter).
+/// The record of the attempt `sent` on `batch`: its result for the delivery log, and the
+/// next step the retry rules give at `now` (with `random` in `[0, 1)` for the jitter).
 fn record(
     policy: &RetryPolicy,
     schedule: &RetrySchedule,
-    subscription: SubscriptionId,
-    batch: &[DueDelivery],
-    attempted_at: DateTime<Utc>,
+    batch: &Batch<'_>,
     sent: Sent,
     (now, random): (DateTime<Utc>, f64),
 ) -> AttemptRecord {
-    let attempts = batch.iter().map(|d| d.attempts).max().unwrap_or(0) + 1;
-    let published = batch.iter().map(|d| d.published_at).min().unwrap_or(now);
+    let attempts = batch.delivery_count + 1;
+    let published = batch.deliveries.iter().map(|d| d.published_at).min().unwrap_or(now);
     let next = match next_step(policy, schedule, &sent.result, attempts, published, now, random) {
         NextStep::Done => AfterAttempt::Delivered,
         NextStep::RetryAt(at) => AfterAttempt::RetryAt(at),
@@ -143,9 +131,9 @@ fn record(
         AttemptResult::Failed { error } => ("Failed".to_owned(), Some(error)),
     };
     AttemptRecord {
-        subscription_id: subscription,
-        sequences: batch.iter().map(|d| d.sequence).collect(),
-        attempted_at,
+        subscription_id: batch.subscription,
+        sequences: batch.deliveries.iter().map(|d| d.sequence).collect(),
+        attempted_at: batch.at,
         status_code: sent.status,
         latency_ms: sent.latency_ms,
         outcome,
@@ -199,12 +187,17 @@ mod tests {
 
     fn outcome(result: AttemptResult, status: Option<u16>, attempts: u32) -> AttemptRecord {
         let now = DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z").unwrap().to_utc();
+        let deliveries = batch(attempts, now - chrono::Duration::minutes(1));
+        let batch = Batch {
+            subscription: SubscriptionId(7),
+            deliveries: &deliveries,
+            delivery_count: attempts,
+            at: now,
+        };
         record(
             &RetryPolicy::default(),
             &RetrySchedule::default(),
-            SubscriptionId(7),
-            &batch(attempts, now - chrono::Duration::minutes(1)),
-            now,
+            &batch,
             sent(result, status),
             (now, 0.5),
         )
