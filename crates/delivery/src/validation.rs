@@ -147,7 +147,7 @@ pub enum HandshakeError {
     Expired { deadline: DateTime<Utc> },
     /// The subscription is in another state than awaiting validation.
     #[error("the subscription is {state}, not awaiting validation")]
-    NotAwaiting { state: String },
+    NotAwaiting { state: ProvisioningState },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -265,7 +265,7 @@ impl Handshakes {
         {
             Some(_) => Ok(()),
             None => Err(HandshakeError::NotAwaiting {
-                state: subscription.provisioning_state.to_string(),
+                state: subscription.provisioning_state,
             }),
         }
     }
@@ -321,7 +321,12 @@ mod tests {
         assert_eq!(now.provisioning_state, ProvisioningState::Failed);
         // Failed is final for this definition.
         let again = handshakes.validate_by_url(&now, handshakes.now()).await.unwrap_err();
-        assert!(matches!(again, HandshakeError::NotAwaiting { state } if state == "Failed"));
+        assert!(matches!(
+            again,
+            HandshakeError::NotAwaiting {
+                state: ProvisioningState::Failed
+            }
+        ));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mlgrid_core::EventSchema;
 use mlgrid_core::redact::endpoint_base_url;
+use mlgrid_core::subscription::SubscriptionSpec;
 use mlgrid_core::time::format_event_time;
 use mlgrid_delivery::{HandshakeError, HandshakeRequest};
 use mlgrid_store::{EventSubscription, Source};
@@ -33,7 +34,8 @@ pub async fn handshake(
     subscription: EventSubscription,
 ) -> Result<EventSubscription, ApiError> {
     let handshakes = &state.handshakes;
-    let issued = handshakes.now().timestamp();
+    let now = handshakes.now();
+    let issued = now.timestamp();
     let token = state
         .secret
         .validation_token(subscription.id, &subscription.etag, issued);
@@ -54,40 +56,20 @@ pub async fn handshake(
         subscription: &name,
         topic: &source.topic(),
         event_id: &uuid::Uuid::new_v4().to_string(),
-        event_time: &format_event_time(handshakes.now()),
+        event_time: &format_event_time(now),
         code: &code,
         validation_url: &validation_url,
         secret: &secret,
     };
-    match handshakes.run(subscription, &request).await {
-        Ok(subscription) => Ok(subscription),
-        Err(HandshakeError::Failed { reason }) => {
-            let how = match spec.event_delivery_schema {
-                EventSchema::EventGridSchema => {
-                    "answer the Microsoft.EventGrid.SubscriptionValidationEvent with 200 and \
-                     {\"validationResponse\": \"<validationCode>\"}, or with 200 and then GET its validationUrl"
-                }
-                EventSchema::CloudEventSchemaV1_0 => {
-                    "answer the OPTIONS request with 200 and `WebHook-Allowed-Origin: eventgrid.azure.net`"
-                }
-            };
-            // The endpoint's query often holds a secret: the answer shows its base only.
-            let endpoint = endpoint_base_url(endpoint_url);
-            Err(ApiError::BadRequest {
-                code: "ValidationFailed",
-                message: format!(
-                    "the subscription `{name}` is Failed: {endpoint} did not pass the validation handshake: {reason}. \
-                     To receive events, {how}; then put the subscription again. For an endpoint you trust, \
-                     create it with skipValidation=true (--skip-validation)"
-                ),
-            })
-        }
-        Err(error) => Err(handshake_error(&name, error)),
-    }
+    handshakes
+        .run(subscription, &request)
+        .await
+        .map_err(|error| handshake_error(&name, &spec, error))
 }
 
-/// A handshake error of the subscription `name`, as the API says it.
-fn handshake_error(name: &str, error: HandshakeError) -> ApiError {
+/// A handshake error of the subscription `name` defined by `spec`, as the API says it:
+/// a refusal says what the endpoint must answer.
+fn handshake_error(name: &str, spec: &SubscriptionSpec, error: HandshakeError) -> ApiError {
     match error {
         HandshakeError::Store(error) => error.into(),
         HandshakeError::Expired { deadline } => ApiError::BadRequest {
@@ -100,12 +82,27 @@ fn handshake_error(name: &str, error: HandshakeError) -> ApiError {
         HandshakeError::NotAwaiting { state } => ApiError::Conflict(format!(
             "the subscription `{name}` is {state}, not awaiting validation; put it again to start a new handshake"
         )),
-        HandshakeError::Failed { reason } => ApiError::BadRequest {
-            code: "ValidationFailed",
-            message: format!(
-                "the subscription `{name}` is Failed: its endpoint did not pass the validation handshake: {reason}"
-            ),
-        },
+        HandshakeError::Failed { reason } => {
+            let how = match spec.event_delivery_schema {
+                EventSchema::EventGridSchema => {
+                    "answer the Microsoft.EventGrid.SubscriptionValidationEvent with 200 and \
+                     {\"validationResponse\": \"<validationCode>\"}, or with 200 and then GET its validationUrl"
+                }
+                EventSchema::CloudEventSchemaV1_0 => {
+                    "answer the OPTIONS request with 200 and `WebHook-Allowed-Origin: eventgrid.azure.net`"
+                }
+            };
+            // The endpoint's query often holds a secret: the answer shows its base only.
+            let endpoint = endpoint_base_url(&spec.destination.properties.endpoint_url);
+            ApiError::BadRequest {
+                code: "ValidationFailed",
+                message: format!(
+                    "the subscription `{name}` is Failed: {endpoint} did not pass the validation handshake: {reason}. \
+                     To receive events, {how}; then put the subscription again. For an endpoint you trust, \
+                     create it with skipValidation=true (--skip-validation)"
+                ),
+            }
+        }
     }
 }
 
@@ -153,7 +150,7 @@ async fn validate(
             StatusCode::OK,
             "Webhook successfully validated as a subscription endpoint.",
         )),
-        Err(error) => Err(handshake_error(&name, error)),
+        Err(error) => Err(handshake_error(&name, &subscription.spec, error)),
     }
 }
 
