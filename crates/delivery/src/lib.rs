@@ -4,15 +4,18 @@
 //!   subscriptions whose filters it matches (a delivery each). It is a resumable step:
 //!   its position in each log (the cursor) moves in the same transaction that records
 //!   the matches, so after a crash it goes on where it stopped and records nothing twice.
-//! - The [`Dispatcher`] claims due deliveries with a lease, posts them to their webhooks
-//!   in batches with Event Grid's headers, and records every attempt: delivered, retried
-//!   on Event Grid's schedule, or dead-lettered.
+//! - The [`Catalog`] holds a node's subscriptions, typed, read again only when they
+//!   change; the fan-out, the dispatcher and the exporter share it.
+//! - The [`Dispatcher`] claims due deliveries with a lease, sends them in batches to their
+//!   destinations (webhooks, with Event Grid's headers), and records every attempt:
+//!   delivered, retried on Event Grid's schedule, or dead-lettered.
 //! - The [`DeadLetterExporter`] writes dead letters to the datastore folder their
 //!   subscription names.
 //! - Every request is signed the Standard Webhooks way ([`sign`]) with the subscription's
 //!   secret, which [`WebhookSecrets`] derives from the server secret.
-//! - The [`Validator`] runs Event Grid's endpoint validation handshake before a webhook
-//!   subscription receives anything.
+//! - The [`Validator`] sends Event Grid's endpoint validation handshake before a webhook
+//!   subscription receives anything, and [`Handshakes`] makes the state changes it
+//!   decides.
 //! - The [`AddressPolicy`] keeps webhooks away from metadata, private and loopback
 //!   addresses unless allowed.
 //! - The [`Clock`] is the time expiry, the validation window and leases go by: the

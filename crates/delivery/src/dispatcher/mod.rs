@@ -1,5 +1,5 @@
-//! The dispatcher: claims due deliveries, sends them to their webhooks in batches, and
-//! records what each attempt did, following Event Grid's retry policy.
+//! The dispatcher: claims due deliveries, sends them to their destinations in batches,
+//! and records what each attempt did, following Event Grid's retry policy.
 //!
 //! Each batch is sent by its own task, bounded per subscription and per endpoint (the
 //! receiver's origin, shared by every subscription to it, see [`endpoints`]) and
