@@ -60,6 +60,7 @@ mod lifecycle;
 mod lifecycle_writes;
 mod model;
 mod names;
+pub mod pipelines;
 mod postgres;
 mod rows;
 mod sql;
@@ -78,6 +79,7 @@ pub use delivery::*;
 pub use error::{Result, StoreError};
 pub use lifecycle::*;
 pub use model::*;
+pub use pipelines::*;
 pub use postgres::{Migrated, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use storage::StorageStats;
@@ -259,6 +261,96 @@ pub trait Store: Send + Sync + 'static {
     async fn dataset(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Dataset>;
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>>;
+
+    // Published pipelines, their endpoints, and the runs of their steps (see
+    // [`pipelines`]). Pipeline runs are runs: their status changes raise events.
+
+    /// Publishes a pipeline under its name; a version taken already is a `Conflict`.
+    async fn publish_pipeline(&self, workspace: SourceId, new: NewPipeline) -> Result<PublishedPipeline>;
+
+    /// A pipeline of the workspace by id (`NotFound` for another workspace's).
+    async fn pipeline(&self, workspace: SourceId, id: &str) -> Result<PublishedPipeline>;
+
+    /// Pipelines of the workspace, or the versions of one name, oldest first.
+    async fn list_pipelines(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<PublishedPipeline>>;
+
+    /// Enables or disables a pipeline (a disabled one refuses submissions).
+    async fn set_pipeline_enabled(
+        &self,
+        workspace: SourceId,
+        id: &str,
+        enabled: bool,
+        if_match: Option<String>,
+    ) -> Result<PublishedPipeline>;
+
+    /// Creates a named endpoint; a name taken already is a `Conflict`.
+    async fn create_pipeline_endpoint(
+        &self,
+        workspace: SourceId,
+        new: NewPipelineEndpoint,
+    ) -> Result<PipelineEndpoint>;
+
+    async fn pipeline_endpoint(&self, workspace: SourceId, name: &str) -> Result<PipelineEndpoint>;
+
+    async fn list_pipeline_endpoints(&self, workspace: SourceId) -> Result<Vec<PipelineEndpoint>>;
+
+    /// Points an endpoint at another pipeline of the workspace.
+    async fn set_pipeline_endpoint_default(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        pipeline_id: &str,
+        if_match: Option<String>,
+    ) -> Result<PipelineEndpoint>;
+
+    /// Creates a pipeline run, a child run per step, and the steps (those without
+    /// dependencies ready), in one transaction. A disabled pipeline is a `Conflict` that
+    /// says so; an idempotency key seen before returns the earlier run.
+    async fn submit_pipeline_run(&self, workspace: SourceId, new: NewPipelineRun) -> Result<Submitted>;
+
+    /// A pipeline run with its steps (`NotFound` when the run is not a pipeline run).
+    async fn pipeline_run(&self, workspace: SourceId, run_id: &str) -> Result<PipelineRun>;
+
+    /// Claims up to `limit` ready steps of any workspace, oldest ready first, for
+    /// `claim.holder` until `claim.lease_until`: each becomes Running (its run too, and
+    /// the pipeline run when it is the first).
+    async fn claim_steps(&self, claim: &StepClaim, limit: u32) -> Result<Vec<ClaimedStep>>;
+
+    /// Extends the leases `holder` still has on these steps (`(workspace, step run id,
+    /// lease)`); returns those it no longer holds or whose cancellation was asked, which
+    /// the executor stops.
+    async fn renew_steps(
+        &self,
+        holder: &str,
+        steps: &[(SourceId, String, u64)],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<String>>;
+
+    /// Records how a claimed step's attempt ended, and in the same transaction moves the
+    /// run on (core's `pipeline::progress`): a failure with retries left makes it ready
+    /// again; dependents become ready (and, with `next`, claimed by its holder at once)
+    /// or are skipped; the pipeline run ends when no step can change. A lease that is no
+    /// longer current is a `Conflict`, and nothing changes.
+    async fn finish_step(
+        &self,
+        workspace: SourceId,
+        step_run_id: &str,
+        lease: u64,
+        outcome: StepOutcome,
+        next: Option<StepClaim>,
+    ) -> Result<StepFinished>;
+
+    /// Cancels a pipeline run: steps not started are cancelled, running ones are asked
+    /// to stop (see [`Store::renew_steps`]); the run is Canceled once none runs.
+    async fn cancel_pipeline_run(&self, workspace: SourceId, run_id: &str, reason: &str) -> Result<PipelineRun>;
+
+    /// Steps whose lease expired while they ran (their node died or restarted): each is
+    /// ready again if it has retries left, else failed with `reason`. Returns how many.
+    async fn recover_steps(&self, now: DateTime<Utc>, reason: &str) -> Result<u64>;
+
+    /// The latest completed step run of the workspace with this reuse key, whose outputs
+    /// a step with the same key may take instead of running.
+    async fn reusable_step(&self, workspace: SourceId, reuse_key: &str) -> Result<Option<(String, StepRun)>>;
 
     // Event subscriptions and the fan-out that records which events each one matches.
 

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod definition;
+pub mod progress;
 pub mod template;
 pub mod values;
 
