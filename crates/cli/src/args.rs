@@ -63,6 +63,12 @@ pub enum Command {
     /// Experiments of a workspace.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+    /// Published pipelines: publish a YAML definition, submit runs, enable and disable.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+    /// Pipeline endpoints: stable names whose default pipeline can be switched.
+    #[command(subcommand, name = "pipeline-endpoint")]
+    PipelineEndpoint(PipelineEndpointCommand),
     /// The model registry, and deploying models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -188,6 +194,13 @@ pub struct ServeArgs {
     /// nodes retry its deliveries after this. Tests shorten it.
     #[arg(long, default_value_t = 90, hide = true)]
     pub delivery_lease_seconds: u64,
+    /// Most pipeline steps this node runs at once [default: the number of CPU cores].
+    #[arg(long, env = "MLGRID_MAX_PARALLEL_STEPS")]
+    pub max_parallel_steps: Option<usize>,
+    /// How long a running step is reserved for this node: when the node dies, its steps
+    /// are retried or failed after this. Tests shorten it.
+    #[arg(long, default_value_t = 30, hide = true)]
+    pub step_lease_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -411,6 +424,114 @@ pub enum RunCommand {
     },
     /// List a run's metrics.
     Metrics(RunRef),
+    /// Print a pipeline step's output (stdout, or stderr with --stderr).
+    Logs {
+        #[command(flatten)]
+        run: RunRef,
+        /// The step (by name); not needed for a step's own run id or a one-step pipeline.
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long)]
+        stderr: bool,
+        /// Keep printing what the step writes until it ends.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineRef {
+    #[command(flatten)]
+    pub workspace: WorkspaceArg,
+    /// The pipeline's id (from `mlgrid pipeline publish` or `list`).
+    #[arg(long)]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub workspace: WorkspaceArg,
+    /// The pipeline to run.
+    #[arg(long, required_unless_present = "endpoint")]
+    pub id: Option<String>,
+    /// Or a pipeline endpoint, which runs its default pipeline.
+    #[arg(long, conflicts_with = "id")]
+    pub endpoint: Option<String>,
+    /// The experiment the run belongs to (created on first use).
+    #[arg(long, short = 'e')]
+    pub experiment_name: String,
+    /// A parameter's value as NAME=VALUE (repeat for several).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// A data path parameter's file as NAME=DATASTORE:PATH (repeat for several).
+    #[arg(long = "data-path")]
+    pub data_paths: Vec<String>,
+    /// Let the steps that do not depend on a failed step go on.
+    #[arg(long)]
+    pub continue_on_step_failure: bool,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Publish a pipeline from its YAML file; prints its id, version and submit endpoint.
+    Publish {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Its version [default: the next integer for its name].
+        #[arg(long)]
+        version: Option<String>,
+    },
+    List {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        /// Only the versions of this name.
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+    },
+    Show(PipelineRef),
+    /// Refuse submissions to the pipeline until it is enabled again.
+    Disable(PipelineRef),
+    Enable(PipelineRef),
+    /// Start a run of a pipeline (or of an endpoint's default pipeline).
+    Submit(SubmitArgs),
+    /// Show a pipeline run with its steps.
+    ShowRun(RunRef),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineEndpointCommand {
+    /// Create an endpoint whose submissions run PIPELINE_ID until the default is switched.
+    Create {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long)]
+        pipeline_id: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Show {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    List(WorkspaceArg),
+    /// Make another pipeline the endpoint's default.
+    SetDefault {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long)]
+        pipeline_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

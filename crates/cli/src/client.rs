@@ -111,6 +111,35 @@ impl Client {
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.call(Method::DELETE, path, None).await
     }
+
+    /// Reads a piece of a step's log: its bytes, the log's size and whether it is
+    /// complete (the `X-Log-Size` and `X-Log-Complete` headers).
+    pub async fn get_log(&self, path: &str) -> anyhow::Result<(Vec<u8>, u64, bool)> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the mlgrid server at {}", self.base))?;
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (size, complete) = (header("x-log-size"), header("x-log-complete"));
+        let bytes = response.bytes().await.context("reading the server's answer")?;
+        if !status.is_success() {
+            let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(server_error(status, &value));
+        }
+        let size = size.and_then(|s| s.parse().ok()).unwrap_or(0);
+        Ok((bytes.to_vec(), size, complete.as_deref() == Some("true")))
+    }
 }
 
 fn server_error(status: StatusCode, body: &Value) -> anyhow::Error {

@@ -128,6 +128,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<mlgrid_pipelines::PipelineError> for ApiError {
+    fn from(e: mlgrid_pipelines::PipelineError) -> Self {
+        match e {
+            mlgrid_pipelines::PipelineError::Invalid(message) => ApiError::bad_request(message),
+            mlgrid_pipelines::PipelineError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<PublishError> for ApiError {
     fn from(e: PublishError) -> Self {
         match e {

@@ -128,6 +128,7 @@ pub async fn run_node(
                 .with_catalog(catalog)
                 .run(workers.clone()),
         ),
+        tokio::spawn(state.executor.clone().run(workers.clone())),
         tokio::spawn(
             prune::Pruner::new(
                 state.store.clone(),

@@ -10,6 +10,7 @@ use mlgrid_core::publish::PublishLimits;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
 use mlgrid_delivery::{ExportProblems, Handshakes, Validator};
+use mlgrid_pipelines::{Datastores, Definitions, Executor, Layout, LocalProcessRunner, Pipelines};
 use mlgrid_store::{SourceId, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,10 @@ pub struct ServerConfig {
     /// The folder holding the local datastores (the built-in `workspaceblobstore`
     /// among them), where dead letters are written.
     pub datastore_root: PathBuf,
+    /// The folder holding pipeline runs' outputs and logs.
+    pub pipeline_runs_root: PathBuf,
+    /// How the pipeline executor of this node runs steps (at most how many at once).
+    pub executor: mlgrid_pipelines::ExecutorConfig,
     /// Whether Contributors may skip the validation handshake of a webhook (else it
     /// takes Owner: the receiver has not consented to the events).
     pub allow_contributor_skip_validation: bool,
@@ -82,6 +87,8 @@ impl Default for ServerConfig {
             publish_limits: PublishLimits::default(),
             delivery: mlgrid_delivery::DispatcherConfig::default(),
             datastore_root: PathBuf::from("mlgrid-data/datastores"),
+            pipeline_runs_root: PathBuf::from("mlgrid-data/pipeline-runs"),
+            executor: mlgrid_pipelines::ExecutorConfig::default(),
             connections: crate::ConnectionLimits::default(),
             allow_contributor_skip_validation: false,
             retention: crate::prune::RetentionConfig::default(),
@@ -105,6 +112,10 @@ pub struct AppState {
     /// Cancelled when the server starts shutting down: long polls answer at once with
     /// what they have, rather than holding the drain for up to a minute.
     pub shutdown: CancellationToken,
+    /// Publishing, submitting and cancelling pipelines.
+    pub pipelines: Pipelines,
+    /// Runs the steps of pipeline runs; [`crate::run_node`] starts it.
+    pub(crate) executor: Executor,
 }
 
 impl AppState {
@@ -118,7 +129,23 @@ impl AppState {
             config.delivery.clock.clone(),
             config.validation_window(),
         );
+        let datastores = Datastores::new(config.datastore_root.clone());
+        let layout = Layout::new(config.pipeline_runs_root.clone());
+        let definitions = Definitions::default();
+        let mut executor_config = config.executor.clone();
+        executor_config.holder = config.node_id.clone();
+        let executor = Executor::new(
+            store.clone(),
+            Arc::new(LocalProcessRunner::default()),
+            datastores.clone(),
+            layout.clone(),
+            definitions.clone(),
+            executor_config,
+        );
+        let pipelines = Pipelines::new(store.clone(), datastores, layout, definitions, executor.handle());
         Ok(AppState {
+            pipelines,
+            executor,
             store,
             secret,
             config: Arc::new(config),

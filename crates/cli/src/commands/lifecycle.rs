@@ -82,6 +82,16 @@ pub async fn run(client: &Client, command: RunCommand) -> anyhow::Result<Value> 
                 )
                 .await
         }
+        RunCommand::Logs {
+            run,
+            step,
+            stderr,
+            follow,
+        } => {
+            let ws = &run.workspace.workspace;
+            super::pipelines::logs(client, ws, &run.run_id, step.as_deref(), stderr, follow).await?;
+            Ok(Value::Null)
+        }
         RunCommand::Metrics(run) => list_value(
             client
                 .get(&format!(

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod events;
 pub mod lifecycle;
 pub mod migrate;
+pub mod pipelines;
 pub mod serve;
 pub mod sources;
 pub mod subscriptions;

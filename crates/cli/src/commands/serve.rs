@@ -101,6 +101,7 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         public_url: args.public_url.or_else(|| default_public_url(args.listen)),
         max_request_bytes: args.max_request_bytes,
         datastore_root: data_dir.join("datastores"),
+        pipeline_runs_root: data_dir.join("pipeline-runs"),
         allow_contributor_skip_validation: args.allow_contributor_skip_validation,
         ..ServerConfig::default()
     };
@@ -118,6 +119,11 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         scale: args.retry_time_scale,
     };
     config.delivery.lease = Duration::from_secs(args.delivery_lease_seconds);
+    if let Some(steps) = args.max_parallel_steps {
+        anyhow::ensure!(steps >= 1, "--max-parallel-steps must be at least 1");
+        config.executor.max_parallel = steps;
+    }
+    config.executor.lease = Duration::from_secs(args.step_lease_seconds.max(1));
     let mut state = AppState::new(store.clone(), secret, config)?;
     state.metrics = Some(
         metrics_exporter_prometheus::PrometheusBuilder::new()

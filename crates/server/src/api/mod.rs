@@ -9,6 +9,7 @@ pub mod health;
 mod lifecycle;
 pub mod metrics;
 pub mod models;
+pub mod pipelines;
 pub mod prune;
 pub mod publish;
 pub mod runs;
@@ -65,6 +66,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(models::router())
         .merge(datasets::router())
+        .merge(pipelines::router())
         .merge(subscriptions::router())
         .merge(deliveries::router())
         .merge(prune::router())

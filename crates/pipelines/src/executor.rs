@@ -1,0 +1,372 @@
+//! The executor: claims ready steps (on any node sharing the store), runs each with a
+//! [`StepRunner`] under a lease it keeps renewing, and records how it ended. Recording
+//! an end claims the steps it made ready in the same transaction, so that a next step
+//! starts without waiting for a poll: the overhead between steps is one commit and a
+//! process start.
+//!
+//! At most `max_parallel` steps run at once on a node. A step whose node dies is found by
+//! its expired lease and retried or failed ([`Store::recover_steps`]); on shutdown the
+//! executor kills its steps' process groups and records them failed ("the server
+//! stopped"), so that no process outlives the server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use mlgrid_core::pipeline::{Pipeline, Step};
+use mlgrid_store::{ClaimedStep, SourceId, StepClaim, StepOutcome, Store, StoreError};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::datastore::Datastores;
+use crate::definitions::Definitions;
+use crate::layout::Layout;
+use crate::render::{StepInputs, render};
+use crate::reuse::{copy_outputs, reuse_key};
+use crate::runner::{ExitOutcome, StepRunner};
+
+/// The reason a step's run gets when the server stopped while it ran.
+pub const STOPPED: &str = "the server stopped while the step ran";
+/// The reason a step gets when it was found running after a restart.
+pub const RESTARTED: &str = "server restarted";
+/// The reason a step gets when its node stopped renewing its lease.
+pub const LEASE_LOST: &str = "the node running the step stopped renewing its lease (it died or lost the database)";
+
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// This node's name, the holder of its claims.
+    pub holder: String,
+    /// Steps running at once on this node.
+    pub max_parallel: usize,
+    /// How long a claim lasts without renewal; renewed every third of it.
+    pub lease: Duration,
+    /// How often to look for ready steps when nothing wakes the executor (steps
+    /// submitted on another node, retries).
+    pub poll: Duration,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            holder: "mlgrid".to_owned(),
+            max_parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A step running on this node: what renews its lease and what stops it.
+struct Running {
+    workspace: SourceId,
+    lease: u64,
+    cancel: CancellationToken,
+}
+
+/// What the API holds of the executor: a way to wake it and to stop a step.
+#[derive(Clone, Default)]
+pub struct ExecutorHandle {
+    wake: Arc<Notify>,
+    running: Arc<Mutex<HashMap<String, Running>>>,
+}
+
+impl ExecutorHandle {
+    /// Says that steps may be ready (a submission on this node).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops a step running on this node, if it does.
+    pub fn cancel(&self, step_run_id: &str) {
+        if let Some(running) = self.lock().get(step_run_id) {
+            running.cancel.cancel();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().expect("never held across a panic")
+    }
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    store: Arc<dyn Store>,
+    runner: Arc<dyn StepRunner>,
+    datastores: Datastores,
+    layout: Layout,
+    definitions: Definitions,
+    config: ExecutorConfig,
+    handle: ExecutorHandle,
+    slots: Arc<Semaphore>,
+    /// Cancelled when the server stops: every running step is killed.
+    stopping: CancellationToken,
+}
+
+impl Executor {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runner: Arc<dyn StepRunner>,
+        datastores: Datastores,
+        layout: Layout,
+        definitions: Definitions,
+        config: ExecutorConfig,
+    ) -> Executor {
+        let slots = Arc::new(Semaphore::new(config.max_parallel.max(1)));
+        Executor {
+            store,
+            runner,
+            datastores,
+            layout,
+            definitions,
+            config,
+            handle: ExecutorHandle::default(),
+            slots,
+            stopping: CancellationToken::new(),
+        }
+    }
+
+    pub fn handle(&self) -> ExecutorHandle {
+        self.handle.clone()
+    }
+
+    fn claim(&self) -> StepClaim {
+        let now = Utc::now();
+        StepClaim {
+            holder: self.config.holder.clone(),
+            now,
+            lease_until: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+
+    /// Runs until `stop`; then kills the steps still running and records them.
+    pub async fn run(self, stop: CancellationToken) {
+        if let Err(e) = self.store.recover_steps(Utc::now(), RESTARTED).await {
+            tracing::warn!(error = %e, "could not recover the steps of a previous run of the server");
+        }
+        let renewals = tokio::spawn(self.clone().renew_leases(stop.clone()));
+        let mut recovered_at = tokio::time::Instant::now();
+        loop {
+            let free = self.slots.available_permits();
+            let mut full = false;
+            if free > 0 {
+                match self.store.claim_steps(&self.claim(), free as u32).await {
+                    Ok(claimed) => {
+                        full = claimed.len() == free;
+                        for step in claimed {
+                            let permit = self.slots.clone().acquire_owned().await.expect("never closed");
+                            tokio::spawn(self.clone().execute(step, permit));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not claim pipeline steps"),
+                }
+            }
+            if recovered_at.elapsed() > self.config.lease {
+                recovered_at = tokio::time::Instant::now();
+                if let Err(e) = self.store.recover_steps(Utc::now(), LEASE_LOST).await {
+                    tracing::warn!(error = %e, "could not recover steps of lost nodes");
+                }
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.handle.wake.notified() => {}
+                () = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+        self.stopping.cancel();
+        for running in self.handle.lock().values() {
+            running.cancel.cancel();
+        }
+        // Every step holds a slot until its end is recorded.
+        let _all = self.slots.acquire_many(self.config.max_parallel.max(1) as u32).await;
+        renewals.abort();
+    }
+
+    /// Renews the leases of the steps running here every third of the lease; stops those
+    /// whose lease was lost or whose cancellation was asked on another node.
+    async fn renew_leases(self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.config.lease / 3) => {}
+            }
+            let held: Vec<(SourceId, String, u64)> = self
+                .handle
+                .lock()
+                .iter()
+                .map(|(id, r)| (r.workspace, id.clone(), r.lease))
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            match self.store.renew_steps(&self.config.holder, &held, self.claim().lease_until).await {
+                Ok(stopped) => {
+                    for id in stopped {
+                        self.handle.cancel(&id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not renew the leases of running steps"),
+            }
+        }
+    }
+
+    /// Runs a claimed step, records its end, and runs the steps that end made ready.
+    async fn execute(self, step: ClaimedStep, permit: OwnedSemaphorePermit) {
+        let cancel = CancellationToken::new();
+        self.handle.lock().insert(
+            step.step.run_id.clone(),
+            Running {
+                workspace: step.workspace,
+                lease: step.lease,
+                cancel: cancel.clone(),
+            },
+        );
+        let outcome = self.attempt(&step, cancel).await;
+        self.handle.lock().remove(&step.step.run_id);
+        drop(permit);
+        let next = (!self.stopping.is_cancelled()).then(|| self.claim());
+        match self
+            .store
+            .finish_step(step.workspace, &step.step.run_id, step.lease, outcome, next)
+            .await
+        {
+            Ok(finished) => {
+                if finished.retrying {
+                    self.handle.wake();
+                }
+                for next in finished.claimed {
+                    let permit = self.slots.clone().acquire_owned().await.expect("never closed");
+                    tokio::spawn(self.clone().execute(next, permit));
+                }
+            }
+            Err(StoreError::Conflict(reason)) => {
+                tracing::warn!(step = %step.step.run_id, %reason, "a step's end was not recorded: its lease was lost");
+            }
+            Err(e) => tracing::error!(step = %step.step.run_id, error = %e, "could not record a step's end"),
+        }
+    }
+
+    /// One attempt of a step: reused outputs when an earlier run computed the same, else
+    /// the process.
+    async fn attempt(&self, claimed: &ClaimedStep, cancel: CancellationToken) -> StepOutcome {
+        match self.prepare(claimed).await {
+            Ok(Prepared::Reused(outcome)) => outcome,
+            Ok(Prepared::Run { spec, reuse }) => {
+                let exit = self.runner.run(&spec, cancel).await;
+                match exit.outcome {
+                    ExitOutcome::Succeeded => StepOutcome::Completed {
+                        reuse_key: reuse,
+                        reused_from: None,
+                    },
+                    ExitOutcome::Canceled if self.stopping.is_cancelled() => StepOutcome::Failed {
+                        error: STOPPED.to_owned(),
+                        exit_code: None,
+                    },
+                    ExitOutcome::Canceled => StepOutcome::Canceled {
+                        reason: "canceled while it ran".to_owned(),
+                    },
+                    other => StepOutcome::Failed {
+                        error: other.to_string(),
+                        exit_code: other.exit_code(),
+                    },
+                }
+            }
+            Err(error) => StepOutcome::Failed { error, exit_code: None },
+        }
+    }
+
+    /// Everything a step needs before its process starts: its definition, values,
+    /// data files, folders, and (when it allows reuse) an earlier run's outputs.
+    async fn prepare(&self, claimed: &ClaimedStep) -> Result<Prepared, String> {
+        let published = self
+            .store
+            .pipeline(claimed.workspace, &claimed.pipeline_id)
+            .await
+            .map_err(|e| format!("the step's pipeline cannot be read: {e}"))?;
+        let pipeline = self.definitions.get(&published).map_err(|e| e.to_string())?;
+        let step = find_step(&pipeline, &claimed.step.name)?;
+        let values = pipeline
+            .assign(&claimed.parameters)
+            .map_err(|e| format!("the run's parameters no longer fit the pipeline: {e}"))?;
+        let mut data_files = BTreeMap::new();
+        for (name, value) in &claimed.data_paths {
+            let file = self
+                .datastores
+                .resolve(&value.datastore, &value.path)
+                .await
+                .map_err(|e| format!("data path `{name}`: {e}"))?;
+            data_files.insert(name.clone(), file);
+        }
+        let run_dir = |step: &str| self.layout.step_dir(claimed.workspace, &claimed.pipeline_run_id, step);
+        let step_dir = run_dir(&step.name);
+        let inputs: BTreeMap<String, PathBuf> = step
+            .inputs
+            .iter()
+            .map(|(input, (from, output))| (input.clone(), self.layout.output_dir(&run_dir(from), output)))
+            .collect();
+        let outputs: BTreeMap<String, PathBuf> = step
+            .outputs
+            .iter()
+            .map(|output| (output.clone(), self.layout.output_dir(&step_dir, output)))
+            .collect();
+        for dir in outputs.values() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| format!("cannot create the output folder {}: {e}", dir.display()))?;
+        }
+        let spec = render(StepInputs {
+            step,
+            values: &values,
+            data_files: &data_files,
+            inputs: &inputs,
+            outputs: &outputs,
+            step_dir: &step_dir,
+            stdout: self.layout.stdout_log(&step_dir),
+            stderr: self.layout.stderr_log(&step_dir),
+        })?;
+        if !step.allow_reuse {
+            return Ok(Prepared::Run { spec, reuse: None });
+        }
+        let key = reuse_key(&pipeline.name, &spec, &values, &data_files, &inputs)
+            .await
+            .map_err(|e| format!("cannot hash the step's inputs: {e}"))?;
+        let earlier = self
+            .store
+            .reusable_step(claimed.workspace, &key)
+            .await
+            .map_err(|e| format!("cannot look for a reusable run: {e}"))?;
+        if let Some((earlier_run, earlier_step)) = earlier {
+            let from = self.layout.step_dir(claimed.workspace, &earlier_run, &earlier_step.name);
+            for (output, dir) in &outputs {
+                copy_outputs(&self.layout.output_dir(&from, output), dir)
+                    .await
+                    .map_err(|e| format!("cannot reuse the outputs of step run {}: {e}", earlier_step.run_id))?;
+            }
+            return Ok(Prepared::Reused(StepOutcome::Completed {
+                reuse_key: Some(key),
+                reused_from: Some(earlier_step.run_id),
+            }));
+        }
+        Ok(Prepared::Run { spec, reuse: Some(key) })
+    }
+}
+
+enum Prepared {
+    Reused(StepOutcome),
+    Run {
+        spec: crate::render::StepSpec,
+        reuse: Option<String>,
+    },
+}
+
+fn find_step<'p>(pipeline: &'p Pipeline, name: &str) -> Result<&'p Step, String> {
+    pipeline
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| format!("pipeline `{}` has no step `{name}` any more", pipeline.name))
+}

@@ -1,0 +1,268 @@
+//! What the API asks of pipelines: publishing a definition, submitting a run (checked
+//! whole before anything is created), cancelling one, reading a step's log.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mlgrid_core::ml::Tags;
+use mlgrid_core::pipeline::Pipeline;
+use mlgrid_store::{
+    DataPathValue, NewPipeline, NewPipelineRun, NewStep, PipelineRun, PublishedPipeline, SourceId, Store, StoreError,
+    Submitted,
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::datastore::Datastores;
+use crate::definitions::Definitions;
+use crate::executor::ExecutorHandle;
+use crate::layout::Layout;
+
+/// Largest piece of a log one read returns.
+pub const LOG_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// What a submission runs: a pipeline by id, or an endpoint's default pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Pipeline(String),
+    Endpoint(String),
+}
+
+/// A submission, whoever made it (the REST endpoint, the CLI, an event subscription, a
+/// schedule).
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    pub experiment_name: String,
+    /// Values by parameter name; checked against each parameter's type.
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    /// Data path parameters assigned; the others keep the definition's default.
+    pub data_paths: BTreeMap<String, DataPathValue>,
+    pub run_source: String,
+    pub description: Option<String>,
+    pub tags: Tags,
+    pub continue_on_step_failure: bool,
+    /// Makes the submission idempotent (see [`NewPipelineRun::idempotency_key`]).
+    pub idempotency_key: Option<String>,
+}
+
+/// A pipeline request refused, or a store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The request is wrong; the message says what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One of a step's two logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    pub bytes: Vec<u8>,
+    /// The log's size when read.
+    pub size: u64,
+    /// The step has ended: the log will not grow.
+    pub complete: bool,
+}
+
+/// Pipelines of every workspace, as the API and the pipeline destination use them.
+#[derive(Clone)]
+pub struct Pipelines {
+    store: Arc<dyn Store>,
+    datastores: Datastores,
+    layout: Layout,
+    definitions: Definitions,
+    executor: ExecutorHandle,
+}
+
+impl Pipelines {
+    pub fn new(
+        store: Arc<dyn Store>,
+        datastores: Datastores,
+        layout: Layout,
+        definitions: Definitions,
+        executor: ExecutorHandle,
+    ) -> Pipelines {
+        Pipelines {
+            store,
+            datastores,
+            layout,
+            definitions,
+            executor,
+        }
+    }
+
+    /// Checks a definition whole, then publishes it.
+    pub async fn publish(
+        &self,
+        workspace: SourceId,
+        yaml: &str,
+        version: Option<String>,
+    ) -> Result<PublishedPipeline, PipelineError> {
+        let pipeline = Pipeline::parse(yaml).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+        for (name, path) in &pipeline.data_paths {
+            self.datastores.check_name(&path.datastore).map_err(|e| {
+                PipelineError::Invalid(format!("data path `{name}`: {e}"))
+            })?;
+        }
+        let new = NewPipeline {
+            name: pipeline.name,
+            version,
+            description: pipeline.description,
+            definition: yaml.to_owned(),
+        };
+        Ok(self.store.publish_pipeline(workspace, new).await?)
+    }
+
+    /// Starts a run: the pipeline must be enabled, every parameter value of its type,
+    /// every data path an existing file of a known datastore; then the run and its
+    /// steps are created in one transaction and the executor is woken. Returns the
+    /// pipeline's id and the run.
+    pub async fn submit(
+        &self,
+        workspace: SourceId,
+        target: Target,
+        submission: Submission,
+    ) -> Result<(String, Submitted), PipelineError> {
+        let published = match &target {
+            Target::Pipeline(id) => self.store.pipeline(workspace, id).await?,
+            Target::Endpoint(name) => {
+                let endpoint = self.store.pipeline_endpoint(workspace, name).await?;
+                self.store.pipeline(workspace, &endpoint.default_pipeline_id).await?
+            }
+        };
+        let pipeline = self.definitions.get(&published)?;
+        let values = pipeline.assign(&submission.parameters).map_err(PipelineError::Invalid)?;
+        let data_paths = self.data_paths(&pipeline, submission.data_paths).await?;
+        let new = NewPipelineRun {
+            pipeline_id: published.id.clone(),
+            experiment_name: submission.experiment_name,
+            description: submission.description,
+            tags: submission.tags,
+            parameters: values.iter().map(|(name, v)| (name.clone(), v.to_json())).collect(),
+            data_paths,
+            continue_on_step_failure: submission.continue_on_step_failure,
+            run_source: submission.run_source,
+            idempotency_key: submission.idempotency_key,
+            steps: pipeline
+                .steps
+                .iter()
+                .map(|step| NewStep {
+                    name: step.name.clone(),
+                    depends_on: step.depends_on.iter().cloned().collect(),
+                    retries: step.retries,
+                })
+                .collect(),
+        };
+        let submitted = self.store.submit_pipeline_run(workspace, new).await?;
+        self.executor.wake();
+        Ok((published.id, submitted))
+    }
+
+    /// Every data path's value: the assigned ones (each a data path the pipeline
+    /// declares) and the defaults, each an existing file of a known datastore.
+    async fn data_paths(
+        &self,
+        pipeline: &Pipeline,
+        mut assigned: BTreeMap<String, DataPathValue>,
+    ) -> Result<BTreeMap<String, DataPathValue>, PipelineError> {
+        if let Some(unknown) = assigned.keys().find(|name| !pipeline.data_paths.contains_key(*name)) {
+            let known: Vec<&str> = pipeline.data_paths.keys().map(String::as_str).collect();
+            return Err(PipelineError::Invalid(format!(
+                "pipeline `{}` has no data path `{unknown}`; its data paths are: {}",
+                pipeline.name,
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )));
+        }
+        let mut values = BTreeMap::new();
+        for (name, default) in &pipeline.data_paths {
+            let value = assigned.remove(name).unwrap_or_else(|| DataPathValue {
+                datastore: default.datastore.clone(),
+                path: default.path.clone(),
+            });
+            self.datastores
+                .resolve(&value.datastore, &value.path)
+                .await
+                .map_err(|e| PipelineError::Invalid(format!("data path `{name}`: {e}")))?;
+            values.insert(name.clone(), value);
+        }
+        Ok(values)
+    }
+
+    /// Cancels a pipeline run, and stops its steps running on this node at once (other
+    /// nodes stop theirs when they next renew their leases).
+    pub async fn cancel(&self, workspace: SourceId, run_id: &str, reason: &str) -> Result<PipelineRun, PipelineError> {
+        let run = self.store.cancel_pipeline_run(workspace, run_id, reason).await?;
+        for step in &run.steps {
+            if step.cancel_requested {
+                self.executor.cancel(&step.run_id);
+            }
+        }
+        Ok(run)
+    }
+
+    /// A piece of a step's log from `offset`. Without `step`, the run's only step; a run
+    /// of several steps needs one named.
+    pub async fn read_log(
+        &self,
+        workspace: SourceId,
+        run_id: &str,
+        step: Option<&str>,
+        stream: LogStream,
+        offset: u64,
+    ) -> Result<LogChunk, PipelineError> {
+        let run = self.store.pipeline_run(workspace, run_id).await?;
+        let names: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
+        let found = match step {
+            Some(name) => run.steps.iter().find(|s| s.name == name).ok_or_else(|| {
+                PipelineError::Invalid(format!(
+                    "run `{run_id}` has no step `{name}`; its steps are: {}",
+                    names.join(", ")
+                ))
+            })?,
+            None if run.steps.len() == 1 => &run.steps[0],
+            None => {
+                return Err(PipelineError::Invalid(format!(
+                    "run `{run_id}` has {} steps: name one ({})",
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+        };
+        let step_dir = self.layout.step_dir(workspace, run_id, &found.name);
+        let path: PathBuf = match stream {
+            LogStream::Stdout => self.layout.stdout_log(&step_dir),
+            LogStream::Stderr => self.layout.stderr_log(&step_dir),
+        };
+        let complete = found.state.is_final();
+        read_chunk(&path, offset)
+            .await
+            .map(|(bytes, size)| LogChunk { bytes, size, complete })
+            .map_err(|e| PipelineError::Store(StoreError::backend(e)))
+    }
+}
+
+/// Up to [`LOG_CHUNK_BYTES`] of a file from `offset`, and the file's size; a log not
+/// written yet is empty.
+async fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let size = file.metadata().await?.len();
+    if offset >= size {
+        return Ok((Vec::new(), size));
+    }
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut bytes = Vec::new();
+    file.take(LOG_CHUNK_BYTES).read_to_end(&mut bytes).await?;
+    Ok((bytes, size))
+}
