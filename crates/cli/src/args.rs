@@ -755,11 +755,20 @@ pub struct SubscriptionRef {
 /// The settings of `create` and `update`; on `update` only the given ones change.
 #[derive(Debug, Args)]
 pub struct SubscriptionSettings {
-    /// The receiver's URL (required on create).
+    /// The receiver's URL; with --endpoint-type pipeline, the id of a published pipeline
+    /// or the name of a pipeline endpoint (required on create).
     #[arg(long)]
     pub endpoint: Option<String>,
-    #[arg(long, value_parser = ["webhook"], ignore_case = true)]
+    /// `webhook` (default), or `pipeline`: each event submits a pipeline run.
+    #[arg(long, value_parser = ["webhook", "pipeline"], ignore_case = true)]
     pub endpoint_type: Option<String>,
+    /// The experiment a pipeline trigger's runs belong to.
+    #[arg(long)]
+    pub pipeline_experiment_name: Option<String>,
+    /// A pipeline parameter's value as NAME=TEMPLATE, the template reading the event:
+    /// `model_name='${data.ModelName}'` (repeat for several; replaces them all on update).
+    #[arg(long)]
+    pub pipeline_parameter: Vec<String>,
     /// Event types to deliver (all when absent).
     #[arg(long, num_args = 1..)]
     pub included_event_types: Option<Vec<String>>,

@@ -51,6 +51,9 @@ pub enum AttemptResult {
     Status { code: u16, retry_after: Option<Duration> },
     /// No HTTP answer: refused, reset, timed out, refused by the address guard.
     Failed { error: String },
+    /// The destination refused the event for good, for `reason` (a pipeline trigger whose
+    /// template names a field the event lacks, a disabled pipeline): never retried.
+    Refused { reason: String },
 }
 
 impl AttemptResult {
@@ -71,6 +74,7 @@ impl AttemptResult {
             AttemptResult::Delivered => false,
             AttemptResult::Status { code, .. } => *code >= 500 || *code == 408 || *code == 429,
             AttemptResult::Failed { .. } => true,
+            AttemptResult::Refused { .. } => false,
         }
     }
 }
@@ -122,6 +126,7 @@ pub fn next_step(
         AttemptResult::Status { code, .. } if NOT_RETRIED.contains(code) => {
             return NextStep::DeadLetter(DeadLetterReason::NonRetriableStatus);
         }
+        AttemptResult::Refused { .. } => return NextStep::DeadLetter(DeadLetterReason::NonRetriableStatus),
         AttemptResult::Status { retry_after, .. } => *retry_after,
         AttemptResult::Failed { .. } => None,
     };

@@ -4,6 +4,7 @@
 //! `Microsoft.EventGrid/eventSubscriptions`), so that definitions written for Azure read
 //! the same here.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -86,11 +87,34 @@ pub struct Destination {
     pub properties: DestinationProperties,
 }
 
+impl Destination {
+    /// Whether events are posted to a URL (and the receiver must consent first).
+    pub fn is_webhook(&self) -> bool {
+        self.endpoint_type.eq_ignore_ascii_case(WEBHOOK)
+    }
+
+    /// Whether each event submits a published pipeline.
+    pub fn is_pipeline(&self) -> bool {
+        self.endpoint_type.eq_ignore_ascii_case(PIPELINE)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DestinationProperties {
-    /// The receiver's URL (http or https).
+    /// WebHook: the receiver's URL (http or https).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub endpoint_url: String,
+    /// Pipeline: the published pipeline's id, or a pipeline endpoint's name (which runs
+    /// the endpoint's default pipeline at the time of each event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    /// Pipeline: the experiment the runs belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_name: Option<String>,
+    /// Pipeline: parameter values, as templates of the event (`${data.ModelName}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameter_assignments: BTreeMap<String, String>,
     /// Most events in one delivery (1-5000; default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_events_per_batch: Option<u32>,
@@ -293,13 +317,24 @@ impl SubscriptionSpec {
     /// Checks everything a subscription on a source of `kind` must satisfy at `now`.
     pub fn validate(&self, kind: SourceKind, now: DateTime<Utc>) -> Result<(), InvalidSubscription> {
         let destination = &self.destination;
-        if !destination.endpoint_type.eq_ignore_ascii_case("WebHook") {
+        if destination.is_webhook() {
+            validate_endpoint_url(&destination.properties.endpoint_url)?;
+            if destination.properties.pipeline.is_some()
+                || destination.properties.experiment_name.is_some()
+                || !destination.properties.parameter_assignments.is_empty()
+            {
+                return Err(invalid(
+                    "pipeline, experimentName and parameterAssignments are for endpointType Pipeline, not WebHook",
+                ));
+            }
+        } else if destination.is_pipeline() {
+            validate_pipeline_trigger(kind, &destination.properties)?;
+        } else {
             return Err(invalid(format!(
-                "destination endpointType `{}` is not supported; use WebHook",
+                "destination endpointType `{}` is not supported; use WebHook or Pipeline",
                 destination.endpoint_type
             )));
         }
-        validate_endpoint_url(&destination.properties.endpoint_url)?;
         check_range(
             "maxEventsPerBatch",
             destination.properties.max_events_per_batch,
@@ -356,6 +391,45 @@ impl SubscriptionSpec {
         }
         Ok(())
     }
+}
+
+/// The destination type that posts events to a URL.
+pub const WEBHOOK: &str = "WebHook";
+/// The destination type that submits a published pipeline for each event.
+pub const PIPELINE: &str = "Pipeline";
+
+/// Checks a pipeline trigger: on a workspace (where the pipeline lives), naming a
+/// pipeline and an experiment, with parameter templates that read, one event per run.
+fn validate_pipeline_trigger(kind: SourceKind, properties: &DestinationProperties) -> Result<(), InvalidSubscription> {
+    if kind != SourceKind::Workspace {
+        return Err(invalid(
+            "endpointType Pipeline triggers a pipeline of the subscription's workspace: subscribe on a workspace, not a topic",
+        ));
+    }
+    if !properties.endpoint_url.is_empty() {
+        return Err(invalid(
+            "endpointType Pipeline takes `pipeline` (a pipeline id or endpoint name), not endpointUrl",
+        ));
+    }
+    match properties.pipeline.as_deref() {
+        Some(pipeline) if !pipeline.trim().is_empty() => {}
+        _ => {
+            return Err(invalid(
+                "endpointType Pipeline needs `pipeline`: the id of a published pipeline or the name of a pipeline endpoint",
+            ));
+        }
+    }
+    let experiment = properties.experiment_name.as_deref().unwrap_or_default();
+    crate::lifecycle::validate_asset_name("experiment", experiment)
+        .map_err(|e| invalid(format!("endpointType Pipeline needs experimentName: {e}")))?;
+    if properties.max_events_per_batch.is_some_and(|n| n != 1) {
+        return Err(invalid("endpointType Pipeline starts one run per event: maxEventsPerBatch must be 1"));
+    }
+    for (name, template) in &properties.parameter_assignments {
+        crate::pipeline::trigger::TriggerTemplate::parse(template)
+            .map_err(|e| invalid(format!("parameterAssignments `{name}`: {e}")))?;
+    }
+    Ok(())
 }
 
 fn check_range(what: &str, value: Option<u32>, min: u32, max: u32) -> Result<(), InvalidSubscription> {

@@ -53,6 +53,7 @@ pub use address_guard::AddressPolicy;
 pub use catalog::{Catalog, Subscriptions};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use dead_letters::{DeadLetterExporter, ExportProblems, dead_letter_record};
+pub use destination::pipeline::{Launch, LaunchError, PipelineLauncher};
 pub use dispatcher::{Dispatcher, DispatcherConfig};
 pub use fanout::Fanout;
 pub use signature::{WebhookSecrets, sign};

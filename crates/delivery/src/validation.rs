@@ -128,6 +128,9 @@ impl Validator {
 /// Whether a subscription put with `spec` over `existing` needs the handshake: a webhook
 /// that is not already validated for this very endpoint and schema.
 pub fn needs_handshake(existing: Option<&EventSubscription>, spec: &SubscriptionSpec) -> bool {
+    if !spec.destination.is_webhook() {
+        return false;
+    }
     let Some(existing) = existing else { return true };
     let before = &existing.spec;
     existing.provisioning_state != ProvisioningState::Succeeded

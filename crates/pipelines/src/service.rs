@@ -166,6 +166,23 @@ impl Pipelines {
         Ok((published.id, submitted))
     }
 
+    /// What a pipeline trigger names: a pipeline's id, else a pipeline endpoint's name.
+    pub async fn trigger_target(&self, workspace: SourceId, name: &str) -> Result<Target, PipelineError> {
+        match self.store.pipeline(workspace, name).await {
+            Ok(_) => return Ok(Target::Pipeline(name.to_owned())),
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match self.store.pipeline_endpoint(workspace, name).await {
+            Ok(_) => Ok(Target::Endpoint(name.to_owned())),
+            Err(StoreError::NotFound(_)) => Err(PipelineError::Invalid(format!(
+                "the workspace has no pipeline with id `{name}` and no pipeline endpoint named `{name}`: \
+                 publish one (`mlgrid pipeline publish`) and give its id, or an endpoint's name"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Every data path's value: the assigned ones (each a data path the pipeline
     /// declares) and the defaults, each an existing file of a known datastore.
     async fn data_paths(

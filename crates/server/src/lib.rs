@@ -28,6 +28,7 @@ mod extract;
 pub mod keys;
 pub mod prune;
 mod state;
+mod triggers;
 
 use std::future::Future;
 
@@ -111,7 +112,10 @@ pub async fn run_node(
     let catalog = mlgrid_delivery::Catalog::new(state.store.clone());
     let dispatcher = mlgrid_delivery::Dispatcher::new(state.store.clone(), state.config.delivery.clone(), secrets)
         .map_err(|e| std::io::Error::other(format!("cannot build the webhook client: {e}")))?
-        .with_catalog(catalog.clone());
+        .with_catalog(catalog.clone())
+        .with_pipelines(std::sync::Arc::new(triggers::Triggers {
+            pipelines: state.pipelines.clone(),
+        }));
     let (handoff, lease) = dispatcher.handoff();
     let background = [
         tokio::spawn(

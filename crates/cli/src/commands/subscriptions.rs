@@ -99,11 +99,40 @@ fn apply(properties: &mut Map<String, Value>, settings: SubscriptionSettings) ->
     let destination = properties
         .entry("destination")
         .or_insert_with(|| json!({"endpointType": "WebHook", "properties": {}}));
-    if settings.endpoint_type.is_some() {
-        destination["endpointType"] = json!("WebHook");
+    if let Some(kind) = &settings.endpoint_type {
+        let pipeline = kind.eq_ignore_ascii_case("pipeline");
+        destination["endpointType"] = json!(if pipeline { "Pipeline" } else { "WebHook" });
+        // The other kind's settings go with it.
+        if let Some(properties) = destination["properties"].as_object_mut() {
+            let stale: &[&str] = if pipeline {
+                &["endpointUrl"]
+            } else {
+                &["pipeline", "experimentName", "parameterAssignments"]
+            };
+            for key in stale {
+                properties.remove(*key);
+            }
+        }
     }
-    if let Some(url) = settings.endpoint {
-        destination["properties"]["endpointUrl"] = json!(url);
+    let is_pipeline = destination["endpointType"]
+        .as_str()
+        .is_some_and(|kind| kind.eq_ignore_ascii_case("Pipeline"));
+    if let Some(endpoint) = settings.endpoint {
+        let key = if is_pipeline { "pipeline" } else { "endpointUrl" };
+        destination["properties"][key] = json!(endpoint);
+    }
+    if let Some(experiment) = settings.pipeline_experiment_name {
+        destination["properties"]["experimentName"] = json!(experiment);
+    }
+    if !settings.pipeline_parameter.is_empty() {
+        let mut parameters = Map::new();
+        for pair in &settings.pipeline_parameter {
+            let Some((name, template)) = pair.split_once('=').filter(|(name, _)| !name.is_empty()) else {
+                bail!("--pipeline-parameter `{pair}` is not NAME=TEMPLATE, e.g. model_name='${{data.ModelName}}'");
+            };
+            parameters.insert(name.to_owned(), json!(template));
+        }
+        destination["properties"]["parameterAssignments"] = Value::Object(parameters);
     }
     if let Some(n) = settings.max_events_per_batch {
         destination["properties"]["maxEventsPerBatch"] = json!(n);

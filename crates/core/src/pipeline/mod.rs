@@ -20,6 +20,7 @@
 pub mod definition;
 pub mod progress;
 pub mod template;
+pub mod trigger;
 pub mod values;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -27,6 +27,19 @@ impl fmt::Display for ParameterValue {
     }
 }
 
+impl ParameterValue {
+    /// The value as JSON of its type, as a run keeps its assignment.
+    pub fn to_json(&self) -> Value {
+        match self {
+            ParameterValue::String(s) => Value::String(s.clone()),
+            ParameterValue::Int(n) => Value::from(*n),
+            // Parameter values are finite: `ParameterType::value` refuses the others.
+            ParameterValue::Float(x) => serde_json::Number::from_f64(*x).map_or(Value::Null, Value::Number),
+            ParameterValue::Bool(b) => Value::Bool(*b),
+        }
+    }
+}
+
 impl ParameterType {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -3,10 +3,11 @@
 //! dead letter), the delivery log, metrics and the slots an attempt holds are the
 //! dispatcher's, the same for every kind.
 //!
-//! Webhooks are the first kind; each kind a subscription's `endpointType` may name gets
+//! Webhooks and pipeline triggers are the kinds so far; each kind a subscription's `endpointType` may name gets
 //! a module here and a line in [`for_subscription`].
 
 mod encoding;
+pub mod pipeline;
 mod webhook;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 use mlgrid_core::retry::AttemptResult;
 use mlgrid_store::{DueDelivery, EventSubscription, SubscriptionId};
 
+use pipeline::{PipelineLauncher, PipelineTrigger};
 use webhook::Webhook;
 
 use crate::address_guard::AddressPolicy;
@@ -74,6 +76,8 @@ pub(crate) struct Senders {
     /// How long a receiver has to answer.
     pub timeout: Duration,
     pub secrets: Arc<dyn WebhookSecrets>,
+    /// What pipeline triggers submit through.
+    pub pipelines: Option<Arc<dyn PipelineLauncher>>,
 }
 
 /// The destination a subscription names, with `topic` (its source's resource path) for
@@ -83,9 +87,17 @@ pub(crate) fn for_subscription(
     topic: &str,
     senders: &Senders,
 ) -> Result<Arc<dyn Destination>, String> {
-    let kind = &subscription.spec.destination.endpoint_type;
-    if kind.eq_ignore_ascii_case("WebHook") {
+    let destination = &subscription.spec.destination;
+    if destination.is_webhook() {
         return Ok(Arc::new(Webhook::new(subscription, topic, senders)?));
     }
-    Err(format!("endpoint type `{kind}` has no destination on this node"))
+    if destination.is_pipeline()
+        && let Some(launcher) = &senders.pipelines
+    {
+        return Ok(Arc::new(PipelineTrigger::new(subscription, launcher.clone())?));
+    }
+    Err(format!(
+        "endpoint type `{}` has no destination on this node",
+        destination.endpoint_type
+    ))
 }

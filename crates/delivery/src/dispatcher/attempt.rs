@@ -129,6 +129,7 @@ fn record(
         AttemptResult::Delivered => ("Delivered".to_owned(), None),
         AttemptResult::Status { code, .. } => (format!("Http{code}"), None),
         AttemptResult::Failed { error } => ("Failed".to_owned(), Some(error)),
+        AttemptResult::Refused { reason } => ("Refused".to_owned(), Some(reason)),
     };
     AttemptRecord {
         subscription_id: batch.subscription,

@@ -130,6 +130,7 @@ impl Dispatcher {
             addresses: config.addresses,
             timeout: config.timeout,
             secrets,
+            pipelines: None,
         };
         let attempts = Attempts {
             records,
@@ -160,6 +161,13 @@ impl Dispatcher {
     /// Reads the subscriptions from `catalog`, shared with other parts of the node.
     pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Dispatcher {
         self.catalog = catalog;
+        self
+    }
+
+    /// Starts pipeline runs for the subscriptions whose destination is a pipeline
+    /// trigger; without it their events wait (and are retried) until a node has one.
+    pub fn with_pipelines(mut self, launcher: Arc<dyn crate::PipelineLauncher>) -> Dispatcher {
+        self.senders.pipelines = Some(launcher);
         self
     }
 

@@ -156,13 +156,19 @@ async fn put(state: AppState, caller: Caller, target: PutTarget, body: PutSubscr
     let spec = body.properties;
     spec.validate(kind, state.config.delivery.clock.now())
         .map_err(|e| ApiError::bad_request(e.0))?;
-    state
-        .config
-        .delivery
-        .addresses
-        .check_url(&spec.destination.properties.endpoint_url)
-        .await
-        .map_err(|reason| ApiError::bad_request(format!("endpointUrl is refused: {}", redact_urls(&reason))))?;
+    if spec.destination.is_webhook() {
+        state
+            .config
+            .delivery
+            .addresses
+            .check_url(&spec.destination.properties.endpoint_url)
+            .await
+            .map_err(|reason| ApiError::bad_request(format!("endpointUrl is refused: {}", redact_urls(&reason))))?;
+    }
+    if let Some(pipeline) = spec.destination.properties.pipeline.as_deref() {
+        // Refused now rather than dead-lettering every event later.
+        state.pipelines.trigger_target(source.id, pipeline).await?;
+    }
     let existing = match state.store.subscription(source.id, &name).await {
         Ok(existing) => Some(existing),
         Err(mlgrid_store::StoreError::NotFound(_)) => None,
