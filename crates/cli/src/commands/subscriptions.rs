@@ -239,7 +239,10 @@ pub async fn run(client: &Client, command: EventSubscriptionCommand) -> anyhow::
     match command {
         EventSubscriptionCommand::Create { subscription, settings } => {
             if settings.endpoint.is_none() {
-                bail!("--endpoint is required: the URL events are delivered to");
+                bail!(
+                    "--endpoint is required: the URL events are delivered to, or with --endpoint-type pipeline \
+                     the id of a published pipeline or the name of a pipeline endpoint"
+                );
             }
             let put = put_path(&subscription, &settings)?;
             let mut properties = Map::new();
@@ -259,8 +262,12 @@ pub async fn run(client: &Client, command: EventSubscriptionCommand) -> anyhow::
                 .filter(|(k, _)| SETTABLE.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            // The server shows the endpoint without its query; the same URL is put back.
-            if settings.endpoint.is_none() {
+            // The server shows a webhook without its query; the same URL is put back.
+            let webhook = properties
+                .get("destination")
+                .and_then(|d| d["properties"].get("endpointBaseUrl"))
+                .is_some();
+            if settings.endpoint.is_none() && webhook {
                 let url = full_url(client, &subscription).await?;
                 set_full_url(&mut properties, url);
             }
