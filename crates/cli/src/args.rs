@@ -49,6 +49,9 @@ pub enum Output {
 pub enum Command {
     /// Run a node: the embedded store in --data-dir, or PostgreSQL with --database-url.
     Serve(ServeArgs),
+    /// Show the whole loop on a throw-away server: a model registered, its event
+    /// received by a webhook and triggering a pipeline, whose RunCompleted comes back.
+    Demo,
     /// Create or update the PostgreSQL schema (`serve` also does it at start).
     Migrate(MigrateArgs),
     /// Manage Azure ML workspaces.

@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod client;
 mod commands;
+mod demo;
 mod output;
 
 use std::process::ExitCode;
@@ -33,6 +34,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_logging("info", args.log_format);
             return commands::serve::run(args, &cli.global.data_dir).await;
+        }
+        Command::Demo => {
+            init_logging("warn", LogFormat::Text);
+            return demo::run().await;
         }
         Command::Migrate(args) => {
             init_logging("warn", LogFormat::Text);

@@ -12,7 +12,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use tokio::process::{Child, Command};
 
 /// Where a bench's own servers keep their data.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct ClusterArgs {
     /// Run the servers on this PostgreSQL database (in a new schema, dropped afterwards)
     /// instead of the embedded store.
@@ -271,24 +271,36 @@ impl LocalCluster {
             (Some(_), 1) => "local, PostgreSQL, 1 node".to_owned(),
             (Some(_), n) => format!("local, PostgreSQL, {n} nodes"),
         };
-        let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
-        match &schema {
-            Some(schema) => eprintln!(
-                "bench: started {description} at {} (schema {})",
-                urls.join(", "),
-                schema.name
-            ),
-            None => eprintln!(
-                "bench: started {description} at {} (data in a temporary directory)",
-                urls[0]
-            ),
-        }
         Ok(LocalCluster {
             servers,
             api_key,
             description,
             _schema: schema,
         })
+    }
+
+    /// What was started, where, for a progress line.
+    pub fn started(&self) -> String {
+        let urls: Vec<&str> = self.servers.iter().map(|s| s.url.as_str()).collect();
+        match &self._schema {
+            Some(schema) => format!(
+                "started {} at {} (schema {})",
+                self.description,
+                urls.join(", "),
+                schema.name
+            ),
+            None => format!(
+                "started {} at {} (data in {})",
+                self.description,
+                urls[0],
+                self.servers[0].dir.path().display()
+            ),
+        }
+    }
+
+    /// The data directory of the first node.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.servers[0].dir.path()
     }
 
     /// The base URL of every node, the first being where the bench sets up.

@@ -27,7 +27,11 @@ impl BenchTopic {
     pub async fn create(cluster: &ClusterArgs, global: &Global, flags: &[&str]) -> anyhow::Result<BenchTopic> {
         let local = match &global.server {
             Some(_) => None,
-            None => Some(LocalCluster::start(cluster, flags).await?),
+            None => {
+                let local = LocalCluster::start(cluster, flags).await?;
+                eprintln!("bench: {}", local.started());
+                Some(local)
+            }
         };
         let client = match &local {
             Some(cluster) => Client::with_key(&cluster.urls()[0], &cluster.api_key),
