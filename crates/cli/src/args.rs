@@ -344,6 +344,9 @@ pub enum BenchCommand {
     /// Deliver at a steady rate for a long time and watch memory, the write-ahead log and
     /// the database stay bounded, with nothing lost.
     Soak(crate::bench::soak::SoakArgs),
+    /// Submit runs of a chain of no-op steps and measure runs/s and the overhead between
+    /// steps.
+    Pipeline(crate::bench::pipeline::PipelineArgs),
 }
 
 #[derive(Debug, Args)]

@@ -55,6 +55,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging("warn", LogFormat::Text);
             return bench::deliver::run(args, &cli.global).await;
         }
+        Command::Bench(BenchCommand::Pipeline(args)) => {
+            init_logging("warn", LogFormat::Text);
+            return bench::pipeline::run(args, &cli.global).await;
+        }
         Command::Bench(BenchCommand::Soak(args)) => {
             init_logging("warn", LogFormat::Text);
             return bench::soak::run(args, &cli.global).await;

@@ -7,6 +7,7 @@
 pub mod deliver;
 pub mod filter;
 pub mod local_server;
+pub mod pipeline;
 pub mod publish;
 pub mod receivers;
 pub mod soak;
