@@ -771,6 +771,9 @@ pub struct SubscriptionSettings {
     /// The experiment a pipeline trigger's runs belong to.
     #[arg(long)]
     pub pipeline_experiment_name: Option<String>,
+    /// For a topic's pipeline trigger: the workspace whose pipeline runs.
+    #[arg(long)]
+    pub pipeline_workspace: Option<String>,
     /// A pipeline parameter's value as NAME=TEMPLATE, the template reading the event:
     /// `model_name='${data.ModelName}'` (repeat for several; replaces them all on update).
     #[arg(long)]

@@ -109,6 +109,10 @@ pub struct DestinationProperties {
     /// the endpoint's default pipeline at the time of each event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
+    /// Pipeline, on a topic's subscription: the workspace whose pipeline runs (a
+    /// workspace's subscriptions run their own workspace's pipelines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
     /// Pipeline: the experiment the runs belong to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment_name: Option<String>,
@@ -321,10 +325,11 @@ impl SubscriptionSpec {
             validate_endpoint_url(&destination.properties.endpoint_url)?;
             if destination.properties.pipeline.is_some()
                 || destination.properties.experiment_name.is_some()
+                || destination.properties.workspace.is_some()
                 || !destination.properties.parameter_assignments.is_empty()
             {
                 return Err(invalid(
-                    "pipeline, experimentName and parameterAssignments are for endpointType Pipeline, not WebHook",
+                    "pipeline, workspace, experimentName and parameterAssignments are for endpointType Pipeline, not WebHook",
                 ));
             }
         } else if destination.is_pipeline() {
@@ -398,13 +403,21 @@ pub const WEBHOOK: &str = "WebHook";
 /// The destination type that submits a published pipeline for each event.
 pub const PIPELINE: &str = "Pipeline";
 
-/// Checks a pipeline trigger: on a workspace (where the pipeline lives), naming a
-/// pipeline and an experiment, with parameter templates that read, one event per run.
+/// Checks a pipeline trigger: naming the workspace whose pipeline runs when on a topic,
+/// a pipeline and an experiment, with parameter templates that read, one event per run.
 fn validate_pipeline_trigger(kind: SourceKind, properties: &DestinationProperties) -> Result<(), InvalidSubscription> {
-    if kind != SourceKind::Workspace {
-        return Err(invalid(
-            "endpointType Pipeline triggers a pipeline of the subscription's workspace: subscribe on a workspace, not a topic",
-        ));
+    match (kind, &properties.workspace) {
+        (SourceKind::Workspace, Some(_)) => {
+            return Err(invalid(
+                "a workspace's pipeline trigger runs the workspace's own pipelines: leave out `workspace`",
+            ));
+        }
+        (SourceKind::Topic, None) => {
+            return Err(invalid(
+                "a topic's pipeline trigger needs `workspace`: the workspace whose pipeline runs",
+            ));
+        }
+        _ => {}
     }
     if !properties.endpoint_url.is_empty() {
         return Err(invalid(

@@ -114,6 +114,7 @@ pub async fn run_node(
         .map_err(|e| std::io::Error::other(format!("cannot build the webhook client: {e}")))?
         .with_catalog(catalog.clone())
         .with_pipelines(std::sync::Arc::new(triggers::Triggers {
+            store: state.store.clone(),
             pipelines: state.pipelines.clone(),
         }));
     let (handoff, lease) = dispatcher.handoff();

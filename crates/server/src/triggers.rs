@@ -4,18 +4,32 @@
 use async_trait::async_trait;
 use mlgrid_delivery::{Launch, LaunchError, PipelineLauncher};
 use mlgrid_pipelines::{PipelineError, Pipelines, Submission};
-use mlgrid_store::{SourceId, StoreError};
+use std::sync::Arc;
+
+use mlgrid_core::resource::SourceKind;
+use mlgrid_store::{SourceId, Store, StoreError};
 
 /// Who pipeline triggers say submitted their runs (`azureml.runsource`).
 const RUN_SOURCE: &str = "EventSubscription";
 
 pub(crate) struct Triggers {
+    pub store: Arc<dyn Store>,
     pub pipelines: Pipelines,
 }
 
 #[async_trait]
 impl PipelineLauncher for Triggers {
-    async fn launch(&self, workspace: SourceId, launch: Launch) -> Result<String, LaunchError> {
+    async fn launch(&self, source: SourceId, launch: Launch) -> Result<String, LaunchError> {
+        let workspace = match &launch.workspace {
+            Some(name) => {
+                self.store
+                    .source(SourceKind::Workspace, name)
+                    .await
+                    .map_err(|e| classify(e.into()))?
+                    .id
+            }
+            None => source,
+        };
         let target = self
             .pipelines
             .trigger_target(workspace, &launch.pipeline)

@@ -107,7 +107,7 @@ fn apply(properties: &mut Map<String, Value>, settings: SubscriptionSettings) ->
             let stale: &[&str] = if pipeline {
                 &["endpointUrl"]
             } else {
-                &["pipeline", "experimentName", "parameterAssignments"]
+                &["pipeline", "workspace", "experimentName", "parameterAssignments"]
             };
             for key in stale {
                 properties.remove(*key);
@@ -120,6 +120,9 @@ fn apply(properties: &mut Map<String, Value>, settings: SubscriptionSettings) ->
     if let Some(endpoint) = settings.endpoint {
         let key = if is_pipeline { "pipeline" } else { "endpointUrl" };
         destination["properties"][key] = json!(endpoint);
+    }
+    if let Some(workspace) = settings.pipeline_workspace {
+        destination["properties"]["workspace"] = json!(workspace);
     }
     if let Some(experiment) = settings.pipeline_experiment_name {
         destination["properties"]["experimentName"] = json!(experiment);

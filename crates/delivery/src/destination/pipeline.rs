@@ -20,6 +20,8 @@ use super::{Batch, Destination, Sent};
 /// A pipeline submission an event asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Launch {
+    /// The workspace whose pipeline runs, by name; `None` for the subscription's own.
+    pub workspace: Option<String>,
     /// A pipeline's id, or a pipeline endpoint's name.
     pub pipeline: String,
     pub experiment_name: String,
@@ -41,15 +43,17 @@ pub enum LaunchError {
 /// Starts pipeline runs; the server implements it over its pipelines.
 #[async_trait]
 pub trait PipelineLauncher: Send + Sync {
-    /// Submits the run; returns its id (an earlier run's, for a key seen before).
-    async fn launch(&self, workspace: SourceId, launch: Launch) -> Result<String, LaunchError>;
+    /// Submits the run for a subscription of `source`; returns its id (an earlier run's,
+    /// for a key seen before).
+    async fn launch(&self, source: SourceId, launch: Launch) -> Result<String, LaunchError>;
 }
 
 /// A subscription's pipeline trigger.
 pub(crate) struct PipelineTrigger {
     subscription: SubscriptionId,
-    workspace: SourceId,
-    /// `pipeline:{workspace}/{pipeline}`: triggers of one pipeline share slots and health.
+    source: SourceId,
+    workspace: Option<String>,
+    /// `pipeline:{source}/{pipeline}`: triggers of one pipeline share slots and health.
     endpoint: String,
     pipeline: String,
     experiment_name: String,
@@ -79,7 +83,8 @@ impl PipelineTrigger {
             .collect::<Result<_, _>>()?;
         Ok(PipelineTrigger {
             subscription: subscription.id,
-            workspace: subscription.source_id,
+            source: subscription.source_id,
+            workspace: properties.workspace.clone(),
             endpoint: format!("pipeline:{}/{pipeline}", subscription.source_id),
             pipeline,
             experiment_name,
@@ -100,6 +105,7 @@ impl PipelineTrigger {
             parameters.insert(name.clone(), value);
         }
         Ok(Launch {
+            workspace: self.workspace.clone(),
             pipeline: self.pipeline.clone(),
             experiment_name: self.experiment_name.clone(),
             parameters,
@@ -119,7 +125,7 @@ impl Destination for PipelineTrigger {
         let mut runs = Vec::with_capacity(batch.deliveries.len());
         for delivery in batch.deliveries {
             let outcome = match self.launch_for(&delivery.body) {
-                Ok(launch) => self.launcher.launch(self.workspace, launch).await,
+                Ok(launch) => self.launcher.launch(self.source, launch).await,
                 Err(reason) => Err(LaunchError::Refused(reason)),
             };
             let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

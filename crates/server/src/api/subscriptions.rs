@@ -166,8 +166,13 @@ async fn put(state: AppState, caller: Caller, target: PutTarget, body: PutSubscr
             .map_err(|reason| ApiError::bad_request(format!("endpointUrl is refused: {}", redact_urls(&reason))))?;
     }
     if let Some(pipeline) = spec.destination.properties.pipeline.as_deref() {
-        // Refused now rather than dead-lettering every event later.
-        state.pipelines.trigger_target(source.id, pipeline).await?;
+        // The caller must be able to submit in the workspace whose pipeline runs, and the
+        // pipeline must exist: refused now rather than dead-lettering every event later.
+        let workspace = match spec.destination.properties.workspace.as_deref() {
+            Some(name) => sources::load(&state, &caller, SourceKind::Workspace, name, Role::Contributor).await?.id,
+            None => source.id,
+        };
+        state.pipelines.trigger_target(workspace, pipeline).await?;
     }
     let existing = match state.store.subscription(source.id, &name).await {
         Ok(existing) => Some(existing),
