@@ -115,7 +115,7 @@ pub struct AppState {
     /// Publishing, submitting and cancelling pipelines.
     pub pipelines: Pipelines,
     /// Runs the steps of pipeline runs; [`crate::run_node`] starts it.
-    pub(crate) executor: Executor,
+    pub executor: Executor,
 }
 
 impl AppState {

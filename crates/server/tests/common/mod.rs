@@ -60,6 +60,13 @@ impl TestApi {
     pub async fn with_clock(mut config: ServerConfig, clock: mlgrid_delivery::SharedClock) -> TestApi {
         config.delivery.clock = clock;
         let dir = tempfile::tempdir().unwrap();
+        // Nothing a test runs writes beside the sources.
+        if config.datastore_root.is_relative() {
+            config.datastore_root = dir.path().join("datastores");
+        }
+        if config.pipeline_runs_root.is_relative() {
+            config.pipeline_runs_root = dir.path().join("pipeline-runs");
+        }
         let sqlite = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
         let store: Arc<dyn Store> = sqlite.clone();
         bootstrap_owner(&*store, dir.path(), Some(ADMIN_KEY)).await.unwrap();
