@@ -131,6 +131,11 @@ impl Executor {
         self.handle.clone()
     }
 
+    /// What this executor's step processes carry in their environment.
+    fn mark(&self) -> String {
+        crate::orphans::mark(&self.config.holder, self.layout.root())
+    }
+
     fn claim(&self) -> StepClaim {
         let now = Utc::now();
         StepClaim {
@@ -142,6 +147,10 @@ impl Executor {
 
     /// Runs until `stop`; then kills the steps still running and records them.
     pub async fn run(self, stop: CancellationToken) {
+        let orphans = crate::orphans::kill_marked(&self.mark());
+        if orphans > 0 {
+            tracing::warn!(orphans, "killed the processes of steps a previous run of the server left running");
+        }
         if let Err(e) = self.store.recover_steps(Utc::now(), RESTARTED).await {
             tracing::warn!(error = %e, "could not recover the steps of a previous run of the server");
         }
@@ -318,7 +327,7 @@ impl Executor {
                 .await
                 .map_err(|e| format!("cannot create the output folder {}: {e}", dir.display()))?;
         }
-        let spec = render(StepInputs {
+        let mut spec = render(StepInputs {
             step,
             values: &values,
             data_files: &data_files,
@@ -328,6 +337,7 @@ impl Executor {
             stdout: self.layout.stdout_log(&step_dir),
             stderr: self.layout.stderr_log(&step_dir),
         })?;
+        spec.env.insert(crate::orphans::MARK_VARIABLE.to_owned(), self.mark());
         if !step.allow_reuse {
             return Ok(Prepared::Run { spec, reuse: None });
         }

@@ -1,0 +1,193 @@
+//! Pipelines from the command line against a real server: publish, submit, logs, cancel,
+//! a server that dies while a step runs, and `mlgrid demo`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{BIN, Server};
+use serde_json::Value;
+
+const SLOW: &str = r#"name: slow
+steps:
+  - name: wait
+    command: ["sh", "-c", "echo started; echo $$ > \"$MLGRID_OUTPUT_PID/pid\"; sleep 60 & wait"]
+    outputs: [pid]
+    allow_reuse: false
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Waits until `done` accepts the pipeline run, and returns it.
+fn wait_for(server: &Server, run_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let run = server.json(&["pipeline", "show-run", "-w", "ws", "--run-id", run_id]);
+        if done(&run) {
+            return run;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "run {run_id} stayed {run}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ended(run: &Value) -> bool {
+    matches!(run["run"]["status"].as_str(), Some("Completed" | "Failed" | "Canceled"))
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[test]
+fn publish_submit_and_read_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.json(&["workspace", "create", "-n", "ws"]);
+    let file = write(
+        dir.path(),
+        "greet.yml",
+        "name: greet\nparameters:\n  who: {type: string, default: world}\nsteps:\n  - name: hello\n    command: [\"sh\", \"-c\", \"echo hello ${parameters.who}; echo $MLGRID_PARAM_WHO >&2\"]\n",
+    );
+    let published = server.json(&["pipeline", "publish", "-w", "ws", "-f", &file]);
+    assert_eq!(published["version"], "1");
+    let id = published["id"].as_str().unwrap();
+    assert!(published["endpoint"].as_str().unwrap().contains(id));
+
+    let submitted = server.json(&["pipeline", "submit", "-w", "ws", "--id", id, "-e", "greetings", "--param", "who=mlgrid"]);
+    let run_id = submitted["Id"].as_str().unwrap();
+    let run = wait_for(&server, run_id, ended);
+    assert_eq!(run["run"]["status"], "Completed", "{run}");
+    let out = server.cli(&["run", "logs", "-w", "ws", "--run-id", run_id]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello mlgrid\n");
+    let err = server.cli(&["run", "logs", "-w", "ws", "--run-id", run_id, "--stderr"]);
+    assert_eq!(String::from_utf8_lossy(&err.stdout), "mlgrid\n");
+
+    let wrong = server.cli(&["pipeline", "submit", "-w", "ws", "--id", id, "-e", "greetings", "--param", "nobody=1"]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no parameter `nobody`"));
+
+    server.json(&["pipeline", "disable", "-w", "ws", "--id", id]);
+    let refused = server.cli(&["pipeline", "submit", "-w", "ws", "--id", id, "-e", "greetings"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("disabled"));
+}
+
+#[test]
+fn cancelling_a_run_kills_its_whole_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.json(&["workspace", "create", "-n", "ws"]);
+    let file = write(dir.path(), "slow.yml", SLOW);
+    let id = server.json(&["pipeline", "publish", "-w", "ws", "-f", &file])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run_id = server.json(&["pipeline", "submit", "-w", "ws", "--id", &id, "-e", "slow"])["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pid_file = dir.path().join("pipeline-runs");
+    let pid = wait_for_pid(&pid_file);
+    assert!(alive(pid));
+    server.json(&["run", "cancel", "-w", "ws", "--run-id", &run_id]);
+    let run = wait_for(&server, &run_id, ended);
+    assert_eq!(run["run"]["status"], "Canceled", "{run}");
+    assert!(!alive(pid), "the step's shell outlived the cancellation");
+}
+
+/// Finds the pid a step wrote under the runs folder.
+fn wait_for_pid(runs: &Path) -> i32 {
+    let started = Instant::now();
+    loop {
+        let found = walk(runs).into_iter().find(|p| p.ends_with("pid/pid"));
+        if let Some(text) = found.and_then(|p| std::fs::read_to_string(p).ok())
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the step did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn a_step_running_when_the_server_dies_is_failed_on_restart_and_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.json(&["workspace", "create", "-n", "ws"]);
+    let file = write(dir.path(), "slow.yml", SLOW);
+    let id = server.json(&["pipeline", "publish", "-w", "ws", "-f", &file])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run_id = server.json(&["pipeline", "submit", "-w", "ws", "--id", &id, "-e", "slow"])["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pid = wait_for_pid(&dir.path().join("pipeline-runs"));
+    // A graceful stop kills the step's processes and records why.
+    assert!(server.terminate());
+    assert!(!alive(pid), "the step outlived the server");
+    let server = Server::start(dir.path());
+    let run = wait_for(&server, &run_id, ended);
+    assert_eq!(run["run"]["status"], "Failed", "{run}");
+    let error = run["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("server"), "{run}");
+}
+
+#[test]
+fn a_step_left_running_by_a_crash_is_killed_and_failed_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.json(&["workspace", "create", "-n", "ws"]);
+    let file = write(dir.path(), "slow.yml", SLOW);
+    let id = server.json(&["pipeline", "publish", "-w", "ws", "-f", &file])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run_id = server.json(&["pipeline", "submit", "-w", "ws", "--id", &id, "-e", "slow"])["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pid = wait_for_pid(&dir.path().join("pipeline-runs"));
+    server.crash();
+    let server = Server::start(dir.path());
+    let run = wait_for(&server, &run_id, ended);
+    assert_eq!(run["run"]["status"], "Failed", "{run}");
+    assert!(run["steps"][0]["error"].as_str().unwrap_or_default().contains("server restarted"), "{run}");
+    let started = Instant::now();
+    while alive(pid) && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "the crashed server's step still runs");
+}
+
+#[test]
+fn the_demo_closes_the_loop() {
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}\n{}", String::from_utf8_lossy(&out.stderr));
+    for expected in ["got Microsoft.MachineLearningServices.ModelRegistered", "train Completed", "the loop closed"] {
+        assert!(printed.contains(expected), "`{expected}` missing from:\n{printed}");
+    }
+}
