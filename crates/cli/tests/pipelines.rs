@@ -41,9 +41,14 @@ fn ended(run: &Value) -> bool {
     matches!(run["run"]["status"].as_str(), Some("Completed" | "Failed" | "Canceled"))
 }
 
+/// Whether a process runs (a zombie, dead but not yet reaped, does not).
 fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command's name, which is in parentheses.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
 }
 
 #[test]
