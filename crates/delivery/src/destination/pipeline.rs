@@ -152,3 +152,110 @@ impl Destination for PipelineTrigger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::Utc;
+    use mlgrid_core::EventSchema;
+    use mlgrid_core::subscription::ProvisioningState;
+    use mlgrid_store::DueDelivery;
+
+    use super::*;
+    use crate::fixture::topic_with_subscription;
+
+    /// Records what it is asked to launch; answers with `answer`.
+    struct Recorder {
+        launched: Mutex<Vec<Launch>>,
+        answer: Result<String, LaunchError>,
+    }
+
+    #[async_trait]
+    impl PipelineLauncher for Recorder {
+        async fn launch(&self, _source: SourceId, launch: Launch) -> Result<String, LaunchError> {
+            self.launched.lock().unwrap().push(launch);
+            self.answer.clone()
+        }
+    }
+
+    async fn trigger(answer: Result<String, LaunchError>) -> (PipelineTrigger, Arc<Recorder>) {
+        let mut subscription = topic_with_subscription(ProvisioningState::Succeeded).await.subscription;
+        subscription.spec.destination = serde_json::from_value(serde_json::json!({
+            "endpointType": "Pipeline",
+            "properties": {"pipeline": "p1", "workspace": "ws", "experimentName": "e",
+                           "parameterAssignments": {"model": "${data.ModelName}", "v": "${data.ModelVersion}"}}
+        }))
+        .unwrap();
+        let recorder = Arc::new(Recorder {
+            launched: Mutex::default(),
+            answer,
+        });
+        (PipelineTrigger::new(&subscription, recorder.clone()).unwrap(), recorder)
+    }
+
+    fn delivery(sequence: u64, body: serde_json::Value) -> DueDelivery {
+        DueDelivery {
+            subscription_id: SubscriptionId(1),
+            sequence,
+            attempts: 0,
+            schema: EventSchema::EventGridSchema,
+            published_at: Utc::now(),
+            body: body.to_string(),
+        }
+    }
+
+    async fn send(trigger: &PipelineTrigger, deliveries: &[DueDelivery]) -> Sent {
+        let batch = Batch {
+            subscription: SubscriptionId(1),
+            deliveries,
+            delivery_count: 0,
+            at: Utc::now(),
+        };
+        trigger.send(&batch).await
+    }
+
+    #[tokio::test]
+    async fn an_event_delivered_twice_asks_for_the_same_run() {
+        let (trigger, recorder) = trigger(Ok("run-1".into())).await;
+        let event = serde_json::json!({"id": "e-7", "data": {"ModelName": "wine", "ModelVersion": 3}});
+        for _ in 0..2 {
+            let sent = send(&trigger, &[delivery(1, event.clone())]).await;
+            assert_eq!(sent.result, AttemptResult::Delivered);
+            assert_eq!(sent.excerpt.as_deref(), Some("started run run-1"));
+        }
+        let launched = recorder.launched.lock().unwrap();
+        assert_eq!(launched[0], launched[1]);
+        assert_eq!(launched[0].workspace.as_deref(), Some("ws"));
+        assert_eq!(launched[0].parameters["model"], serde_json::json!("wine"));
+        assert_eq!(launched[0].parameters["v"], serde_json::json!(3));
+        assert!(launched[0].idempotency_key.ends_with(":event:e-7"), "{}", launched[0].idempotency_key);
+    }
+
+    #[tokio::test]
+    async fn an_event_without_a_templated_field_is_refused_for_good() {
+        let (trigger, recorder) = trigger(Ok("run-1".into())).await;
+        let sent = send(&trigger, &[delivery(1, serde_json::json!({"id": "e", "data": {"ModelName": "x"}}))]).await;
+        match sent.result {
+            AttemptResult::Refused { reason } => assert!(reason.contains("data.ModelVersion"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(recorder.launched.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_take_the_run_is_retried() {
+        let (trigger, _) = trigger(Err(LaunchError::Unavailable("the store is closed".into()))).await;
+        let event = serde_json::json!({"id": "e", "data": {"ModelName": "x", "ModelVersion": 1}});
+        let sent = send(&trigger, &[delivery(1, event)]).await;
+        assert!(matches!(sent.result, AttemptResult::Failed { .. }), "{:?}", sent.result);
+        let refused = trigger_refused().await;
+        assert!(matches!(refused.result, AttemptResult::Refused { .. }));
+    }
+
+    async fn trigger_refused() -> Sent {
+        let (trigger, _) = trigger(Err(LaunchError::Refused("pipeline p1 is disabled".into()))).await;
+        let event = serde_json::json!({"id": "e", "data": {"ModelName": "x", "ModelVersion": 1}});
+        send(&trigger, &[delivery(1, event)]).await
+    }
+}
