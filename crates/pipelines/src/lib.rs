@@ -1,0 +1,18 @@
+//! Running the steps of published pipelines, one step at a time, on this node.
+//!
+//! The executor loop (claims, leases, recording each step's end) lives with the store;
+//! this crate holds what it calls for each step it claimed:
+//!
+//! - [`datastore`]: datastores, which resolve a data path to a local file the step can
+//!   read ([`Datastores`] per workspace, the built-in `workspaceblobstore` among them).
+//! - [`layout`]: where a run's files live under the data directory (one place computes
+//!   every path: output folders, logs).
+//!
+//! Files are read and written with tokio's file API or on blocking threads, so that no
+//! call here blocks the executor's runtime.
+
+pub mod datastore;
+pub mod layout;
+
+pub use datastore::{Datastore, DatastoreError, Datastores, FolderDatastore, WORKSPACE_BLOB_STORE};
+pub use layout::{DataLayout, LayoutError, RunLayout, StepLayout};
