@@ -7,12 +7,17 @@
 //!   read ([`Datastores`] per workspace, the built-in `workspaceblobstore` among them).
 //! - [`layout`]: where a run's files live under the data directory (one place computes
 //!   every path: output folders, logs).
+//! - [`render`]: a core [`Step`](mlgrid_core::pipeline::Step) with one run's values
+//!   made into a [`StepSpec`]: the program, its arguments and environment, with
+//!   parameter values that never become code.
 //!
 //! Files are read and written with tokio's file API or on blocking threads, so that no
 //! call here blocks the executor's runtime.
 
 pub mod datastore;
 pub mod layout;
+pub mod render;
 
 pub use datastore::{Datastore, DatastoreError, Datastores, FolderDatastore, WORKSPACE_BLOB_STORE};
 pub use layout::{DataLayout, LayoutError, RunLayout, StepLayout};
+pub use render::{RenderError, StepSpec, render_step};
