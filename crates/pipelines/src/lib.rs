@@ -10,6 +10,8 @@
 //! - [`render`]: a core [`Step`](mlgrid_core::pipeline::Step) with one run's values
 //!   made into a [`StepSpec`]: the program, its arguments and environment, with
 //!   parameter values that never become code.
+//! - [`runner`]: [`StepRunner`], what runs a `StepSpec`, and [`LocalProcessRunner`], which
+//!   runs it as a local process group with capped logs, a timeout and cancellation.
 //!
 //! Files are read and written with tokio's file API or on blocking threads, so that no
 //! call here blocks the executor's runtime.
@@ -17,7 +19,9 @@
 pub mod datastore;
 pub mod layout;
 pub mod render;
+pub mod runner;
 
 pub use datastore::{Datastore, DatastoreError, Datastores, FolderDatastore, WORKSPACE_BLOB_STORE};
 pub use layout::{DataLayout, LayoutError, RunLayout, StepLayout};
 pub use render::{RenderError, StepSpec, render_step};
+pub use runner::{ExitOutcome, LocalProcessRunner, StepExit, StepRunner};
