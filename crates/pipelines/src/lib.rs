@@ -12,6 +12,8 @@
 //!   parameter values that never become code.
 //! - [`runner`]: [`StepRunner`], what runs a `StepSpec`, and [`LocalProcessRunner`], which
 //!   runs it as a local process group with capped logs, a timeout and cancellation.
+//! - [`reuse`]: the key that says whether an earlier step's outputs can stand for a
+//!   step's run, and the copy of those outputs.
 //!
 //! Files are read and written with tokio's file API or on blocking threads, so that no
 //! call here blocks the executor's runtime.
@@ -19,9 +21,11 @@
 pub mod datastore;
 pub mod layout;
 pub mod render;
+pub mod reuse;
 pub mod runner;
 
 pub use datastore::{Datastore, DatastoreError, Datastores, FolderDatastore, WORKSPACE_BLOB_STORE};
 pub use layout::{DataLayout, LayoutError, RunLayout, StepLayout};
 pub use render::{RenderError, StepSpec, render_step};
+pub use reuse::{ReuseError, copy_outputs, reuse_key};
 pub use runner::{ExitOutcome, LocalProcessRunner, StepExit, StepRunner};
