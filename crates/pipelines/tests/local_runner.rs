@@ -185,6 +185,18 @@ async fn a_cancellation_kills_the_step_and_its_children() {
 }
 
 #[tokio::test]
+async fn a_run_abandoned_midway_leaves_nothing_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path(), "sh", &["-c", SLEEPS_WITH_A_CHILD]);
+    let running = tokio::spawn(async move { LocalProcessRunner.run(&spec, CancellationToken::new()).await });
+    eventually("the child started", || child_pid(dir.path()).is_some()).await;
+    let pid = child_pid(dir.path()).unwrap();
+    running.abort();
+    assert!(running.await.unwrap_err().is_cancelled());
+    eventually("the child is killed when the run's future is dropped", || gone(pid)).await;
+}
+
+#[tokio::test]
 async fn a_step_cancelled_before_it_starts_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
