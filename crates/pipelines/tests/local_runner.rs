@@ -149,15 +149,15 @@ async fn a_missing_working_directory_is_named() {
 async fn a_timeout_kills_the_step_and_its_children() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = spec(dir.path(), "sh", &["-c", SLEEPS_WITH_A_CHILD]);
-    spec.timeout = Some(Duration::from_millis(500));
+    spec.timeout = Some(Duration::from_millis(1500));
     let exit = run(&spec).await;
     assert_eq!(
         exit.outcome,
         ExitOutcome::TimedOut {
-            after: Duration::from_millis(500)
+            after: Duration::from_millis(1500)
         }
     );
-    assert_eq!(exit.outcome.to_string(), "timed out after 500ms");
+    assert_eq!(exit.outcome.to_string(), "timed out after 1500ms");
     assert!(
         exit.ended_at - exit.started_at < KILL_GRACE,
         "sh and sleep end at SIGTERM, without waiting for SIGKILL"
@@ -182,6 +182,41 @@ async fn a_cancellation_kills_the_step_and_its_children() {
     let exit = running.await.unwrap();
     assert_eq!(exit.outcome, ExitOutcome::Canceled);
     eventually("the child is killed with the step", || gone(pid)).await;
+}
+
+#[tokio::test]
+async fn a_child_that_cleans_up_on_sigterm_gets_its_time_after_the_shell_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let script =
+        "(trap 'sleep 0.3; echo cleaned > cleanup; exit 0' TERM; touch ready; while :; do sleep 0.05; done) & wait";
+    let mut spec = spec(dir.path(), "sh", &["-c", script]);
+    spec.timeout = Some(Duration::from_secs(1));
+    let exit = run(&spec).await;
+    assert!(
+        matches!(exit.outcome, ExitOutcome::TimedOut { .. }),
+        "{:?}",
+        exit.outcome
+    );
+    assert!(
+        dir.path().join("ready").exists(),
+        "the child started within the timeout"
+    );
+    assert_eq!(log(&dir.path().join("cleanup")), "cleaned\n");
+}
+
+#[tokio::test]
+async fn a_step_that_ignores_sigterm_is_killed_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = spec(dir.path(), "sh", &["-c", "trap '' TERM; while :; do sleep 0.05; done"]);
+    spec.timeout = Some(Duration::from_millis(100));
+    let exit = run(&spec).await;
+    assert!(
+        matches!(exit.outcome, ExitOutcome::TimedOut { .. }),
+        "{:?}",
+        exit.outcome
+    );
+    let stopping = exit.ended_at - exit.started_at - Duration::from_millis(100);
+    assert!(stopping >= KILL_GRACE, "SIGKILL only after the grace: {stopping:?}");
 }
 
 #[tokio::test]
