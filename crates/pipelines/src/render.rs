@@ -176,6 +176,9 @@ fn utf8(step: &Step, placeholder: Placeholder, path: &Path) -> Result<(Placehold
 /// (core's `Pipeline::assign`), `data_paths` every data path's local file (from
 /// [`Datastores`](crate::Datastores)). Input and output folders come from the run's
 /// layout. Reads the [`INHERITED_VARIABLES`] from the server's environment.
+///
+/// Makes no folder: before the step runs, [`StepLayout::prepare`](crate::StepLayout::prepare)
+/// makes its folder and empty output folders.
 pub fn render_step(
     step: &Step,
     parameters: &BTreeMap<String, ParameterValue>,

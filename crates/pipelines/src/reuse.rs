@@ -75,7 +75,8 @@ impl KeyHasher {
 
 /// The hex SHA-256 that a later step with the same work shares with this one. `spec` is
 /// the step rendered for this run (its data paths, inputs and outputs are read from it).
-/// Reads every data path and input file, on a blocking thread.
+/// Reads every data path and input file, on a blocking thread; the step's own outputs
+/// are not read, so the key is known before it runs, to look for an earlier one.
 pub async fn reuse_key(
     pipeline: &str,
     step: &Step,
