@@ -1,0 +1,31 @@
+//! Running the steps of published pipelines, one step at a time, on this node.
+//!
+//! The executor loop (claims, leases, recording each step's end) lives with the store;
+//! this crate holds what it calls for each step it claimed:
+//!
+//! - [`datastore`]: datastores, which resolve a data path to a local file the step can
+//!   read ([`Datastores`] per workspace, the built-in `workspaceblobstore` among them).
+//! - [`layout`]: where a run's files live under the data directory (one place computes
+//!   every path: output folders, logs).
+//! - [`render`]: a core [`Step`](mlgrid_core::pipeline::Step) with one run's values
+//!   made into a [`StepSpec`]: the program, its arguments and environment, with
+//!   parameter values that never become code.
+//! - [`runner`]: [`StepRunner`], what runs a `StepSpec`, and [`LocalProcessRunner`], which
+//!   runs it as a local process group with capped logs, a timeout and cancellation.
+//! - [`reuse`]: the key that says whether an earlier step's outputs can stand for a
+//!   step's run, and the copy of those outputs.
+//!
+//! Files are read and written with tokio's file API or on blocking threads, so that no
+//! call here blocks the executor's runtime.
+
+pub mod datastore;
+pub mod layout;
+pub mod render;
+pub mod reuse;
+pub mod runner;
+
+pub use datastore::{Datastore, DatastoreError, Datastores, FolderDatastore, WORKSPACE_BLOB_STORE};
+pub use layout::{DataLayout, LayoutError, RunLayout, StepLayout};
+pub use render::{RenderError, StepSpec, render_step};
+pub use reuse::{ReuseError, copy_outputs, reuse_key};
+pub use runner::{ExitOutcome, LocalProcessRunner, StepExit, StepRunner};
