@@ -75,7 +75,11 @@ async fn next_event(
             .context("the receiver stopped")?;
         say(
             "receiver",
-            format!("got {} for {}", event["eventType"].as_str().unwrap_or("?"), event["subject"].as_str().unwrap_or("?")),
+            format!(
+                "got {} for {}",
+                event["eventType"].as_str().unwrap_or("?"),
+                event["subject"].as_str().unwrap_or("?")
+            ),
         );
         if wanted(&event) {
             return Ok(event);
@@ -102,18 +106,37 @@ pub async fn run() -> anyhow::Result<()> {
         ]}
     }});
     client
-        .call(Method::PUT, &format!("{ws}/eventSubscriptions/receiver"), Some(&webhook))
+        .call(
+            Method::PUT,
+            &format!("{ws}/eventSubscriptions/receiver"),
+            Some(&webhook),
+        )
         .await?;
-    say("subscribe", format!("webhook {receiver} validated; it receives ModelRegistered and run events"));
+    say(
+        "subscribe",
+        format!("webhook {receiver} validated; it receives ModelRegistered and run events"),
+    );
 
     let data = cluster.data_dir().join("datastores/workspaceblobstore/raw");
     std::fs::create_dir_all(&data)?;
-    std::fs::write(data.join("latest.csv"), "age,bmi,target\n59,32.1,151\n48,21.6,75\n72,30.5,141\n")?;
+    std::fs::write(
+        data.join("latest.csv"),
+        "age,bmi,target\n59,32.1,151\n48,21.6,75\n72,30.5,141\n",
+    )?;
     let published = client
         .post(&format!("{ws}/pipelines"), &json!({"definition": PIPELINE}))
         .await?;
-    let pipeline_id = published["id"].as_str().context("the publish answer has no id")?.to_owned();
-    say("publish", format!("pipeline `retrain` version {} at {}", published["version"], published["endpoint"]));
+    let pipeline_id = published["id"]
+        .as_str()
+        .context("the publish answer has no id")?
+        .to_owned();
+    say(
+        "publish",
+        format!(
+            "pipeline `retrain` version {} at {}",
+            published["version"], published["endpoint"]
+        ),
+    );
 
     let trigger = json!({"properties": {
         "destination": {"endpointType": "Pipeline", "properties": {
@@ -124,29 +147,46 @@ pub async fn run() -> anyhow::Result<()> {
         "filter": {"includedEventTypes": ["Microsoft.MachineLearningServices.ModelRegistered"]}
     }});
     client
-        .call(Method::PUT, &format!("{ws}/eventSubscriptions/retrain-trigger"), Some(&trigger))
+        .call(
+            Method::PUT,
+            &format!("{ws}/eventSubscriptions/retrain-trigger"),
+            Some(&trigger),
+        )
         .await?;
-    say("trigger", "ModelRegistered events now submit `retrain` with model_name = ${data.ModelName}");
+    say(
+        "trigger",
+        "ModelRegistered events now submit `retrain` with model_name = ${data.ModelName}",
+    );
 
-    client.post(&format!("{ws}/models"), &json!({"name": "diabetes"})).await?;
+    client
+        .post(&format!("{ws}/models"), &json!({"name": "diabetes"}))
+        .await?;
     say("register", "model `diabetes` version 1");
     next_event(&mut events, |e| {
         e["eventType"] == "Microsoft.MachineLearningServices.ModelRegistered"
     })
     .await?;
 
-    let completed = next_event(&mut events, |e| {
-        e["data"]["RunType"] == "azureml.PipelineRun"
-    })
-    .await?;
-    let run_id = completed["data"]["RunId"].as_str().context("the run event has no RunId")?.to_owned();
+    let completed = next_event(&mut events, |e| e["data"]["RunType"] == "azureml.PipelineRun").await?;
+    let run_id = completed["data"]["RunId"]
+        .as_str()
+        .context("the run event has no RunId")?
+        .to_owned();
     let run = client.get(&format!("{ws}/pipeline-runs/{run_id}")).await?;
     for step in run["steps"].as_array().into_iter().flatten() {
         say(
             "step",
-            format!("{} {} (attempts {})", step["name"].as_str().unwrap_or("?"), step["state"].as_str().unwrap_or("?"), step["attempts"]),
+            format!(
+                "{} {} (attempts {})",
+                step["name"].as_str().unwrap_or("?"),
+                step["state"].as_str().unwrap_or("?"),
+                step["attempts"]
+            ),
         );
-        let path = format!("{ws}/pipeline-runs/{run_id}/logs?step={}", step["name"].as_str().unwrap_or_default());
+        let path = format!(
+            "{ws}/pipeline-runs/{run_id}/logs?step={}",
+            step["name"].as_str().unwrap_or_default()
+        );
         let (log, _, _) = client.get_log(&path).await?;
         for line in String::from_utf8_lossy(&log).lines() {
             say("log", format!("{}: {line}", step["name"].as_str().unwrap_or("?")));
@@ -155,6 +195,9 @@ pub async fn run() -> anyhow::Result<()> {
     if completed["eventType"] != "Microsoft.MachineLearningServices.RunCompleted" {
         bail!("the pipeline run {run_id} did not complete: {}", run["run"]["error"]);
     }
-    say("done", format!("pipeline run {run_id} completed and its RunCompleted reached the receiver: the loop closed"));
+    say(
+        "done",
+        format!("pipeline run {run_id} completed and its RunCompleted reached the receiver: the loop closed"),
+    );
     cluster.stop().await
 }

@@ -81,7 +81,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Role(command) => commands::access::role(&Client::new(&cli.global)?, command).await?,
         Command::Run(command) => commands::lifecycle::run(&Client::new(&cli.global)?, command).await?,
         Command::Pipeline(command) => commands::pipelines::pipeline(&Client::new(&cli.global)?, command).await?,
-        Command::PipelineEndpoint(command) => commands::pipelines::endpoint(&Client::new(&cli.global)?, command).await?,
+        Command::PipelineEndpoint(command) => {
+            commands::pipelines::endpoint(&Client::new(&cli.global)?, command).await?
+        }
         Command::Experiment(command) => commands::lifecycle::experiment(&Client::new(&cli.global)?, command).await?,
         Command::Model(command) => commands::lifecycle::model(&Client::new(&cli.global)?, command).await?,
         Command::Deployment(command) => commands::lifecycle::deployment(&Client::new(&cli.global)?, command).await?,

@@ -66,7 +66,18 @@ fn publish_submit_and_read_the_logs() {
     let id = published["id"].as_str().unwrap();
     assert!(published["endpoint"].as_str().unwrap().contains(id));
 
-    let submitted = server.json(&["pipeline", "submit", "-w", "ws", "--id", id, "-e", "greetings", "--param", "who=mlgrid"]);
+    let submitted = server.json(&[
+        "pipeline",
+        "submit",
+        "-w",
+        "ws",
+        "--id",
+        id,
+        "-e",
+        "greetings",
+        "--param",
+        "who=mlgrid",
+    ]);
     let run_id = submitted["Id"].as_str().unwrap();
     let run = wait_for(&server, run_id, ended);
     assert_eq!(run["run"]["status"], "Completed", "{run}");
@@ -75,7 +86,18 @@ fn publish_submit_and_read_the_logs() {
     let err = server.cli(&["run", "logs", "-w", "ws", "--run-id", run_id, "--stderr"]);
     assert_eq!(String::from_utf8_lossy(&err.stdout), "mlgrid\n");
 
-    let wrong = server.cli(&["pipeline", "submit", "-w", "ws", "--id", id, "-e", "greetings", "--param", "nobody=1"]);
+    let wrong = server.cli(&[
+        "pipeline",
+        "submit",
+        "-w",
+        "ws",
+        "--id",
+        id,
+        "-e",
+        "greetings",
+        "--param",
+        "nobody=1",
+    ]);
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("no parameter `nobody`"));
 
@@ -179,7 +201,13 @@ fn a_step_left_running_by_a_crash_is_killed_and_failed_on_restart() {
     let server = Server::start(dir.path());
     let run = wait_for(&server, &run_id, ended);
     assert_eq!(run["run"]["status"], "Failed", "{run}");
-    assert!(run["steps"][0]["error"].as_str().unwrap_or_default().contains("server restarted"), "{run}");
+    assert!(
+        run["steps"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("server restarted"),
+        "{run}"
+    );
     let started = Instant::now();
     while alive(pid) && started.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
@@ -191,8 +219,16 @@ fn a_step_left_running_by_a_crash_is_killed_and_failed_on_restart() {
 fn the_demo_closes_the_loop() {
     let out = Command::new(BIN).arg("demo").output().unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{printed}\n{}", String::from_utf8_lossy(&out.stderr));
-    for expected in ["got Microsoft.MachineLearningServices.ModelRegistered", "train Completed", "the loop closed"] {
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "got Microsoft.MachineLearningServices.ModelRegistered",
+        "train Completed",
+        "the loop closed",
+    ] {
         assert!(printed.contains(expected), "`{expected}` missing from:\n{printed}");
     }
 }

@@ -436,7 +436,9 @@ fn validate_pipeline_trigger(kind: SourceKind, properties: &DestinationPropertie
     crate::lifecycle::validate_asset_name("experiment", experiment)
         .map_err(|e| invalid(format!("endpointType Pipeline needs experimentName: {e}")))?;
     if properties.max_events_per_batch.is_some_and(|n| n != 1) {
-        return Err(invalid("endpointType Pipeline starts one run per event: maxEventsPerBatch must be 1"));
+        return Err(invalid(
+            "endpointType Pipeline starts one run per event: maxEventsPerBatch must be 1",
+        ));
     }
     for (name, template) in &properties.parameter_assignments {
         crate::pipeline::trigger::TriggerTemplate::parse(template)

@@ -177,7 +177,7 @@ pub struct Datastores {
 
 impl Datastores {
     pub fn new(layout: &DataLayout, workspace: &str) -> Result<Datastores, LayoutError> {
-        let built_in = FolderDatastore::new(WORKSPACE_BLOB_STORE, layout.datastore(workspace, WORKSPACE_BLOB_STORE)?);
+        let built_in = FolderDatastore::new(WORKSPACE_BLOB_STORE, layout.datastore(WORKSPACE_BLOB_STORE)?);
         Ok(Datastores {
             workspace: workspace.to_owned(),
             by_name: [(
@@ -289,7 +289,7 @@ mod tests {
         let datastores = Datastores::new(&layout, "ws1").unwrap().with(Arc::new(other));
         let error = datastores.resolve(WORKSPACE_BLOB_STORE, "x.csv").await.unwrap_err();
         assert!(matches!(error, DatastoreError::NotFound { .. }), "{error}");
-        let root = layout.datastore("ws1", WORKSPACE_BLOB_STORE).unwrap();
+        let root = layout.datastore(WORKSPACE_BLOB_STORE).unwrap();
         assert!(root.is_dir(), "made on first use");
         std::fs::write(root.join("x.csv"), "1").unwrap();
         assert!(datastores.resolve(WORKSPACE_BLOB_STORE, "x.csv").await.is_ok());

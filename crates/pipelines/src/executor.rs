@@ -10,7 +10,6 @@
 //! stopped"), so that no process outlives the server.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::datastore::Datastores;
 use crate::definitions::Definitions;
-use crate::layout::Layout;
-use crate::render::{StepInputs, render};
+use crate::layout::DataLayout;
+use crate::render::{StepSpec, render_step};
 use crate::reuse::{copy_outputs, reuse_key};
 use crate::runner::{ExitOutcome, StepRunner};
 
@@ -94,8 +93,7 @@ impl ExecutorHandle {
 pub struct Executor {
     store: Arc<dyn Store>,
     runner: Arc<dyn StepRunner>,
-    datastores: Datastores,
-    layout: Layout,
+    layout: DataLayout,
     definitions: Definitions,
     config: ExecutorConfig,
     handle: ExecutorHandle,
@@ -108,8 +106,7 @@ impl Executor {
     pub fn new(
         store: Arc<dyn Store>,
         runner: Arc<dyn StepRunner>,
-        datastores: Datastores,
-        layout: Layout,
+        layout: DataLayout,
         definitions: Definitions,
         config: ExecutorConfig,
     ) -> Executor {
@@ -117,7 +114,6 @@ impl Executor {
         Executor {
             store,
             runner,
-            datastores,
             layout,
             definitions,
             config,
@@ -133,7 +129,7 @@ impl Executor {
 
     /// What this executor's step processes carry in their environment.
     fn mark(&self) -> String {
-        crate::orphans::mark(&self.config.holder, self.layout.root())
+        crate::orphans::mark(&self.config.holder, self.layout.runs_root())
     }
 
     fn claim(&self) -> StepClaim {
@@ -149,7 +145,10 @@ impl Executor {
     pub async fn run(self, stop: CancellationToken) {
         let orphans = crate::orphans::kill_marked(&self.mark());
         if orphans > 0 {
-            tracing::warn!(orphans, "killed the processes of steps a previous run of the server left running");
+            tracing::warn!(
+                orphans,
+                "killed the processes of steps a previous run of the server left running"
+            );
         }
         if let Err(e) = self.store.recover_steps(Utc::now(), RESTARTED).await {
             tracing::warn!(error = %e, "could not recover the steps of a previous run of the server");
@@ -212,7 +211,11 @@ impl Executor {
             if held.is_empty() {
                 continue;
             }
-            match self.store.renew_steps(&self.config.holder, &held, self.claim().lease_until).await {
+            match self
+                .store
+                .renew_steps(&self.config.holder, &held, self.claim().lease_until)
+                .await
+            {
                 Ok(stopped) => {
                     for id in stopped {
                         self.handle.cancel(&id);
@@ -266,7 +269,7 @@ impl Executor {
             Ok(Prepared::Reused(outcome)) => outcome,
             Ok(Prepared::Run { spec, reuse }) => {
                 let exit = self.runner.run(&spec, cancel).await;
-                match exit.outcome {
+                match &exit.outcome {
                     ExitOutcome::Succeeded => StepOutcome::Completed {
                         reuse_key: reuse,
                         reused_from: None,
@@ -278,9 +281,13 @@ impl Executor {
                     ExitOutcome::Canceled => StepOutcome::Canceled {
                         reason: "canceled while it ran".to_owned(),
                     },
-                    other => StepOutcome::Failed {
-                        error: other.to_string(),
-                        exit_code: other.exit_code(),
+                    ExitOutcome::Failed { exit_code, .. } => StepOutcome::Failed {
+                        error: exit.outcome.to_string(),
+                        exit_code: *exit_code,
+                    },
+                    ExitOutcome::TimedOut { .. } => StepOutcome::Failed {
+                        error: exit.outcome.to_string(),
+                        exit_code: None,
                     },
                 }
             }
@@ -301,47 +308,31 @@ impl Executor {
         let values = pipeline
             .assign(&claimed.parameters)
             .map_err(|e| format!("the run's parameters no longer fit the pipeline: {e}"))?;
+        let workspace = claimed.workspace.to_string();
+        let datastores = Datastores::new(&self.layout, &workspace).map_err(|e| e.to_string())?;
         let mut data_files = BTreeMap::new();
         for (name, value) in &claimed.data_paths {
-            let file = self
-                .datastores
+            let file = datastores
                 .resolve(&value.datastore, &value.path)
                 .await
                 .map_err(|e| format!("data path `{name}`: {e}"))?;
             data_files.insert(name.clone(), file);
         }
-        let run_dir = |step: &str| self.layout.step_dir(claimed.workspace, &claimed.pipeline_run_id, step);
-        let step_dir = run_dir(&step.name);
-        let inputs: BTreeMap<String, PathBuf> = step
-            .inputs
-            .iter()
-            .map(|(input, (from, output))| (input.clone(), self.layout.output_dir(&run_dir(from), output)))
-            .collect();
-        let outputs: BTreeMap<String, PathBuf> = step
-            .outputs
-            .iter()
-            .map(|output| (output.clone(), self.layout.output_dir(&step_dir, output)))
-            .collect();
-        for dir in outputs.values() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| format!("cannot create the output folder {}: {e}", dir.display()))?;
-        }
-        let mut spec = render(StepInputs {
-            step,
-            values: &values,
-            data_files: &data_files,
-            inputs: &inputs,
-            outputs: &outputs,
-            step_dir: &step_dir,
-            stdout: self.layout.stdout_log(&step_dir),
-            stderr: self.layout.stderr_log(&step_dir),
-        })?;
+        let run = self
+            .layout
+            .run(&workspace, &claimed.pipeline_run_id)
+            .map_err(|e| e.to_string())?;
+        let folder = run.step(&step.name).map_err(|e| e.to_string())?;
+        folder
+            .prepare(&step.outputs)
+            .await
+            .map_err(|e| format!("cannot make the step's folders under {}: {e}", folder.dir().display()))?;
+        let mut spec = render_step(step, &values, &data_files, &run).map_err(|e| e.to_string())?;
         spec.env.insert(crate::orphans::MARK_VARIABLE.to_owned(), self.mark());
         if !step.allow_reuse {
             return Ok(Prepared::Run { spec, reuse: None });
         }
-        let key = reuse_key(&pipeline.name, &spec, &values, &data_files, &inputs)
+        let key = reuse_key(&pipeline.name, step, &values, &spec)
             .await
             .map_err(|e| format!("cannot hash the step's inputs: {e}"))?;
         let earlier = self
@@ -349,28 +340,30 @@ impl Executor {
             .reusable_step(claimed.workspace, &key)
             .await
             .map_err(|e| format!("cannot look for a reusable run: {e}"))?;
-        if let Some((earlier_run, earlier_step)) = earlier {
-            let from = self.layout.step_dir(claimed.workspace, &earlier_run, &earlier_step.name);
-            for (output, dir) in &outputs {
-                copy_outputs(&self.layout.output_dir(&from, output), dir)
-                    .await
-                    .map_err(|e| format!("cannot reuse the outputs of step run {}: {e}", earlier_step.run_id))?;
-            }
-            return Ok(Prepared::Reused(StepOutcome::Completed {
-                reuse_key: Some(key),
-                reused_from: Some(earlier_step.run_id),
-            }));
+        let Some((earlier_run, earlier_step)) = earlier else {
+            return Ok(Prepared::Run { spec, reuse: Some(key) });
+        };
+        let from = self
+            .layout
+            .run(&workspace, &earlier_run)
+            .and_then(|run| run.step(&earlier_step.name))
+            .map_err(|e| e.to_string())?;
+        for (output, dir) in &spec.outputs {
+            let earlier_output = from.output(output).map_err(|e| e.to_string())?;
+            copy_outputs(&earlier_output, dir)
+                .await
+                .map_err(|e| format!("cannot reuse the outputs of step run {}: {e}", earlier_step.run_id))?;
         }
-        Ok(Prepared::Run { spec, reuse: Some(key) })
+        Ok(Prepared::Reused(StepOutcome::Completed {
+            reuse_key: Some(key),
+            reused_from: Some(earlier_step.run_id),
+        }))
     }
 }
 
 enum Prepared {
     Reused(StepOutcome),
-    Run {
-        spec: crate::render::StepSpec,
-        reuse: Option<String>,
-    },
+    Run { spec: StepSpec, reuse: Option<String> },
 }
 
 fn find_step<'p>(pipeline: &'p Pipeline, name: &str) -> Result<&'p Step, String> {

@@ -2,7 +2,8 @@
 //! that the executor, the API that serves logs and the cleanup agree:
 //!
 //! ```text
-//! <data_dir>/datastores/<workspace>/<datastore>/                 a local datastore
+//! <data_dir>/datastores/<datastore>/                             a local datastore (the
+//!                                                                dead-letter folders too)
 //! <data_dir>/pipeline-runs/<workspace>/<pipeline_run_id>/<step>/ a step's folder
 //!     outputs/<output>/                                          what it writes for later steps
 //!     stdout.log, stderr.log                                     its logs
@@ -38,31 +39,40 @@ fn segment<'a>(what: &'static str, value: &'a str) -> Result<&'a str, LayoutErro
 /// The data directory, as pipelines use it.
 #[derive(Debug, Clone)]
 pub struct DataLayout {
-    data_dir: PathBuf,
+    datastores: PathBuf,
+    runs: PathBuf,
 }
 
 impl DataLayout {
     pub fn new(data_dir: impl Into<PathBuf>) -> DataLayout {
+        let data_dir = data_dir.into();
+        DataLayout::from_roots(data_dir.join("datastores"), data_dir.join("pipeline-runs"))
+    }
+
+    /// A layout whose local datastores and runs are in these folders.
+    pub fn from_roots(datastores: impl Into<PathBuf>, runs: impl Into<PathBuf>) -> DataLayout {
         DataLayout {
-            data_dir: data_dir.into(),
+            datastores: datastores.into(),
+            runs: runs.into(),
         }
     }
 
-    /// The folder of a workspace's local datastore.
-    pub fn datastore(&self, workspace: &str, datastore: &str) -> Result<PathBuf, LayoutError> {
-        Ok(self
-            .data_dir
-            .join("datastores")
-            .join(segment("workspace", workspace)?)
-            .join(segment("datastore", datastore)?))
+    /// The folder of the runs, which tells this server's steps from another's.
+    pub fn runs_root(&self) -> &Path {
+        &self.runs
+    }
+
+    /// The folder of a local datastore. Local datastores are the server's: a step runs
+    /// as the server's user and could read any of them anyway.
+    pub fn datastore(&self, datastore: &str) -> Result<PathBuf, LayoutError> {
+        Ok(self.datastores.join(segment("datastore", datastore)?))
     }
 
     /// The files of one pipeline run.
     pub fn run(&self, workspace: &str, pipeline_run_id: &str) -> Result<RunLayout, LayoutError> {
         Ok(RunLayout {
             dir: self
-                .data_dir
-                .join("pipeline-runs")
+                .runs
                 .join(segment("workspace", workspace)?)
                 .join(segment("pipeline run id", pipeline_run_id)?),
         })
@@ -163,8 +173,8 @@ mod tests {
             Path::new("/data/pipeline-runs/ws1/run-1/train/stderr.log")
         );
         assert_eq!(
-            layout.datastore("ws1", "workspaceblobstore").unwrap(),
-            Path::new("/data/datastores/ws1/workspaceblobstore")
+            layout.datastore("workspaceblobstore").unwrap(),
+            Path::new("/data/datastores/workspaceblobstore")
         );
     }
 

@@ -1,7 +1,7 @@
-//! Running the steps of published pipelines, one step at a time, on this node.
-//!
-//! The executor loop (claims, leases, recording each step's end) lives with the store;
-//! this crate holds what it calls for each step it claimed:
+//! Published pipelines at work: the service the API and pipeline triggers call
+//! ([`Pipelines`]: publish, submit, cancel, logs), the [`Executor`] that claims ready
+//! steps from the store, runs them and records their ends, and what it calls for each
+//! step it claimed:
 //!
 //! - [`datastore`]: datastores, which resolve a data path to a local file the step can
 //!   read ([`Datastores`] per workspace, the built-in `workspaceblobstore` among them).
@@ -19,13 +19,20 @@
 //! call here blocks the executor's runtime.
 
 pub mod datastore;
+mod definitions;
+mod executor;
 pub mod layout;
+mod orphans;
 pub mod render;
 pub mod reuse;
 pub mod runner;
+mod service;
 
 pub use datastore::{Datastore, DatastoreError, Datastores, FolderDatastore, WORKSPACE_BLOB_STORE};
+pub use definitions::Definitions;
+pub use executor::{Executor, ExecutorConfig, ExecutorHandle};
 pub use layout::{DataLayout, LayoutError, RunLayout, StepLayout};
 pub use render::{RenderError, StepSpec, render_step};
 pub use reuse::{ReuseError, copy_outputs, reuse_key};
 pub use runner::{ExitOutcome, LocalProcessRunner, StepExit, StepRunner};
+pub use service::{LogChunk, LogStream, PipelineError, Pipelines, Submission, Target};

@@ -53,8 +53,16 @@ mod tests {
     #[test]
     fn marked_processes_are_killed_and_others_are_not() {
         let mark = format!("test-{}", uuid::Uuid::new_v4());
-        let mut marked = Command::new("sleep").arg("30").env(MARK_VARIABLE, &mark).spawn().unwrap();
-        let mut other = Command::new("sleep").arg("30").env(MARK_VARIABLE, "someone-else").spawn().unwrap();
+        let mut marked = Command::new("sleep")
+            .arg("30")
+            .env(MARK_VARIABLE, &mark)
+            .spawn()
+            .unwrap();
+        let mut other = Command::new("sleep")
+            .arg("30")
+            .env(MARK_VARIABLE, "someone-else")
+            .spawn()
+            .unwrap();
         // The child has exec'd once its environment reads as sleep's.
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert_eq!(kill_marked(&mark), 1);

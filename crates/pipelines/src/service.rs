@@ -8,15 +8,15 @@ use std::sync::Arc;
 use mlgrid_core::ml::Tags;
 use mlgrid_core::pipeline::Pipeline;
 use mlgrid_store::{
-    DataPathValue, NewPipeline, NewPipelineRun, NewStep, PipelineRun, PublishedPipeline, SourceId, Store, StoreError,
-    Submitted,
+    DataPathValue, NewPipeline, NewPipelineRun, NewStep, PipelineRun, PublishedPipeline, STEP_RUN_TYPE, SourceId,
+    Store, StoreError, Submitted,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::datastore::Datastores;
 use crate::definitions::Definitions;
 use crate::executor::ExecutorHandle;
-use crate::layout::Layout;
+use crate::layout::DataLayout;
 
 /// Largest piece of a log one read returns.
 pub const LOG_CHUNK_BYTES: u64 = 1024 * 1024;
@@ -76,8 +76,7 @@ pub struct LogChunk {
 #[derive(Clone)]
 pub struct Pipelines {
     store: Arc<dyn Store>,
-    datastores: Datastores,
-    layout: Layout,
+    layout: DataLayout,
     definitions: Definitions,
     executor: ExecutorHandle,
 }
@@ -85,18 +84,21 @@ pub struct Pipelines {
 impl Pipelines {
     pub fn new(
         store: Arc<dyn Store>,
-        datastores: Datastores,
-        layout: Layout,
+        layout: DataLayout,
         definitions: Definitions,
         executor: ExecutorHandle,
     ) -> Pipelines {
         Pipelines {
             store,
-            datastores,
             layout,
             definitions,
             executor,
         }
+    }
+
+    /// The datastores of a workspace.
+    fn datastores(&self, workspace: SourceId) -> Result<Datastores, PipelineError> {
+        Datastores::new(&self.layout, &workspace.to_string()).map_err(|e| PipelineError::Invalid(e.to_string()))
     }
 
     /// Checks a definition whole, then publishes it.
@@ -107,10 +109,15 @@ impl Pipelines {
         version: Option<String>,
     ) -> Result<PublishedPipeline, PipelineError> {
         let pipeline = Pipeline::parse(yaml).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+        let known = self.datastores(workspace)?.names();
         for (name, path) in &pipeline.data_paths {
-            self.datastores.check_name(&path.datastore).map_err(|e| {
-                PipelineError::Invalid(format!("data path `{name}`: {e}"))
-            })?;
+            if !known.contains(&path.datastore) {
+                return Err(PipelineError::Invalid(format!(
+                    "data path `{name}` names datastore `{}`, which the workspace does not have; its datastores: {}",
+                    path.datastore,
+                    known.join(", ")
+                )));
+            }
         }
         let new = NewPipeline {
             name: pipeline.name,
@@ -139,8 +146,10 @@ impl Pipelines {
             }
         };
         let pipeline = self.definitions.get(&published)?;
-        let values = pipeline.assign(&submission.parameters).map_err(PipelineError::Invalid)?;
-        let data_paths = self.data_paths(&pipeline, submission.data_paths).await?;
+        let values = pipeline
+            .assign(&submission.parameters)
+            .map_err(PipelineError::Invalid)?;
+        let data_paths = self.data_paths(workspace, &pipeline, submission.data_paths).await?;
         let new = NewPipelineRun {
             pipeline_id: published.id.clone(),
             experiment_name: submission.experiment_name,
@@ -187,6 +196,7 @@ impl Pipelines {
     /// declares) and the defaults, each an existing file of a known datastore.
     async fn data_paths(
         &self,
+        workspace: SourceId,
         pipeline: &Pipeline,
         mut assigned: BTreeMap<String, DataPathValue>,
     ) -> Result<BTreeMap<String, DataPathValue>, PipelineError> {
@@ -195,16 +205,21 @@ impl Pipelines {
             return Err(PipelineError::Invalid(format!(
                 "pipeline `{}` has no data path `{unknown}`; its data paths are: {}",
                 pipeline.name,
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             )));
         }
+        let datastores = self.datastores(workspace)?;
         let mut values = BTreeMap::new();
         for (name, default) in &pipeline.data_paths {
             let value = assigned.remove(name).unwrap_or_else(|| DataPathValue {
                 datastore: default.datastore.clone(),
                 path: default.path.clone(),
             });
-            self.datastores
+            datastores
                 .resolve(&value.datastore, &value.path)
                 .await
                 .map_err(|e| PipelineError::Invalid(format!("data path `{name}`: {e}")))?;
@@ -225,8 +240,8 @@ impl Pipelines {
         Ok(run)
     }
 
-    /// A piece of a step's log from `offset`. Without `step`, the run's only step; a run
-    /// of several steps needs one named.
+    /// A piece of a step's log from `offset`. `run_id` is a pipeline run (then `step`
+    /// names the step, unless the run has only one) or a step's own run.
     pub async fn read_log(
         &self,
         workspace: SourceId,
@@ -235,9 +250,27 @@ impl Pipelines {
         stream: LogStream,
         offset: u64,
     ) -> Result<LogChunk, PipelineError> {
-        let run = self.store.pipeline_run(workspace, run_id).await?;
+        let (run, step) = match self.store.pipeline_run(workspace, run_id).await {
+            Ok(run) => (run, step.map(str::to_owned)),
+            Err(StoreError::NotFound(_)) => {
+                let child = self.store.run(workspace, run_id).await?;
+                let parent = child
+                    .parent_run_id
+                    .filter(|_| child.run_type.as_deref() == Some(STEP_RUN_TYPE))
+                    .ok_or_else(|| {
+                        PipelineError::Invalid(format!(
+                            "run `{run_id}` is neither a pipeline run nor a step of one: it has no step logs"
+                        ))
+                    })?;
+                let run = self.store.pipeline_run(workspace, &parent).await?;
+                let name = run.steps.iter().find(|s| s.run_id == run_id).map(|s| s.name.clone());
+                (run, name)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let run_id = run.run.run_id.as_str();
         let names: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
-        let found = match step {
+        let found = match step.as_deref() {
             Some(name) => run.steps.iter().find(|s| s.name == name).ok_or_else(|| {
                 PipelineError::Invalid(format!(
                     "run `{run_id}` has no step `{name}`; its steps are: {}",
@@ -247,16 +280,20 @@ impl Pipelines {
             None if run.steps.len() == 1 => &run.steps[0],
             None => {
                 return Err(PipelineError::Invalid(format!(
-                    "run `{run_id}` has {} steps: name one ({})",
+                    "run `{run_id}` has {} steps: name one with `step` ({})",
                     names.len(),
                     names.join(", ")
                 )));
             }
         };
-        let step_dir = self.layout.step_dir(workspace, run_id, &found.name);
+        let step = self
+            .layout
+            .run(&workspace.to_string(), run_id)
+            .and_then(|run| run.step(&found.name))
+            .map_err(|e| PipelineError::Invalid(e.to_string()))?;
         let path: PathBuf = match stream {
-            LogStream::Stdout => self.layout.stdout_log(&step_dir),
-            LogStream::Stderr => self.layout.stderr_log(&step_dir),
+            LogStream::Stdout => step.stdout_log(),
+            LogStream::Stderr => step.stderr_log(),
         };
         let complete = found.state.is_final();
         read_chunk(&path, offset)

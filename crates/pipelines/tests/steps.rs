@@ -45,7 +45,7 @@ impl Run {
     async fn start(yaml: &str, data_dir: &Path, run_id: &str, csv: &str, assigned: serde_json::Value) -> Run {
         let pipeline = Pipeline::parse(yaml).unwrap();
         let data = DataLayout::new(data_dir);
-        let store = data.datastore("ws", "workspaceblobstore").unwrap();
+        let store = data.datastore("workspaceblobstore").unwrap();
         std::fs::create_dir_all(store.join("raw")).unwrap();
         std::fs::write(store.join("raw/latest.csv"), csv).unwrap();
         let datastores = Datastores::new(&data, "ws").unwrap();

@@ -10,7 +10,7 @@ use mlgrid_core::publish::PublishLimits;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
 use mlgrid_delivery::{ExportProblems, Handshakes, Validator};
-use mlgrid_pipelines::{Datastores, Definitions, Executor, Layout, LocalProcessRunner, Pipelines};
+use mlgrid_pipelines::{DataLayout, Definitions, Executor, LocalProcessRunner, Pipelines};
 use mlgrid_store::{SourceId, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -129,20 +129,18 @@ impl AppState {
             config.delivery.clock.clone(),
             config.validation_window(),
         );
-        let datastores = Datastores::new(config.datastore_root.clone());
-        let layout = Layout::new(config.pipeline_runs_root.clone());
+        let layout = DataLayout::from_roots(config.datastore_root.clone(), config.pipeline_runs_root.clone());
         let definitions = Definitions::default();
         let mut executor_config = config.executor.clone();
         executor_config.holder = config.node_id.clone();
         let executor = Executor::new(
             store.clone(),
-            Arc::new(LocalProcessRunner::default()),
-            datastores.clone(),
+            Arc::new(LocalProcessRunner),
             layout.clone(),
             definitions.clone(),
             executor_config,
         );
-        let pipelines = Pipelines::new(store.clone(), datastores, layout, definitions, executor.handle());
+        let pipelines = Pipelines::new(store.clone(), layout, definitions, executor.handle());
         Ok(AppState {
             pipelines,
             executor,

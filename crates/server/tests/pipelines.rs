@@ -59,7 +59,10 @@ async fn finished(api: &TestApi, run_id: &str) -> Value {
             .call("GET", &format!("/v1/workspaces/ws/pipeline-runs/{run_id}"), None)
             .await;
         assert_eq!(run.status, StatusCode::OK, "{}", run.body);
-        if matches!(run.body["run"]["status"].as_str(), Some("Completed" | "Failed" | "Canceled")) {
+        if matches!(
+            run.body["run"]["status"].as_str(),
+            Some("Completed" | "Failed" | "Canceled")
+        ) {
             return run.body;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -117,26 +120,43 @@ async fn versions_count_up_and_a_disabled_pipeline_refuses_submissions() {
     let api = api().await;
     let first = publish(&api, RETRAIN).await;
     let second = publish(&api, RETRAIN).await;
-    assert_eq!((first["version"].as_str(), second["version"].as_str()), (Some("1"), Some("2")));
+    assert_eq!(
+        (first["version"].as_str(), second["version"].as_str()),
+        (Some("1"), Some("2"))
+    );
     let id = first["id"].as_str().unwrap();
     assert!(
-        first["endpoint"].as_str().unwrap().ends_with(&format!("/v1/workspaces/ws/pipelines/{id}/submit")),
+        first["endpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/v1/workspaces/ws/pipelines/{id}/submit")),
         "{first}"
     );
     let taken = api
-        .call("POST", "/v1/workspaces/ws/pipelines", Some(json!({"definition": RETRAIN, "version": "2"})))
+        .call(
+            "POST",
+            "/v1/workspaces/ws/pipelines",
+            Some(json!({"definition": RETRAIN, "version": "2"})),
+        )
         .await;
     assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
 
-    let disabled = api.ok("POST", &format!("/v1/workspaces/ws/pipelines/{id}/disable"), json!({})).await;
+    let disabled = api
+        .ok("POST", &format!("/v1/workspaces/ws/pipelines/{id}/disable"), json!({}))
+        .await;
     assert_eq!(disabled["enabled"], json!(false));
     let body = json!({"ExperimentName": "e"});
     let refused = api
-        .call("POST", &format!("/v1/workspaces/ws/pipelines/{id}/submit"), Some(body.clone()))
+        .call(
+            "POST",
+            &format!("/v1/workspaces/ws/pipelines/{id}/submit"),
+            Some(body.clone()),
+        )
         .await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
     assert!(refused.message().contains("disabled"), "{}", refused.message());
-    api.ok("POST", &format!("/v1/workspaces/ws/pipelines/{id}/enable"), json!({})).await;
+    api.ok("POST", &format!("/v1/workspaces/ws/pipelines/{id}/enable"), json!({}))
+        .await;
     let accepted = api
         .call("POST", &format!("/v1/workspaces/ws/pipelines/{id}/submit"), Some(body))
         .await;
@@ -150,8 +170,14 @@ async fn submissions_are_checked_whole_before_anything_is_created() {
     let id = publish(&api, RETRAIN).await["id"].as_str().unwrap().to_owned();
     let submit = format!("/v1/workspaces/ws/pipelines/{id}/submit");
     let cases = [
-        (json!({"ExperimentName": "e", "ParameterAssignments": {"nope": 1}}), "no parameter `nope`"),
-        (json!({"ExperimentName": "e", "ParameterAssignments": {"epochs": "three"}}), "epochs"),
+        (
+            json!({"ExperimentName": "e", "ParameterAssignments": {"nope": 1}}),
+            "no parameter `nope`",
+        ),
+        (
+            json!({"ExperimentName": "e", "ParameterAssignments": {"epochs": "three"}}),
+            "epochs",
+        ),
         (
             json!({"ExperimentName": "e", "DataPathAssignments": {"input_data": {"DataStoreName": "workspaceblobstore", "RelativePath": "raw/missing.csv"}}}),
             "raw/missing.csv",
@@ -176,7 +202,11 @@ async fn submissions_are_checked_whole_before_anything_is_created() {
     // Another workspace does not see the pipeline.
     api.ok("POST", "/v1/workspaces", json!({"name": "other"})).await;
     let elsewhere = api
-        .call("POST", &format!("/v1/workspaces/other/pipelines/{id}/submit"), Some(json!({"ExperimentName": "e"})))
+        .call(
+            "POST",
+            &format!("/v1/workspaces/other/pipelines/{id}/submit"),
+            Some(json!({"ExperimentName": "e"})),
+        )
         .await;
     assert_eq!(elsewhere.status, StatusCode::NOT_FOUND, "{}", elsewhere.body);
 }
@@ -194,7 +224,13 @@ async fn an_endpoint_submits_to_its_default_pipeline() {
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let submit = |body| api.call("POST", "/v1/workspaces/ws/pipeline-endpoints/retrain/submit", Some(body));
+    let submit = |body| {
+        api.call(
+            "POST",
+            "/v1/workspaces/ws/pipeline-endpoints/retrain/submit",
+            Some(body),
+        )
+    };
     let first = submit(json!({"ExperimentName": "e"})).await;
     assert_eq!(first.body["PipelineId"], json!(v1), "{}", first.body);
     let switched = api
@@ -223,12 +259,19 @@ async fn a_run_executes_its_steps_in_order_and_raises_their_events() {
     let id = publish(&api, RETRAIN).await["id"].as_str().unwrap().to_owned();
     let stop = execute(&api);
     let body = json!({"ExperimentName": "retrain", "ParameterAssignments": {"model_name": "wine", "epochs": "5"}, "RunSource": "SDK"});
-    let submitted = api.ok("POST", &format!("/v1/workspaces/ws/pipelines/{id}/submit"), body).await;
+    let submitted = api
+        .ok("POST", &format!("/v1/workspaces/ws/pipelines/{id}/submit"), body)
+        .await;
     let run_id = submitted["Id"].as_str().unwrap();
     let run = finished(&api, run_id).await;
     assert_eq!(run["run"]["status"], json!("Completed"), "{run}");
     assert_eq!(run["run"]["runType"], json!("azureml.PipelineRun"));
-    let states: Vec<&str> = run["steps"].as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states, ["Completed", "Completed"]);
     assert_eq!(log(&api, run_id, "train", "stdout").await, "wine 5\n");
 
@@ -251,7 +294,11 @@ async fn a_command_that_does_not_exist_fails_its_run_and_says_so() {
     let id = publish(&api, yaml).await["id"].as_str().unwrap().to_owned();
     let stop = execute(&api);
     let submitted = api
-        .ok("POST", &format!("/v1/workspaces/ws/pipelines/{id}/submit"), json!({"ExperimentName": "e"}))
+        .ok(
+            "POST",
+            &format!("/v1/workspaces/ws/pipelines/{id}/submit"),
+            json!({"ExperimentName": "e"}),
+        )
         .await;
     let run_id = submitted["Id"].as_str().unwrap();
     let run = finished(&api, run_id).await;
@@ -270,9 +317,16 @@ async fn a_command_that_does_not_exist_fails_its_run_and_says_so() {
     // The server goes on: another run of a good pipeline completes.
     let good = publish(&api, "name: good\nsteps:\n  - {name: a, command: [\"true\"]}\n").await;
     let submitted = api
-        .ok("POST", &format!("/v1/workspaces/ws/pipelines/{}/submit", good["id"].as_str().unwrap()), json!({"ExperimentName": "e"}))
+        .ok(
+            "POST",
+            &format!("/v1/workspaces/ws/pipelines/{}/submit", good["id"].as_str().unwrap()),
+            json!({"ExperimentName": "e"}),
+        )
         .await;
-    assert_eq!(finished(&api, submitted["Id"].as_str().unwrap()).await["run"]["status"], json!("Completed"));
+    assert_eq!(
+        finished(&api, submitted["Id"].as_str().unwrap()).await["run"]["status"],
+        json!("Completed")
+    );
     stop.cancel();
 }
 

@@ -284,11 +284,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<PublishedPipeline>;
 
     /// Creates a named endpoint; a name taken already is a `Conflict`.
-    async fn create_pipeline_endpoint(
-        &self,
-        workspace: SourceId,
-        new: NewPipelineEndpoint,
-    ) -> Result<PipelineEndpoint>;
+    async fn create_pipeline_endpoint(&self, workspace: SourceId, new: NewPipelineEndpoint)
+    -> Result<PipelineEndpoint>;
 
     async fn pipeline_endpoint(&self, workspace: SourceId, name: &str) -> Result<PipelineEndpoint>;
 

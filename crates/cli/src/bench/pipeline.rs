@@ -37,7 +37,9 @@ pub struct PipelineArgs {
 fn definition(steps: usize) -> String {
     let mut yaml = String::from("name: bench-noop\nsteps:\n");
     for n in 0..steps {
-        yaml.push_str(&format!("  - name: s{n}\n    command: [\"true\"]\n    allow_reuse: false\n"));
+        yaml.push_str(&format!(
+            "  - name: s{n}\n    command: [\"true\"]\n    allow_reuse: false\n"
+        ));
         if n > 0 {
             yaml.push_str(&format!("    depends_on: [s{}]\n", n - 1));
         }
@@ -89,9 +91,15 @@ pub async fn run(args: PipelineArgs, global: &Global) -> anyhow::Result<()> {
     client.post("/v1/workspaces", &json!({"name": name})).await?;
     let ws = format!("/v1/workspaces/{name}");
     let published = client
-        .post(&format!("{ws}/pipelines"), &json!({"definition": definition(args.steps)}))
+        .post(
+            &format!("{ws}/pipelines"),
+            &json!({"definition": definition(args.steps)}),
+        )
         .await?;
-    let id = published["id"].as_str().context("the publish answer has no id")?.to_owned();
+    let id = published["id"]
+        .as_str()
+        .context("the publish answer has no id")?
+        .to_owned();
     eprintln!(
         "bench: submitting {} runs of a {}-step chain of `true`, {} at a time",
         args.runs, args.steps, args.concurrency

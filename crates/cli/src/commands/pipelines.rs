@@ -59,7 +59,11 @@ pub async fn pipeline(client: &Client, command: PipelineCommand) -> anyhow::Resu
         PipelineCommand::Submit(args) => submit(client, args).await,
         PipelineCommand::ShowRun(run) => {
             client
-                .get(&format!("{}/pipeline-runs/{}", base(&run.workspace.workspace), run.run_id))
+                .get(&format!(
+                    "{}/pipeline-runs/{}",
+                    base(&run.workspace.workspace),
+                    run.run_id
+                ))
                 .await
         }
     }
@@ -171,7 +175,10 @@ pub async fn logs(
     let mut offset = 0u64;
     let mut out = std::io::stdout().lock();
     loop {
-        let uri = format!("{}/pipeline-runs/{run_id}/logs?{query}&offset={offset}", base(workspace));
+        let uri = format!(
+            "{}/pipeline-runs/{run_id}/logs?{query}&offset={offset}",
+            base(workspace)
+        );
         let (bytes, size, complete) = client.get_log(&uri).await?;
         out.write_all(&bytes)?;
         out.flush()?;

@@ -131,7 +131,10 @@ mod tests {
         assert_eq!(render("${data.ModelName}"), json!("diabetes"));
         assert_eq!(render("${data.ModelVersion}"), json!(3), "a lone field keeps its type");
         assert_eq!(render("v${data.ModelVersion}"), json!("v3"));
-        assert_eq!(render("${data.ModelTags.stage}-${subject}"), json!("prod-models/diabetes/versions/3"));
+        assert_eq!(
+            render("${data.ModelTags.stage}-${subject}"),
+            json!("prod-models/diabetes/versions/3")
+        );
         assert_eq!(render("plain"), json!("plain"));
     }
 
@@ -146,15 +149,33 @@ mod tests {
     #[test]
     fn hostile_values_stay_data() {
         let hostile = json!({"data": {"ModelName": "x\"; touch \"$HOME/pwned\"; echo \""}});
-        let rendered = TriggerTemplate::parse("${data.ModelName}").unwrap().render(&hostile).unwrap();
+        let rendered = TriggerTemplate::parse("${data.ModelName}")
+            .unwrap()
+            .render(&hostile)
+            .unwrap();
         assert_eq!(rendered, json!("x\"; touch \"$HOME/pwned\"; echo \""));
     }
 
     #[test]
     fn malformed_templates_are_refused() {
-        assert!(TriggerTemplate::parse("${data.ModelName").unwrap_err().contains("without closing"));
-        assert!(TriggerTemplate::parse("${data..x}").unwrap_err().contains("not an event field"));
-        assert!(TriggerTemplate::parse("${$(id)}").unwrap_err().contains("not an event field"));
-        assert_eq!(TriggerTemplate::parse("a${subject}b").unwrap().to_string(), "a${subject}b");
+        assert!(
+            TriggerTemplate::parse("${data.ModelName")
+                .unwrap_err()
+                .contains("without closing")
+        );
+        assert!(
+            TriggerTemplate::parse("${data..x}")
+                .unwrap_err()
+                .contains("not an event field")
+        );
+        assert!(
+            TriggerTemplate::parse("${$(id)}")
+                .unwrap_err()
+                .contains("not an event field")
+        );
+        assert_eq!(
+            TriggerTemplate::parse("a${subject}b").unwrap().to_string(),
+            "a${subject}b"
+        );
     }
 }

@@ -64,10 +64,7 @@ pub(crate) struct PipelineTrigger {
 impl PipelineTrigger {
     pub(crate) fn new(subscription: &EventSubscription, launcher: Arc<dyn PipelineLauncher>) -> Result<Self, String> {
         let properties = &subscription.spec.destination.properties;
-        let pipeline = properties
-            .pipeline
-            .clone()
-            .ok_or("its destination names no pipeline")?;
+        let pipeline = properties.pipeline.clone().ok_or("its destination names no pipeline")?;
         let experiment_name = properties
             .experiment_name
             .clone()
@@ -229,13 +226,21 @@ mod tests {
         assert_eq!(launched[0].workspace.as_deref(), Some("ws"));
         assert_eq!(launched[0].parameters["model"], serde_json::json!("wine"));
         assert_eq!(launched[0].parameters["v"], serde_json::json!(3));
-        assert!(launched[0].idempotency_key.ends_with(":event:e-7"), "{}", launched[0].idempotency_key);
+        assert!(
+            launched[0].idempotency_key.ends_with(":event:e-7"),
+            "{}",
+            launched[0].idempotency_key
+        );
     }
 
     #[tokio::test]
     async fn an_event_without_a_templated_field_is_refused_for_good() {
         let (trigger, recorder) = trigger(Ok("run-1".into())).await;
-        let sent = send(&trigger, &[delivery(1, serde_json::json!({"id": "e", "data": {"ModelName": "x"}}))]).await;
+        let sent = send(
+            &trigger,
+            &[delivery(1, serde_json::json!({"id": "e", "data": {"ModelName": "x"}}))],
+        )
+        .await;
         match sent.result {
             AttemptResult::Refused { reason } => assert!(reason.contains("data.ModelVersion"), "{reason}"),
             other => panic!("{other:?}"),

@@ -287,7 +287,10 @@ async fn publish(
         check_name("version", version)?;
     }
     let published = state.pipelines.publish(ws, &body.definition, body.version).await?;
-    Ok(with_etag(StatusCode::CREATED, pipeline_view(&state, &ws_name, published)))
+    Ok(with_etag(
+        StatusCode::CREATED,
+        pipeline_view(&state, &ws_name, published),
+    ))
 }
 
 /// Lists pipelines, oldest first. Takes Reader.
@@ -432,7 +435,10 @@ async fn create_endpoint(
         pipeline_id: body.pipeline_id,
     };
     let endpoint = state.store.create_pipeline_endpoint(ws, new).await?;
-    Ok(with_etag(StatusCode::CREATED, endpoint_view(&state, &ws_name, endpoint)))
+    Ok(with_etag(
+        StatusCode::CREATED,
+        endpoint_view(&state, &ws_name, endpoint),
+    ))
 }
 
 /// Lists pipeline endpoints. Takes Reader.
@@ -527,7 +533,9 @@ async fn cancel_run(
     Json(body): Json<CancelRun>,
 ) -> Result<JsonResponse<PipelineRunView>, ApiError> {
     let ws = workspace(&state, &caller, &ws_name, Role::Contributor).await?;
-    let reason = body.reason.unwrap_or_else(|| format!("canceled by {}", caller.principal.name));
+    let reason = body
+        .reason
+        .unwrap_or_else(|| format!("canceled by {}", caller.principal.name));
     let run = state.pipelines.cancel(ws, &run_id, &reason).await?;
     Ok(JsonResponse(PipelineRunView::from(run)))
 }
@@ -558,10 +566,18 @@ async fn logs(
         .pipelines
         .read_log(ws, &run_id, query.step.as_deref(), stream, query.offset.unwrap_or(0))
         .await?;
-    let mut response = (StatusCode::OK, [(CONTENT_TYPE, "text/plain; charset=utf-8")], chunk.bytes).into_response();
+    let mut response = (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+        chunk.bytes,
+    )
+        .into_response();
     let headers = response.headers_mut();
     headers.insert("x-log-size", chunk.size.into());
-    headers.insert("x-log-complete", if chunk.complete { "true" } else { "false" }.parse().expect("ascii"));
+    headers.insert(
+        "x-log-complete",
+        if chunk.complete { "true" } else { "false" }.parse().expect("ascii"),
+    );
     Ok(response)
 }
 

@@ -169,7 +169,11 @@ async fn put(state: AppState, caller: Caller, target: PutTarget, body: PutSubscr
         // The caller must be able to submit in the workspace whose pipeline runs, and the
         // pipeline must exist: refused now rather than dead-lettering every event later.
         let workspace = match spec.destination.properties.workspace.as_deref() {
-            Some(name) => sources::load(&state, &caller, SourceKind::Workspace, name, Role::Contributor).await?.id,
+            Some(name) => {
+                sources::load(&state, &caller, SourceKind::Workspace, name, Role::Contributor)
+                    .await?
+                    .id
+            }
             None => source.id,
         };
         state.pipelines.trigger_target(workspace, pipeline).await?;
