@@ -220,7 +220,10 @@ mod tests {
             node("d", &["a"], Waiting),
         ];
         let p = progress(&steps, false);
-        assert_eq!(p.changes, BTreeMap::from([("c".into(), Canceled), ("d".into(), Canceled)]));
+        assert_eq!(
+            p.changes,
+            BTreeMap::from([("c".into(), Canceled), ("d".into(), Canceled)])
+        );
         assert_eq!(p.finished, None, "b still runs");
         let ended = [
             node("a", &[], Failed),
