@@ -60,6 +60,7 @@ mod lifecycle;
 mod lifecycle_writes;
 mod model;
 mod names;
+mod pipeline_writes;
 pub mod pipelines;
 mod postgres;
 mod rows;
@@ -346,7 +347,8 @@ pub trait Store: Send + Sync + 'static {
     async fn recover_steps(&self, now: DateTime<Utc>, reason: &str) -> Result<u64>;
 
     /// The latest completed step run of the workspace with this reuse key, whose outputs
-    /// a step with the same key may take instead of running.
+    /// a step with the same key may take instead of running, with the id of the pipeline
+    /// run it belongs to.
     async fn reusable_step(&self, workspace: SourceId, reuse_key: &str) -> Result<Option<(String, StepRun)>>;
 
     // Event subscriptions and the fan-out that records which events each one matches.

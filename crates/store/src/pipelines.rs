@@ -143,6 +143,8 @@ pub struct StepRun {
 pub struct PipelineRun {
     pub run: Run,
     pub pipeline_id: String,
+    /// As submitted (a run has no description of its own).
+    pub description: Option<String>,
     pub parameters: BTreeMap<String, serde_json::Value>,
     pub data_paths: BTreeMap<String, DataPathValue>,
     pub continue_on_step_failure: bool,

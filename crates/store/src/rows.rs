@@ -18,6 +18,7 @@ use crate::delivery::*;
 use crate::error::{Result, StoreError, db};
 use crate::lifecycle::*;
 use crate::model::*;
+use crate::pipelines::*;
 use crate::subscriptions::{EventSubscription, SubscriptionId};
 
 /// How a backend keeps times: SQLite as RFC 3339 TEXT, PostgreSQL as TIMESTAMPTZ.
@@ -134,6 +135,11 @@ fn role(row: &impl StoredRow) -> Result<Role> {
 }
 
 fn tags(row: &impl StoredRow, column: &str) -> Result<Tags> {
+    json(row, column)
+}
+
+/// A column holding JSON, read as the type it was written from.
+fn json<T: serde::de::DeserializeOwned>(row: &impl StoredRow, column: &str) -> Result<T> {
     let text = row.text(column)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
@@ -410,5 +416,87 @@ pub(crate) fn log_entry_from_row(row: &impl StoredRow) -> Result<LogEntry> {
         sequence: unsigned(row, "sequence")?,
         published_at: row.time("published_at")?,
         bytes: unsigned(row, "bytes")?,
+    })
+}
+
+pub(crate) fn pipeline_from_row(row: &impl StoredRow) -> Result<PublishedPipeline> {
+    Ok(PublishedPipeline {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        version: row.text("version")?,
+        description: row.text("description")?,
+        definition: row.text("definition")?,
+        enabled: row.flag("enabled")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        etag: row.text("etag")?,
+    })
+}
+
+pub(crate) fn pipeline_endpoint_from_row(row: &impl StoredRow) -> Result<PipelineEndpoint> {
+    Ok(PipelineEndpoint {
+        name: row.text("name")?,
+        description: row.text("description")?,
+        default_pipeline_id: row.text("default_pipeline_id")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        etag: row.text("etag")?,
+    })
+}
+
+/// A pipeline run without its steps (read apart): a run's columns with its
+/// experiment's name, and the pipeline run's own.
+pub(crate) fn pipeline_run_from_row(row: &impl StoredRow) -> Result<PipelineRun> {
+    Ok(PipelineRun {
+        run: run_from_row(row)?,
+        pipeline_id: row.text("pipeline_id")?,
+        description: row.optional_text("description")?,
+        parameters: json(row, "parameters")?,
+        data_paths: json(row, "data_paths")?,
+        continue_on_step_failure: row.flag("continue_on_step_failure")?,
+        steps: Vec::new(),
+    })
+}
+
+pub(crate) fn step_run_from_row(row: &impl StoredRow) -> Result<StepRun> {
+    let exit_code = row
+        .optional_int("exit_code")?
+        .map(|code| i32::try_from(code).map_err(|_| StoreError::Corrupt(format!("exit_code out of range: {code}"))))
+        .transpose()?;
+    Ok(StepRun {
+        name: row.text("name")?,
+        run_id: row.text("run_id")?,
+        state: row.text("state")?.parse().map_err(StoreError::Corrupt)?,
+        depends_on: json(row, "depends_on")?,
+        attempts: small(row, "attempts")?,
+        retries: small(row, "retries")?,
+        ready_at: row.optional_time("ready_at")?,
+        started_at: row.optional_time("started_at")?,
+        finished_at: row.optional_time("finished_at")?,
+        exit_code,
+        error: row.optional_text("error")?,
+        reuse_key: row.optional_text("reuse_key")?,
+        reused_from: row.optional_text("reused_from")?,
+        cancel_requested: row.flag("cancel_requested")?,
+    })
+}
+
+/// A step with the pipeline run it belongs to.
+pub(crate) fn run_step_from_row(row: &impl StoredRow) -> Result<(String, StepRun)> {
+    Ok((row.text("pipeline_run_id")?, step_run_from_row(row)?))
+}
+
+/// A claimed step: its row with its pipeline run's assignment and experiment.
+pub(crate) fn claimed_step_from_row(row: &impl StoredRow) -> Result<ClaimedStep> {
+    let step = step_run_from_row(row)?;
+    Ok(ClaimedStep {
+        workspace: SourceId(row.int("source_id")?),
+        pipeline_run_id: row.text("pipeline_run_id")?,
+        pipeline_id: row.text("pipeline_id")?,
+        experiment_name: row.text("experiment_name")?,
+        parameters: json(row, "parameters")?,
+        data_paths: json(row, "data_paths")?,
+        lease: crate::pipeline_writes::lease_of(&step),
+        step,
     })
 }

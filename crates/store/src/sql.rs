@@ -177,6 +177,121 @@ pub(crate) const INSERT_DATASET: &str = "\
     INSERT INTO datasets (source_id, name, version, path, description, tags, created_at, etag) VALUES ($1, $2, $3, \
     $4, $5, $6, $7, $8) RETURNING *";
 
+// Published pipelines, their endpoints, pipeline runs and their steps. Boolean
+// literals are `TRUE`/`FALSE`, which SQLite reads as 1 and 0; an optional text parameter
+// is `CAST($N AS TEXT)`, which PostgreSQL can type.
+
+pub(crate) const WORKSPACE_NAME: &str = "SELECT name FROM sources WHERE id = $1";
+
+pub(crate) const PIPELINE_VERSIONS: &str = "SELECT version FROM pipelines WHERE source_id = $1 AND name = $2";
+
+pub(crate) const INSERT_PIPELINE: &str = "\
+    INSERT INTO pipelines (source_id, id, name, version, description, definition, enabled, created_at, \
+    updated_at, etag) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7, $8) RETURNING *";
+
+pub(crate) const PIPELINE: &str = "SELECT * FROM pipelines WHERE source_id = $1 AND id = $2";
+
+pub(crate) const PIPELINES: &str = "\
+    SELECT * FROM pipelines WHERE source_id = $1 AND (CAST($2 AS TEXT) IS NULL OR name = $2) \
+    ORDER BY created_at, id";
+
+pub(crate) const SET_PIPELINE_ENABLED: &str = "\
+    UPDATE pipelines SET enabled = $1, updated_at = $2, etag = $3 WHERE source_id = $4 AND id = $5 RETURNING *";
+
+pub(crate) const INSERT_PIPELINE_ENDPOINT: &str = "\
+    INSERT INTO pipeline_endpoints (source_id, name, description, default_pipeline_id, created_at, updated_at, \
+    etag) VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING *";
+
+pub(crate) const PIPELINE_ENDPOINT: &str = "SELECT * FROM pipeline_endpoints WHERE source_id = $1 AND name = $2";
+
+pub(crate) const PIPELINE_ENDPOINTS: &str = "SELECT * FROM pipeline_endpoints WHERE source_id = $1 ORDER BY name";
+
+pub(crate) const SET_PIPELINE_ENDPOINT_DEFAULT: &str = "\
+    UPDATE pipeline_endpoints SET default_pipeline_id = $1, updated_at = $2, etag = $3 WHERE source_id = $4 \
+    AND name = $5 RETURNING *";
+
+pub(crate) const IDEMPOTENT_PIPELINE_RUN: &str = "\
+    SELECT run_id FROM pipeline_runs WHERE source_id = $1 AND idempotency_key = $2";
+
+pub(crate) const INSERT_PIPELINE_RUN: &str = "\
+    INSERT INTO pipeline_runs (source_id, run_id, pipeline_id, description, parameters, data_paths, \
+    continue_on_step_failure, run_source, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+pub(crate) const INSERT_STEP: &str = "\
+    INSERT INTO pipeline_steps (source_id, pipeline_run_id, name, ordinal, run_id, state, depends_on, retries, \
+    ready_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// A pipeline run (its run's columns, its experiment's name and its own), for
+/// `pipeline_run_from_row`.
+pub(crate) const PIPELINE_RUN: &str = "\
+    SELECT r.*, e.name AS experiment_name, p.pipeline_id, p.description, p.parameters, p.data_paths, \
+    p.continue_on_step_failure FROM pipeline_runs p \
+    JOIN runs r ON r.source_id = p.source_id AND r.run_id = p.run_id \
+    JOIN experiments e ON e.source_id = r.source_id AND e.id = r.experiment_id \
+    WHERE p.source_id = $1 AND p.run_id = $2";
+
+/// Whether a pipeline run goes on after a step fails: the row that write locks on
+/// PostgreSQL take first, so that the ends of one run's steps apply one after another.
+pub(crate) const CONTINUES_ON_STEP_FAILURE: &str = "\
+    SELECT continue_on_step_failure FROM pipeline_runs WHERE source_id = $1 AND run_id = $2";
+
+/// The steps of a pipeline run in the definition's order.
+pub(crate) const STEPS: &str = "\
+    SELECT * FROM pipeline_steps WHERE source_id = $1 AND pipeline_run_id = $2 ORDER BY ordinal";
+
+pub(crate) const STEP_PIPELINE_RUN: &str = "\
+    SELECT pipeline_run_id FROM pipeline_steps WHERE source_id = $1 AND run_id = $2";
+
+/// Saves a step's state and what its attempts recorded; a step that no longer runs
+/// holds no lease.
+pub(crate) const SAVE_STEP: &str = "\
+    UPDATE pipeline_steps SET state = $1, ready_at = $2, finished_at = $3, exit_code = $4, error = $5, \
+    reuse_key = $6, reused_from = $7, cancel_requested = $8, \
+    lease_holder = CASE WHEN $1 = 'Running' THEN lease_holder END, \
+    lease_until = CASE WHEN $1 = 'Running' THEN lease_until END \
+    WHERE source_id = $9 AND run_id = $10";
+
+/// Ready steps of any workspace, the longest ready first.
+pub(crate) const READY_STEPS: &str = "\
+    SELECT source_id, run_id FROM pipeline_steps WHERE state = 'Ready' \
+    ORDER BY ready_at, source_id, run_id LIMIT $1";
+
+/// Claims a ready step: its next attempt starts, under a lease whose token is the
+/// attempt's number.
+pub(crate) const CLAIM_STEP: &str = "\
+    UPDATE pipeline_steps SET state = 'Running', attempts = attempts + 1, started_at = $1, lease_holder = $2, \
+    lease_until = $3 WHERE source_id = $4 AND run_id = $5 AND state = 'Ready'";
+
+/// A claimed step with its pipeline run's assignment and experiment, for
+/// `claimed_step_from_row`.
+pub(crate) const CLAIMED_STEP: &str = "\
+    SELECT s.*, p.pipeline_id, p.parameters, p.data_paths, e.name AS experiment_name FROM pipeline_steps s \
+    JOIN pipeline_runs p ON p.source_id = s.source_id AND p.run_id = s.pipeline_run_id \
+    JOIN runs r ON r.source_id = s.source_id AND r.run_id = s.run_id \
+    JOIN experiments e ON e.source_id = r.source_id AND e.id = r.experiment_id \
+    WHERE s.source_id = $1 AND s.run_id = $2";
+
+/// Extends a lease its holder still has; says whether a person asked to cancel the step.
+pub(crate) const RENEW_STEP: &str = "\
+    UPDATE pipeline_steps SET lease_until = $1 WHERE source_id = $2 AND run_id = $3 AND state = 'Running' \
+    AND lease_holder = $4 AND attempts = $5 RETURNING cancel_requested";
+
+/// Running steps whose lease ran out at `$1` (or that lost it with their process),
+/// with their lease.
+pub(crate) const EXPIRED_STEPS: &str = "\
+    SELECT source_id, run_id, attempts FROM pipeline_steps WHERE state = 'Running' \
+    AND (lease_until IS NULL OR lease_until <= $1)";
+
+/// Whether a step still runs under lease `$3` and that lease ran out at `$4`.
+pub(crate) const STEP_EXPIRED: &str = "\
+    SELECT run_id FROM pipeline_steps WHERE source_id = $1 AND run_id = $2 AND state = 'Running' \
+    AND attempts = $3 AND (lease_until IS NULL OR lease_until <= $4)";
+
+/// The latest completed step with a reuse key, with its pipeline run.
+pub(crate) const REUSABLE_STEP: &str = "\
+    SELECT * FROM pipeline_steps WHERE source_id = $1 AND reuse_key = $2 AND state = 'Completed' \
+    ORDER BY finished_at DESC, run_id DESC LIMIT 1";
+
 // Event subscriptions and the fan-out.
 
 pub(crate) const BUMP_SUBSCRIPTIONS_VERSION: &str = "\

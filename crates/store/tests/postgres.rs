@@ -494,3 +494,45 @@ async fn a_database_with_names_differing_only_in_case_is_refused_with_a_remedy()
     );
     store.close().await;
 }
+
+/// Nodes claiming ready steps at once never get the same step: each claim skips the
+/// steps another is claiming, and nothing ready is left behind.
+#[tokio::test]
+async fn nodes_claiming_steps_at_once_never_get_the_same_one() {
+    let schema = Schema::create().await;
+    let nodes = [schema.node("a").await, schema.node("b").await];
+    let store: Arc<dyn Store> = nodes[0].clone();
+    let (ws, pipeline_id) = suite::published(&store, "ws-claims").await;
+    for _ in 0..10 {
+        let steps = (0..4).map(|i| suite::step(&format!("s{i}"), &[], 0)).collect();
+        store
+            .submit_pipeline_run(ws, suite::submission(&pipeline_id, steps))
+            .await
+            .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let node: Arc<dyn Store> = nodes[worker % 2].clone();
+        tasks.spawn(async move {
+            let claim = suite::claim_for(&format!("worker-{worker}"), 60);
+            let mut mine = Vec::new();
+            loop {
+                let claimed = node.claim_steps(&claim, 3).await.unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|c| c.step.run_id));
+            }
+        });
+    }
+    let mut claimed = Vec::new();
+    while let Some(mine) = tasks.join_next().await {
+        claimed.extend(mine.unwrap());
+    }
+    let distinct: HashSet<&String> = claimed.iter().collect();
+    assert_eq!(distinct.len(), claimed.len(), "no step is claimed twice");
+    assert_eq!(claimed.len(), 40, "every step is claimed");
+    for node in nodes {
+        node.close().await;
+    }
+}

@@ -4,6 +4,7 @@ mod suite;
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_store::{ApiKeyHash, Recovered, RecoveryTarget, Role, SqliteStore, Store, StoreError, recover_owner};
 use suite::{event, keys, new_source};
@@ -339,4 +340,28 @@ async fn a_full_database_refuses_writes_whole_and_recovers_when_it_may_grow() {
     let all = store.read_events(topic.id, 0, 10_000).await.unwrap();
     assert_eq!(all.len() as u64, accepted + 20);
     assert!(all.iter().zip(1..).all(|(e, n)| e.sequence == n));
+}
+
+/// The steps that ran in a previous process are recovered as soon as the store opens
+/// again, not after their leases.
+#[tokio::test]
+async fn steps_that_ran_before_a_restart_are_recovered_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mlgrid.db");
+    let store: Arc<dyn Store> = SqliteStore::open(&path).await.unwrap();
+    let (ws, pipeline_id) = suite::published(&store, "ws-restart").await;
+    let steps = vec![suite::step("train", &[], 1)];
+    store
+        .submit_pipeline_run(ws, suite::submission(&pipeline_id, steps))
+        .await
+        .unwrap();
+    let hour = suite::claim_for("node-a", 3600);
+    assert_eq!(store.claim_steps(&hour, 1).await.unwrap().len(), 1);
+    assert_eq!(store.recover_steps(Utc::now(), "restarted").await.unwrap(), 0);
+    store.close().await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.recover_steps(Utc::now(), "restarted").await.unwrap(), 1);
+    let again = store.claim_steps(&hour, 1).await.unwrap();
+    assert_eq!(again[0].lease, 2, "its next attempt");
 }

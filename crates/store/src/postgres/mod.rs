@@ -20,6 +20,7 @@ mod delivery;
 mod events;
 mod leases;
 mod listener;
+mod pipelines;
 mod retention;
 mod runs;
 mod sources;
@@ -44,6 +45,7 @@ use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
+use crate::pipelines::*;
 use crate::storage::StorageStats;
 use crate::subscriptions::*;
 use db::db;
@@ -340,6 +342,98 @@ impl Store for PostgresStore {
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>> {
         assets::list_datasets(&self.pool, workspace, name).await
+    }
+
+    async fn publish_pipeline(&self, workspace: SourceId, new: NewPipeline) -> Result<PublishedPipeline> {
+        pipelines::publish(&self.pool, workspace, new).await
+    }
+
+    async fn pipeline(&self, workspace: SourceId, id: &str) -> Result<PublishedPipeline> {
+        pipelines::pipeline(&self.pool, workspace, id).await
+    }
+
+    async fn list_pipelines(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<PublishedPipeline>> {
+        pipelines::list(&self.pool, workspace, name).await
+    }
+
+    async fn set_pipeline_enabled(
+        &self,
+        workspace: SourceId,
+        id: &str,
+        enabled: bool,
+        if_match: Option<String>,
+    ) -> Result<PublishedPipeline> {
+        pipelines::set_enabled(&self.pool, workspace, id, enabled, if_match).await
+    }
+
+    async fn create_pipeline_endpoint(
+        &self,
+        workspace: SourceId,
+        new: NewPipelineEndpoint,
+    ) -> Result<PipelineEndpoint> {
+        pipelines::create_endpoint(&self.pool, workspace, new).await
+    }
+
+    async fn pipeline_endpoint(&self, workspace: SourceId, name: &str) -> Result<PipelineEndpoint> {
+        pipelines::endpoint(&self.pool, workspace, name).await
+    }
+
+    async fn list_pipeline_endpoints(&self, workspace: SourceId) -> Result<Vec<PipelineEndpoint>> {
+        pipelines::endpoints(&self.pool, workspace).await
+    }
+
+    async fn set_pipeline_endpoint_default(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        pipeline_id: &str,
+        if_match: Option<String>,
+    ) -> Result<PipelineEndpoint> {
+        pipelines::set_endpoint_default(&self.pool, workspace, name, pipeline_id, if_match).await
+    }
+
+    async fn submit_pipeline_run(&self, workspace: SourceId, new: NewPipelineRun) -> Result<Submitted> {
+        pipelines::submit(&self.pool, workspace, new).await
+    }
+
+    async fn pipeline_run(&self, workspace: SourceId, run_id: &str) -> Result<PipelineRun> {
+        pipelines::pipeline_run(&self.pool, workspace, run_id).await
+    }
+
+    async fn claim_steps(&self, claim: &StepClaim, limit: u32) -> Result<Vec<ClaimedStep>> {
+        pipelines::claim(&self.pool, claim, limit).await
+    }
+
+    async fn renew_steps(
+        &self,
+        holder: &str,
+        steps: &[(SourceId, String, u64)],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        pipelines::renew(&self.pool, holder, steps, until).await
+    }
+
+    async fn finish_step(
+        &self,
+        workspace: SourceId,
+        step_run_id: &str,
+        lease: u64,
+        outcome: StepOutcome,
+        next: Option<StepClaim>,
+    ) -> Result<StepFinished> {
+        pipelines::finish(&self.pool, workspace, step_run_id, lease, outcome, next).await
+    }
+
+    async fn cancel_pipeline_run(&self, workspace: SourceId, run_id: &str, reason: &str) -> Result<PipelineRun> {
+        pipelines::cancel(&self.pool, workspace, run_id, reason).await
+    }
+
+    async fn recover_steps(&self, now: DateTime<Utc>, reason: &str) -> Result<u64> {
+        pipelines::recover(&self.pool, now, reason).await
+    }
+
+    async fn reusable_step(&self, workspace: SourceId, reuse_key: &str) -> Result<Option<(String, StepRun)>> {
+        pipelines::reusable_step(&self.pool, workspace, reuse_key).await
     }
 
     async fn put_subscription(

@@ -20,12 +20,12 @@ use crate::sql::{self, RUN_SELECT};
 /// How a run is read inside a write: `FOR UPDATE` before changing it, `FOR SHARE`
 /// before relying on its status.
 #[derive(Clone, Copy)]
-enum Lock {
+pub(super) enum Lock {
     Update,
     Share,
 }
 
-async fn load_run(conn: &mut PgConnection, workspace: SourceId, run_id: &str, lock: Lock) -> Result<Run> {
+pub(super) async fn load_run(conn: &mut PgConnection, workspace: SourceId, run_id: &str, lock: Lock) -> Result<Run> {
     let lock = match lock {
         Lock::Update => "FOR UPDATE OF r",
         Lock::Share => "FOR SHARE OF r",
@@ -45,13 +45,20 @@ pub(super) async fn experiments(pool: &PgPool, workspace: SourceId) -> Result<Ve
 
 pub(super) async fn start(pool: &PgPool, workspace: SourceId, new: NewRun) -> Result<Run> {
     let mut tx = begin(pool).await?;
-    workspace_topic(&mut tx, workspace).await?;
+    let run = start_in(&mut tx, workspace, new).await?;
+    commit(tx).await?;
+    Ok(run)
+}
+
+/// Starts a run in the current transaction (see [`start`]); pipelines start theirs so.
+pub(super) async fn start_in(conn: &mut PgConnection, workspace: SourceId, new: NewRun) -> Result<Run> {
+    workspace_topic(conn, workspace).await?;
     check_start(&new)?;
     if let Some(parent) = &new.parent_run_id {
         let exists: Option<i32> = db(sqlx::query_scalar(sql::RUN_EXISTS)
             .bind(workspace)
             .bind(parent)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await)?;
         if exists.is_none() {
             return Err(missing_parent(parent));
@@ -64,12 +71,12 @@ pub(super) async fn start(pool: &PgPool, workspace: SourceId, new: NewRun) -> Re
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(&new.experiment_name)
         .bind(created)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await)?;
     let experiment_id: String = db(sqlx::query_scalar(sql::EXPERIMENT_ID)
         .bind(workspace)
         .bind(&new.experiment_name)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await)?;
     let run_id = run_id(&new);
     let start_time = (new.status == RunStatus::Running).then_some(created);
@@ -86,13 +93,11 @@ pub(super) async fn start(pool: &PgPool, workspace: SourceId, new: NewRun) -> Re
             .bind(created)
             .bind(start_time)
             .bind(new_etag())
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await,
         || format!("run `{run_id}` already exists"),
     )?;
-    let run = load_run(&mut tx, workspace, &run_id, Lock::Share).await?;
-    commit(tx).await?;
-    Ok(run)
+    load_run(conn, workspace, &run_id, Lock::Share).await
 }
 
 pub(super) async fn get(pool: &PgPool, workspace: SourceId, run_id: &str) -> Result<Run> {
@@ -117,8 +122,39 @@ pub(super) async fn change(
     if_match: Option<String>,
 ) -> Result<Run> {
     let mut tx = begin(pool).await?;
-    let mut run = load_run(&mut tx, workspace, run_id, Lock::Update).await?;
+    let run = load_run(&mut tx, workspace, run_id, Lock::Update).await?;
     check_etag(&format!("run `{run_id}`"), &run.etag, if_match.as_deref())?;
+    let run = save(&mut tx, workspace, run, change).await?;
+    commit(tx).await?;
+    Ok(run)
+}
+
+/// Moves a run to `status` (with why, when it fails or is cancelled) as [`change`] does,
+/// raising the same events, in the current transaction; pipelines move their runs so. A
+/// run in that status already, or ended (by a person, through [`change`]), is left as
+/// it is.
+pub(super) async fn move_to(
+    conn: &mut PgConnection,
+    workspace: SourceId,
+    run_id: &str,
+    status: RunStatus,
+    error: Option<String>,
+) -> Result<Run> {
+    let run = load_run(conn, workspace, run_id, Lock::Update).await?;
+    if run.status == status || run.status.is_terminal() {
+        return Ok(run);
+    }
+    let change = RunChange {
+        status: Some(status),
+        error,
+        ..RunChange::default()
+    };
+    save(conn, workspace, run, change).await
+}
+
+/// Applies a change to a run loaded `FOR UPDATE`, writes it, and raises the event its
+/// new status calls for, in the current transaction.
+async fn save(conn: &mut PgConnection, workspace: SourceId, mut run: Run, change: RunChange) -> Result<Run> {
     let new_status = apply_run_change(&mut run, change, now())?;
     db(sqlx::query(sql::UPDATE_RUN)
         .bind(run.status.as_str())
@@ -129,13 +165,12 @@ pub(super) async fn change(
         .bind(run.end_time)
         .bind(&run.etag)
         .bind(workspace)
-        .bind(run_id)
-        .execute(&mut *tx)
+        .bind(&run.run_id)
+        .execute(&mut *conn)
         .await)?;
     if let Some(event) = new_status.and_then(|to| run_status_event(&run, to)) {
-        raise(&mut tx, workspace, &event, &run.etag).await?;
+        raise(conn, workspace, &event, &run.etag).await?;
     }
-    commit(tx).await?;
     Ok(run)
 }
 

@@ -16,6 +16,7 @@ mod db;
 mod delivery;
 mod events;
 mod leases;
+mod pipelines;
 mod retention;
 mod runs;
 mod sources;
@@ -42,6 +43,7 @@ use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
+use crate::pipelines::*;
 use crate::storage::{FullDisk, StorageStats};
 use crate::subscriptions::*;
 use writer::{Appends, BUSY_TIMEOUT_MS, WAL_LIMIT_BYTES, WriterHandle};
@@ -69,9 +71,9 @@ impl SqliteStore {
     ///
     /// The embedded database belongs to one process at a time (several nodes share
     /// PostgreSQL instead): opening takes an exclusive lock on `{path}.lock`, refused while
-    /// another process holds it, and gives back the delivery claims a crashed previous
-    /// process left, so that their deliveries are retried at once rather than after
-    /// their leases.
+    /// another process holds it, and gives back the delivery and step claims a crashed
+    /// previous process left, so that their deliveries are retried, and their steps
+    /// recovered, at once rather than after their leases.
     pub async fn open(path: impl AsRef<Path>) -> Result<Arc<SqliteStore>> {
         let path = path.as_ref();
         let lock = lock_database(path)?;
@@ -92,6 +94,12 @@ impl SqliteStore {
             .await
             .map_err(StoreError::backend)?;
         sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL")
+            .execute(&mut write_conn)
+            .await
+            .map_err(StoreError::backend)?;
+        // Steps that ran in a previous process lost it: their leases end now, so that
+        // the next `recover_steps` makes them ready again (or fails them) at once.
+        sqlx::query("UPDATE pipeline_steps SET lease_until = NULL WHERE state = 'Running'")
             .execute(&mut write_conn)
             .await
             .map_err(StoreError::backend)?;
@@ -593,6 +601,147 @@ impl Store for SqliteStore {
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>> {
         assets::list_datasets(&self.reads, workspace, name).await
+    }
+
+    async fn publish_pipeline(&self, workspace: SourceId, new: NewPipeline) -> Result<PublishedPipeline> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(pipelines::publish(conn, workspace, new))
+            })
+            .await
+    }
+
+    async fn pipeline(&self, workspace: SourceId, id: &str) -> Result<PublishedPipeline> {
+        pipelines::pipeline(&self.reads, workspace, id).await
+    }
+
+    async fn list_pipelines(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<PublishedPipeline>> {
+        pipelines::list(&self.reads, workspace, name).await
+    }
+
+    async fn set_pipeline_enabled(
+        &self,
+        workspace: SourceId,
+        id: &str,
+        enabled: bool,
+        if_match: Option<String>,
+    ) -> Result<PublishedPipeline> {
+        let id = id.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { pipelines::set_enabled(conn, workspace, &id, enabled, if_match).await })
+            })
+            .await
+    }
+
+    async fn create_pipeline_endpoint(
+        &self,
+        workspace: SourceId,
+        new: NewPipelineEndpoint,
+    ) -> Result<PipelineEndpoint> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(pipelines::create_endpoint(conn, workspace, new))
+            })
+            .await
+    }
+
+    async fn pipeline_endpoint(&self, workspace: SourceId, name: &str) -> Result<PipelineEndpoint> {
+        pipelines::endpoint(&self.reads, workspace, name).await
+    }
+
+    async fn list_pipeline_endpoints(&self, workspace: SourceId) -> Result<Vec<PipelineEndpoint>> {
+        pipelines::endpoints(&self.reads, workspace).await
+    }
+
+    async fn set_pipeline_endpoint_default(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        pipeline_id: &str,
+        if_match: Option<String>,
+    ) -> Result<PipelineEndpoint> {
+        let (name, pipeline_id) = (name.to_owned(), pipeline_id.to_owned());
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move {
+                    pipelines::set_endpoint_default(conn, workspace, &name, &pipeline_id, if_match).await
+                })
+            })
+            .await
+    }
+
+    async fn submit_pipeline_run(&self, workspace: SourceId, new: NewPipelineRun) -> Result<Submitted> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(pipelines::submit(conn, workspace, new))
+            })
+            .await
+    }
+
+    async fn pipeline_run(&self, workspace: SourceId, run_id: &str) -> Result<PipelineRun> {
+        pipelines::pipeline_run(&self.reads, workspace, run_id).await
+    }
+
+    async fn claim_steps(&self, claim: &StepClaim, limit: u32) -> Result<Vec<ClaimedStep>> {
+        let claim = claim.clone();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(pipelines::claim(conn, claim, limit))
+            })
+            .await
+    }
+
+    async fn renew_steps(
+        &self,
+        holder: &str,
+        steps: &[(SourceId, String, u64)],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        let (holder, steps) = (holder.to_owned(), steps.to_vec());
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(pipelines::renew(conn, holder, steps, until))
+            })
+            .await
+    }
+
+    async fn finish_step(
+        &self,
+        workspace: SourceId,
+        step_run_id: &str,
+        lease: u64,
+        outcome: StepOutcome,
+        next: Option<StepClaim>,
+    ) -> Result<StepFinished> {
+        let step_run_id = step_run_id.to_owned();
+        self.writer()?
+            .write(Appends::Events, move |conn| {
+                Box::pin(async move { pipelines::finish(conn, workspace, &step_run_id, lease, outcome, next).await })
+            })
+            .await
+    }
+
+    async fn cancel_pipeline_run(&self, workspace: SourceId, run_id: &str, reason: &str) -> Result<PipelineRun> {
+        let (run_id, reason) = (run_id.to_owned(), reason.to_owned());
+        self.writer()?
+            .write(Appends::Events, move |conn| {
+                Box::pin(async move { pipelines::cancel(conn, workspace, &run_id, &reason).await })
+            })
+            .await
+    }
+
+    async fn recover_steps(&self, now: DateTime<Utc>, reason: &str) -> Result<u64> {
+        let reason = reason.to_owned();
+        self.writer()?
+            .write(Appends::Events, move |conn| {
+                Box::pin(async move { pipelines::recover(conn, now, &reason).await })
+            })
+            .await
+    }
+
+    async fn reusable_step(&self, workspace: SourceId, reuse_key: &str) -> Result<Option<(String, StepRun)>> {
+        pipelines::reusable_step(&self.reads, workspace, reuse_key).await
     }
 
     async fn put_subscription(

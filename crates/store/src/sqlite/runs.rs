@@ -18,7 +18,7 @@ use crate::model::SourceId;
 use crate::rows::{experiment_from_row, metric_from_row, run_from_row};
 use crate::sql::{self, RUN_SELECT};
 
-async fn load_run(conn: &mut SqliteConnection, workspace: SourceId, run_id: &str) -> Result<Run> {
+pub(super) async fn load_run(conn: &mut SqliteConnection, workspace: SourceId, run_id: &str) -> Result<Run> {
     let row = db(sqlx::query(sql::RUN)
         .bind(workspace)
         .bind(run_id)
@@ -86,8 +86,36 @@ pub(super) async fn change(
     change: RunChange,
     if_match: Option<String>,
 ) -> Result<Run> {
-    let mut run = load_run(conn, workspace, run_id).await?;
+    let run = load_run(conn, workspace, run_id).await?;
     check_etag(&format!("run `{run_id}`"), &run.etag, if_match.as_deref())?;
+    save(conn, workspace, run, change).await
+}
+
+/// Moves a run to `status` (with why, when it fails or is cancelled) as [`change`] does,
+/// raising the same events; pipelines move their runs so. A run in that status already,
+/// or ended (by a person, through [`change`]), is left as it is.
+pub(super) async fn move_to(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+    run_id: &str,
+    status: RunStatus,
+    error: Option<String>,
+) -> Result<Run> {
+    let run = load_run(conn, workspace, run_id).await?;
+    if run.status == status || run.status.is_terminal() {
+        return Ok(run);
+    }
+    let change = RunChange {
+        status: Some(status),
+        error,
+        ..RunChange::default()
+    };
+    save(conn, workspace, run, change).await
+}
+
+/// Applies a change to a loaded run, writes it, and raises the event its new status
+/// calls for, in the current transaction.
+async fn save(conn: &mut SqliteConnection, workspace: SourceId, mut run: Run, change: RunChange) -> Result<Run> {
     let new_status = apply_run_change(&mut run, change, Utc::now())?;
     db(sqlx::query(sql::UPDATE_RUN)
         .bind(run.status.as_str())
@@ -98,7 +126,7 @@ pub(super) async fn change(
         .bind(run.end_time.map(format_event_time))
         .bind(&run.etag)
         .bind(workspace)
-        .bind(run_id)
+        .bind(&run.run_id)
         .execute(&mut *conn)
         .await)?;
     if let Some(event) = new_status.and_then(|to| run_status_event(&run, to)) {

@@ -14,6 +14,9 @@ use mlgrid_core::resource::SourceKind;
 use mlgrid_core::subscription::{ProvisioningState, SubscriptionSpec};
 use mlgrid_store::*;
 
+mod pipelines;
+pub use pipelines::*;
+
 pub fn new_source(kind: SourceKind, name: &str) -> NewSource {
     NewSource {
         kind,
@@ -2003,6 +2006,16 @@ macro_rules! backend_tests {
             retention_is_kept_per_source_with_the_size_of_its_log,
             pruning_removes_a_routed_prefix_and_keeps_what_deliveries_hold,
             pruning_history_removes_old_deliveries_dead_letters_and_attempts,
+            pipelines_are_published_in_versions_and_enabled_with_etags,
+            pipeline_endpoints_point_at_pipelines_of_their_workspace,
+            a_submission_creates_the_run_its_step_runs_and_ready_steps,
+            a_chain_runs_step_after_step_and_raises_run_events,
+            a_failed_step_is_retried_and_a_stale_lease_refused,
+            a_failure_cancels_the_other_steps_unless_the_run_continues,
+            cancelling_a_pipeline_run_stops_its_steps,
+            steps_whose_lease_expired_are_recovered,
+            completed_steps_are_found_by_reuse_key,
+            concurrent_publications_and_keyed_submissions_take_turns,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
