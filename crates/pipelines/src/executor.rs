@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::future::BoxFuture;
 use mlgrid_core::pipeline::{Pipeline, Step};
 use mlgrid_store::{ClaimedStep, SourceId, StepClaim, StepOutcome, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -226,8 +227,13 @@ impl Executor {
         }
     }
 
-    /// Runs a claimed step, records its end, and runs the steps that end made ready.
-    async fn execute(self, step: ClaimedStep, permit: OwnedSemaphorePermit) {
+    /// Runs a claimed step, records its end, and runs the steps that end made ready (a
+    /// boxed future: it spawns itself for them).
+    fn execute(self, step: ClaimedStep, permit: OwnedSemaphorePermit) -> BoxFuture<'static, ()> {
+        Box::pin(self.execute_one(step, permit))
+    }
+
+    async fn execute_one(self, step: ClaimedStep, permit: OwnedSemaphorePermit) {
         let cancel = CancellationToken::new();
         self.handle.lock().insert(
             step.step.run_id.clone(),
@@ -330,7 +336,10 @@ impl Executor {
         let mut spec = render_step(step, &values, &data_files, &run).map_err(|e| e.to_string())?;
         spec.env.insert(crate::orphans::MARK_VARIABLE.to_owned(), self.mark());
         if !step.allow_reuse {
-            return Ok(Prepared::Run { spec, reuse: None });
+            return Ok(Prepared::Run {
+                spec: Box::new(spec),
+                reuse: None,
+            });
         }
         let key = reuse_key(&pipeline.name, step, &values, &spec)
             .await
@@ -341,7 +350,10 @@ impl Executor {
             .await
             .map_err(|e| format!("cannot look for a reusable run: {e}"))?;
         let Some((earlier_run, earlier_step)) = earlier else {
-            return Ok(Prepared::Run { spec, reuse: Some(key) });
+            return Ok(Prepared::Run {
+                spec: Box::new(spec),
+                reuse: Some(key),
+            });
         };
         let from = self
             .layout
@@ -363,7 +375,7 @@ impl Executor {
 
 enum Prepared {
     Reused(StepOutcome),
-    Run { spec: StepSpec, reuse: Option<String> },
+    Run { spec: Box<StepSpec>, reuse: Option<String> },
 }
 
 fn find_step<'p>(pipeline: &'p Pipeline, name: &str) -> Result<&'p Step, String> {

@@ -53,6 +53,9 @@ pub enum PipelineError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A file of the server could not be read.
+    #[error(transparent)]
+    Io(std::io::Error),
 }
 
 /// One of a step's two logs.
@@ -299,7 +302,7 @@ impl Pipelines {
         read_chunk(&path, offset)
             .await
             .map(|(bytes, size)| LogChunk { bytes, size, complete })
-            .map_err(|e| PipelineError::Store(StoreError::backend(e)))
+            .map_err(PipelineError::Io)
     }
 }
 

@@ -133,6 +133,7 @@ impl From<mlgrid_pipelines::PipelineError> for ApiError {
         match e {
             mlgrid_pipelines::PipelineError::Invalid(message) => ApiError::bad_request(message),
             mlgrid_pipelines::PipelineError::Store(e) => e.into(),
+            mlgrid_pipelines::PipelineError::Io(e) => ApiError::Internal(e.to_string()),
         }
     }
 }

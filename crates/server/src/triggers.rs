@@ -63,5 +63,6 @@ fn classify(error: PipelineError) -> LaunchError {
             | StoreError::PreconditionFailed(_)),
         ) => LaunchError::Refused(e.to_string()),
         PipelineError::Store(e) => LaunchError::Unavailable(e.to_string()),
+        PipelineError::Io(e) => LaunchError::Unavailable(e.to_string()),
     }
 }
