@@ -88,7 +88,14 @@ async fn next_event(
 }
 
 pub async fn run() -> anyhow::Result<()> {
-    let cluster = LocalCluster::start(&ClusterArgs::default(), &["--allow-loopback-webhooks"]).await?;
+    let cluster = LocalCluster::start(
+        &ClusterArgs {
+            database_url: None,
+            nodes: 1,
+        },
+        &["--allow-loopback-webhooks"],
+    )
+    .await?;
     say("server", cluster.started());
     let client = Client::with_key(&cluster.urls()[0], &cluster.api_key);
     let ws = "/v1/workspaces/demo";

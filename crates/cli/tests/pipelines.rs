@@ -28,7 +28,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 fn wait_for(server: &Server, run_id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let started = Instant::now();
     loop {
-        let run = server.json(&["pipeline", "show-run", "-w", "ws", "--run-id", run_id]);
+        let run = server.json(&["pipeline", "show-run", "-w", "mlws", "--run-id", run_id]);
         if done(&run) {
             return run;
         }
@@ -55,13 +55,13 @@ fn alive(pid: i32) -> bool {
 fn publish_submit_and_read_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    server.json(&["workspace", "create", "-n", "ws"]);
+    server.json(&["workspace", "create", "-n", "mlws"]);
     let file = write(
         dir.path(),
         "greet.yml",
         "name: greet\nparameters:\n  who: {type: string, default: world}\nsteps:\n  - name: hello\n    command: [\"sh\", \"-c\", \"echo hello ${parameters.who}; echo $MLGRID_PARAM_WHO >&2\"]\n",
     );
-    let published = server.json(&["pipeline", "publish", "-w", "ws", "-f", &file]);
+    let published = server.json(&["pipeline", "publish", "-w", "mlws", "-f", &file]);
     assert_eq!(published["version"], "1");
     let id = published["id"].as_str().unwrap();
     assert!(published["endpoint"].as_str().unwrap().contains(id));
@@ -70,7 +70,7 @@ fn publish_submit_and_read_the_logs() {
         "pipeline",
         "submit",
         "-w",
-        "ws",
+        "mlws",
         "--id",
         id,
         "-e",
@@ -81,16 +81,16 @@ fn publish_submit_and_read_the_logs() {
     let run_id = submitted["Id"].as_str().unwrap();
     let run = wait_for(&server, run_id, ended);
     assert_eq!(run["run"]["status"], "Completed", "{run}");
-    let out = server.cli(&["run", "logs", "-w", "ws", "--run-id", run_id]);
+    let out = server.cli(&["run", "logs", "-w", "mlws", "--run-id", run_id]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello mlgrid\n");
-    let err = server.cli(&["run", "logs", "-w", "ws", "--run-id", run_id, "--stderr"]);
+    let err = server.cli(&["run", "logs", "-w", "mlws", "--run-id", run_id, "--stderr"]);
     assert_eq!(String::from_utf8_lossy(&err.stdout), "mlgrid\n");
 
     let wrong = server.cli(&[
         "pipeline",
         "submit",
         "-w",
-        "ws",
+        "mlws",
         "--id",
         id,
         "-e",
@@ -101,8 +101,8 @@ fn publish_submit_and_read_the_logs() {
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("no parameter `nobody`"));
 
-    server.json(&["pipeline", "disable", "-w", "ws", "--id", id]);
-    let refused = server.cli(&["pipeline", "submit", "-w", "ws", "--id", id, "-e", "greetings"]);
+    server.json(&["pipeline", "disable", "-w", "mlws", "--id", id]);
+    let refused = server.cli(&["pipeline", "submit", "-w", "mlws", "--id", id, "-e", "greetings"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("disabled"));
 }
 
@@ -110,20 +110,20 @@ fn publish_submit_and_read_the_logs() {
 fn cancelling_a_run_kills_its_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    server.json(&["workspace", "create", "-n", "ws"]);
+    server.json(&["workspace", "create", "-n", "mlws"]);
     let file = write(dir.path(), "slow.yml", SLOW);
-    let id = server.json(&["pipeline", "publish", "-w", "ws", "-f", &file])["id"]
+    let id = server.json(&["pipeline", "publish", "-w", "mlws", "-f", &file])["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let run_id = server.json(&["pipeline", "submit", "-w", "ws", "--id", &id, "-e", "slow"])["Id"]
+    let run_id = server.json(&["pipeline", "submit", "-w", "mlws", "--id", &id, "-e", "slow"])["Id"]
         .as_str()
         .unwrap()
         .to_owned();
     let pid_file = dir.path().join("pipeline-runs");
     let pid = wait_for_pid(&pid_file);
     assert!(alive(pid));
-    server.json(&["run", "cancel", "-w", "ws", "--run-id", &run_id]);
+    server.json(&["run", "cancel", "-w", "mlws", "--run-id", &run_id]);
     let run = wait_for(&server, &run_id, ended);
     assert_eq!(run["run"]["status"], "Canceled", "{run}");
     assert!(!alive(pid), "the step's shell outlived the cancellation");
@@ -161,13 +161,13 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 fn a_step_running_when_the_server_dies_is_failed_on_restart_and_leaves_no_process() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    server.json(&["workspace", "create", "-n", "ws"]);
+    server.json(&["workspace", "create", "-n", "mlws"]);
     let file = write(dir.path(), "slow.yml", SLOW);
-    let id = server.json(&["pipeline", "publish", "-w", "ws", "-f", &file])["id"]
+    let id = server.json(&["pipeline", "publish", "-w", "mlws", "-f", &file])["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let run_id = server.json(&["pipeline", "submit", "-w", "ws", "--id", &id, "-e", "slow"])["Id"]
+    let run_id = server.json(&["pipeline", "submit", "-w", "mlws", "--id", &id, "-e", "slow"])["Id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -186,13 +186,13 @@ fn a_step_running_when_the_server_dies_is_failed_on_restart_and_leaves_no_proces
 fn a_step_left_running_by_a_crash_is_killed_and_failed_on_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    server.json(&["workspace", "create", "-n", "ws"]);
+    server.json(&["workspace", "create", "-n", "mlws"]);
     let file = write(dir.path(), "slow.yml", SLOW);
-    let id = server.json(&["pipeline", "publish", "-w", "ws", "-f", &file])["id"]
+    let id = server.json(&["pipeline", "publish", "-w", "mlws", "-f", &file])["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let run_id = server.json(&["pipeline", "submit", "-w", "ws", "--id", &id, "-e", "slow"])["Id"]
+    let run_id = server.json(&["pipeline", "submit", "-w", "mlws", "--id", &id, "-e", "slow"])["Id"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -45,6 +45,11 @@ pub struct ExecutorConfig {
     /// How often to look for ready steps when nothing wakes the executor (steps
     /// submitted on another node, retries).
     pub poll: Duration,
+    /// Whether this node is the only one using its runs folder (the embedded store
+    /// belongs to one process): then every step process left under that folder is its
+    /// own to clean up after a crash, whatever the node was called; otherwise only those
+    /// of a node of the same name.
+    pub exclusive: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -54,6 +59,7 @@ impl Default for ExecutorConfig {
             max_parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(500),
+            exclusive: true,
         }
     }
 }
@@ -130,7 +136,8 @@ impl Executor {
 
     /// What this executor's step processes carry in their environment.
     fn mark(&self) -> String {
-        crate::orphans::mark(&self.config.holder, self.layout.runs_root())
+        let holder = if self.config.exclusive { "" } else { &self.config.holder };
+        crate::orphans::mark(holder, self.layout.runs_root())
     }
 
     fn claim(&self) -> StepClaim {

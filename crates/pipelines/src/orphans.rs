@@ -9,8 +9,9 @@ use std::path::Path;
 /// The environment variable that marks a step's processes with the executor that ran them.
 pub const MARK_VARIABLE: &str = "MLGRID_EXECUTOR";
 
-/// The mark of an executor: its node's name and its runs folder, which together say
-/// which server's steps a process belongs to.
+/// The mark of an executor: its node's name (empty for the only node of its runs
+/// folder) and its runs folder, which together say which server's steps a process
+/// belongs to.
 pub fn mark(holder: &str, runs_root: &Path) -> String {
     format!("{holder}@{}", runs_root.display())
 }

@@ -33,7 +33,7 @@ steps:
 /// An API with workspace `ws` and the retrain pipeline's input file in its datastore.
 async fn api() -> TestApi {
     let api = TestApi::new().await;
-    api.ok("POST", "/v1/workspaces", json!({"name": "ws"})).await;
+    api.ok("POST", "/v1/workspaces", json!({"name": "mlws"})).await;
     let raw = api.state.config.datastore_root.join("workspaceblobstore/raw");
     std::fs::create_dir_all(&raw).unwrap();
     std::fs::write(raw.join("latest.csv"), "a,b\n1,2\n").unwrap();
@@ -41,7 +41,7 @@ async fn api() -> TestApi {
 }
 
 async fn publish(api: &TestApi, yaml: &str) -> Value {
-    api.ok("POST", "/v1/workspaces/ws/pipelines", json!({"definition": yaml}))
+    api.ok("POST", "/v1/workspaces/mlws/pipelines", json!({"definition": yaml}))
         .await
 }
 
@@ -56,7 +56,7 @@ fn execute(api: &TestApi) -> CancellationToken {
 async fn finished(api: &TestApi, run_id: &str) -> Value {
     for _ in 0..400 {
         let run = api
-            .call("GET", &format!("/v1/workspaces/ws/pipeline-runs/{run_id}"), None)
+            .call("GET", &format!("/v1/workspaces/mlws/pipeline-runs/{run_id}"), None)
             .await;
         assert_eq!(run.status, StatusCode::OK, "{}", run.body);
         if matches!(
@@ -74,7 +74,7 @@ async fn log(api: &TestApi, run_id: &str, step: &str, stream: &str) -> String {
     let reply = api
         .call(
             "GET",
-            &format!("/v1/workspaces/ws/pipeline-runs/{run_id}/logs?step={step}&stream={stream}"),
+            &format!("/v1/workspaces/mlws/pipeline-runs/{run_id}/logs?step={step}&stream={stream}"),
             None,
         )
         .await;
@@ -106,12 +106,16 @@ async fn a_definition_that_does_not_check_is_refused_naming_what_to_fix() {
     ];
     for (yaml, expected) in cases {
         let reply = api
-            .call("POST", "/v1/workspaces/ws/pipelines", Some(json!({"definition": yaml})))
+            .call(
+                "POST",
+                "/v1/workspaces/mlws/pipelines",
+                Some(json!({"definition": yaml})),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{yaml}: {}", reply.body);
         assert!(reply.message().contains(expected), "{yaml}: {}", reply.message());
     }
-    let listed = api.call("GET", "/v1/workspaces/ws/pipelines", None).await;
+    let listed = api.call("GET", "/v1/workspaces/mlws/pipelines", None).await;
     assert_eq!(listed.body["value"], json!([]), "nothing half-created");
 }
 
@@ -129,36 +133,44 @@ async fn versions_count_up_and_a_disabled_pipeline_refuses_submissions() {
         first["endpoint"]
             .as_str()
             .unwrap()
-            .ends_with(&format!("/v1/workspaces/ws/pipelines/{id}/submit")),
+            .ends_with(&format!("/v1/workspaces/mlws/pipelines/{id}/submit")),
         "{first}"
     );
     let taken = api
         .call(
             "POST",
-            "/v1/workspaces/ws/pipelines",
+            "/v1/workspaces/mlws/pipelines",
             Some(json!({"definition": RETRAIN, "version": "2"})),
         )
         .await;
     assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
 
     let disabled = api
-        .ok("POST", &format!("/v1/workspaces/ws/pipelines/{id}/disable"), json!({}))
+        .ok(
+            "POST",
+            &format!("/v1/workspaces/mlws/pipelines/{id}/disable"),
+            json!({}),
+        )
         .await;
     assert_eq!(disabled["enabled"], json!(false));
     let body = json!({"ExperimentName": "e"});
     let refused = api
         .call(
             "POST",
-            &format!("/v1/workspaces/ws/pipelines/{id}/submit"),
+            &format!("/v1/workspaces/mlws/pipelines/{id}/submit"),
             Some(body.clone()),
         )
         .await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
     assert!(refused.message().contains("disabled"), "{}", refused.message());
-    api.ok("POST", &format!("/v1/workspaces/ws/pipelines/{id}/enable"), json!({}))
+    api.ok("POST", &format!("/v1/workspaces/mlws/pipelines/{id}/enable"), json!({}))
         .await;
     let accepted = api
-        .call("POST", &format!("/v1/workspaces/ws/pipelines/{id}/submit"), Some(body))
+        .call(
+            "POST",
+            &format!("/v1/workspaces/mlws/pipelines/{id}/submit"),
+            Some(body),
+        )
         .await;
     assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
     assert!(accepted.body["Id"].is_string());
@@ -168,7 +180,7 @@ async fn versions_count_up_and_a_disabled_pipeline_refuses_submissions() {
 async fn submissions_are_checked_whole_before_anything_is_created() {
     let api = api().await;
     let id = publish(&api, RETRAIN).await["id"].as_str().unwrap().to_owned();
-    let submit = format!("/v1/workspaces/ws/pipelines/{id}/submit");
+    let submit = format!("/v1/workspaces/mlws/pipelines/{id}/submit");
     let cases = [
         (
             json!({"ExperimentName": "e", "ParameterAssignments": {"nope": 1}}),
@@ -196,7 +208,7 @@ async fn submissions_are_checked_whole_before_anything_is_created() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {}", reply.body);
         assert!(reply.message().contains(expected), "{body}: {}", reply.message());
     }
-    let runs = api.call("GET", "/v1/workspaces/ws/runs", None).await;
+    let runs = api.call("GET", "/v1/workspaces/mlws/runs", None).await;
     assert_eq!(runs.body["value"], json!([]), "no run was created");
 
     // Another workspace does not see the pipeline.
@@ -219,7 +231,7 @@ async fn an_endpoint_submits_to_its_default_pipeline() {
     let created = api
         .call(
             "POST",
-            "/v1/workspaces/ws/pipeline-endpoints",
+            "/v1/workspaces/mlws/pipeline-endpoints",
             Some(json!({"name": "retrain", "pipelineId": v1})),
         )
         .await;
@@ -227,7 +239,7 @@ async fn an_endpoint_submits_to_its_default_pipeline() {
     let submit = |body| {
         api.call(
             "POST",
-            "/v1/workspaces/ws/pipeline-endpoints/retrain/submit",
+            "/v1/workspaces/mlws/pipeline-endpoints/retrain/submit",
             Some(body),
         )
     };
@@ -236,7 +248,7 @@ async fn an_endpoint_submits_to_its_default_pipeline() {
     let switched = api
         .call(
             "PUT",
-            "/v1/workspaces/ws/pipeline-endpoints/retrain/default",
+            "/v1/workspaces/mlws/pipeline-endpoints/retrain/default",
             Some(json!({"pipelineId": v2})),
         )
         .await;
@@ -246,7 +258,7 @@ async fn an_endpoint_submits_to_its_default_pipeline() {
     let unknown = api
         .call(
             "PUT",
-            "/v1/workspaces/ws/pipeline-endpoints/retrain/default",
+            "/v1/workspaces/mlws/pipeline-endpoints/retrain/default",
             Some(json!({"pipelineId": "no-such-pipeline"})),
         )
         .await;
@@ -260,7 +272,7 @@ async fn a_run_executes_its_steps_in_order_and_raises_their_events() {
     let stop = execute(&api);
     let body = json!({"ExperimentName": "retrain", "ParameterAssignments": {"model_name": "wine", "epochs": "5"}, "RunSource": "SDK"});
     let submitted = api
-        .ok("POST", &format!("/v1/workspaces/ws/pipelines/{id}/submit"), body)
+        .ok("POST", &format!("/v1/workspaces/mlws/pipelines/{id}/submit"), body)
         .await;
     let run_id = submitted["Id"].as_str().unwrap();
     let run = finished(&api, run_id).await;
@@ -275,7 +287,7 @@ async fn a_run_executes_its_steps_in_order_and_raises_their_events() {
     assert_eq!(states, ["Completed", "Completed"]);
     assert_eq!(log(&api, run_id, "train", "stdout").await, "wine 5\n");
 
-    let events = api.events("workspaces", "ws", "limit=100").await;
+    let events = api.events("workspaces", "mlws", "limit=100").await;
     let completed: Vec<&str> = events["events"]
         .as_array()
         .unwrap()
@@ -296,7 +308,7 @@ async fn a_command_that_does_not_exist_fails_its_run_and_says_so() {
     let submitted = api
         .ok(
             "POST",
-            &format!("/v1/workspaces/ws/pipelines/{id}/submit"),
+            &format!("/v1/workspaces/mlws/pipelines/{id}/submit"),
             json!({"ExperimentName": "e"}),
         )
         .await;
@@ -306,7 +318,7 @@ async fn a_command_that_does_not_exist_fails_its_run_and_says_so() {
     assert_eq!(run["steps"][1]["state"], json!("Canceled"), "{run}");
     let stderr = log(&api, run_id, "a", "stderr").await;
     assert!(stderr.contains("command not found"), "{stderr}");
-    let events = api.events("workspaces", "ws", "limit=100").await;
+    let events = api.events("workspaces", "mlws", "limit=100").await;
     assert!(
         events["events"].as_array().unwrap().iter().any(|e| {
             e["event"]["eventType"] == "Microsoft.MachineLearningServices.RunStatusChanged"
@@ -319,7 +331,7 @@ async fn a_command_that_does_not_exist_fails_its_run_and_says_so() {
     let submitted = api
         .ok(
             "POST",
-            &format!("/v1/workspaces/ws/pipelines/{}/submit", good["id"].as_str().unwrap()),
+            &format!("/v1/workspaces/mlws/pipelines/{}/submit", good["id"].as_str().unwrap()),
             json!({"ExperimentName": "e"}),
         )
         .await;
@@ -343,7 +355,7 @@ async fn values_from_events_never_become_code() {
     api.ok("POST", "/v1/topics", json!({"name": "incoming"})).await;
     let trigger = json!({"properties": {
         "destination": {"endpointType": "Pipeline", "properties": {
-            "pipeline": id, "workspace": "ws", "experimentName": "hostile",
+            "pipeline": id, "workspace": "mlws", "experimentName": "hostile",
             "parameterAssignments": {"model_name": "${data.ModelName}"}
         }}
     }});
@@ -375,7 +387,9 @@ async fn values_from_events_never_become_code() {
     api.publish("incoming", Value::Array(events)).await;
     let mut printed = Vec::new();
     for _ in 0..400 {
-        let runs = api.call("GET", "/v1/workspaces/ws/runs?experiment=hostile", None).await;
+        let runs = api
+            .call("GET", "/v1/workspaces/mlws/runs?experiment=hostile", None)
+            .await;
         let pipeline_runs: Vec<String> = runs.body["value"]
             .as_array()
             .unwrap()

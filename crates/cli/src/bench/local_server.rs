@@ -12,7 +12,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use tokio::process::{Child, Command};
 
 /// Where a bench's own servers keep their data.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Args)]
 pub struct ClusterArgs {
     /// Run the servers on this PostgreSQL database (in a new schema, dropped afterwards)
     /// instead of the embedded store.

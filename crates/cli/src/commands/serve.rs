@@ -124,6 +124,7 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
         config.executor.max_parallel = steps;
     }
     config.executor.lease = Duration::from_secs(args.step_lease_seconds.max(1));
+    config.executor.exclusive = args.database_url.is_none();
     let mut state = AppState::new(store.clone(), secret, config)?;
     state.metrics = Some(
         metrics_exporter_prometheus::PrometheusBuilder::new()
