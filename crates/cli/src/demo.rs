@@ -141,7 +141,8 @@ pub async fn run() -> anyhow::Result<()> {
         "publish",
         format!(
             "pipeline `retrain` version {} at {}",
-            published["version"], published["endpoint"]
+            published["version"].as_str().unwrap_or("?"),
+            published["endpoint"].as_str().unwrap_or("?")
         ),
     );
 
