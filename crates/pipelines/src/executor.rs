@@ -282,29 +282,31 @@ impl Executor {
             Ok(Prepared::Reused(outcome)) => outcome,
             Ok(Prepared::Run { spec, reuse }) => {
                 let exit = self.runner.run(&spec, cancel).await;
+                let started_at = Some(exit.started_at_utc);
+                let failed = |error: String, exit_code| StepOutcome::Failed {
+                    error,
+                    exit_code,
+                    started_at,
+                };
                 match &exit.outcome {
                     ExitOutcome::Succeeded => StepOutcome::Completed {
                         reuse_key: reuse,
                         reused_from: None,
+                        started_at,
                     },
-                    ExitOutcome::Canceled if self.stopping.is_cancelled() => StepOutcome::Failed {
-                        error: STOPPED.to_owned(),
-                        exit_code: None,
-                    },
+                    ExitOutcome::Canceled if self.stopping.is_cancelled() => failed(STOPPED.to_owned(), None),
                     ExitOutcome::Canceled => StepOutcome::Canceled {
                         reason: "canceled while it ran".to_owned(),
                     },
-                    ExitOutcome::Failed { exit_code, .. } => StepOutcome::Failed {
-                        error: exit.outcome.to_string(),
-                        exit_code: *exit_code,
-                    },
-                    ExitOutcome::TimedOut { .. } => StepOutcome::Failed {
-                        error: exit.outcome.to_string(),
-                        exit_code: None,
-                    },
+                    ExitOutcome::Failed { exit_code, .. } => failed(exit.outcome.to_string(), *exit_code),
+                    ExitOutcome::TimedOut { .. } => failed(exit.outcome.to_string(), None),
                 }
             }
-            Err(error) => StepOutcome::Failed { error, exit_code: None },
+            Err(error) => StepOutcome::Failed {
+                error,
+                exit_code: None,
+                started_at: None,
+            },
         }
     }
 
@@ -376,6 +378,7 @@ impl Executor {
         Ok(Prepared::Reused(StepOutcome::Completed {
             reuse_key: Some(key),
             reused_from: Some(earlier_step.run_id),
+            started_at: None,
         }))
     }
 }

@@ -168,14 +168,24 @@ pub(crate) fn check_lease(step: &StepRun, pipeline_run_id: &str, lease: u64) -> 
 /// it ends once, with the step's last attempt.
 pub(crate) fn record_outcome(step: &mut StepRun, outcome: StepOutcome, at: DateTime<Utc>) -> bool {
     match outcome {
-        StepOutcome::Completed { reuse_key, reused_from } => {
+        StepOutcome::Completed {
+            reuse_key,
+            reused_from,
+            started_at,
+        } => {
+            step.started_at = started_at.or(step.started_at);
             step.state = StepState::Completed;
             step.reuse_key = reuse_key;
             step.reused_from = reused_from;
             step.exit_code = None;
             step.error = None;
         }
-        StepOutcome::Failed { error, exit_code } => {
+        StepOutcome::Failed {
+            error,
+            exit_code,
+            started_at,
+        } => {
+            step.started_at = started_at.or(step.started_at);
             step.error = Some(error);
             step.exit_code = exit_code;
             if step.attempts <= step.retries && !step.cancel_requested {
@@ -330,6 +340,7 @@ mod tests {
         let failed = || StepOutcome::Failed {
             error: "boom".into(),
             exit_code: Some(1),
+            started_at: None,
         };
         let mut s = StepRun {
             attempts: 1,

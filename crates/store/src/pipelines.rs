@@ -172,9 +172,15 @@ pub enum StepOutcome {
         reuse_key: Option<String>,
         /// Outputs taken from this earlier step run instead of running.
         reused_from: Option<String>,
+        /// When its process started (the claim's time stays when it has none).
+        started_at: Option<DateTime<Utc>>,
     },
     /// Retried while it has retries left, else the step fails with `error`.
-    Failed { error: String, exit_code: Option<i32> },
+    Failed {
+        error: String,
+        exit_code: Option<i32>,
+        started_at: Option<DateTime<Utc>>,
+    },
     /// Cancelled while it ran (its process group was killed).
     Canceled { reason: String },
 }

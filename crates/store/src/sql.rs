@@ -246,7 +246,7 @@ pub(crate) const STEP_PIPELINE_RUN: &str = "\
 /// holds no lease.
 pub(crate) const SAVE_STEP: &str = "\
     UPDATE pipeline_steps SET state = $1, ready_at = $2, finished_at = $3, exit_code = $4, error = $5, \
-    reuse_key = $6, reused_from = $7, cancel_requested = $8, \
+    reuse_key = $6, reused_from = $7, cancel_requested = $8, started_at = $11, \
     lease_holder = CASE WHEN $1 = 'Running' THEN lease_holder END, \
     lease_until = CASE WHEN $1 = 'Running' THEN lease_until END \
     WHERE source_id = $9 AND run_id = $10";

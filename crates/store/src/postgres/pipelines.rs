@@ -448,6 +448,7 @@ async fn save_step(conn: &mut PgConnection, workspace: SourceId, step: &StepRun)
         .bind(step.cancel_requested)
         .bind(workspace)
         .bind(&step.run_id)
+        .bind(step.started_at)
         .execute(&mut *conn)
         .await)?;
     Ok(())
@@ -509,6 +510,7 @@ pub(super) async fn recover(pool: &PgPool, now: DateTime<Utc>, reason: &str) -> 
         let failed = StepOutcome::Failed {
             error: reason.to_owned(),
             exit_code: None,
+            started_at: None,
         };
         end_attempt(&mut tx, run, index, failed, None).await?;
         commit(tx).await?;

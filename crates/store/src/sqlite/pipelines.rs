@@ -381,6 +381,7 @@ async fn save_step(conn: &mut SqliteConnection, workspace: SourceId, step: &Step
         .bind(step.cancel_requested)
         .bind(workspace)
         .bind(&step.run_id)
+        .bind(step.started_at.map(time))
         .execute(&mut *conn)
         .await)?;
     Ok(())
@@ -435,6 +436,7 @@ pub(super) async fn recover(conn: &mut SqliteConnection, now: DateTime<Utc>, rea
         let failed = StepOutcome::Failed {
             error: reason.to_owned(),
             exit_code: None,
+            started_at: None,
         };
         finish(conn, *workspace, step_run_id, *attempts as u64, failed, None).await?;
     }

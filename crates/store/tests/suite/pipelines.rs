@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, Timelike, Utc};
 use mlgrid_core::lifecycle::RunStatus;
 use mlgrid_core::pipeline::progress::StepState;
 use mlgrid_store::*;
@@ -70,6 +70,7 @@ fn completed() -> StepOutcome {
     StepOutcome::Completed {
         reuse_key: None,
         reused_from: None,
+        started_at: None,
     }
 }
 
@@ -77,6 +78,7 @@ fn failed(error: &str) -> StepOutcome {
     StepOutcome::Failed {
         error: error.into(),
         exit_code: Some(1),
+        started_at: None,
     }
 }
 
@@ -679,6 +681,7 @@ pub async fn steps_whose_lease_expired_are_recovered(store: Arc<dyn Store>) {
 pub async fn completed_steps_are_found_by_reuse_key(store: Arc<dyn Store>) {
     let (ws, pipeline_id) = published(&store, "ws-reuse").await;
     let node = claim_for("node-a", 60);
+    let process_started = Utc::now().with_nanosecond(0).unwrap() + Duration::seconds(1);
     assert_eq!(store.reusable_step(ws, "k1").await.unwrap(), None);
     let mut finished = Vec::new();
     for reused_from in [None, Some("earlier")] {
@@ -691,6 +694,7 @@ pub async fn completed_steps_are_found_by_reuse_key(store: Arc<dyn Store>) {
         let outcome = StepOutcome::Completed {
             reuse_key: Some("k1".into()),
             reused_from: reused_from.map(Into::into),
+            started_at: Some(process_started),
         };
         store
             .finish_step(ws, &claimed.step.run_id, claimed.lease, outcome, None)
@@ -700,6 +704,11 @@ pub async fn completed_steps_are_found_by_reuse_key(store: Arc<dyn Store>) {
     }
     let (pipeline_run_id, step) = store.reusable_step(ws, "k1").await.unwrap().unwrap();
     assert_eq!(pipeline_run_id, finished[1], "the latest");
+    assert_eq!(
+        step.started_at,
+        Some(process_started),
+        "the process's start, not the claim's"
+    );
     assert_eq!(step.name, "train");
     assert_eq!(step.state, StepState::Completed);
     assert_eq!(step.reuse_key.as_deref(), Some("k1"));
