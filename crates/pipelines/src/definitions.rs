@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use mlgrid_core::pipeline::Pipeline;
-use mlgrid_store::{PublishedPipeline, StoreError};
+use mlgrid_store::{PublishedPipeline, SourceId, Store, StoreError};
 
 use crate::service::PipelineError;
 
@@ -37,6 +37,16 @@ impl Definitions {
         }
         parsed.insert(published.id.clone(), pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// The parsed definition of pipeline `id` of a workspace, read from the store only
+    /// the first time (the executor asks for it at every step).
+    pub async fn load(&self, store: &dyn Store, workspace: SourceId, id: &str) -> Result<Arc<Pipeline>, PipelineError> {
+        if let Some(found) = self.lock().get(id) {
+            return Ok(found.clone());
+        }
+        let published = store.pipeline(workspace, id).await?;
+        self.get(&published)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Pipeline>>> {

@@ -252,26 +252,31 @@ impl Executor {
         );
         let outcome = self.attempt(&step, cancel).await;
         self.handle.lock().remove(&step.step.run_id);
-        drop(permit);
         let next = (!self.stopping.is_cancelled()).then(|| self.claim());
-        match self
+        let finished = self
             .store
             .finish_step(step.workspace, &step.step.run_id, step.lease, outcome, next)
-            .await
-        {
+            .await;
+        let mut permit = Some(permit);
+        match finished {
             Ok(finished) => {
-                if finished.retrying {
-                    self.handle.wake();
-                }
+                // The first step this end made ready takes over this step's slot at once.
                 for next in finished.claimed {
-                    let permit = self.slots.clone().acquire_owned().await.expect("never closed");
-                    tokio::spawn(self.clone().execute(next, permit));
+                    let slot = match permit.take() {
+                        Some(slot) => slot,
+                        None => self.slots.clone().acquire_owned().await.expect("never closed"),
+                    };
+                    tokio::spawn(self.clone().execute(next, slot));
                 }
             }
             Err(StoreError::Conflict(reason)) => {
                 tracing::warn!(step = %step.step.run_id, %reason, "a step's end was not recorded: its lease was lost");
             }
             Err(e) => tracing::error!(step = %step.step.run_id, error = %e, "could not record a step's end"),
+        }
+        if permit.take().is_some() {
+            // A slot is free (and a retried step may be ready again): claim more.
+            self.handle.wake();
         }
     }
 
@@ -313,12 +318,11 @@ impl Executor {
     /// Everything a step needs before its process starts: its definition, values,
     /// data files, folders, and (when it allows reuse) an earlier run's outputs.
     async fn prepare(&self, claimed: &ClaimedStep) -> Result<Prepared, String> {
-        let published = self
-            .store
-            .pipeline(claimed.workspace, &claimed.pipeline_id)
+        let pipeline = self
+            .definitions
+            .load(&*self.store, claimed.workspace, &claimed.pipeline_id)
             .await
             .map_err(|e| format!("the step's pipeline cannot be read: {e}"))?;
-        let pipeline = self.definitions.get(&published).map_err(|e| e.to_string())?;
         let step = find_step(&pipeline, &claimed.step.name)?;
         let values = pipeline
             .assign(&claimed.parameters)
