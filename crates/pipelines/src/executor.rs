@@ -234,13 +234,29 @@ impl Executor {
         }
     }
 
-    /// Runs a claimed step, records its end, and runs the steps that end made ready (a
-    /// boxed future: it spawns itself for them).
+    /// Runs a claimed step, records its end, and runs the steps that end made ready: the
+    /// first in this task with this slot, the others in tasks of their own (a boxed
+    /// future: it spawns itself for them).
     fn execute(self, step: ClaimedStep, permit: OwnedSemaphorePermit) -> BoxFuture<'static, ()> {
-        Box::pin(self.execute_one(step, permit))
+        Box::pin(async move {
+            let mut current = Some(step);
+            while let Some(step) = current.take() {
+                let mut claimed = self.execute_one(&step).await.into_iter();
+                current = claimed.next();
+                for other in claimed {
+                    let slot = self.slots.clone().acquire_owned().await.expect("never closed");
+                    tokio::spawn(self.clone().execute(other, slot));
+                }
+            }
+            drop(permit);
+            // A slot is free (and a retried step may be ready again): claim more.
+            self.handle.wake();
+        })
     }
 
-    async fn execute_one(self, step: ClaimedStep, permit: OwnedSemaphorePermit) {
+    /// Runs one step and records its end; returns the steps that end made ready, claimed
+    /// for this node.
+    async fn execute_one(&self, step: &ClaimedStep) -> Vec<ClaimedStep> {
         let cancel = CancellationToken::new();
         self.handle.lock().insert(
             step.step.run_id.clone(),
@@ -250,33 +266,23 @@ impl Executor {
                 cancel: cancel.clone(),
             },
         );
-        let outcome = self.attempt(&step, cancel).await;
+        let outcome = self.attempt(step, cancel).await;
         self.handle.lock().remove(&step.step.run_id);
         let next = (!self.stopping.is_cancelled()).then(|| self.claim());
-        let finished = self
+        match self
             .store
             .finish_step(step.workspace, &step.step.run_id, step.lease, outcome, next)
-            .await;
-        let mut permit = Some(permit);
-        match finished {
-            Ok(finished) => {
-                // The first step this end made ready takes over this step's slot at once.
-                for next in finished.claimed {
-                    let slot = match permit.take() {
-                        Some(slot) => slot,
-                        None => self.slots.clone().acquire_owned().await.expect("never closed"),
-                    };
-                    tokio::spawn(self.clone().execute(next, slot));
-                }
-            }
+            .await
+        {
+            Ok(finished) => finished.claimed,
             Err(StoreError::Conflict(reason)) => {
                 tracing::warn!(step = %step.step.run_id, %reason, "a step's end was not recorded: its lease was lost");
+                Vec::new()
             }
-            Err(e) => tracing::error!(step = %step.step.run_id, error = %e, "could not record a step's end"),
-        }
-        if permit.take().is_some() {
-            // A slot is free (and a retried step may be ready again): claim more.
-            self.handle.wake();
+            Err(e) => {
+                tracing::error!(step = %step.step.run_id, error = %e, "could not record a step's end");
+                Vec::new()
+            }
         }
     }
 

@@ -138,16 +138,19 @@ impl StepLayout {
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
             })
             .collect::<io::Result<Vec<_>>>()?;
-        if let Err(e) = tokio::fs::remove_dir_all(self.outputs_dir()).await
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            return Err(e);
-        }
-        tokio::fs::create_dir_all(&self.dir).await?;
-        for folder in folders {
-            tokio::fs::create_dir_all(folder).await?;
-        }
-        Ok(())
+        let (dir, outputs) = (self.dir.clone(), self.outputs_dir());
+        // One trip to the blocking pool: the step's start waits for it.
+        let prepared = tokio::task::spawn_blocking(move || {
+            if let Err(e) = std::fs::remove_dir_all(outputs)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                return Err(e);
+            }
+            std::fs::create_dir_all(dir)?;
+            folders.into_iter().try_for_each(std::fs::create_dir_all)
+        })
+        .await;
+        prepared.unwrap_or_else(|e| Err(io::Error::other(e)))
     }
 }
 

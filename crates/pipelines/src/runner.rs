@@ -217,17 +217,41 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Opens (truncating) the file a log goes to, making its folder.
-async fn create_log(path: &Path) -> Result<File, String> {
-    let created = async {
-        if let Some(folder) = path.parent() {
-            tokio::fs::create_dir_all(folder).await?;
+/// Opens (truncating) the two logs, making their folder, and checks the working folder,
+/// in one trip to the blocking pool: the step's start waits for it.
+async fn open_logs(spec: &StepSpec) -> Result<(File, File), Unopened> {
+    let (stdout, stderr, working_dir) = (
+        spec.stdout_log.clone(),
+        spec.stderr_log.clone(),
+        spec.working_dir.clone(),
+    );
+    let opened = tokio::task::spawn_blocking(move || {
+        let create = |path: &Path| {
+            if let Some(folder) = path.parent() {
+                std::fs::create_dir_all(folder)?;
+            }
+            std::fs::File::create(path)
+        };
+        let logs =
+            |path: &Path| create(path).map_err(|e| format!("cannot write the step's log {}: {e}", path.display()));
+        let stdout = logs(&stdout).map_err(Unopened::NoLogs)?;
+        let stderr = logs(&stderr).map_err(Unopened::NoLogs)?;
+        if !std::fs::metadata(&working_dir).is_ok_and(|m| m.is_dir()) {
+            let reason = format!("working directory does not exist: {}", working_dir.display());
+            return Err(Unopened::NoWorkingDir(reason, stderr));
         }
-        File::create(path).await
-    };
-    created
-        .await
-        .map_err(|e| format!("cannot write the step's log {}: {e}", path.display()))
+        Ok((File::from_std(stdout), File::from_std(stderr)))
+    })
+    .await;
+    opened.unwrap_or_else(|e| Err(Unopened::NoLogs(format!("cannot open the step's logs: {e}"))))
+}
+
+/// Why a step could not be started before its process was.
+enum Unopened {
+    /// A log could not be opened.
+    NoLogs(String),
+    /// Its working folder is missing; the reason goes to its stderr log.
+    NoWorkingDir(String, std::fs::File),
 }
 
 /// Copies `pipe` to `log` up to `cap` bytes, reads and drops the rest, and then appends
@@ -325,14 +349,6 @@ impl StepRunner for LocalProcessRunner {
         if cancel.is_cancelled() {
             return StepExit::new(ExitOutcome::Canceled, attempt, 0, 0);
         }
-        let stdout_log = match create_log(&spec.stdout_log).await {
-            Ok(file) => file,
-            Err(reason) => return StepExit::not_started(reason, attempt),
-        };
-        let stderr_log = match create_log(&spec.stderr_log).await {
-            Ok(file) => file,
-            Err(reason) => return StepExit::not_started(reason, attempt),
-        };
         let not_started = |reason: String, mut stderr_log: File| async move {
             let line = format!("{reason}\n");
             let written = stderr_log.write_all(line.as_bytes()).await;
@@ -341,10 +357,13 @@ impl StepRunner for LocalProcessRunner {
             }
             StepExit::not_started(reason, attempt)
         };
-        if !tokio::fs::metadata(&spec.working_dir).await.is_ok_and(|m| m.is_dir()) {
-            let reason = format!("working directory does not exist: {}", spec.working_dir.display());
-            return not_started(reason, stderr_log).await;
-        }
+        let (stdout_log, stderr_log) = match open_logs(spec).await {
+            Ok(logs) => logs,
+            Err(Unopened::NoLogs(reason)) => return StepExit::not_started(reason, attempt),
+            Err(Unopened::NoWorkingDir(reason, stderr_log)) => {
+                return not_started(reason, File::from_std(stderr_log)).await;
+            }
+        };
 
         let mut command = Command::new(&spec.program);
         command
