@@ -12,8 +12,9 @@
 //! group is killed at once: no process of a step outlives it.
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,6 +153,24 @@ impl StepExit {
     }
 }
 
+/// `program` found on the step's `PATH` when it is a bare name. Spawning a found path
+/// lets the standard library start the process with `posix_spawn` rather than fork a
+/// copy of the whole server first (it forks when it has to search a `PATH` it was
+/// given), which takes milliseconds off each step's start. A name found nowhere stays
+/// as it is, and the spawn says "command not found".
+fn program_path(program: &str, path: Option<&String>) -> PathBuf {
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    path.into_iter()
+        .flat_map(|path| std::env::split_paths(path))
+        .map(|folder| folder.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
 /// Why `program` could not be started, in words.
 fn spawn_failure(program: &str, error: &std::io::Error) -> String {
     match error.kind() {
@@ -217,14 +236,15 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Opens (truncating) the two logs, making their folder, and checks the working folder,
-/// in one trip to the blocking pool: the step's start waits for it.
-async fn open_logs(spec: &StepSpec) -> Result<(File, File), Unopened> {
+/// Opens (truncating) the two logs, making their folder, checks the working folder and
+/// finds the program, in one trip to the blocking pool: the step's start waits for it.
+async fn open_logs(spec: &StepSpec) -> Result<(File, File, PathBuf), Unopened> {
     let (stdout, stderr, working_dir) = (
         spec.stdout_log.clone(),
         spec.stderr_log.clone(),
         spec.working_dir.clone(),
     );
+    let (program, path) = (spec.program.clone(), spec.env.get("PATH").cloned());
     let opened = tokio::task::spawn_blocking(move || {
         let create = |path: &Path| {
             if let Some(folder) = path.parent() {
@@ -240,7 +260,8 @@ async fn open_logs(spec: &StepSpec) -> Result<(File, File), Unopened> {
             let reason = format!("working directory does not exist: {}", working_dir.display());
             return Err(Unopened::NoWorkingDir(reason, stderr));
         }
-        Ok((File::from_std(stdout), File::from_std(stderr)))
+        let program = program_path(&program, path.as_ref());
+        Ok((File::from_std(stdout), File::from_std(stderr), program))
     })
     .await;
     opened.unwrap_or_else(|e| Err(Unopened::NoLogs(format!("cannot open the step's logs: {e}"))))
@@ -357,7 +378,7 @@ impl StepRunner for LocalProcessRunner {
             }
             StepExit::not_started(reason, attempt)
         };
-        let (stdout_log, stderr_log) = match open_logs(spec).await {
+        let (stdout_log, stderr_log, program) = match open_logs(spec).await {
             Ok(logs) => logs,
             Err(Unopened::NoLogs(reason)) => return StepExit::not_started(reason, attempt),
             Err(Unopened::NoWorkingDir(reason, stderr_log)) => {
@@ -365,7 +386,7 @@ impl StepRunner for LocalProcessRunner {
             }
         };
 
-        let mut command = Command::new(&spec.program);
+        let mut command = Command::new(program);
         command
             .args(&spec.args)
             .env_clear()
