@@ -117,6 +117,14 @@ pub(crate) const SOURCE_PATH: &str = "SELECT kind, name, subscription_id, resour
 pub(crate) const YOUNG_ATTEMPT: &str = "\
     coalesce((SELECT id FROM delivery_attempts WHERE attempted_at >= $1 ORDER BY id LIMIT 1), 9223372036854775807)";
 
+/// The ids of the oldest `$2` attempts (by id) that were made before a time (`$1`). Attempts
+/// are numbered as they are recorded, so the old ones come first: a batch looks at `$2`
+/// rows, never at the whole table, and one that finds fewer than `$2` has reached the
+/// young ones (a straggler recorded out of order goes with the next pass).
+pub(crate) const OLD_ATTEMPTS: &str = "\
+    SELECT id FROM (SELECT id, attempted_at FROM delivery_attempts ORDER BY id LIMIT $2) AS first \
+    WHERE attempted_at < $1";
+
 pub(crate) const SET_RETENTION: &str = "\
     UPDATE sources SET retention_seconds = $1, retention_bytes = $2 WHERE id = $3 RETURNING *";
 

@@ -9,7 +9,7 @@ use super::db::{all, begin, commit, db, optional, to_i64};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::rows::{log_entry_from_row, source_from_row};
-use crate::sql::{self, YOUNG_ATTEMPT};
+use crate::sql::{self, OLD_ATTEMPTS, YOUNG_ATTEMPT};
 
 /// How far a source's log needs no more routing: the fan-out's cursor, or the earliest
 /// start of its subscriptions (each matches only events after its start), or its last
@@ -160,7 +160,7 @@ pub(super) async fn prune_history(
     }
     let gone: Vec<(SourceId, i64)> = db(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH gone AS (DELETE FROM delivery_attempts WHERE id IN \
-             (SELECT id FROM delivery_attempts WHERE id < {YOUNG_ATTEMPT} ORDER BY id LIMIT $2) \
+             ({OLD_ATTEMPTS}) \
              RETURNING subscription_id) \
          SELECT s.source_id, count(*) FROM gone JOIN event_subscriptions s ON s.id = gone.subscription_id \
          GROUP BY s.source_id"

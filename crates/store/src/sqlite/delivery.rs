@@ -47,7 +47,7 @@ pub(super) async fn claim(
         separated.push_bind_unseparated(d.sequence as i64).push_unseparated(")");
     }
     lease.push(")");
-    db(lease.build().execute(&mut *conn).await)?;
+    db(lease.build().persistent(false).execute(&mut *conn).await)?;
     Ok(due)
 }
 
@@ -72,7 +72,7 @@ pub(super) async fn record_attempts(conn: &mut SqliteConnection, attempts: Vec<A
                 .push_bind(a.error.clone())
                 .push_bind(a.response_excerpt.clone());
         });
-        db(insert.build().execute(&mut *conn).await)?;
+        db(insert.build().persistent(false).execute(&mut *conn).await)?;
     }
     // A batch whose sequences are consecutive is updated as one range: every row of the
     // subscription in that range is one of the batch's (a delivery is one row per
@@ -141,7 +141,7 @@ pub(super) async fn record_attempts(conn: &mut SqliteConnection, attempts: Vec<A
                 .push_unseparated(")");
         }
         update.push(") AS v WHERE deliveries.subscription_id = v.column1 AND deliveries.sequence = v.column2");
-        db(update.build().execute(&mut *conn).await)?;
+        db(update.build().persistent(false).execute(&mut *conn).await)?;
     }
     Ok(())
 }
@@ -191,7 +191,7 @@ pub(super) async fn release(
         .push(" WHERE state = 'pending' AND subscription_id = ")
         .push_bind(subscription);
     push_sequences(&mut query, "sequence", &Some(sequences));
-    db(query.build().execute(&mut *conn).await)?;
+    db(query.build().persistent(false).execute(&mut *conn).await)?;
     Ok(())
 }
 
@@ -240,7 +240,7 @@ pub(super) async fn redeliver(
         .push(" WHERE state = 'dead' AND subscription_id = ")
         .push_bind(subscription);
     push_filter(&mut query, "deliveries", &filter);
-    Ok(db(query.build().execute(&mut *conn).await)?.rows_affected())
+    Ok(db(query.build().persistent(false).execute(&mut *conn).await)?.rows_affected())
 }
 
 pub(super) async fn purge(
@@ -254,7 +254,7 @@ pub(super) async fn purge(
     let mut query = QueryBuilder::<Sqlite>::new("DELETE FROM deliveries WHERE state = 'dead' AND subscription_id = ");
     query.push_bind(subscription);
     push_filter(&mut query, "deliveries", &filter);
-    Ok(db(query.build().execute(&mut *conn).await)?.rows_affected())
+    Ok(db(query.build().persistent(false).execute(&mut *conn).await)?.rows_affected())
 }
 
 pub(super) async fn attempts(pool: &SqlitePool, subscription: SubscriptionId, limit: u32) -> Result<Vec<Attempt>> {
@@ -337,7 +337,7 @@ pub(super) async fn mark_exported(
         .push(" WHERE state = 'dead' AND subscription_id = ")
         .push_bind(subscription);
     push_sequences(&mut query, "sequence", &Some(sequences));
-    db(query.build().execute(&mut *conn).await)?;
+    db(query.build().persistent(false).execute(&mut *conn).await)?;
     Ok(())
 }
 

@@ -69,7 +69,12 @@ pub(super) async fn insert_events(
                 .push_bind(event.body.clone());
             sequence += 1;
         });
-        insert.build().execute(&mut *conn).await.map_err(StoreError::backend)?;
+        insert
+            .build()
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::backend)?;
     }
     Ok(AppendReceipt {
         first_sequence: first as u64,

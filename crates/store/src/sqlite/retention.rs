@@ -10,7 +10,7 @@ use super::db::{all, db, to_i64};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::rows::log_entry_from_row;
-use crate::sql::{self, YOUNG_ATTEMPT};
+use crate::sql::{self, OLD_ATTEMPTS, YOUNG_ATTEMPT};
 use crate::subscriptions::SubscriptionId;
 
 /// How far a source's log needs no more routing: the fan-out's cursor, or the earliest
@@ -180,8 +180,7 @@ pub(super) async fn prune_history(
             .map_err(StoreError::backend)?;
     }
     let gone: Vec<SubscriptionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM delivery_attempts WHERE id IN \
-             (SELECT id FROM delivery_attempts WHERE id < {YOUNG_ATTEMPT} ORDER BY id LIMIT $2) \
+        "DELETE FROM delivery_attempts WHERE id IN ({OLD_ATTEMPTS}) \
          RETURNING subscription_id"
     )))
     .bind(format_event_time(cutoffs.attempts_before))

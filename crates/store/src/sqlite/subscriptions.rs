@@ -191,7 +191,7 @@ pub(super) async fn record_matches(conn: &mut SqliteConnection, batch: RoutedBat
                 .push_bind(now.clone())
                 .push_bind(lease_until.clone());
         });
-        db(insert.build().execute(&mut *conn).await)?;
+        db(insert.build().persistent(false).execute(&mut *conn).await)?;
     }
     db(sqlx::query(
         "INSERT INTO fanout_cursors (source_id, last_sequence) VALUES (?, ?) \
