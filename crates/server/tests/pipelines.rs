@@ -414,3 +414,33 @@ async fn values_from_events_never_become_code() {
     stop.send(()).unwrap();
     node.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_step_whose_work_is_unchanged_reuses_the_earlier_outputs() {
+    let api = api().await;
+    let yaml = "name: counted\nsteps:\n  - name: count\n    command: [\"sh\", \"-c\", \"date +%s%N > ${outputs.out}/stamp\"]\n    outputs: [out]\n  - name: show\n    command: [\"cat\", \"${inputs.stamp}/stamp\"]\n    inputs: {stamp: count.out}\n    allow_reuse: false\n";
+    let id = publish(&api, yaml).await["id"].as_str().unwrap().to_owned();
+    let stop = execute(&api);
+    let submit = format!("/v1/workspaces/mlws/pipelines/{id}/submit");
+    let first = api.ok("POST", &submit, json!({"ExperimentName": "e"})).await;
+    let first = finished(&api, first["Id"].as_str().unwrap()).await;
+    let second = api.ok("POST", &submit, json!({"ExperimentName": "e"})).await;
+    let second = finished(&api, second["Id"].as_str().unwrap()).await;
+    assert_eq!(second["run"]["status"], json!("Completed"), "{second}");
+    assert_eq!(second["steps"][0]["reusedFrom"], first["steps"][0]["runId"], "{second}");
+    assert_eq!(
+        second["steps"][1]["reusedFrom"],
+        Value::Null,
+        "allow_reuse: false runs again"
+    );
+    let (run1, run2) = (
+        first["run"]["runId"].as_str().unwrap(),
+        second["run"]["runId"].as_str().unwrap(),
+    );
+    assert_eq!(
+        log(&api, run1, "show", "stdout").await,
+        log(&api, run2, "show", "stdout").await,
+        "the second run read the first one's output"
+    );
+    stop.cancel();
+}
