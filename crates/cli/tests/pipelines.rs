@@ -109,19 +109,7 @@ fn publish_submit_and_read_the_logs() {
 #[test]
 fn cancelling_a_run_kills_its_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    server.json(&["workspace", "create", "-n", "mlws"]);
-    let file = write(dir.path(), "slow.yml", SLOW);
-    let id = server.json(&["pipeline", "publish", "-w", "mlws", "-f", &file])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let run_id = server.json(&["pipeline", "submit", "-w", "mlws", "--id", &id, "-e", "slow"])["Id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let pid_file = dir.path().join("pipeline-runs");
-    let pid = wait_for_pid(&pid_file);
+    let (server, run_id, pid) = slow_run(dir.path());
     assert!(alive(pid));
     server.json(&["run", "cancel", "-w", "mlws", "--run-id", &run_id]);
     let run = wait_for(&server, &run_id, ended);
@@ -157,12 +145,12 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-#[test]
-fn a_step_running_when_the_server_dies_is_failed_on_restart_and_leaves_no_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+/// A server on `dir` running the slow pipeline's step: the server, the run, the pid of
+/// the step's shell.
+fn slow_run(dir: &Path) -> (Server, String, i32) {
+    let server = Server::start(dir);
     server.json(&["workspace", "create", "-n", "mlws"]);
-    let file = write(dir.path(), "slow.yml", SLOW);
+    let file = write(dir, "slow.yml", SLOW);
     let id = server.json(&["pipeline", "publish", "-w", "mlws", "-f", &file])["id"]
         .as_str()
         .unwrap()
@@ -171,7 +159,14 @@ fn a_step_running_when_the_server_dies_is_failed_on_restart_and_leaves_no_proces
         .as_str()
         .unwrap()
         .to_owned();
-    let pid = wait_for_pid(&dir.path().join("pipeline-runs"));
+    let pid = wait_for_pid(&dir.join("pipeline-runs"));
+    (server, run_id, pid)
+}
+
+#[test]
+fn a_step_running_when_the_server_dies_is_failed_on_restart_and_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, run_id, pid) = slow_run(dir.path());
     // A graceful stop kills the step's processes and records why.
     assert!(server.terminate());
     assert!(!alive(pid), "the step outlived the server");
@@ -185,18 +180,7 @@ fn a_step_running_when_the_server_dies_is_failed_on_restart_and_leaves_no_proces
 #[test]
 fn a_step_left_running_by_a_crash_is_killed_and_failed_on_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    server.json(&["workspace", "create", "-n", "mlws"]);
-    let file = write(dir.path(), "slow.yml", SLOW);
-    let id = server.json(&["pipeline", "publish", "-w", "mlws", "-f", &file])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let run_id = server.json(&["pipeline", "submit", "-w", "mlws", "--id", &id, "-e", "slow"])["Id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let pid = wait_for_pid(&dir.path().join("pipeline-runs"));
+    let (server, run_id, pid) = slow_run(dir.path());
     server.crash();
     let server = Server::start(dir.path());
     let run = wait_for(&server, &run_id, ended);
