@@ -363,25 +363,8 @@ mod tests {
 
     use super::*;
 
-    const RETRAIN: &str = r#"
-name: retrain
-description: Retrain on new data
-parameters:
-  model_name: {type: string, default: diabetes}
-  epochs: {type: int, default: 3}
-data_paths:
-  input_data: {datastore: workspaceblobstore, path: raw/latest.csv}
-steps:
-  - name: prep
-    command: ["sh", "-c", "cp ${data_paths.input_data} ${outputs.prepared}/data.csv"]
-    outputs: [prepared]
-  - name: train
-    command: ["sh", "-c", "echo ${parameters.model_name} ${parameters.epochs} > ${outputs.model}/model.txt"]
-    inputs: {data: prep.prepared}
-    outputs: [model]
-    depends_on: [prep]
-    timeout: 10m
-"#;
+    /// The issue's example, as the README shows it.
+    const RETRAIN: &str = include_str!("../../../../examples/retrain.yml");
 
     fn refusal(yaml: &str) -> String {
         Pipeline::parse(yaml).unwrap_err().to_string()
