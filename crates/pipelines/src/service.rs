@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mlgrid_core::ml::Tags;
-use mlgrid_core::pipeline::Pipeline;
+use mlgrid_core::pipeline::{DataPath, Pipeline};
 use mlgrid_store::{
-    DataPathValue, NewPipeline, NewPipelineRun, NewStep, PipelineRun, PublishedPipeline, STEP_RUN_TYPE, SourceId,
-    Store, StoreError, Submitted,
+    NewPipeline, NewPipelineRun, NewStep, PipelineRun, PublishedPipeline, STEP_RUN_TYPE, SourceId, Store, StoreError,
+    Submitted,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -36,7 +36,7 @@ pub struct Submission {
     /// Values by parameter name; checked against each parameter's type.
     pub parameters: BTreeMap<String, serde_json::Value>,
     /// Data path parameters assigned; the others keep the definition's default.
-    pub data_paths: BTreeMap<String, DataPathValue>,
+    pub data_paths: BTreeMap<String, DataPath>,
     pub run_source: String,
     pub description: Option<String>,
     pub tags: Tags,
@@ -195,38 +195,21 @@ impl Pipelines {
         }
     }
 
-    /// Every data path's value: the assigned ones (each a data path the pipeline
-    /// declares) and the defaults, each an existing file of a known datastore.
+    /// Every data path's file (core's `Pipeline::assign_data_paths`), each an existing
+    /// file of a known datastore.
     async fn data_paths(
         &self,
         workspace: SourceId,
         pipeline: &Pipeline,
-        mut assigned: BTreeMap<String, DataPathValue>,
-    ) -> Result<BTreeMap<String, DataPathValue>, PipelineError> {
-        if let Some(unknown) = assigned.keys().find(|name| !pipeline.data_paths.contains_key(*name)) {
-            let known: Vec<&str> = pipeline.data_paths.keys().map(String::as_str).collect();
-            return Err(PipelineError::Invalid(format!(
-                "pipeline `{}` has no data path `{unknown}`; its data paths are: {}",
-                pipeline.name,
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            )));
-        }
+        assigned: BTreeMap<String, DataPath>,
+    ) -> Result<BTreeMap<String, DataPath>, PipelineError> {
+        let values = pipeline.assign_data_paths(assigned).map_err(PipelineError::Invalid)?;
         let datastores = self.datastores(workspace)?;
-        let mut values = BTreeMap::new();
-        for (name, default) in &pipeline.data_paths {
-            let value = assigned.remove(name).unwrap_or_else(|| DataPathValue {
-                datastore: default.datastore.clone(),
-                path: default.path.clone(),
-            });
+        for (name, value) in &values {
             datastores
                 .resolve(&value.datastore, &value.path)
                 .await
                 .map_err(|e| PipelineError::Invalid(format!("data path `{name}`: {e}")))?;
-            values.insert(name.clone(), value);
         }
         Ok(values)
     }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use mlgrid_core::lifecycle::RunStatus;
 use mlgrid_core::ml::Tags;
+use mlgrid_core::pipeline::DataPath;
 use mlgrid_core::pipeline::progress::StepState;
 
 use crate::lifecycle::Run;
@@ -67,13 +68,6 @@ pub struct PipelineEndpoint {
     pub etag: String,
 }
 
-/// A file of a datastore, as a data path parameter is assigned.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DataPathValue {
-    pub datastore: String,
-    pub path: String,
-}
-
 /// A step of a run to create, as the definition gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewStep {
@@ -93,7 +87,7 @@ pub struct NewPipelineRun {
     pub tags: Tags,
     /// Every parameter's value (assigned or default), as JSON of its type.
     pub parameters: BTreeMap<String, serde_json::Value>,
-    pub data_paths: BTreeMap<String, DataPathValue>,
+    pub data_paths: BTreeMap<String, DataPath>,
     pub continue_on_step_failure: bool,
     /// Who submitted it (`RunSource`: "SDK", "Schedule", "EventSubscription", ...).
     pub run_source: String,
@@ -146,7 +140,7 @@ pub struct PipelineRun {
     /// As submitted (a run has no description of its own).
     pub description: Option<String>,
     pub parameters: BTreeMap<String, serde_json::Value>,
-    pub data_paths: BTreeMap<String, DataPathValue>,
+    pub data_paths: BTreeMap<String, DataPath>,
     pub continue_on_step_failure: bool,
     pub steps: Vec<StepRun>,
 }
@@ -160,7 +154,7 @@ pub struct ClaimedStep {
     pub experiment_name: String,
     pub step: StepRun,
     pub parameters: BTreeMap<String, serde_json::Value>,
-    pub data_paths: BTreeMap<String, DataPathValue>,
+    pub data_paths: BTreeMap<String, DataPath>,
     /// The lease's fencing token: finishing with another is refused.
     pub lease: u64,
 }

@@ -185,18 +185,7 @@ impl Pipeline {
         &self,
         assigned: &BTreeMap<String, serde_json::Value>,
     ) -> Result<BTreeMap<String, ParameterValue>, String> {
-        if let Some(unknown) = assigned.keys().find(|name| !self.parameters.contains_key(*name)) {
-            let known: Vec<&str> = self.parameters.keys().map(String::as_str).collect();
-            return Err(format!(
-                "pipeline `{}` has no parameter `{unknown}`; its parameters are: {}",
-                self.name,
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            ));
-        }
+        self.refuse_unknown("parameter", assigned.keys(), self.parameters.keys())?;
         let mut values = BTreeMap::new();
         for (name, parameter) in &self.parameters {
             let value = match assigned.get(name) {
@@ -212,6 +201,46 @@ impl Pipeline {
             values.insert(name.clone(), value);
         }
         Ok(values)
+    }
+
+    /// The file of every data path for a submission assigning `assigned`: those
+    /// assigned, the defaults for the rest. An unknown name is an error naming it.
+    pub fn assign_data_paths(
+        &self,
+        mut assigned: BTreeMap<String, DataPath>,
+    ) -> Result<BTreeMap<String, DataPath>, String> {
+        self.refuse_unknown("data path", assigned.keys(), self.data_paths.keys())?;
+        Ok(self
+            .data_paths
+            .iter()
+            .map(|(name, default)| {
+                let value = assigned.remove(name).unwrap_or_else(|| default.clone());
+                (name.clone(), value)
+            })
+            .collect())
+    }
+
+    /// An error naming the first of `assigned` that is not among `known` (`what` they
+    /// are), listing the known ones.
+    fn refuse_unknown<'a>(
+        &self,
+        what: &str,
+        mut assigned: impl Iterator<Item = &'a String>,
+        known: impl Iterator<Item = &'a String>,
+    ) -> Result<(), String> {
+        let known: Vec<&str> = known.map(String::as_str).collect();
+        match assigned.find(|name| !known.contains(&name.as_str())) {
+            None => Ok(()),
+            Some(unknown) => Err(format!(
+                "pipeline `{}` has no {what} `{unknown}`; its {what}s are: {}",
+                self.name,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )),
+        }
     }
 }
 
@@ -470,6 +499,28 @@ steps:
                 .assign(&wrong)
                 .unwrap_err()
                 .contains("parameter `epochs`: expected a int")
+        );
+    }
+
+    #[test]
+    fn data_paths_take_their_defaults_unless_assigned_and_unknown_ones_are_refused() {
+        let pipeline = Pipeline::parse(RETRAIN).unwrap();
+        let defaults = pipeline.assign_data_paths(BTreeMap::new()).unwrap();
+        assert_eq!(defaults["input_data"].path, "raw/latest.csv");
+        let other = DataPath {
+            datastore: "workspaceblobstore".into(),
+            path: "raw/2024.csv".into(),
+        };
+        let assigned = pipeline
+            .assign_data_paths(BTreeMap::from([("input_data".to_owned(), other.clone())]))
+            .unwrap();
+        assert_eq!(assigned["input_data"], other);
+        let unknown = pipeline
+            .assign_data_paths(BTreeMap::from([("labels".to_owned(), other)]))
+            .unwrap_err();
+        assert_eq!(
+            unknown,
+            "pipeline `retrain` has no data path `labels`; its data paths are: input_data"
         );
     }
 }

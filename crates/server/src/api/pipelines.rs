@@ -9,11 +9,10 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use mlgrid_core::ml::Tags;
+use mlgrid_core::pipeline::DataPath;
 use mlgrid_core::time::format_event_time;
 use mlgrid_pipelines::{LogStream, Submission, Target};
-use mlgrid_store::{
-    DataPathValue, NewPipelineEndpoint, PipelineEndpoint, PipelineRun, PublishedPipeline, Role, SourceId, StepRun,
-};
+use mlgrid_store::{NewPipelineEndpoint, PipelineEndpoint, PipelineRun, PublishedPipeline, Role, SourceId, StepRun};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -198,7 +197,7 @@ pub struct PipelineRunView {
     #[schema(value_type = Object)]
     pub parameters: BTreeMap<String, serde_json::Value>,
     #[schema(value_type = Object)]
-    pub data_paths: BTreeMap<String, DataPathValue>,
+    pub data_paths: BTreeMap<String, DataPath>,
     pub continue_on_step_failure: bool,
     pub steps: Vec<StepView>,
 }
@@ -374,7 +373,7 @@ async fn submit_to(state: &AppState, ws: SourceId, target: Target, body: SubmitP
             .data_path_assignments
             .into_iter()
             .map(|(name, a)| {
-                let value = DataPathValue {
+                let value = DataPath {
                     datastore: a.datastore_name,
                     path: a.relative_path,
                 };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Timelike, Utc};
 use mlgrid_core::lifecycle::RunStatus;
+use mlgrid_core::pipeline::DataPath;
 use mlgrid_core::pipeline::progress::StepState;
 use mlgrid_store::*;
 
@@ -36,7 +37,7 @@ pub fn submission(pipeline_id: &str, steps: Vec<NewStep>) -> NewPipelineRun {
         parameters: [("epochs".to_owned(), serde_json::json!(3))].into(),
         data_paths: [(
             "input".to_owned(),
-            DataPathValue {
+            DataPath {
                 datastore: "blobs".into(),
                 path: "data/in.csv".into(),
             },
