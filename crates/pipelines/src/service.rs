@@ -214,10 +214,20 @@ impl Pipelines {
         Ok(values)
     }
 
-    /// Cancels a pipeline run, and stops its steps running on this node at once (other
-    /// nodes stop theirs when they next renew their leases).
-    pub async fn cancel(&self, workspace: SourceId, run_id: &str, reason: &str) -> Result<PipelineRun, PipelineError> {
-        let run = self.store.cancel_pipeline_run(workspace, run_id, reason).await?;
+    /// Cancels a pipeline run (as it was read, when `if_match` names its etag), and
+    /// stops its steps running on this node at once (other nodes stop theirs when they
+    /// next renew their leases).
+    pub async fn cancel(
+        &self,
+        workspace: SourceId,
+        run_id: &str,
+        reason: &str,
+        if_match: Option<String>,
+    ) -> Result<PipelineRun, PipelineError> {
+        let run = self
+            .store
+            .cancel_pipeline_run(workspace, run_id, reason, if_match)
+            .await?;
         for step in &run.steps {
             if step.cancel_requested {
                 self.executor.cancel(&step.run_id);

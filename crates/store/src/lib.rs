@@ -340,7 +340,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cancels a pipeline run: steps not started are cancelled, running ones are asked
     /// to stop (see [`Store::renew_steps`]); the run is Canceled once none runs.
-    async fn cancel_pipeline_run(&self, workspace: SourceId, run_id: &str, reason: &str) -> Result<PipelineRun>;
+    async fn cancel_pipeline_run(
+        &self,
+        workspace: SourceId,
+        run_id: &str,
+        reason: &str,
+        if_match: Option<String>,
+    ) -> Result<PipelineRun>;
 
     /// Steps whose lease expired while they ran (their node died or restarted): each is
     /// ready again if it has retries left, else failed with `reason`. Returns how many.

@@ -12,7 +12,8 @@ use mlgrid_core::ml::Tags;
 use mlgrid_core::pipeline::progress::{Progress, StepNode, StepState, progress};
 
 use crate::error::{Result, StoreError};
-use crate::lifecycle::NewRun;
+use crate::etag::check_etag;
+use crate::lifecycle::{NewRun, Run};
 use crate::model::SourceId;
 use crate::pipelines::*;
 
@@ -264,11 +265,14 @@ pub(crate) fn runs_started(claimed: &[ClaimedStep]) -> BTreeSet<(SourceId, Strin
         .collect()
 }
 
-/// A pipeline run may be cancelled until it ends.
-pub(crate) fn check_cancelable(run_id: &str, status: RunStatus) -> Result<()> {
-    if status.is_terminal() {
+/// A pipeline run may be cancelled until it ends, and only as it was read when
+/// `if_match` names its etag.
+pub(crate) fn check_cancelable(run: &Run, if_match: Option<&str>) -> Result<()> {
+    check_etag(&format!("run `{}`", run.run_id), &run.etag, if_match)?;
+    if run.status.is_terminal() {
         return Err(StoreError::Conflict(format!(
-            "pipeline run `{run_id}` has ended ({status}); there is nothing to cancel"
+            "pipeline run `{}` has ended ({}); there is nothing to cancel",
+            run.run_id, run.status
         )));
     }
     Ok(())

@@ -535,7 +535,7 @@ async fn cancel_run(
     let reason = body
         .reason
         .unwrap_or_else(|| format!("canceled by {}", caller.principal.name));
-    let run = state.pipelines.cancel(ws, &run_id, &reason).await?;
+    let run = state.pipelines.cancel(ws, &run_id, &reason, None).await?;
     Ok(JsonResponse(PipelineRunView::from(run)))
 }
 

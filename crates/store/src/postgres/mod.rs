@@ -424,8 +424,14 @@ impl Store for PostgresStore {
         pipelines::finish(&self.pool, workspace, step_run_id, lease, outcome, next).await
     }
 
-    async fn cancel_pipeline_run(&self, workspace: SourceId, run_id: &str, reason: &str) -> Result<PipelineRun> {
-        pipelines::cancel(&self.pool, workspace, run_id, reason).await
+    async fn cancel_pipeline_run(
+        &self,
+        workspace: SourceId,
+        run_id: &str,
+        reason: &str,
+        if_match: Option<String>,
+    ) -> Result<PipelineRun> {
+        pipelines::cancel(&self.pool, workspace, run_id, reason, if_match.as_deref()).await
     }
 
     async fn recover_steps(&self, now: DateTime<Utc>, reason: &str) -> Result<u64> {

@@ -469,12 +469,18 @@ async fn move_step_run(conn: &mut PgConnection, workspace: SourceId, step: &Step
 
 /// Cancels a pipeline run: steps not started end, running ones are asked to stop, and
 /// the run ends once none runs.
-pub(super) async fn cancel(pool: &PgPool, workspace: SourceId, run_id: &str, reason: &str) -> Result<PipelineRun> {
+pub(super) async fn cancel(
+    pool: &PgPool,
+    workspace: SourceId,
+    run_id: &str,
+    reason: &str,
+    if_match: Option<&str>,
+) -> Result<PipelineRun> {
     let mut tx = begin(pool).await?;
     let mut run = lock_steps(&mut tx, workspace, run_id).await?;
     check_cancelable(
-        run_id,
-        runs::load_run(&mut tx, workspace, run_id, Lock::Update).await?.status,
+        &runs::load_run(&mut tx, workspace, run_id, Lock::Update).await?,
+        if_match,
     )?;
     let at = now();
     for index in cancel_steps(&mut run.steps, reason, at) {

@@ -722,11 +722,17 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn cancel_pipeline_run(&self, workspace: SourceId, run_id: &str, reason: &str) -> Result<PipelineRun> {
+    async fn cancel_pipeline_run(
+        &self,
+        workspace: SourceId,
+        run_id: &str,
+        reason: &str,
+        if_match: Option<String>,
+    ) -> Result<PipelineRun> {
         let (run_id, reason) = (run_id.to_owned(), reason.to_owned());
         self.writer()?
             .write(Appends::Events, move |conn| {
-                Box::pin(async move { pipelines::cancel(conn, workspace, &run_id, &reason).await })
+                Box::pin(async move { pipelines::cancel(conn, workspace, &run_id, &reason, if_match.as_deref()).await })
             })
             .await
     }

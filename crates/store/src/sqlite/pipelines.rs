@@ -407,9 +407,10 @@ pub(super) async fn cancel(
     workspace: SourceId,
     run_id: &str,
     reason: &str,
+    if_match: Option<&str>,
 ) -> Result<PipelineRun> {
     let (continues, steps) = load_steps(conn, workspace, run_id).await?;
-    check_cancelable(run_id, runs::load_run(conn, workspace, run_id).await?.status)?;
+    check_cancelable(&runs::load_run(conn, workspace, run_id).await?, if_match)?;
     let mut run = RunSteps {
         workspace,
         pipeline_run_id: run_id.to_owned(),

@@ -584,7 +584,23 @@ pub async fn cancelling_a_pipeline_run_stops_its_steps(store: Arc<dyn Store>) {
         .unwrap()
         .run;
     let a = store.claim_steps(&node, 1).await.unwrap().remove(0);
-    let canceled = store.cancel_pipeline_run(ws, &run.run_id, "not needed").await.unwrap();
+    let stale = store
+        .cancel_pipeline_run(ws, &run.run_id, "not needed", Some("\"old\"".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::PreconditionFailed(_)), "{stale}");
+    let untouched = store.pipeline_run(ws, &run.run_id).await.unwrap();
+    assert!(
+        untouched
+            .steps
+            .iter()
+            .all(|s| !s.cancel_requested && s.state != StepState::Canceled)
+    );
+    let current = store.run(ws, &run.run_id).await.unwrap().etag;
+    let canceled = store
+        .cancel_pipeline_run(ws, &run.run_id, "not needed", Some(current))
+        .await
+        .unwrap();
     assert_eq!(canceled.run.status, RunStatus::Running, "a step still runs");
     let summary: Vec<(&str, StepState, bool)> = canceled
         .steps
@@ -622,7 +638,10 @@ pub async fn cancelling_a_pipeline_run_stops_its_steps(store: Arc<dyn Store>) {
     assert_eq!(run_status(&store, ws, &run.run_id).await, RunStatus::Canceled);
     assert_eq!(run_status(&store, ws, &a.step.run_id).await, RunStatus::Canceled);
     assert!(run_events(&store, ws).await.is_empty(), "cancelling raises nothing");
-    let again = store.cancel_pipeline_run(ws, &run.run_id, "twice").await.unwrap_err();
+    let again = store
+        .cancel_pipeline_run(ws, &run.run_id, "twice", None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(again, StoreError::Conflict(ref m) if m.contains("has ended")),
         "{again:?}"
@@ -633,12 +652,12 @@ pub async fn cancelling_a_pipeline_run_stops_its_steps(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .run;
-    let canceled = store.cancel_pipeline_run(ws, &idle.run_id, "stop").await.unwrap();
+    let canceled = store.cancel_pipeline_run(ws, &idle.run_id, "stop", None).await.unwrap();
     assert_eq!(canceled.run.status, RunStatus::Canceled, "nothing ran: it ends at once");
     assert!(canceled.steps.iter().all(|s| s.state == Canceled));
     assert!(store.claim_steps(&node, 10).await.unwrap().is_empty());
     assert!(matches!(
-        store.cancel_pipeline_run(ws, "no-such-run", "stop").await,
+        store.cancel_pipeline_run(ws, "no-such-run", "stop", None).await,
         Err(StoreError::NotFound(_))
     ));
 }
