@@ -93,7 +93,7 @@ pub enum Command {
     /// Read the event log of a workspace or topic.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// Remove now what the retentions let go (the server does every minute anyway):
+    /// Remove now what the retentions let go (the server does every 10 seconds anyway):
     /// events, delivered deliveries, attempts and dead letters. Takes Owner on everything.
     Prune(PruneArgs),
     /// Measure performance; prints one JSON object on the last line.
@@ -188,7 +188,7 @@ pub struct ServeArgs {
     )]
     pub dead_letter_retention: RetentionSpan,
     /// Seconds between background pruning passes; tests shorten it.
-    #[arg(long, default_value_t = 60, hide = true)]
+    #[arg(long, default_value_t = 10, hide = true)]
     pub prune_every_seconds: u64,
     /// Multiply the retry schedule (10 s, 30 s, 1 min, ...) by this; tests use 0.001.
     #[arg(long, default_value_t = 1.0, hide = true)]

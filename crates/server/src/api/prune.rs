@@ -64,7 +64,7 @@ pub struct PruneReport {
     pub value: Vec<SourcePrunedView>,
 }
 
-/// Runs one pruning pass now (the server runs one every minute anyway), or with
+/// Runs one pruning pass now (the server runs one every 10 seconds anyway), or with
 /// `dryRun=true` says what it would remove. Takes Owner on everything.
 #[utoipa::path(post, path = "/v1/prune", tag = "retention", security(("api_key" = [])),
     params(PruneOptions),

@@ -78,8 +78,8 @@ pub(super) async fn prune_events(
     let mark = mark.ok_or_else(|| StoreError::NotFound(format!("source {source}")))?;
     let sizes: Vec<i64> = sqlx::query_scalar(
         "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e WHERE e.source_id = ?1 AND e.sequence <= ?2 \
-             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.source_id = e.source_id AND d.sequence = e.sequence \
-                 AND d.state != 'delivered') \
+             AND NOT EXISTS (SELECT 1 FROM event_subscriptions s JOIN deliveries d ON d.subscription_id = s.id \
+                 AND d.sequence = e.sequence WHERE s.source_id = e.source_id AND d.state != 'delivered') \
              ORDER BY e.sequence LIMIT ?3) \
          RETURNING length(CAST(body AS BLOB))",
     )
@@ -151,8 +151,8 @@ pub(super) async fn prune_history(
     for (state, before) in [("delivered", cutoffs.delivered_before), ("dead", cutoffs.dead_before)] {
         // The state is written out, not bound, so that SQLite reads its partial index.
         let gone: Vec<(SubscriptionId, SourceId, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries \
-                 WHERE state = '{state}' AND finished_at < ?1 ORDER BY finished_at LIMIT ?2) \
+            "DELETE FROM deliveries WHERE (subscription_id, sequence) IN (SELECT subscription_id, sequence \
+                 FROM deliveries WHERE state = '{state}' AND finished_at < ?1 ORDER BY finished_at LIMIT ?2) \
              RETURNING subscription_id, source_id, sequence"
         )))
         .bind(format_event_time(before))
