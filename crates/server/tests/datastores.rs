@@ -137,12 +137,16 @@ async fn exercise_remote(api: &TestApi, name: &str, good: Value, wrong: Value, s
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
     assert_eq!(refused.body["error"]["code"], json!("DatastoreUnreachable"));
     assert!(
-        refused.message().contains(&format!("datastore `{name}` cannot be reached"))
+        refused
+            .message()
+            .contains(&format!("datastore `{name}` cannot be reached"))
             && refused.message().contains("Nothing was stored"),
         "{}",
         refused.message()
     );
-    let missing = api.call("GET", &format!("/v1/workspaces/mlws/datastores/{name}"), None).await;
+    let missing = api
+        .call("GET", &format!("/v1/workspaces/mlws/datastores/{name}"), None)
+        .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "nothing half-created");
 
     let created = api
@@ -151,7 +155,9 @@ async fn exercise_remote(api: &TestApi, name: &str, good: Value, wrong: Value, s
     answers += &created.body.to_string();
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.body["credentials"], json!("stored"));
-    let shown = api.call("GET", &format!("/v1/workspaces/mlws/datastores/{name}"), None).await;
+    let shown = api
+        .call("GET", &format!("/v1/workspaces/mlws/datastores/{name}"), None)
+        .await;
     answers += &shown.body.to_string();
     let list = api.call("GET", "/v1/workspaces/mlws/datastores", None).await;
     answers += &list.body.to_string();
@@ -166,7 +172,11 @@ async fn exercise_remote(api: &TestApi, name: &str, good: Value, wrong: Value, s
     assert!(escape.message().contains("`..` is not allowed"), "{}", escape.message());
     let absent = submit_path(api, &id, name, "raw/absent.csv").await;
     assert_eq!(absent.status, StatusCode::BAD_REQUEST, "{}", absent.body);
-    assert!(absent.message().contains("has no file `raw/absent.csv`"), "{}", absent.message());
+    assert!(
+        absent.message().contains("has no file `raw/absent.csv`"),
+        "{}",
+        absent.message()
+    );
 
     let in_use = api
         .call("DELETE", &format!("/v1/workspaces/mlws/datastores/{name}"), None)
@@ -178,8 +188,12 @@ async fn exercise_remote(api: &TestApi, name: &str, good: Value, wrong: Value, s
         "{}",
         in_use.message()
     );
-    api.ok("POST", &format!("/v1/workspaces/mlws/pipelines/{id}/disable"), json!({}))
-        .await;
+    api.ok(
+        "POST",
+        &format!("/v1/workspaces/mlws/pipelines/{id}/disable"),
+        json!({}),
+    )
+    .await;
     let deleted = api
         .call("DELETE", &format!("/v1/workspaces/mlws/datastores/{name}"), None)
         .await;
@@ -198,12 +212,26 @@ async fn local_datastores_are_checked_created_read_and_deleted_when_unused() {
     for (body, says) in [
         (json!({"kind": "ftp"}), "kind: `ftp` is not a datastore kind"),
         (json!({"kind": "local"}), "path: a local datastore needs one"),
-        (json!({"kind": "local", "settings": {"path": "relative/dir"}}), "path: give the folder's absolute path"),
-        (json!({"kind": "local", "settings": {"path": "/no/such/folder"}}), "is not a folder"),
-        (json!({"kind": "local", "settings": {"path": path, "bucket": "b"}}), "bucket: a local datastore takes no bucket"),
-        (json!({"kind": "local", "settings": {"path": path}, "credentials": "environment"}), "credentials: a local datastore takes none"),
+        (
+            json!({"kind": "local", "settings": {"path": "relative/dir"}}),
+            "path: give the folder's absolute path",
+        ),
+        (
+            json!({"kind": "local", "settings": {"path": "/no/such/folder"}}),
+            "is not a folder",
+        ),
+        (
+            json!({"kind": "local", "settings": {"path": path, "bucket": "b"}}),
+            "bucket: a local datastore takes no bucket",
+        ),
+        (
+            json!({"kind": "local", "settings": {"path": path}, "credentials": "environment"}),
+            "credentials: a local datastore takes none",
+        ),
     ] {
-        let refused = api.call("PUT", "/v1/workspaces/mlws/datastores/files", Some(body)).await;
+        let refused = api
+            .call("PUT", "/v1/workspaces/mlws/datastores/files", Some(body))
+            .await;
         assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
         assert!(refused.message().contains(says), "{} / {}", refused.message(), says);
     }
@@ -250,8 +278,12 @@ async fn local_datastores_are_checked_created_read_and_deleted_when_unused() {
     let in_use = api.call("DELETE", "/v1/workspaces/mlws/datastores/files", None).await;
     assert_eq!(in_use.status, StatusCode::CONFLICT, "{}", in_use.body);
     assert!(in_use.message().contains("is in use"), "{}", in_use.message());
-    api.ok("POST", &format!("/v1/workspaces/mlws/pipelines/{id}/disable"), json!({}))
-        .await;
+    api.ok(
+        "POST",
+        &format!("/v1/workspaces/mlws/pipelines/{id}/disable"),
+        json!({}),
+    )
+    .await;
     let deleted = api.call("DELETE", "/v1/workspaces/mlws/datastores/files", None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     let gone = api.call("GET", "/v1/workspaces/mlws/datastores/files", None).await;
@@ -286,17 +318,24 @@ async fn endpoints_follow_the_webhook_address_rules() {
 #[tokio::test]
 async fn an_unreachable_endpoint_is_refused_and_nothing_stored() {
     let api = api().await;
-    // Nothing listens on port 9 (discard) of this host.
+    // Bound but not listening: connections are refused, and no other process takes it.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
     let refused = api
         .call(
             "PUT",
             "/v1/workspaces/mlws/datastores/lake",
-            Some(json!({"kind": "s3", "settings": {"bucket": "b", "endpoint": "http://127.0.0.1:9"},
+            Some(json!({"kind": "s3", "settings": {"bucket": "b", "endpoint": endpoint},
                 "secret": {"accessKeyId": "id", "secretAccessKey": S3_SECRET}})),
         )
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
-    assert!(refused.message().contains("datastore `lake` cannot be reached"), "{}", refused.message());
+    assert!(
+        refused.message().contains("datastore `lake` cannot be reached"),
+        "{}",
+        refused.message()
+    );
     assert!(!refused.body.to_string().contains(S3_SECRET));
     let missing = api.call("GET", "/v1/workspaces/mlws/datastores/lake", None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
@@ -304,7 +343,9 @@ async fn an_unreachable_endpoint_is_refused_and_nothing_stored() {
 
 #[tokio::test]
 async fn s3_datastores_on_moto() {
-    let Some(endpoint) = service("MLGRID_TEST_S3") else { return };
+    let Some(endpoint) = service("MLGRID_TEST_S3") else {
+        return;
+    };
     let bucket = format!("mlgrid-{}", uuid::Uuid::new_v4().simple());
     let http = reqwest::Client::new();
     let made = http.put(format!("{endpoint}/{bucket}")).send().await.unwrap();
@@ -345,12 +386,18 @@ async fn azurite_container(endpoint: &str, container: &str) {
         .send()
         .await
         .unwrap();
-    assert!(made.status().is_success(), "Azurite made no container: {}", made.status());
+    assert!(
+        made.status().is_success(),
+        "Azurite made no container: {}",
+        made.status()
+    );
 }
 
 #[tokio::test]
 async fn azure_blob_datastores_on_azurite() {
-    let Some(endpoint) = service("MLGRID_TEST_AZURITE") else { return };
+    let Some(endpoint) = service("MLGRID_TEST_AZURITE") else {
+        return;
+    };
     let container = format!("mlgrid-{}", uuid::Uuid::new_v4().simple());
     azurite_container(&endpoint, &container).await;
     let blobs = object_store::azure::MicrosoftAzureBuilder::new()

@@ -82,7 +82,9 @@ fn body(args: &DatastoreArgs) -> anyhow::Result<Value> {
                 DatastoreType::Azureblob => json!({"accountKey": secret_from_env(ACCOUNT_KEY)?}),
                 DatastoreType::S3 => {
                     let Some(id) = &args.access_key_id else {
-                        bail!("--credentials stored for s3 needs --access-key-id (the key itself from {SECRET_ACCESS_KEY})")
+                        bail!(
+                            "--credentials stored for s3 needs --access-key-id (the key itself from {SECRET_ACCESS_KEY})"
+                        )
                     };
                     json!({"accessKeyId": id, "secretAccessKey": secret_from_env(SECRET_ACCESS_KEY)?})
                 }

@@ -120,7 +120,7 @@ impl Datastore for BuiltIn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datastore::{Datastores, DatastoreError, WORKSPACE_BLOB_STORE};
+    use crate::datastore::{DatastoreError, Datastores, WORKSPACE_BLOB_STORE};
     use crate::layout::DataLayout;
     use std::sync::Arc;
 
@@ -224,4 +224,3 @@ mod tests {
         assert_eq!(datastores.names(), [WORKSPACE_BLOB_STORE]);
     }
 }
-

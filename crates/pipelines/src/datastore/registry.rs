@@ -120,7 +120,11 @@ impl DatastoreRegistry {
             kind => {
                 let store = object_store_for(kind, &new.settings, new.credentials, new.secret.as_ref())
                     .map_err(RegistryError::Invalid)?;
-                Arc::new(ObjectStoreDatastore::new(new.name.clone(), store, self.layout.cache_root()))
+                Arc::new(ObjectStoreDatastore::new(
+                    new.name.clone(),
+                    store,
+                    self.layout.cache_root(),
+                ))
             }
         };
         reach(&*datastore, new.kind).await?;
@@ -145,8 +149,8 @@ impl DatastoreRegistry {
     /// registered datastore that cannot be built now (its endpoint refused, its secret
     /// not opening) is there all the same, failing with the reason when used.
     pub async fn datastores(&self, workspace: SourceId) -> Result<Datastores, RegistryError> {
-        let mut datastores = Datastores::new(&self.layout, &workspace.to_string())
-            .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let mut datastores =
+            Datastores::new(&self.layout, &workspace.to_string()).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         for row in self.store.list_datastores(workspace).await? {
             let built = match self.build(workspace, &row).await {
                 Ok(built) => built,
@@ -255,7 +259,9 @@ fn check_settings(kind: DatastoreKind, settings: &DatastoreSettings) -> Result<(
     let kind_name = kind.as_str();
     for (field, given) in fields {
         if required.contains(&field) && !given {
-            return Err(RegistryError::Invalid(format!("{field}: a {kind_name} datastore needs one")));
+            return Err(RegistryError::Invalid(format!(
+                "{field}: a {kind_name} datastore needs one"
+            )));
         }
         if given && !required.contains(&field) && !optional.contains(&field) {
             return Err(RegistryError::Invalid(format!(
@@ -309,17 +315,18 @@ fn check_credentials(new: &Registration) -> Result<(), RegistryError> {
     match (new.kind, new.credentials, &new.secret) {
         (DatastoreKind::Local, CredentialSource::None, None) => Ok(()),
         (DatastoreKind::Local, ..) => invalid("credentials: a local datastore takes none".to_owned()),
-        (_, CredentialSource::None, _) => {
-            invalid(format!("credentials: a {kind} datastore needs `stored` or `environment`"))
-        }
+        (_, CredentialSource::None, _) => invalid(format!(
+            "credentials: a {kind} datastore needs `stored` or `environment`"
+        )),
         (_, CredentialSource::Environment, None) => Ok(()),
         (_, CredentialSource::Environment, Some(_)) => invalid(
             "secret: credentials from the environment take no secret; give `credentials: stored` to store it"
                 .to_owned(),
         ),
-        (_, CredentialSource::Stored, None) => {
-            invalid(format!("secret: stored credentials need a secret ({})", secret_fields(new.kind)))
-        }
+        (_, CredentialSource::Stored, None) => invalid(format!(
+            "secret: stored credentials need a secret ({})",
+            secret_fields(new.kind)
+        )),
         (kind_of, CredentialSource::Stored, Some(secret)) => {
             let complete = match kind_of {
                 DatastoreKind::AzureBlob => {

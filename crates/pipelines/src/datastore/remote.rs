@@ -86,7 +86,12 @@ impl ObjectStoreDatastore {
     }
 
     /// Downloads the object at `meta` into `partial`, checking its size.
-    async fn download(&self, path: &str, meta: &object_store::ObjectMeta, partial: &Path) -> Result<(), DatastoreError> {
+    async fn download(
+        &self,
+        path: &str,
+        meta: &object_store::ObjectMeta,
+        partial: &Path,
+    ) -> Result<(), DatastoreError> {
         let got = self
             .store
             .get(&meta.location)
@@ -171,7 +176,12 @@ impl Datastore for ObjectStoreDatastore {
     }
 
     async fn list(&self, prefix: &str, recursive: bool) -> Result<Listing, DatastoreError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, list_objects(&*self.store, &self.name, prefix, recursive)).await {
+        match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            list_objects(&*self.store, &self.name, prefix, recursive),
+        )
+        .await
+        {
             Ok(listing) => listing,
             Err(_) => Err(self.unreachable(format!("listing `{prefix}` took longer than {REQUEST_TIMEOUT:?}"))),
         }

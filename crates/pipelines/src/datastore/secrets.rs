@@ -78,7 +78,10 @@ impl SecretKey {
     /// What the secret is bound to: its workspace and datastore (ignoring case, as
     /// datastore names are found).
     fn bound_to(workspace: SourceId, datastore: &str) -> String {
-        format!("mlgrid datastore secret v1:{workspace}/{}", datastore.to_ascii_lowercase())
+        format!(
+            "mlgrid datastore secret v1:{workspace}/{}",
+            datastore.to_ascii_lowercase()
+        )
     }
 
     pub fn seal(&self, workspace: SourceId, datastore: &str, secret: &DatastoreSecret) -> SealedSecret {
@@ -156,12 +159,18 @@ mod tests {
         let other_key = SecretKey::new([8; 32]);
         let refused = other_key.open(SourceId(1), "lake", &sealed).unwrap_err();
         assert!(refused.to_string().contains("server secret changed"), "{refused}");
-        assert_ne!(key.seal(SourceId(1), "lake", &secret()), key.seal(SourceId(1), "lake", &secret()));
+        assert_ne!(
+            key.seal(SourceId(1), "lake", &secret()),
+            key.seal(SourceId(1), "lake", &secret())
+        );
     }
 
     #[test]
     fn debug_shows_no_secret() {
         let shown = format!("{:?} {:?}", secret(), SecretKey::new([7; 32]));
-        assert!(!shown.contains("wJalr") && !shown.contains("AKID") && !shown.contains('7'), "{shown}");
+        assert!(
+            !shown.contains("wJalr") && !shown.contains("AKID") && !shown.contains('7'),
+            "{shown}"
+        );
     }
 }

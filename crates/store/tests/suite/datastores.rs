@@ -71,7 +71,11 @@ pub async fn datastores_are_created_found_ignoring_case_listed_and_deleted(store
         store.delete_datastore(ws, "Lake").await.unwrap_err(),
         StoreError::NotFound(_)
     ));
-    assert_eq!(store.list_datastores(other).await.unwrap().len(), 1, "other workspaces keep theirs");
+    assert_eq!(
+        store.list_datastores(other).await.unwrap().len(),
+        1,
+        "other workspaces keep theirs"
+    );
     let unknown = store
         .create_datastore(SourceId(999_999), local_datastore("x"))
         .await
@@ -105,9 +109,6 @@ pub async fn a_datastore_that_an_enabled_pipeline_reads_cannot_be_deleted(store:
     assert!(message.contains(&pipeline.id), "{message}");
     assert!(store.datastore(ws, "lake").await.is_ok(), "nothing deleted");
 
-    store
-        .set_pipeline_enabled(ws, &pipeline.id, false, None)
-        .await
-        .unwrap();
+    store.set_pipeline_enabled(ws, &pipeline.id, false, None).await.unwrap();
     store.delete_datastore(ws, "lake").await.unwrap();
 }
