@@ -81,6 +81,9 @@ pub enum Command {
     /// Registered datasets.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Datastores of a workspace: local folders, Azure Blob containers, S3 and GCS buckets.
+    #[command(subcommand)]
+    Datastore(DatastoreCommand),
     /// Event subscriptions of workspaces and topics (like `az eventgrid event-subscription`).
     #[command(subcommand, name = "event-subscription")]
     EventSubscription(Box<EventSubscriptionCommand>),
@@ -537,6 +540,83 @@ pub enum PipelineEndpointCommand {
         name: String,
         #[arg(long)]
         pipeline_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatastoreType {
+    Local,
+    Azureblob,
+    S3,
+    Gcs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatastoreCredentials {
+    /// The server's own environment (AZURE_STORAGE_*, AWS_*, GOOGLE_* variables).
+    Environment,
+    /// Read from this command's environment and stored sealed by the server:
+    /// MLGRID_DATASTORE_ACCOUNT_KEY (azureblob), MLGRID_DATASTORE_SECRET_ACCESS_KEY
+    /// with --access-key-id (s3), MLGRID_DATASTORE_SERVICE_ACCOUNT_KEY (gcs).
+    Stored,
+}
+
+#[derive(Debug, Args)]
+pub struct DatastoreArgs {
+    #[command(flatten)]
+    pub workspace: WorkspaceArg,
+    #[arg(long, short = 'n')]
+    pub name: String,
+    #[arg(long = "type", value_enum)]
+    pub kind: DatastoreType,
+    /// local: the folder's absolute path on the server.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// azureblob: the storage account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// azureblob: the container.
+    #[arg(long)]
+    pub container: Option<String>,
+    /// s3, gcs: the bucket.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// s3: the region (default us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// s3, azureblob: the service's URL when not the cloud's own.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// The folder inside the bucket or container that is the datastore's root.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Where the server gets credentials (remote kinds); default: environment. Secrets
+    /// are never taken from the command line, which `ps` shows.
+    #[arg(long, value_enum)]
+    pub credentials: Option<DatastoreCredentials>,
+    /// s3 with stored credentials: the access key id (its secret comes from
+    /// MLGRID_DATASTORE_SECRET_ACCESS_KEY).
+    #[arg(long)]
+    pub access_key_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatastoreCommand {
+    /// Register a datastore; the server reaches it first, and stores nothing if it cannot.
+    Create(Box<DatastoreArgs>),
+    Show {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: String,
+    },
+    List(WorkspaceArg),
+    /// Delete a datastore; refused while enabled pipelines read it.
+    Delete {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long, short = 'n')]
+        name: String,
     },
 }
 

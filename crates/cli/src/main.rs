@@ -88,6 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model(command) => commands::lifecycle::model(&Client::new(&cli.global)?, command).await?,
         Command::Deployment(command) => commands::lifecycle::deployment(&Client::new(&cli.global)?, command).await?,
         Command::Dataset(command) => commands::lifecycle::dataset(&Client::new(&cli.global)?, command).await?,
+        Command::Datastore(command) => commands::datastores::run(&Client::new(&cli.global)?, command).await?,
     };
     if !value.is_null() {
         output::print(&value, format);

@@ -20,7 +20,7 @@ use mlgrid_store::{ClaimedStep, SourceId, StepClaim, StepOutcome, Store, StoreEr
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::datastore::Datastores;
+use crate::datastore::registry::DatastoreRegistry;
 use crate::definitions::Definitions;
 use crate::layout::DataLayout;
 use crate::render::{StepSpec, render_step};
@@ -101,6 +101,7 @@ pub struct Executor {
     store: Arc<dyn Store>,
     runner: Arc<dyn StepRunner>,
     layout: DataLayout,
+    datastores: DatastoreRegistry,
     definitions: Definitions,
     config: ExecutorConfig,
     handle: ExecutorHandle,
@@ -114,6 +115,7 @@ impl Executor {
         store: Arc<dyn Store>,
         runner: Arc<dyn StepRunner>,
         layout: DataLayout,
+        datastores: DatastoreRegistry,
         definitions: Definitions,
         config: ExecutorConfig,
     ) -> Executor {
@@ -122,6 +124,7 @@ impl Executor {
             store,
             runner,
             layout,
+            datastores,
             definitions,
             config,
             handle: ExecutorHandle::default(),
@@ -334,7 +337,11 @@ impl Executor {
             .assign(&claimed.parameters)
             .map_err(|e| format!("the run's parameters no longer fit the pipeline: {e}"))?;
         let workspace = claimed.workspace.to_string();
-        let datastores = Datastores::new(&self.layout, &workspace).map_err(|e| e.to_string())?;
+        let datastores = self
+            .datastores
+            .datastores(claimed.workspace)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut data_files = BTreeMap::new();
         for (name, value) in &claimed.data_paths {
             let file = datastores

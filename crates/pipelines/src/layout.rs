@@ -4,6 +4,8 @@
 //! ```text
 //! <data_dir>/datastores/<datastore>/                             a local datastore (the
 //!                                                                dead-letter folders too)
+//! <data_dir>/datastore-cache/<workspace>/<datastore>/...         files fetched from remote
+//!                                                                datastores
 //! <data_dir>/pipeline-runs/<workspace>/<pipeline_run_id>/<step>/ a step's folder
 //!     outputs/<output>/                                          what it writes for later steps
 //!     stdout.log, stderr.log                                     its logs
@@ -41,6 +43,7 @@ fn segment<'a>(what: &'static str, value: &'a str) -> Result<&'a str, LayoutErro
 pub struct DataLayout {
     datastores: PathBuf,
     runs: PathBuf,
+    cache: PathBuf,
 }
 
 impl DataLayout {
@@ -49,12 +52,20 @@ impl DataLayout {
         DataLayout::from_roots(data_dir.join("datastores"), data_dir.join("pipeline-runs"))
     }
 
-    /// A layout whose local datastores and runs are in these folders.
+    /// A layout whose local datastores and runs are in these folders; the cache of
+    /// remote datastores is `datastore-cache` beside the runs' folder.
     pub fn from_roots(datastores: impl Into<PathBuf>, runs: impl Into<PathBuf>) -> DataLayout {
+        let runs = runs.into();
         DataLayout {
             datastores: datastores.into(),
-            runs: runs.into(),
+            cache: runs.with_file_name("datastore-cache"),
+            runs,
         }
+    }
+
+    /// The folder of the files fetched from remote datastores.
+    pub fn cache_root(&self) -> PathBuf {
+        self.cache.clone()
     }
 
     /// The folder of the runs, which tells this server's steps from another's.

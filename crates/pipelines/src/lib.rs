@@ -4,7 +4,9 @@
 //! step it claimed:
 //!
 //! - [`datastore`]: datastores, which resolve a data path to a local file the step can
-//!   read ([`Datastores`] per workspace, the built-in `workspaceblobstore` among them).
+//!   read ([`Datastores`] per workspace, the built-in `workspaceblobstore` among them,
+//!   and those registered through the [`DatastoreRegistry`]: local folders, Azure Blob,
+//!   S3 and GCS through object_store, their stored credentials sealed).
 //! - [`layout`]: where a run's files live under the data directory (one place computes
 //!   every path: output folders, logs).
 //! - [`render`]: a core [`Step`](mlgrid_core::pipeline::Step) with one run's values
@@ -28,7 +30,12 @@ pub mod reuse;
 pub mod runner;
 mod service;
 
-pub use datastore::{Datastore, DatastoreError, Datastores, FolderDatastore, WORKSPACE_BLOB_STORE};
+pub use datastore::registry::{DatastoreRegistry, EndpointGuard, Registration, RegistryError};
+pub use datastore::remote::ObjectStoreDatastore;
+pub use datastore::secrets::{DatastoreSecret, SecretKey};
+pub use datastore::{
+    Datastore, DatastoreError, Datastores, FolderDatastore, LIST_LIMIT, Listing, ObjectInfo, WORKSPACE_BLOB_STORE,
+};
 pub use definitions::Definitions;
 pub use executor::{Executor, ExecutorConfig, ExecutorHandle};
 pub use layout::{DataLayout, LayoutError, RunLayout, StepLayout};

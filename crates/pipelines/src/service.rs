@@ -14,6 +14,7 @@ use mlgrid_store::{
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::datastore::Datastores;
+use crate::datastore::registry::{DatastoreRegistry, RegistryError};
 use crate::definitions::Definitions;
 use crate::executor::ExecutorHandle;
 use crate::layout::DataLayout;
@@ -80,6 +81,7 @@ pub struct LogChunk {
 pub struct Pipelines {
     store: Arc<dyn Store>,
     layout: DataLayout,
+    datastores: DatastoreRegistry,
     definitions: Definitions,
     executor: ExecutorHandle,
 }
@@ -88,20 +90,25 @@ impl Pipelines {
     pub fn new(
         store: Arc<dyn Store>,
         layout: DataLayout,
+        datastores: DatastoreRegistry,
         definitions: Definitions,
         executor: ExecutorHandle,
     ) -> Pipelines {
         Pipelines {
             store,
             layout,
+            datastores,
             definitions,
             executor,
         }
     }
 
-    /// The datastores of a workspace.
-    fn datastores(&self, workspace: SourceId) -> Result<Datastores, PipelineError> {
-        Datastores::new(&self.layout, &workspace.to_string()).map_err(|e| PipelineError::Invalid(e.to_string()))
+    /// The datastores of a workspace, the registered ones among them.
+    async fn datastores(&self, workspace: SourceId) -> Result<Datastores, PipelineError> {
+        self.datastores.datastores(workspace).await.map_err(|e| match e {
+            RegistryError::Store(e) => PipelineError::Store(e),
+            other => PipelineError::Invalid(other.to_string()),
+        })
     }
 
     /// Checks a definition whole, then publishes it.
@@ -112,7 +119,7 @@ impl Pipelines {
         version: Option<String>,
     ) -> Result<PublishedPipeline, PipelineError> {
         let pipeline = Pipeline::parse(yaml).map_err(|e| PipelineError::Invalid(e.to_string()))?;
-        let known = self.datastores(workspace)?.names();
+        let known = self.datastores(workspace).await?.names();
         for (name, path) in &pipeline.data_paths {
             if !known.contains(&path.datastore) {
                 return Err(PipelineError::Invalid(format!(
@@ -204,10 +211,10 @@ impl Pipelines {
         assigned: BTreeMap<String, DataPath>,
     ) -> Result<BTreeMap<String, DataPath>, PipelineError> {
         let values = pipeline.assign_data_paths(assigned).map_err(PipelineError::Invalid)?;
-        let datastores = self.datastores(workspace)?;
+        let datastores = self.datastores(workspace).await?;
         for (name, value) in &values {
             datastores
-                .resolve(&value.datastore, &value.path)
+                .check(&value.datastore, &value.path)
                 .await
                 .map_err(|e| PipelineError::Invalid(format!("data path `{name}`: {e}")))?;
         }

@@ -138,6 +138,19 @@ impl From<mlgrid_pipelines::PipelineError> for ApiError {
     }
 }
 
+impl From<mlgrid_pipelines::RegistryError> for ApiError {
+    fn from(e: mlgrid_pipelines::RegistryError) -> Self {
+        match e {
+            mlgrid_pipelines::RegistryError::Invalid(message) => ApiError::bad_request(message),
+            mlgrid_pipelines::RegistryError::Unreachable(e) => ApiError::BadRequest {
+                code: "DatastoreUnreachable",
+                message: e.to_string(),
+            },
+            mlgrid_pipelines::RegistryError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<PublishError> for ApiError {
     fn from(e: PublishError) -> Self {
         match e {

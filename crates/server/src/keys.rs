@@ -136,6 +136,13 @@ impl ServerSecret {
     }
 
     /// HMAC-SHA256 under the server secret of `purpose` followed by `input`.
+    /// The key datastore credentials are sealed with at rest (see
+    /// `mlgrid_pipelines::SecretKey`): one per server secret, so every node of a cluster
+    /// opens what another sealed.
+    pub fn datastore_key(&self) -> mlgrid_pipelines::SecretKey {
+        mlgrid_pipelines::SecretKey::new(self.mac(b"mlgrid datastore secret key v1:", ""))
+    }
+
     fn mac(&self, purpose: &[u8], input: &str) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(purpose);

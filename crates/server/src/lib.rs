@@ -23,6 +23,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 mod connections;
+mod datastore_endpoints;
 mod error;
 mod extract;
 pub mod keys;

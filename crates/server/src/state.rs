@@ -10,7 +10,7 @@ use mlgrid_core::publish::PublishLimits;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
 use mlgrid_delivery::{ExportProblems, Handshakes, Validator};
-use mlgrid_pipelines::{DataLayout, Definitions, Executor, LocalProcessRunner, Pipelines};
+use mlgrid_pipelines::{DataLayout, DatastoreRegistry, Definitions, Executor, LocalProcessRunner, Pipelines};
 use mlgrid_store::{SourceId, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -116,6 +116,8 @@ pub struct AppState {
     pub pipelines: Pipelines,
     /// Runs the steps of pipeline runs; [`crate::run_node`] starts it.
     pub executor: Executor,
+    /// Registers datastores and builds each workspace's.
+    pub datastores: DatastoreRegistry,
 }
 
 impl AppState {
@@ -130,6 +132,12 @@ impl AppState {
             config.validation_window(),
         );
         let layout = DataLayout::from_roots(config.datastore_root.clone(), config.pipeline_runs_root.clone());
+        let datastores = DatastoreRegistry::new(
+            store.clone(),
+            layout.clone(),
+            secret.datastore_key(),
+            Arc::new(crate::datastore_endpoints::AddressRules(config.delivery.addresses)),
+        );
         let definitions = Definitions::default();
         let mut executor_config = config.executor.clone();
         executor_config.holder = config.node_id.clone();
@@ -137,13 +145,21 @@ impl AppState {
             store.clone(),
             Arc::new(LocalProcessRunner),
             layout.clone(),
+            datastores.clone(),
             definitions.clone(),
             executor_config,
         );
-        let pipelines = Pipelines::new(store.clone(), layout, definitions, executor.handle());
+        let pipelines = Pipelines::new(
+            store.clone(),
+            layout,
+            datastores.clone(),
+            definitions,
+            executor.handle(),
+        );
         Ok(AppState {
             pipelines,
             executor,
+            datastores,
             store,
             secret,
             config: Arc::new(config),

@@ -53,6 +53,7 @@
 
 mod access;
 mod appends;
+pub mod datastores;
 mod delivery;
 mod error;
 mod etag;
@@ -76,6 +77,7 @@ use mlgrid_core::subscription::ProvisioningState;
 use tokio::sync::watch;
 
 pub use access::{Recovered, RecoveryTarget, recover_owner};
+pub use datastores::*;
 pub use delivery::*;
 pub use error::{Result, StoreError};
 pub use lifecycle::*;
@@ -262,6 +264,18 @@ pub trait Store: Send + Sync + 'static {
     async fn dataset(&self, workspace: SourceId, name: &str, version: Option<u64>) -> Result<Dataset>;
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>>;
+
+    // Registered datastores (see `datastores`).
+
+    /// Registers a datastore; a name taken already (ignoring case) is a `Conflict`.
+    async fn create_datastore(&self, workspace: SourceId, new: NewDatastore) -> Result<StoredDatastore>;
+    /// A datastore, found by its name ignoring case.
+    async fn datastore(&self, workspace: SourceId, name: &str) -> Result<StoredDatastore>;
+    /// The workspace's datastores, by name.
+    async fn list_datastores(&self, workspace: SourceId) -> Result<Vec<StoredDatastore>>;
+    /// Deletes a datastore; refused with a `Conflict` naming them while [`DatastoreUsers`]
+    /// use it.
+    async fn delete_datastore(&self, workspace: SourceId, name: &str) -> Result<()>;
 
     // Published pipelines, their endpoints, and the runs of their steps (see
     // [`pipelines`]). Pipeline runs are runs: their status changes raise events.

@@ -14,6 +14,7 @@ use mlgrid_core::retention::{LogEntry, RetentionSpan};
 use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Executor, IntoArguments, Row, Type};
 
+use crate::datastores::*;
 use crate::delivery::*;
 use crate::error::{Result, StoreError, db};
 use crate::lifecycle::*;
@@ -498,5 +499,21 @@ pub(crate) fn claimed_step_from_row(row: &impl StoredRow) -> Result<ClaimedStep>
         data_paths: json(row, "data_paths")?,
         lease: crate::pipeline_writes::lease_of(&step),
         step,
+    })
+}
+
+pub(crate) fn datastore_from_row(row: &impl StoredRow) -> Result<StoredDatastore> {
+    let kind = row.text("kind")?;
+    let credentials = row.text("credentials")?;
+    Ok(StoredDatastore {
+        name: row.text("name")?,
+        kind: DatastoreKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("datastore kind `{kind}`")))?,
+        settings: json(row, "settings")?,
+        credentials: CredentialSource::parse(&credentials)
+            .ok_or_else(|| StoreError::Corrupt(format!("datastore credentials `{credentials}`")))?,
+        secret: row.optional_text("secret")?.map(SealedSecret),
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        etag: row.text("etag")?,
     })
 }

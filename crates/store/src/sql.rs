@@ -218,6 +218,23 @@ pub(crate) const SET_PIPELINE_ENDPOINT_DEFAULT: &str = "\
     UPDATE pipeline_endpoints SET default_pipeline_id = $1, updated_at = $2, etag = $3 WHERE source_id = $4 \
     AND name = $5 RETURNING *";
 
+// Registered datastores. Names are found ignoring case (a unique index on `lower(name)`).
+
+pub(crate) const INSERT_DATASTORE: &str = "\
+    INSERT INTO datastores (source_id, name, kind, settings, credentials, secret, created_at, updated_at, etag) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING *";
+
+pub(crate) const DATASTORE: &str = "SELECT * FROM datastores WHERE source_id = $1 AND lower(name) = lower($2)";
+
+pub(crate) const DATASTORES: &str = "SELECT * FROM datastores WHERE source_id = $1 ORDER BY lower(name)";
+
+pub(crate) const DELETE_DATASTORE: &str = "DELETE FROM datastores WHERE source_id = $1 AND name = $2";
+
+/// The pipelines that may use a datastore: the enabled ones (a disabled pipeline takes
+/// no submissions, so it reads nothing).
+pub(crate) const ENABLED_PIPELINES: &str = "\
+    SELECT * FROM pipelines WHERE source_id = $1 AND enabled = TRUE ORDER BY name, version";
+
 pub(crate) const IDEMPOTENT_PIPELINE_RUN: &str = "\
     SELECT run_id FROM pipeline_runs WHERE source_id = $1 AND idempotency_key = $2";
 

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod datastores;
 pub mod events;
 pub mod lifecycle;
 pub mod migrate;

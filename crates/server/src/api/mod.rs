@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod datasets;
+pub mod datastores;
 pub mod deliveries;
 pub mod events;
 pub mod health;
@@ -66,6 +67,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(models::router())
         .merge(datasets::router())
+        .merge(datastores::router())
         .merge(pipelines::router())
         .merge(subscriptions::router())
         .merge(deliveries::router())

@@ -15,6 +15,7 @@
 
 mod access;
 mod assets;
+mod datastores;
 mod db;
 mod delivery;
 mod events;
@@ -41,6 +42,7 @@ use tokio::task::JoinHandle;
 
 use crate::Store;
 use crate::appends::Appends;
+use crate::datastores::*;
 use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
@@ -342,6 +344,22 @@ impl Store for PostgresStore {
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>> {
         assets::list_datasets(&self.pool, workspace, name).await
+    }
+
+    async fn create_datastore(&self, workspace: SourceId, new: NewDatastore) -> Result<StoredDatastore> {
+        datastores::create(&self.pool, workspace, new).await
+    }
+
+    async fn datastore(&self, workspace: SourceId, name: &str) -> Result<StoredDatastore> {
+        datastores::datastore(&self.pool, workspace, name).await
+    }
+
+    async fn list_datastores(&self, workspace: SourceId) -> Result<Vec<StoredDatastore>> {
+        datastores::list(&self.pool, workspace).await
+    }
+
+    async fn delete_datastore(&self, workspace: SourceId, name: &str) -> Result<()> {
+        datastores::delete(&self.pool, workspace, name).await
     }
 
     async fn publish_pipeline(&self, workspace: SourceId, new: NewPipeline) -> Result<PublishedPipeline> {

@@ -12,6 +12,7 @@
 
 mod access;
 mod assets;
+mod datastores;
 mod db;
 mod delivery;
 mod events;
@@ -39,6 +40,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Store;
+use crate::datastores::*;
 use crate::delivery::*;
 use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
@@ -601,6 +603,31 @@ impl Store for SqliteStore {
 
     async fn list_datasets(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<Dataset>> {
         assets::list_datasets(&self.reads, workspace, name).await
+    }
+
+    async fn create_datastore(&self, workspace: SourceId, new: NewDatastore) -> Result<StoredDatastore> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(datastores::create(conn, workspace, new))
+            })
+            .await
+    }
+
+    async fn datastore(&self, workspace: SourceId, name: &str) -> Result<StoredDatastore> {
+        datastores::datastore(&self.reads, workspace, name).await
+    }
+
+    async fn list_datastores(&self, workspace: SourceId) -> Result<Vec<StoredDatastore>> {
+        datastores::list(&self.reads, workspace).await
+    }
+
+    async fn delete_datastore(&self, workspace: SourceId, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { datastores::delete(conn, workspace, &name).await })
+            })
+            .await
     }
 
     async fn publish_pipeline(&self, workspace: SourceId, new: NewPipeline) -> Result<PublishedPipeline> {

@@ -14,7 +14,9 @@ use mlgrid_core::resource::SourceKind;
 use mlgrid_core::subscription::{ProvisioningState, SubscriptionSpec};
 use mlgrid_store::*;
 
+mod datastores;
 mod pipelines;
+pub use datastores::*;
 pub use pipelines::*;
 
 pub fn new_source(kind: SourceKind, name: &str) -> NewSource {
@@ -2016,6 +2018,8 @@ macro_rules! backend_tests {
             steps_whose_lease_expired_are_recovered,
             completed_steps_are_found_by_reuse_key,
             concurrent_publications_and_keyed_submissions_take_turns,
+            datastores_are_created_found_ignoring_case_listed_and_deleted,
+            a_datastore_that_an_enabled_pipeline_reads_cannot_be_deleted,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {

@@ -1,62 +1,14 @@
-//! Datastores: where a pipeline's data paths are read from.
-//!
-//! A step reads local files, so a datastore's one job here is to give the local path of
-//! a file it holds. The local folder datastore gives the file where it is; a remote one
-//! (S3, Azure Blob, GCS) will download it into a local cache and give that, which is why
-//! [`Datastore::resolve`] is async. Data path values can come from untrusted events, so
-//! a path is always relative to the datastore's root and can never lead out of it.
+//! Local folder datastores, and the built-in `workspaceblobstore`, a folder of the data
+//! directory made when first used.
 
-use std::collections::BTreeMap;
 use std::io;
-use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use object_store::local::LocalFileSystem;
 
+use super::{Datastore, DatastoreError, Listing, WORKSPACE_BLOB_STORE, list_objects, relative_path};
 use crate::layout::{DataLayout, LayoutError};
-
-/// The datastore every workspace has, a folder under the data directory.
-pub const WORKSPACE_BLOB_STORE: &str = "workspaceblobstore";
-
-/// Why a datastore could not give a file, saying what to do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum DatastoreError {
-    #[error("datastore `{datastore}` cannot take the path `{path}`: {reason}")]
-    InvalidPath {
-        datastore: String,
-        path: String,
-        reason: &'static str,
-    },
-    #[error("datastore `{datastore}` has no file `{path}`: upload it there, or assign a path that exists")]
-    NotFound { datastore: String, path: String },
-    #[error(
-        "datastore `{datastore}`: the path `{path}` leads outside the datastore through a symbolic link; \
-         put the file itself in the datastore"
-    )]
-    Escapes { datastore: String, path: String },
-    #[error("workspace `{workspace}` has no datastore `{name}`; use one of its datastores: {}", .known.join(", "))]
-    Unknown {
-        workspace: String,
-        name: String,
-        known: Vec<String>,
-    },
-    #[error("datastore `{datastore}`, path `{path}`: {source}")]
-    Io {
-        datastore: String,
-        path: String,
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// A place data paths are read from.
-#[async_trait]
-pub trait Datastore: Send + Sync {
-    fn name(&self) -> &str;
-
-    /// The local path of the file or folder at `path`, relative to the datastore's root.
-    async fn resolve(&self, path: &str) -> Result<PathBuf, DatastoreError>;
-}
 
 /// A datastore that is a local folder.
 #[derive(Debug, Clone)]
@@ -76,39 +28,6 @@ impl FolderDatastore {
     pub fn root(&self) -> &Path {
         &self.root
     }
-
-    /// `path` checked to stay below the root by its text: relative, without `..`.
-    fn relative(&self, path: &str) -> Result<PathBuf, DatastoreError> {
-        let invalid = |reason| DatastoreError::InvalidPath {
-            datastore: self.name.clone(),
-            path: path.to_owned(),
-            reason,
-        };
-        if path.contains('\0') {
-            return Err(invalid("it contains a NUL byte"));
-        }
-        let mut relative = PathBuf::new();
-        for component in Path::new(path).components() {
-            match component {
-                Component::Normal(part) => relative.push(part),
-                Component::CurDir => {}
-                Component::ParentDir => {
-                    return Err(invalid("`..` is not allowed; give the path from the datastore's root"));
-                }
-                Component::RootDir | Component::Prefix(_) => {
-                    return Err(invalid(
-                        "it is absolute; give the path relative to the datastore's root, without a leading `/`",
-                    ));
-                }
-            }
-        }
-        if relative.as_os_str().is_empty() {
-            return Err(invalid(
-                "it names no file; give the path of a file or folder in the datastore",
-            ));
-        }
-        Ok(relative)
-    }
 }
 
 #[async_trait]
@@ -120,7 +39,7 @@ impl Datastore for FolderDatastore {
     /// The canonical path of the file, which must exist and, symbolic links followed,
     /// still be inside the root.
     async fn resolve(&self, path: &str) -> Result<PathBuf, DatastoreError> {
-        let relative = self.relative(path)?;
+        let relative = relative_path(&self.name, path)?;
         let failed = |source: io::Error| {
             if source.kind() == io::ErrorKind::NotFound {
                 DatastoreError::NotFound {
@@ -145,10 +64,41 @@ impl Datastore for FolderDatastore {
         }
         Ok(file)
     }
+
+    /// Listed through object_store's local file system, as remote datastores are.
+    async fn list(&self, prefix: &str, recursive: bool) -> Result<Listing, DatastoreError> {
+        let failed = |source: io::Error| DatastoreError::Io {
+            datastore: self.name.clone(),
+            path: prefix.to_owned(),
+            source,
+        };
+        let root = tokio::fs::canonicalize(&self.root).await.map_err(failed)?;
+        let files = LocalFileSystem::new_with_prefix(root).map_err(|e| failed(io::Error::other(e)))?;
+        list_objects(&files, &self.name, prefix, recursive).await
+    }
 }
 
 /// The built-in datastore: a folder datastore whose folder is made when first used.
-struct BuiltIn(FolderDatastore);
+pub(super) struct BuiltIn(FolderDatastore);
+
+impl BuiltIn {
+    pub(super) fn new(layout: &DataLayout) -> Result<BuiltIn, LayoutError> {
+        Ok(BuiltIn(FolderDatastore::new(
+            WORKSPACE_BLOB_STORE,
+            layout.datastore(WORKSPACE_BLOB_STORE)?,
+        )))
+    }
+
+    async fn made(&self, path: &str) -> Result<(), DatastoreError> {
+        tokio::fs::create_dir_all(self.0.root())
+            .await
+            .map_err(|source| DatastoreError::Io {
+                datastore: self.0.name().to_owned(),
+                path: path.to_owned(),
+                source,
+            })
+    }
+}
 
 #[async_trait]
 impl Datastore for BuiltIn {
@@ -157,65 +107,22 @@ impl Datastore for BuiltIn {
     }
 
     async fn resolve(&self, path: &str) -> Result<PathBuf, DatastoreError> {
-        tokio::fs::create_dir_all(self.0.root())
-            .await
-            .map_err(|source| DatastoreError::Io {
-                datastore: self.0.name().to_owned(),
-                path: path.to_owned(),
-                source,
-            })?;
+        self.made(path).await?;
         self.0.resolve(path).await
     }
-}
 
-/// The datastores of one workspace: the built-in `workspaceblobstore`, a folder under the
-/// data directory, and any registered with [`Datastores::with`].
-pub struct Datastores {
-    workspace: String,
-    by_name: BTreeMap<String, Arc<dyn Datastore>>,
-}
-
-impl Datastores {
-    pub fn new(layout: &DataLayout, workspace: &str) -> Result<Datastores, LayoutError> {
-        let built_in = FolderDatastore::new(WORKSPACE_BLOB_STORE, layout.datastore(WORKSPACE_BLOB_STORE)?);
-        Ok(Datastores {
-            workspace: workspace.to_owned(),
-            by_name: [(
-                WORKSPACE_BLOB_STORE.to_owned(),
-                Arc::new(BuiltIn(built_in)) as Arc<dyn Datastore>,
-            )]
-            .into(),
-        })
-    }
-
-    /// Adds a datastore, replacing one of the same name (the built-in one too: a server
-    /// may keep `workspaceblobstore` in an object store).
-    pub fn with(mut self, datastore: Arc<dyn Datastore>) -> Datastores {
-        self.by_name.insert(datastore.name().to_owned(), datastore);
-        self
-    }
-
-    /// The names of the workspace's datastores, sorted.
-    pub fn names(&self) -> Vec<String> {
-        self.by_name.keys().cloned().collect()
-    }
-
-    /// The local path of `path` on the datastore named `datastore`.
-    pub async fn resolve(&self, datastore: &str, path: &str) -> Result<PathBuf, DatastoreError> {
-        match self.by_name.get(datastore) {
-            Some(store) => store.resolve(path).await,
-            None => Err(DatastoreError::Unknown {
-                workspace: self.workspace.clone(),
-                name: datastore.to_owned(),
-                known: self.names(),
-            }),
-        }
+    async fn list(&self, prefix: &str, recursive: bool) -> Result<Listing, DatastoreError> {
+        self.made(prefix).await?;
+        self.0.list(prefix, recursive).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datastore::{DatastoreError, Datastores, WORKSPACE_BLOB_STORE};
+    use crate::layout::DataLayout;
+    use std::sync::Arc;
 
     fn store_with_file() -> (tempfile::TempDir, FolderDatastore) {
         let dir = tempfile::tempdir().unwrap();

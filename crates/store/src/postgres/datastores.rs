@@ -1,0 +1,80 @@
+//! Registered datastores on PostgreSQL. A delete locks the datastore's row, then reads
+//! what uses it, so two nodes deleting it take turns.
+
+use sqlx::{AssertSqlSafe, PgConnection, PgExecutor, PgPool};
+
+use super::db::{all, begin, commit, db, now, optional, unique};
+use super::events::workspace_topic;
+use crate::datastores::*;
+use crate::error::Result;
+use crate::etag::new_etag;
+use crate::model::SourceId;
+use crate::rows::{datastore_from_row, pipeline_from_row};
+use crate::sql;
+
+pub(super) async fn create(pool: &PgPool, workspace: SourceId, new: NewDatastore) -> Result<StoredDatastore> {
+    let mut tx = begin(pool).await?;
+    workspace_topic(&mut tx, workspace).await?;
+    let settings = serde_json::to_string(&new.settings).expect("datastore settings serialize to JSON");
+    let row = unique(
+        sqlx::query(sql::INSERT_DATASTORE)
+            .bind(workspace)
+            .bind(&new.name)
+            .bind(new.kind.as_str())
+            .bind(settings)
+            .bind(new.credentials.as_str())
+            .bind(new.secret.map(|s| s.0))
+            .bind(now())
+            .bind(new_etag())
+            .fetch_one(&mut *tx)
+            .await,
+        || datastore_taken(&new.name),
+    )?;
+    let stored = datastore_from_row(&row)?;
+    commit(tx).await?;
+    Ok(stored)
+}
+
+async fn find<'c>(exec: impl PgExecutor<'c>, workspace: SourceId, name: &str, lock: &str) -> Result<StoredDatastore> {
+    let text = format!("{} {lock}", sql::DATASTORE);
+    let query = sqlx::query(AssertSqlSafe(text)).bind(workspace).bind(name);
+    optional(exec, query, datastore_from_row)
+        .await?
+        .ok_or_else(|| missing_datastore(name))
+}
+
+pub(super) async fn datastore(pool: &PgPool, workspace: SourceId, name: &str) -> Result<StoredDatastore> {
+    find(pool, workspace, name, "").await
+}
+
+pub(super) async fn list(pool: &PgPool, workspace: SourceId) -> Result<Vec<StoredDatastore>> {
+    all(pool, sqlx::query(sql::DATASTORES).bind(workspace), datastore_from_row).await
+}
+
+/// What uses the datastore `name`: the one place that gathers them.
+async fn datastore_users(conn: &mut PgConnection, workspace: SourceId, name: &str) -> Result<DatastoreUsers> {
+    let pipelines = all(
+        &mut *conn,
+        sqlx::query(sql::ENABLED_PIPELINES).bind(workspace),
+        pipeline_from_row,
+    )
+    .await?;
+    Ok(DatastoreUsers {
+        pipelines: pipelines_using(name, &pipelines),
+    })
+}
+
+pub(super) async fn delete(pool: &PgPool, workspace: SourceId, name: &str) -> Result<()> {
+    let mut tx = begin(pool).await?;
+    let current = find(&mut *tx, workspace, name, "FOR UPDATE").await?;
+    let users = datastore_users(&mut tx, workspace, &current.name).await?;
+    if !users.is_empty() {
+        return Err(users.refusal(&current.name));
+    }
+    db(sqlx::query(sql::DELETE_DATASTORE)
+        .bind(workspace)
+        .bind(&current.name)
+        .execute(&mut *tx)
+        .await)?;
+    commit(tx).await
+}
