@@ -4,7 +4,9 @@
 //!
 //! A [`Recurrence`] is what the user writes; [`Recurrence::check`] refuses what makes no
 //! sense and compiles the rest into a [`Schedule`], whose [`Schedule::next_after`] gives
-//! the next fire time.
+//! the next fire time. [`missed`] picks the ticks to fire after an outage under a
+//! [`MisfirePolicy`]; [`Concurrency::decide`] says whether a tick starts a run while
+//! earlier ones are still going.
 //!
 //! # When a schedule fires
 //!
@@ -51,7 +53,11 @@
 
 mod fire_times;
 mod local_time;
+mod misfire;
+mod overlap;
 mod recurrence;
 
 pub use fire_times::{FireTimes, Schedule};
+pub use misfire::{MAX_MISFIRES, MisfirePolicy, missed};
+pub use overlap::{Concurrency, OverlapDecision, OverlapPolicy};
 pub use recurrence::{Frequency, Recurrence, RecurrenceError};
