@@ -57,6 +57,9 @@ mod misfire;
 mod overlap;
 mod recurrence;
 
+#[cfg(test)]
+mod props;
+
 pub use fire_times::{FireTimes, Schedule};
 pub use misfire::{MAX_MISFIRES, MisfirePolicy, missed};
 pub use overlap::{Concurrency, OverlapDecision, OverlapPolicy};
