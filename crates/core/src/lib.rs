@@ -42,6 +42,7 @@ pub mod redact;
 pub mod resource;
 pub mod retention;
 pub mod retry;
+pub mod schedule;
 pub mod subscription;
 pub mod time;
 pub mod validation;
