@@ -16,6 +16,8 @@ use mlgrid_store::*;
 
 mod pipelines;
 pub use pipelines::*;
+mod schedules;
+pub use schedules::*;
 
 pub fn new_source(kind: SourceKind, name: &str) -> NewSource {
     NewSource {
@@ -2016,6 +2018,12 @@ macro_rules! backend_tests {
             steps_whose_lease_expired_are_recovered,
             completed_steps_are_found_by_reuse_key,
             concurrent_publications_and_keyed_submissions_take_turns,
+            schedules_are_created_listed_updated_and_deleted,
+            a_pipeline_that_active_schedules_start_cannot_be_disabled,
+            a_tick_is_recorded_once_with_its_run,
+            a_refused_submission_records_no_tick,
+            concurrent_fires_of_one_tick_start_one_run,
+            a_queued_tick_starts_once,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
