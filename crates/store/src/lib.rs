@@ -413,7 +413,8 @@ pub trait Store: Send + Sync + 'static {
     /// How many runs the schedule started are not over: what its overlap policy counts.
     async fn active_schedule_runs(&self, schedule_id: &str) -> Result<u32>;
 
-    /// Queued ticks of every schedule, oldest first, at most `limit`.
+    /// Queued ticks of active schedules with their schedules, oldest first, at most
+    /// `limit`.
     async fn queued_fires(&self, limit: u32) -> Result<Vec<QueuedFire>>;
 
     /// Starts a queued tick: submits `run` and marks the tick started, in one

@@ -554,8 +554,7 @@ pub(crate) fn fire_from_row(row: &impl StoredRow) -> Result<ScheduleFire> {
 
 pub(crate) fn queued_fire_from_row(row: &impl StoredRow) -> Result<QueuedFire> {
     Ok(QueuedFire {
-        workspace: SourceId(row.int("source_id")?),
-        schedule_id: row.text("schedule_id")?,
+        schedule: schedule_from_row(row)?,
         fire_time: row.time("fire_time")?,
     })
 }

@@ -64,8 +64,10 @@ pub(crate) const ADVANCE_SCHEDULE: &str = "UPDATE schedules SET next_fire_at = $
 pub(crate) const FIRES: &str = "\
     SELECT * FROM schedule_fires WHERE schedule_id = $1 ORDER BY fire_time DESC LIMIT $2";
 
+/// Queued ticks of active schedules, each with its schedule, the oldest first.
 pub(crate) const QUEUED_FIRES: &str = "\
-    SELECT * FROM schedule_fires WHERE outcome = 'queued' ORDER BY fire_time LIMIT $1";
+    SELECT s.*, f.fire_time FROM schedule_fires f JOIN schedules s ON s.id = f.schedule_id \
+    WHERE f.outcome = 'queued' AND s.status = 'Active' ORDER BY f.fire_time LIMIT $1";
 
 pub(crate) fn active_runs() -> String {
     format!(

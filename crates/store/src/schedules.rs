@@ -191,11 +191,10 @@ pub struct FireRecorded {
     pub recorded: bool,
 }
 
-/// A queued tick, to start when its schedule has room.
+/// A queued tick of an active schedule, to start when the schedule has room.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedFire {
-    pub workspace: SourceId,
-    pub schedule_id: String,
+    pub schedule: PipelineSchedule,
     pub fire_time: DateTime<Utc>,
 }
 
