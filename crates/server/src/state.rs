@@ -10,7 +10,7 @@ use mlgrid_core::publish::PublishLimits;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
 use mlgrid_delivery::{ExportProblems, Handshakes, Validator};
-use mlgrid_pipelines::{DataLayout, Definitions, Executor, LocalProcessRunner, Pipelines};
+use mlgrid_pipelines::{DataLayout, Definitions, Executor, LocalProcessRunner, Pipelines, Scheduler, Schedules};
 use mlgrid_store::{SourceId, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -116,6 +116,11 @@ pub struct AppState {
     pub pipelines: Pipelines,
     /// Runs the steps of pipeline runs; [`crate::run_node`] starts it.
     pub executor: Executor,
+    /// Creating, changing and reading schedules of pipelines.
+    pub schedules: Schedules,
+    /// Fires the ticks of schedules (on the node holding its lease); [`crate::run_node`]
+    /// starts it.
+    pub scheduler: Scheduler,
 }
 
 impl AppState {
@@ -141,7 +146,11 @@ impl AppState {
             executor_config,
         );
         let pipelines = Pipelines::new(store.clone(), layout, definitions, executor.handle());
+        let scheduler = Scheduler::new(store.clone(), pipelines.clone(), config.node_id.clone());
+        let schedules = Schedules::new(store.clone(), pipelines.clone(), scheduler.handle());
         Ok(AppState {
+            schedules,
+            scheduler,
             pipelines,
             executor,
             store,

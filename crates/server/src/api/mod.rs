@@ -13,6 +13,7 @@ pub mod pipelines;
 pub mod prune;
 pub mod publish;
 pub mod runs;
+pub mod schedules;
 pub mod sources;
 pub mod subscriptions;
 pub mod topics;
@@ -67,6 +68,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(models::router())
         .merge(datasets::router())
         .merge(pipelines::router())
+        .merge(schedules::router())
         .merge(subscriptions::router())
         .merge(deliveries::router())
         .merge(prune::router())
