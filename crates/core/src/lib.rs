@@ -13,6 +13,9 @@
 //!   whole, and the placeholders that put values into commands without making them code.
 //! - [`publish`]: validation of what publishers send, with Event Grid's rules and limits.
 //! - [`resource`]: workspaces and custom topics, their names and resource paths.
+//! - [`schedule`]: recurrences (Azure ML's schedule triggers), checked and compiled into
+//!   their fire times in an IANA time zone, and what to do with missed and overlapping
+//!   ticks.
 //! - [`redact`]: URLs without their secrets (query, userinfo), for showing and logging.
 //!
 //! ```

@@ -91,7 +91,7 @@ mod tests {
     fn none_fires_nothing_latest_the_last_tick_all_every_tick_in_order() {
         let schedule = every_minute_from("2026-01-01T00:00:00Z");
         let (last_due, now) = (utc("2026-01-01T00:01:00Z"), utc("2026-01-01T00:04:30Z"));
-        assert_eq!(missed(&schedule, MisfirePolicy::None, last_due, now), []);
+        assert!(missed(&schedule, MisfirePolicy::None, last_due, now).is_empty());
         assert_eq!(
             missed(&schedule, MisfirePolicy::Latest, last_due, now),
             [utc("2026-01-01T00:04:00Z")]
@@ -112,7 +112,7 @@ mod tests {
         let ticks = missed(&schedule, MisfirePolicy::All, utc("2026-01-01T00:01:00Z"), utc("2026-01-01T00:02:00Z"));
         assert_eq!(ticks, [utc("2026-01-01T00:02:00Z")]);
         let none = missed(&schedule, MisfirePolicy::All, utc("2026-01-01T00:02:00Z"), utc("2026-01-01T00:02:59Z"));
-        assert_eq!(none, []);
+        assert!(none.is_empty());
     }
 
     #[test]
