@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub pipeline_runs_root: PathBuf,
     /// How the pipeline executor of this node runs steps (at most how many at once).
     pub executor: mlgrid_pipelines::ExecutorConfig,
+    /// How the scheduler holds its lease and paces its passes.
+    pub scheduler: mlgrid_pipelines::SchedulerConfig,
     /// Whether Contributors may skip the validation handshake of a webhook (else it
     /// takes Owner: the receiver has not consented to the events).
     pub allow_contributor_skip_validation: bool,
@@ -89,6 +91,7 @@ impl Default for ServerConfig {
             datastore_root: PathBuf::from("mlgrid-data/datastores"),
             pipeline_runs_root: PathBuf::from("mlgrid-data/pipeline-runs"),
             executor: mlgrid_pipelines::ExecutorConfig::default(),
+            scheduler: mlgrid_pipelines::SchedulerConfig::default(),
             connections: crate::ConnectionLimits::default(),
             allow_contributor_skip_validation: false,
             retention: crate::prune::RetentionConfig::default(),
@@ -146,7 +149,8 @@ impl AppState {
             executor_config,
         );
         let pipelines = Pipelines::new(store.clone(), layout, definitions, executor.handle());
-        let scheduler = Scheduler::new(store.clone(), pipelines.clone(), config.node_id.clone());
+        let scheduler =
+            Scheduler::new(store.clone(), pipelines.clone(), config.node_id.clone()).with_config(config.scheduler);
         let schedules = Schedules::new(store.clone(), pipelines.clone(), scheduler.handle());
         Ok(AppState {
             schedules,

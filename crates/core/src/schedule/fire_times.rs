@@ -49,7 +49,12 @@ pub(super) enum Period {
 
 impl Schedule {
     pub(super) fn new(anchor: DateTime<Utc>, end: Option<DateTime<Utc>>, zone: Tz, rule: Rule) -> Schedule {
-        Schedule { anchor, end, zone, rule }
+        Schedule {
+            anchor,
+            end,
+            zone,
+            rule,
+        }
     }
 
     /// Nothing fires before this instant: the start time, or else the creation, to the
@@ -154,7 +159,9 @@ impl Calendar {
         let day = Days::new(self.days[index / self.times.len()].into());
         let start = match self.period {
             Period::Days(n) => self.first.checked_add_days(Days::new(period.checked_mul(n.into())?))?,
-            Period::Weeks(n) => self.first.checked_add_days(Days::new(period.checked_mul(7 * u64::from(n))?))?,
+            Period::Weeks(n) => self
+                .first
+                .checked_add_days(Days::new(period.checked_mul(7 * u64::from(n))?))?,
             Period::Months(n) => self
                 .first
                 .checked_add_months(Months::new(u32::try_from(period.checked_mul(n.into())?).ok()?))?,
@@ -261,7 +268,8 @@ mod tests {
 
     #[test]
     fn minute_and_hour_count_from_the_start_time_to_the_minute() {
-        let every_15 = schedule(json!({"frequency": "Minute", "interval": 15, "startTime": "2026-02-01T10:07:42+01:00"}));
+        let every_15 =
+            schedule(json!({"frequency": "Minute", "interval": 15, "startTime": "2026-02-01T10:07:42+01:00"}));
         assert_eq!(
             upcoming(&every_15, "2026-01-01T00:00:00Z", 3),
             ["2026-02-01T09:07:00Z", "2026-02-01T09:22:00Z", "2026-02-01T09:37:00Z"]
@@ -370,7 +378,10 @@ mod tests {
         let hours_only = schedule(json!({
             "frequency": "Day", "interval": 1, "hours": [6], "startTime": "2026-01-05T10:07:00Z",
         }));
-        assert_eq!(upcoming(&hours_only, "2026-01-01T00:00:00Z", 1), ["2026-01-06T06:07:00Z"]);
+        assert_eq!(
+            upcoming(&hours_only, "2026-01-01T00:00:00Z", 1),
+            ["2026-01-06T06:07:00Z"]
+        );
     }
 
     #[test]

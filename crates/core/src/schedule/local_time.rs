@@ -34,7 +34,10 @@ mod tests {
     use chrono::NaiveDate;
 
     fn local(y: i32, m: u32, d: u32, h: u32, min: u32) -> NaiveDateTime {
-        NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, min, 0).unwrap()
+        NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_hms_opt(h, min, 0)
+            .unwrap()
     }
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -45,17 +48,32 @@ mod tests {
     fn a_time_the_clock_skips_fires_when_the_gap_ends() {
         let berlin = chrono_tz::Europe::Berlin;
         for minute in [0, 30, 59] {
-            assert_eq!(fire_instant(berlin, local(2026, 3, 29, 2, minute)), utc("2026-03-29T01:00:00Z"));
+            assert_eq!(
+                fire_instant(berlin, local(2026, 3, 29, 2, minute)),
+                utc("2026-03-29T01:00:00Z")
+            );
         }
-        assert_eq!(fire_instant(berlin, local(2026, 3, 29, 3, 0)), utc("2026-03-29T01:00:00Z"));
+        assert_eq!(
+            fire_instant(berlin, local(2026, 3, 29, 3, 0)),
+            utc("2026-03-29T01:00:00Z")
+        );
         let lord_howe = chrono_tz::Australia::Lord_Howe;
-        assert_eq!(fire_instant(lord_howe, local(2026, 10, 4, 2, 15)), utc("2026-10-03T15:30:00Z"));
+        assert_eq!(
+            fire_instant(lord_howe, local(2026, 10, 4, 2, 15)),
+            utc("2026-10-03T15:30:00Z")
+        );
     }
 
     #[test]
     fn a_time_the_clock_shows_twice_fires_the_first_time() {
         let new_york = chrono_tz::America::New_York;
-        assert_eq!(fire_instant(new_york, local(2026, 11, 1, 1, 30)), utc("2026-11-01T05:30:00Z"));
-        assert_eq!(fire_instant(new_york, local(2026, 11, 1, 2, 0)), utc("2026-11-01T07:00:00Z"));
+        assert_eq!(
+            fire_instant(new_york, local(2026, 11, 1, 1, 30)),
+            utc("2026-11-01T05:30:00Z")
+        );
+        assert_eq!(
+            fire_instant(new_york, local(2026, 11, 1, 2, 0)),
+            utc("2026-11-01T07:00:00Z")
+        );
     }
 }

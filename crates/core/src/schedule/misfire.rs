@@ -109,9 +109,19 @@ mod tests {
     #[test]
     fn counts_a_tick_at_now_but_not_one_at_the_last_due() {
         let schedule = every_minute_from("2026-01-01T00:00:00Z");
-        let ticks = missed(&schedule, MisfirePolicy::All, utc("2026-01-01T00:01:00Z"), utc("2026-01-01T00:02:00Z"));
+        let ticks = missed(
+            &schedule,
+            MisfirePolicy::All,
+            utc("2026-01-01T00:01:00Z"),
+            utc("2026-01-01T00:02:00Z"),
+        );
         assert_eq!(ticks, [utc("2026-01-01T00:02:00Z")]);
-        let none = missed(&schedule, MisfirePolicy::All, utc("2026-01-01T00:02:00Z"), utc("2026-01-01T00:02:59Z"));
+        let none = missed(
+            &schedule,
+            MisfirePolicy::All,
+            utc("2026-01-01T00:02:00Z"),
+            utc("2026-01-01T00:02:59Z"),
+        );
         assert!(none.is_empty());
     }
 
@@ -133,7 +143,12 @@ mod tests {
         }))
         .unwrap();
         let schedule = recurrence.check(utc("2026-01-01T00:00:00Z")).unwrap();
-        let ticks = missed(&schedule, MisfirePolicy::All, utc("2025-12-01T00:00:00Z"), utc("2026-02-01T00:00:00Z"));
+        let ticks = missed(
+            &schedule,
+            MisfirePolicy::All,
+            utc("2025-12-01T00:00:00Z"),
+            utc("2026-02-01T00:00:00Z"),
+        );
         assert_eq!(
             ticks,
             [

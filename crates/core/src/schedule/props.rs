@@ -91,7 +91,11 @@ impl Literal {
         let anchor = start.with_second(0).unwrap().with_nanosecond(0).unwrap();
         let anchor_local = anchor.with_timezone(&zone).naive_local();
         let or_anchor = |values: &[u8], anchor: u32| -> Vec<u32> {
-            if values.is_empty() { vec![anchor] } else { values.iter().map(|&v| u32::from(v)).collect() }
+            if values.is_empty() {
+                vec![anchor]
+            } else {
+                values.iter().map(|&v| u32::from(v)).collect()
+            }
         };
         Literal {
             frequency: recurrence.frequency,
@@ -144,9 +148,8 @@ impl Literal {
 
     /// The fire times in `(from, to]`.
     fn fire_times(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-        let fires = |at: DateTime<Utc>| {
-            at >= self.anchor && self.end.is_none_or(|end| at <= end) && from < at && at <= to
-        };
+        let fires =
+            |at: DateTime<Utc>| at >= self.anchor && self.end.is_none_or(|end| at <= end) && from < at && at <= to;
         let mut times = BTreeSet::new();
         let first_minute = from.with_second(0).unwrap().with_nanosecond(0).unwrap();
         match self.frequency {
@@ -207,7 +210,9 @@ struct Case {
 
 /// Start days near a clock change: up to 20 days before, 3 after.
 fn near(change: NaiveDate) -> BoxedStrategy<NaiveDate> {
-    (-20i64..=3).prop_map(move |shift| change + TimeDelta::days(shift)).boxed()
+    (-20i64..=3)
+        .prop_map(move |shift| change + TimeDelta::days(shift))
+        .boxed()
 }
 
 /// Start days a month or two before a clock change, on the same day of the month, or
@@ -231,7 +236,12 @@ fn hour() -> BoxedStrategy<u32> {
 fn changed_times(zone: Tz, day: NaiveDate) -> Vec<NaiveTime> {
     (0..1440)
         .map(|minute| NaiveTime::MIN + minutes(minute))
-        .filter(|&time| !matches!(zone.from_local_datetime(&day.and_time(time)), MappedLocalTime::Single(_)))
+        .filter(|&time| {
+            !matches!(
+                zone.from_local_datetime(&day.and_time(time)),
+                MappedLocalTime::Single(_)
+            )
+        })
         .collect()
 }
 
@@ -286,7 +296,14 @@ fn case(
                 0u32..60,
                 prop::option::weighted(0.3, 0..window_days * 480),
             );
-            (Just((zone_name, change)), lists.clone(), start, created, window, changed)
+            (
+                Just((zone_name, change)),
+                lists.clone(),
+                start,
+                created,
+                window,
+                changed,
+            )
         })
         .prop_map(move |((zone_name, change), lists, start, created, window, changed)| {
             let (interval, mut hours, mut minute_list, week_days) = lists;
@@ -417,7 +434,9 @@ fn any_frequency() -> impl Strategy<Value = (Frequency, RangeInclusive<u32>)> {
 
 /// Any day from 1990 to 2060, whatever the clock change.
 fn any_day(_: NaiveDate) -> BoxedStrategy<NaiveDate> {
-    (0i64..70 * 365).prop_map(|day| date((1990, 1, 1)) + TimeDelta::days(day)).boxed()
+    (0i64..70 * 365)
+        .prop_map(|day| date((1990, 1, 1)) + TimeDelta::days(day))
+        .boxed()
 }
 
 /// Schedules of any frequency started on any day from 1990 to 2060, and an instant up to

@@ -201,8 +201,12 @@ impl Recurrence {
         };
         let date = local.date();
         match self.frequency {
-            Frequency::Minute => Rule::Elapsed { seconds: 60 * i64::from(interval) },
-            Frequency::Hour => Rule::Elapsed { seconds: 3600 * i64::from(interval) },
+            Frequency::Minute => Rule::Elapsed {
+                seconds: 60 * i64::from(interval),
+            },
+            Frequency::Hour => Rule::Elapsed {
+                seconds: 3600 * i64::from(interval),
+            },
             Frequency::Day => Rule::Calendar(Calendar {
                 period: Period::Days(interval),
                 first: date,
@@ -235,7 +239,11 @@ impl Recurrence {
 
 /// `values` sorted and without repeats, or `default` alone when there are none.
 fn sorted_or(values: &[u8], default: u8) -> Vec<u8> {
-    let mut sorted = if values.is_empty() { vec![default] } else { values.to_vec() };
+    let mut sorted = if values.is_empty() {
+        vec![default]
+    } else {
+        values.to_vec()
+    };
     sorted.sort_unstable();
     sorted.dedup();
     sorted
@@ -339,8 +347,13 @@ mod tests {
 
     #[test]
     fn refuses_unknown_names_when_read_saying_which_are_known() {
-        let day = serde_json::from_value::<Recurrence>(json!({"frequency": "Week", "interval": 1, "weekDays": ["Mon"]}));
-        assert!(day.unwrap_err().to_string().contains("unknown week day \"Mon\" (use Monday to Sunday)"));
+        let day =
+            serde_json::from_value::<Recurrence>(json!({"frequency": "Week", "interval": 1, "weekDays": ["Mon"]}));
+        assert!(
+            day.unwrap_err()
+                .to_string()
+                .contains("unknown week day \"Mon\" (use Monday to Sunday)")
+        );
         let frequency = serde_json::from_value::<Recurrence>(json!({"frequency": "Year", "interval": 1}));
         assert!(
             frequency
@@ -428,7 +441,10 @@ mod tests {
             "startTime": "2026-05-01T00:00:00+02:00", "endTime": "2026-04-30T22:00:00Z",
         }));
         let schedule = once.check(created()).unwrap();
-        assert_eq!(schedule.upcoming(created(), 5), ["2026-04-30T22:00:00Z".parse::<DateTime<Utc>>().unwrap()]);
+        assert_eq!(
+            schedule.upcoming(created(), 5),
+            ["2026-04-30T22:00:00Z".parse::<DateTime<Utc>>().unwrap()]
+        );
     }
 
     #[test]
@@ -442,10 +458,17 @@ mod tests {
 
     #[test]
     fn takes_the_anchor_from_the_start_time_or_else_the_creation_without_seconds() {
-        let hourly = recurrence(json!({"frequency": "Hour", "interval": 1, "startTime": "2026-02-01T10:07:59.5+01:00"}));
-        assert_eq!(hourly.check(created()).unwrap().anchor(), "2026-02-01T09:07:00Z".parse::<DateTime<Utc>>().unwrap());
+        let hourly =
+            recurrence(json!({"frequency": "Hour", "interval": 1, "startTime": "2026-02-01T10:07:59.5+01:00"}));
+        assert_eq!(
+            hourly.check(created()).unwrap().anchor(),
+            "2026-02-01T09:07:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         let unanchored = recurrence(json!({"frequency": "Hour", "interval": 1}));
         let created: DateTime<Utc> = "2026-02-01T10:07:31Z".parse().unwrap();
-        assert_eq!(unanchored.check(created).unwrap().anchor(), "2026-02-01T10:07:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            unanchored.check(created).unwrap().anchor(),
+            "2026-02-01T10:07:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 }
