@@ -17,6 +17,7 @@ pub struct Schedule {
     rule: Rule,
 }
 
+/// How the fire times of a schedule are laid out.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Rule {
     /// Minute and Hour: every `seconds` of elapsed time from the anchor.
@@ -602,6 +603,23 @@ mod tests {
             "startTime": "2026-11-01T01:30:00-05:00", "timeZone": "America/New_York",
         }));
         assert_eq!(upcoming(&daily, "2026-10-01T00:00:00Z", 1), ["2026-11-02T06:30:00Z"]);
+    }
+
+    #[test]
+    fn the_last_fire_time_can_be_on_a_later_local_date_after_a_day_long_fold() {
+        // Juneau, 1867: Alaska went from Russian to American time, its clock from 19
+        // October 15:33 back to 18 October 15:33. At 17:02 on the 18th, the second time
+        // round, 05:00 on the 19th has fired (its first showing, 13:57:41 UTC on the 18th).
+        let daily = schedule(json!({
+            "frequency": "Day", "interval": 1, "hours": [5], "minutes": [0],
+            "startTime": "1867-10-01T00:00:00Z", "timeZone": "America/Juneau",
+        }));
+        let second_time_round = utc("1867-10-19T02:00:00Z");
+        assert_eq!(
+            daily.last_at_or_before(second_time_round),
+            Some(utc("1867-10-18T13:57:41Z"))
+        );
+        assert_eq!(daily.next_after(second_time_round), Some(utc("1867-10-20T13:57:41Z")));
     }
 
     #[test]

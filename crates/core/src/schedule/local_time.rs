@@ -14,7 +14,7 @@ use chrono_tz::{GapInfo, Tz};
 pub(super) fn fire_instant(zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     match zone.from_local_datetime(&local) {
         MappedLocalTime::Single(at) => at.to_utc(),
-        MappedLocalTime::Ambiguous(_, later) => later.to_utc(),
+        MappedLocalTime::Ambiguous(earlier, _) => earlier.to_utc(),
         MappedLocalTime::None => match GapInfo::new(&local, &zone).and_then(|gap| gap.end) {
             Some(end) => end.to_utc(),
             // chrono-tz reports a skipped time only between two spans of its table, so

@@ -312,7 +312,7 @@ fn case(
             if let Some(time) = changed {
                 if frequency == Frequency::Month {
                     (hour, minute) = (time.hour(), time.minute());
-                } else {
+                } else if by_day {
                     hours.push(time.hour() as u8);
                     minute_list.push(time.minute() as u8);
                 }
