@@ -244,6 +244,14 @@ impl Scheduler {
             let next = plan.ticks.get(i + 1).copied().or(plan.next);
             fired.push(self.fire(schedule, tick, next).await?);
         }
+        // A last tick recorded before (by a node whose clock runs ahead, say) moved
+        // nothing on now: move the schedule on, or the pass would find it due again at
+        // once, and again.
+        if fired.last().is_some_and(|last| !last.recorded) {
+            self.store
+                .advance_schedule(&schedule.id, &schedule.etag, plan.next)
+                .await?;
+        }
         Ok(fired)
     }
 

@@ -342,3 +342,52 @@ async fn a_disabled_schedule_does_not_fire_and_enabling_it_skips_what_it_slept_t
     world.scheduler.pass(at("2026-01-01T03:59:59Z")).await.unwrap();
     assert_eq!(world.fires("h").await, []);
 }
+
+#[tokio::test]
+async fn a_tick_recorded_before_starts_nothing_and_the_schedule_moves_on() {
+    let world = world().await;
+    let minutely = json!({"frequency": "Minute", "interval": 1, "startTime": "2026-01-01T00:00:00Z"});
+    world
+        .create(
+            "m",
+            minutely,
+            MisfirePolicy::Latest,
+            OverlapPolicy::Allow,
+            "2026-01-01T00:00:30Z",
+        )
+        .await;
+    let schedule = world.schedules.get(world.ws, "m").await.unwrap();
+    // Another node recorded the tick, as a crash after its commit would leave it, but
+    // the schedule still names it as next (its etag changed meanwhile).
+    let tick = at("2026-01-01T00:01:00Z");
+    world
+        .store
+        .record_fire(
+            world.ws,
+            mlgrid_store::NewFire {
+                schedule_id: schedule.id.clone(),
+                fire_time: tick,
+                outcome: FireOutcome::Skipped,
+                reason: Some("recorded elsewhere".into()),
+                next_fire_at: None,
+                etag: "\"another\"".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let fired = world.scheduler.pass(at("2026-01-01T00:01:00.5Z")).await.unwrap();
+    assert_eq!(fired.len(), 1);
+    assert!(!fired[0].recorded);
+    assert_eq!(world.fires("m").await, [(tick, FireOutcome::Skipped)]);
+    let after = world.schedules.get(world.ws, "m").await.unwrap();
+    assert_eq!(after.next_fire_at, Some(at("2026-01-01T00:02:00Z")));
+    assert!(
+        world
+            .scheduler
+            .pass(at("2026-01-01T00:01:00.6Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
