@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use mlgrid_core::schedule::{MisfirePolicy, OverlapDecision, Schedule, missed};
+use mlgrid_core::schedule::{MisfirePolicy, OverlapDecision, OverlapPolicy, Schedule, missed};
 use mlgrid_store::{FireOutcome, NewFire, PipelineSchedule, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -262,7 +262,11 @@ impl Scheduler {
         tick: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
     ) -> Result<Fired, StoreError> {
-        let running = self.store.active_schedule_runs(&schedule.id).await?;
+        // Allow starts whatever runs: no need to count them.
+        let running = match schedule.concurrency.overlap_policy {
+            OverlapPolicy::Allow => 0,
+            _ => self.store.active_schedule_runs(&schedule.id).await?,
+        };
         let limit = schedule.concurrency.max_concurrent;
         let record = |outcome, reason: Option<String>| NewFire {
             schedule_id: schedule.id.clone(),
