@@ -136,6 +136,7 @@ fn a_minute_schedule_fires_on_the_minute_and_its_run_completes() {
         first
     );
     assert!(next[0]["local"].is_string());
+    assert_eq!(next[0]["timeZone"], "UTC");
     let table = server.cli(&["-o", "table", "schedule", "list", "-w", "mlws"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("every-minute"));
 

@@ -78,7 +78,14 @@ pub async fn schedule(client: &Client, command: ScheduleCommand) -> anyhow::Resu
         ScheduleCommand::Disable(schedule) => client.post(&format!("{}/disable", uri(&schedule)), &json!({})).await,
         ScheduleCommand::Delete(schedule) => client.delete(&uri(&schedule)).await,
         ScheduleCommand::Next { schedule, count } => {
-            list_value(client.get(&format!("{}/next?count={count}", uri(&schedule))).await?)
+            let next = client.get(&format!("{}/next?count={count}", uri(&schedule))).await?;
+            let zone = next["timeZone"].clone();
+            // One row per fire time, each naming the zone its local time is in.
+            let mut times = list_value(next)?;
+            for time in times.as_array_mut().into_iter().flatten() {
+                time["timeZone"] = zone.clone();
+            }
+            Ok(times)
         }
         ScheduleCommand::Runs(schedule) => list_value(client.get(&format!("{}/runs", uri(&schedule))).await?),
     }

@@ -272,7 +272,8 @@ fn change(body: ScheduleBody, current: &PipelineSchedule) -> Result<ScheduleChan
     })
 }
 
-/// Creates a time schedule, or replaces the one of that name (`If-Match` applies then).
+/// Creates a time schedule, or changes the one of that name as PATCH does (`If-Match`
+/// applies then).
 /// A recurrence that breaks a rule (an interval of 0, hours on a Minute recurrence, an
 /// unknown time zone, a start after the end, ...) is a 400 naming the rule; an unknown
 /// pipeline a 404; nothing is created then. Takes Contributor.
