@@ -72,6 +72,10 @@ pub enum Command {
     /// Pipeline endpoints: stable names whose default pipeline can be switched.
     #[command(subcommand, name = "pipeline-endpoint")]
     PipelineEndpoint(PipelineEndpointCommand),
+    /// Schedules of published pipelines: recurrences in Azure ML's terms, their coming
+    /// fire times and the runs they started.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// The model registry, and deploying models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -207,6 +211,10 @@ pub struct ServeArgs {
     /// are retried or failed after this. Tests shorten it.
     #[arg(long, default_value_t = 30, hide = true)]
     pub step_lease_seconds: u64,
+    /// How long the scheduler lease runs: when the node firing schedules dies, another
+    /// takes over within this and a third of it. Tests shorten it.
+    #[arg(long, default_value_t = 30, hide = true)]
+    pub scheduler_lease_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -618,6 +626,136 @@ pub enum DatastoreCommand {
         #[arg(long, short = 'n')]
         name: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleRef {
+    #[command(flatten)]
+    pub workspace: WorkspaceArg,
+    #[arg(long, short = 'n')]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Frequency {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MisfireArg {
+    None,
+    Latest,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OverlapArg {
+    Skip,
+    Queue,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScheduleStatusArg {
+    Active,
+    Disabled,
+}
+
+/// What a schedule is, as `create` takes it whole and `update` in part.
+#[derive(Debug, Args)]
+pub struct ScheduleFields {
+    /// The published pipeline each tick runs.
+    #[arg(long)]
+    pub pipeline_id: Option<String>,
+    /// The experiment its runs belong to.
+    #[arg(long, short = 'e')]
+    pub experiment_name: Option<String>,
+    #[arg(long, value_enum, ignore_case = true)]
+    pub frequency: Option<Frequency>,
+    /// Every this many of --frequency.
+    #[arg(long)]
+    pub interval: Option<u32>,
+    /// The anchor of its fire times (RFC 3339) [default: when it is created].
+    #[arg(long)]
+    pub start_time: Option<String>,
+    /// The last instant that may fire (RFC 3339).
+    #[arg(long)]
+    pub end_time: Option<String>,
+    /// An IANA time zone for Day, Week and Month recurrences [default: UTC].
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Hours of the day (Day and Week), e.g. --hours 9 17.
+    #[arg(long, num_args = 1..)]
+    pub hours: Vec<u8>,
+    /// Minutes of the hour (Day and Week).
+    #[arg(long, num_args = 1..)]
+    pub minutes: Vec<u8>,
+    /// Week days (Week), e.g. --week-days Monday Thursday.
+    #[arg(long, num_args = 1..)]
+    pub week_days: Vec<String>,
+    #[arg(long, value_enum, ignore_case = true)]
+    pub status: Option<ScheduleStatusArg>,
+    /// Let the steps that do not depend on a failed step go on.
+    #[arg(long)]
+    pub continue_on_step_failure: bool,
+    /// A parameter's value as NAME=VALUE (repeat for several).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// Ticks missed while the server was down [default: latest].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub misfire: Option<MisfireArg>,
+    /// A tick while --max-concurrent runs are going [default: skip].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub overlap: Option<OverlapArg>,
+    /// Runs of the schedule that may go at once [default: 1].
+    #[arg(long)]
+    pub max_concurrent: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Create a time schedule (--pipeline-id, --experiment-name, --frequency and
+    /// --interval are needed).
+    Create {
+        #[command(flatten)]
+        schedule: ScheduleRef,
+        #[command(flatten)]
+        fields: ScheduleFields,
+    },
+    /// Active schedules (with --all, disabled ones too).
+    List {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        pipeline_id: Option<String>,
+    },
+    /// A schedule with its next fire time and last run.
+    Show(ScheduleRef),
+    /// Change what is given; a recurrence is replaced whole (--frequency and --interval).
+    Update {
+        #[command(flatten)]
+        schedule: ScheduleRef,
+        #[command(flatten)]
+        fields: ScheduleFields,
+    },
+    Enable(ScheduleRef),
+    Disable(ScheduleRef),
+    Delete(ScheduleRef),
+    /// The coming fire times, in UTC and on the schedule's zone's clock.
+    Next {
+        #[command(flatten)]
+        schedule: ScheduleRef,
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
+    /// The ticks the schedule fired, newest first, with their runs.
+    Runs(ScheduleRef),
 }
 
 #[derive(Debug, Subcommand)]

@@ -84,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::PipelineEndpoint(command) => {
             commands::pipelines::endpoint(&Client::new(&cli.global)?, command).await?
         }
+        Command::Schedule(command) => commands::schedules::schedule(&Client::new(&cli.global)?, command).await?,
         Command::Experiment(command) => commands::lifecycle::experiment(&Client::new(&cli.global)?, command).await?,
         Command::Model(command) => commands::lifecycle::model(&Client::new(&cli.global)?, command).await?,
         Command::Deployment(command) => commands::lifecycle::deployment(&Client::new(&cli.global)?, command).await?,

@@ -14,6 +14,9 @@
 //!   parameter values that never become code.
 //! - [`runner`]: [`StepRunner`], what runs a `StepSpec`, and [`LocalProcessRunner`], which
 //!   runs it as a local process group with capped logs, a timeout and cancellation.
+//! - [`Scheduler`]: fires the ticks of time schedules on one node of a cluster (a
+//!   lease), each tick recorded once with its run; [`Schedules`]: what the API asks of
+//!   schedules, checked whole before anything is written.
 //! - [`reuse`]: the key that says whether an earlier step's outputs can stand for a
 //!   step's run, and the copy of those outputs.
 //!
@@ -28,6 +31,8 @@ mod orphans;
 pub mod render;
 pub mod reuse;
 pub mod runner;
+mod scheduler;
+mod schedules;
 mod service;
 
 pub use datastore::registry::{DatastoreRegistry, EndpointGuard, Registration, RegistryError};
@@ -42,4 +47,6 @@ pub use layout::{DataLayout, LayoutError, RunLayout, StepLayout};
 pub use render::{RenderError, StepSpec, render_step};
 pub use reuse::{ReuseError, copy_outputs, reuse_key};
 pub use runner::{ExitOutcome, LocalProcessRunner, StepExit, StepRunner};
+pub use scheduler::{Fired, Plan, RUN_SOURCE, Scheduler, SchedulerConfig, SchedulerHandle, plan};
+pub use schedules::{MAX_UPCOMING, ScheduleChange, ScheduleSpec, Schedules, Upcoming};
 pub use service::{LogChunk, LogStream, PipelineError, Pipelines, Submission, Target};

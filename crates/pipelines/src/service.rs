@@ -148,6 +148,21 @@ impl Pipelines {
         target: Target,
         submission: Submission,
     ) -> Result<(String, Submitted), PipelineError> {
+        let new = self.prepare(workspace, target, submission).await?;
+        let pipeline_id = new.pipeline_id.clone();
+        let submitted = self.store.submit_pipeline_run(workspace, new).await?;
+        self.executor.wake();
+        Ok((pipeline_id, submitted))
+    }
+
+    /// A submission checked whole and made into the run to create, without creating it:
+    /// a schedule creates it in the transaction that records its tick.
+    pub(crate) async fn prepare(
+        &self,
+        workspace: SourceId,
+        target: Target,
+        submission: Submission,
+    ) -> Result<NewPipelineRun, PipelineError> {
         let published = match &target {
             Target::Pipeline(id) => self.store.pipeline(workspace, id).await?,
             Target::Endpoint(name) => {
@@ -180,9 +195,27 @@ impl Pipelines {
                 })
                 .collect(),
         };
-        let submitted = self.store.submit_pipeline_run(workspace, new).await?;
+        Ok(new)
+    }
+
+    /// Wakes the executor for runs created outside [`Pipelines::submit`].
+    pub(crate) fn wake_executor(&self) {
         self.executor.wake();
-        Ok((published.id, submitted))
+    }
+
+    /// Checks parameter values against a pipeline's definition, as a submission would.
+    pub(crate) async fn check_parameters(
+        &self,
+        workspace: SourceId,
+        pipeline_id: &str,
+        parameters: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<PublishedPipeline, PipelineError> {
+        let published = self.store.pipeline(workspace, pipeline_id).await?;
+        self.definitions
+            .get(&published)?
+            .assign(parameters)
+            .map_err(PipelineError::Invalid)?;
+        Ok(published)
     }
 
     /// What a pipeline trigger names: a pipeline's id, else a pipeline endpoint's name.

@@ -92,7 +92,7 @@ pub async fn serve(
 }
 
 /// Runs a whole node: the HTTP server and the background work (the fan-out of events to
-/// subscriptions, the webhook dispatcher) until `shutdown`; then ends long polls,
+/// subscriptions, the webhook dispatcher, the executor and the scheduler) until `shutdown`; then ends long polls,
 /// drains requests and stops the workers, which record the attempts in flight, all
 /// within the configured shutdown timeout (after it, what is left is abandoned and
 /// logged: unanswered requests stored nothing they acknowledged, and abandoned
@@ -135,6 +135,7 @@ pub async fn run_node(
                 .run(workers.clone()),
         ),
         tokio::spawn(state.executor.clone().run(workers.clone())),
+        tokio::spawn(state.scheduler.clone().run(workers.clone())),
         tokio::spawn(
             prune::Pruner::new(
                 state.store.clone(),

@@ -10,7 +10,9 @@ use mlgrid_core::publish::PublishLimits;
 use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
 use mlgrid_delivery::{ExportProblems, Handshakes, Validator};
-use mlgrid_pipelines::{DataLayout, DatastoreRegistry, Definitions, Executor, LocalProcessRunner, Pipelines};
+use mlgrid_pipelines::{
+    DataLayout, DatastoreRegistry, Definitions, Executor, LocalProcessRunner, Pipelines, Scheduler, Schedules,
+};
 use mlgrid_store::{SourceId, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +45,8 @@ pub struct ServerConfig {
     pub pipeline_runs_root: PathBuf,
     /// How the pipeline executor of this node runs steps (at most how many at once).
     pub executor: mlgrid_pipelines::ExecutorConfig,
+    /// How the scheduler holds its lease and paces its passes.
+    pub scheduler: mlgrid_pipelines::SchedulerConfig,
     /// Whether Contributors may skip the validation handshake of a webhook (else it
     /// takes Owner: the receiver has not consented to the events).
     pub allow_contributor_skip_validation: bool,
@@ -89,6 +93,7 @@ impl Default for ServerConfig {
             datastore_root: PathBuf::from("mlgrid-data/datastores"),
             pipeline_runs_root: PathBuf::from("mlgrid-data/pipeline-runs"),
             executor: mlgrid_pipelines::ExecutorConfig::default(),
+            scheduler: mlgrid_pipelines::SchedulerConfig::default(),
             connections: crate::ConnectionLimits::default(),
             allow_contributor_skip_validation: false,
             retention: crate::prune::RetentionConfig::default(),
@@ -118,6 +123,11 @@ pub struct AppState {
     pub executor: Executor,
     /// Registers datastores and builds each workspace's.
     pub datastores: DatastoreRegistry,
+    /// Creating, changing and reading schedules of pipelines.
+    pub schedules: Schedules,
+    /// Fires the ticks of schedules (on the node holding its lease); [`crate::run_node`]
+    /// starts it.
+    pub scheduler: Scheduler,
 }
 
 impl AppState {
@@ -156,7 +166,12 @@ impl AppState {
             definitions,
             executor.handle(),
         );
+        let scheduler =
+            Scheduler::new(store.clone(), pipelines.clone(), config.node_id.clone()).with_config(config.scheduler);
+        let schedules = Schedules::new(store.clone(), pipelines.clone(), scheduler.handle());
         Ok(AppState {
+            schedules,
+            scheduler,
             pipelines,
             executor,
             datastores,

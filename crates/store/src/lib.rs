@@ -65,6 +65,8 @@ mod pipeline_writes;
 pub mod pipelines;
 mod postgres;
 mod rows;
+mod schedule_sql;
+pub mod schedules;
 mod sql;
 mod sqlite;
 mod storage;
@@ -84,6 +86,7 @@ pub use lifecycle::*;
 pub use model::*;
 pub use pipelines::*;
 pub use postgres::{Migrated, PostgresStore};
+pub use schedules::*;
 pub use sqlite::SqliteStore;
 pub use storage::StorageStats;
 pub use subscriptions::*;
@@ -289,7 +292,8 @@ pub trait Store: Send + Sync + 'static {
     /// Pipelines of the workspace, or the versions of one name, oldest first.
     async fn list_pipelines(&self, workspace: SourceId, name: Option<&str>) -> Result<Vec<PublishedPipeline>>;
 
-    /// Enables or disables a pipeline (a disabled one refuses submissions).
+    /// Enables or disables a pipeline (a disabled one refuses submissions). Disabling
+    /// one that active schedules start is a `Conflict` naming them.
     async fn set_pipeline_enabled(
         &self,
         workspace: SourceId,
@@ -370,6 +374,77 @@ pub trait Store: Send + Sync + 'static {
     /// a step with the same key may take instead of running, with the id of the pipeline
     /// run it belongs to.
     async fn reusable_step(&self, workspace: SourceId, reuse_key: &str) -> Result<Option<(String, StepRun)>>;
+
+    // Schedules of pipelines and the ticks they fired (see [`schedules`]). Each change
+    // that can start a pipeline (creating, updating, enabling a schedule) share-locks the
+    // pipeline, so disabling it cannot slip past an active schedule.
+
+    /// Creates a schedule of a pipeline of the workspace (`NotFound` when there is no such
+    /// pipeline, `Conflict` when it is disabled or the name is taken, ignoring case).
+    async fn create_schedule(&self, workspace: SourceId, new: NewSchedule) -> Result<PipelineSchedule>;
+
+    async fn schedule(&self, workspace: SourceId, name: &str) -> Result<PipelineSchedule>;
+
+    /// The schedules of a workspace the filter selects, by name.
+    async fn list_schedules(&self, workspace: SourceId, filter: ScheduleFilter) -> Result<Vec<PipelineSchedule>>;
+
+    /// Replaces a schedule's definition (status included); a change of kind is a
+    /// `Conflict` that says so, and so is an active schedule of a disabled pipeline.
+    async fn update_schedule(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        new: NewSchedule,
+        if_match: Option<String>,
+    ) -> Result<PipelineSchedule>;
+
+    /// Deletes a schedule with the record of its ticks (its runs stay).
+    async fn delete_schedule(&self, workspace: SourceId, name: &str, if_match: Option<String>) -> Result<()>;
+
+    /// Active time schedules whose next tick is at or before `now`, the longest due
+    /// first, at most `limit`.
+    async fn due_schedules(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>>;
+
+    /// The earliest next tick of every active time schedule: what the scheduler sleeps
+    /// until. One index lookup, however many schedules there are.
+    async fn earliest_fire(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// Records a tick of a schedule of the workspace, once: a tick recorded before (by
+    /// another node, or before a crash) is returned as it was, and nothing else happens.
+    /// With `run` (outcome `Started`) the run is submitted in the same transaction, so
+    /// the tick and its run are committed together or not at all; a refused submission
+    /// records nothing and is the error. Moves the schedule's last tick and next tick on.
+    async fn record_fire(
+        &self,
+        workspace: SourceId,
+        fire: NewFire,
+        run: Option<NewPipelineRun>,
+    ) -> Result<FireRecorded>;
+
+    /// The ticks a schedule handled, newest first, at most `limit`.
+    async fn schedule_fires(&self, schedule_id: &str, limit: u32) -> Result<Vec<ScheduleFire>>;
+
+    /// How many runs the schedule started are not over: what its overlap policy counts.
+    async fn active_schedule_runs(&self, schedule_id: &str) -> Result<u32>;
+
+    /// Queued ticks of active schedules with their schedules, oldest first, at most
+    /// `limit`.
+    async fn queued_fires(&self, limit: u32) -> Result<Vec<QueuedFire>>;
+
+    /// Starts a queued tick: submits `run` and marks the tick started, in one
+    /// transaction; `None` when the tick is no longer queued (started by another node,
+    /// or its schedule deleted).
+    async fn start_queued_fire(
+        &self,
+        workspace: SourceId,
+        schedule_id: &str,
+        fire_time: DateTime<Utc>,
+        run: NewPipelineRun,
+    ) -> Result<Option<ScheduleFire>>;
+
+    /// Moves a schedule's next tick to `next_fire_at` without firing, if it still has
+    /// `etag`.
+    async fn advance_schedule(&self, schedule_id: &str, etag: &str, next_fire_at: Option<DateTime<Utc>>) -> Result<()>;
 
     // Event subscriptions and the fan-out that records which events each one matches.
 

@@ -20,6 +20,7 @@ use crate::error::{Result, StoreError, db};
 use crate::lifecycle::*;
 use crate::model::*;
 use crate::pipelines::*;
+use crate::schedules::*;
 use crate::subscriptions::{EventSubscription, SubscriptionId};
 
 /// How a backend keeps times: SQLite as RFC 3339 TEXT, PostgreSQL as TIMESTAMPTZ.
@@ -515,5 +516,62 @@ pub(crate) fn datastore_from_row(row: &impl StoredRow) -> Result<StoredDatastore
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
         etag: row.text("etag")?,
+    })
+}
+
+// Schedules and their fires.
+
+pub(crate) fn schedule_from_row(row: &impl StoredRow) -> Result<PipelineSchedule> {
+    let recurrence = row
+        .optional_text("recurrence")?
+        .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("recurrence: {e}"))))
+        .transpose()?;
+    let policy = |column: &str| -> Result<String> { Ok(format!("\"{}\"", row.text(column)?)) };
+    let corrupt = |column: &'static str| move |e: serde_json::Error| StoreError::Corrupt(format!("{column}: {e}"));
+    let max_concurrent = row.int("max_concurrent")?;
+    Ok(PipelineSchedule {
+        workspace: SourceId(row.int("source_id")?),
+        id: row.text("id")?,
+        name: row.text("name")?,
+        kind: ScheduleKind::parse(&row.text("kind")?)?,
+        pipeline_id: row.text("pipeline_id")?,
+        experiment_name: row.text("experiment_name")?,
+        recurrence,
+        parameters: json(row, "parameters")?,
+        continue_on_step_failure: row.flag("continue_on_step_failure")?,
+        status: ScheduleStatus::parse(&row.text("status")?)?,
+        misfire: serde_json::from_str(&policy("misfire_policy")?).map_err(corrupt("misfire_policy"))?,
+        concurrency: mlgrid_core::schedule::Concurrency {
+            overlap_policy: serde_json::from_str(&policy("overlap_policy")?).map_err(corrupt("overlap_policy"))?,
+            max_concurrent: u32::try_from(max_concurrent)
+                .ok()
+                .and_then(std::num::NonZeroU32::new)
+                .ok_or_else(|| StoreError::Corrupt(format!("max_concurrent {max_concurrent}")))?,
+        },
+        next_fire_at: row.optional_time("next_fire_at")?,
+        last_fire_at: row.optional_time("last_fire_at")?,
+        last_run_id: row.optional_text("last_run_id")?,
+        last_error: row.optional_text("last_error")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        etag: row.text("etag")?,
+    })
+}
+
+pub(crate) fn fire_from_row(row: &impl StoredRow) -> Result<ScheduleFire> {
+    Ok(ScheduleFire {
+        schedule_id: row.text("schedule_id")?,
+        fire_time: row.time("fire_time")?,
+        outcome: FireOutcome::parse(&row.text("outcome")?)?,
+        run_id: row.optional_text("run_id")?,
+        reason: row.optional_text("reason")?,
+        recorded_at: row.time("recorded_at")?,
+    })
+}
+
+pub(crate) fn queued_fire_from_row(row: &impl StoredRow) -> Result<QueuedFire> {
+    Ok(QueuedFire {
+        schedule: schedule_from_row(row)?,
+        fire_time: row.time("fire_time")?,
     })
 }

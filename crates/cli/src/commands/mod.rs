@@ -7,6 +7,7 @@ pub mod events;
 pub mod lifecycle;
 pub mod migrate;
 pub mod pipelines;
+pub mod schedules;
 pub mod serve;
 pub mod sources;
 pub mod subscriptions;

@@ -74,7 +74,7 @@ fn pipeline_uri(p: &PipelineRef) -> String {
 }
 
 /// `NAME=VALUE` arguments, split at the first `=`.
-fn pairs<'a>(what: &str, args: &'a [String]) -> anyhow::Result<Vec<(&'a str, &'a str)>> {
+pub(crate) fn pairs<'a>(what: &str, args: &'a [String]) -> anyhow::Result<Vec<(&'a str, &'a str)>> {
     args.iter()
         .map(|arg| {
             arg.split_once('=')

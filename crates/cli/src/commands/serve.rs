@@ -125,6 +125,9 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     }
     config.executor.lease = Duration::from_secs(args.step_lease_seconds.max(1));
     config.executor.exclusive = args.database_url.is_none();
+    let lease = Duration::from_secs(args.scheduler_lease_seconds.max(3));
+    config.scheduler.lease = lease;
+    config.scheduler.renew_every = lease / 3;
     let mut state = AppState::new(store.clone(), secret, config)?;
     state.metrics = Some(
         metrics_exporter_prometheus::PrometheusBuilder::new()

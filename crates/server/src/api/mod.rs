@@ -14,6 +14,7 @@ pub mod pipelines;
 pub mod prune;
 pub mod publish;
 pub mod runs;
+pub mod schedules;
 pub mod sources;
 pub mod subscriptions;
 pub mod topics;
@@ -69,6 +70,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(datasets::router())
         .merge(datastores::router())
         .merge(pipelines::router())
+        .merge(schedules::router())
         .merge(subscriptions::router())
         .merge(deliveries::router())
         .merge(prune::router())

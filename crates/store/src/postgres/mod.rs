@@ -24,6 +24,7 @@ mod listener;
 mod pipelines;
 mod retention;
 mod runs;
+mod schedules;
 mod sources;
 mod subscriptions;
 
@@ -48,6 +49,7 @@ use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
 use crate::pipelines::*;
+use crate::schedules::*;
 use crate::storage::StorageStats;
 use crate::subscriptions::*;
 use db::db;
@@ -458,6 +460,75 @@ impl Store for PostgresStore {
 
     async fn reusable_step(&self, workspace: SourceId, reuse_key: &str) -> Result<Option<(String, StepRun)>> {
         pipelines::reusable_step(&self.pool, workspace, reuse_key).await
+    }
+
+    async fn create_schedule(&self, workspace: SourceId, new: NewSchedule) -> Result<PipelineSchedule> {
+        schedules::create(&self.pool, workspace, new).await
+    }
+
+    async fn schedule(&self, workspace: SourceId, name: &str) -> Result<PipelineSchedule> {
+        schedules::get(&self.pool, workspace, name).await
+    }
+
+    async fn list_schedules(&self, workspace: SourceId, filter: ScheduleFilter) -> Result<Vec<PipelineSchedule>> {
+        schedules::list(&self.pool, workspace, filter).await
+    }
+
+    async fn update_schedule(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        new: NewSchedule,
+        if_match: Option<String>,
+    ) -> Result<PipelineSchedule> {
+        schedules::update(&self.pool, workspace, name, new, if_match).await
+    }
+
+    async fn delete_schedule(&self, workspace: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
+        schedules::delete(&self.pool, workspace, name, if_match).await
+    }
+
+    async fn due_schedules(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
+        schedules::due(&self.pool, now, limit).await
+    }
+
+    async fn earliest_fire(&self) -> Result<Option<DateTime<Utc>>> {
+        schedules::earliest(&self.pool).await
+    }
+
+    async fn record_fire(
+        &self,
+        workspace: SourceId,
+        fire: NewFire,
+        run: Option<NewPipelineRun>,
+    ) -> Result<FireRecorded> {
+        schedules::record_fire(&self.pool, workspace, fire, run).await
+    }
+
+    async fn schedule_fires(&self, schedule_id: &str, limit: u32) -> Result<Vec<ScheduleFire>> {
+        schedules::fires(&self.pool, schedule_id, limit).await
+    }
+
+    async fn active_schedule_runs(&self, schedule_id: &str) -> Result<u32> {
+        schedules::active_runs(&self.pool, schedule_id).await
+    }
+
+    async fn queued_fires(&self, limit: u32) -> Result<Vec<QueuedFire>> {
+        schedules::queued(&self.pool, limit).await
+    }
+
+    async fn start_queued_fire(
+        &self,
+        workspace: SourceId,
+        schedule_id: &str,
+        fire_time: DateTime<Utc>,
+        run: NewPipelineRun,
+    ) -> Result<Option<ScheduleFire>> {
+        schedules::start_queued(&self.pool, workspace, schedule_id, fire_time, run).await
+    }
+
+    async fn advance_schedule(&self, schedule_id: &str, etag: &str, next_fire_at: Option<DateTime<Utc>>) -> Result<()> {
+        schedules::advance(&self.pool, schedule_id, etag, next_fire_at).await
     }
 
     async fn put_subscription(

@@ -30,7 +30,7 @@ use crate::sql;
 
 /// How a row is read: as it is, or locked for the rest of the transaction.
 const NO_LOCK: &str = "";
-const FOR_SHARE: &str = "FOR SHARE";
+pub(super) const FOR_SHARE: &str = "FOR SHARE";
 const FOR_UPDATE: &str = "FOR UPDATE";
 
 /// Makes transactions about the same name or key of a workspace take turns until they
@@ -75,7 +75,7 @@ pub(super) async fn publish(pool: &PgPool, workspace: SourceId, new: NewPipeline
 }
 
 /// A pipeline of the workspace, read with `lock` (one of the constants above).
-async fn find_pipeline<'c>(
+pub(super) async fn find_pipeline<'c>(
     exec: impl PgExecutor<'c>,
     workspace: SourceId,
     id: &str,
@@ -110,6 +110,9 @@ pub(super) async fn set_enabled(
     let mut tx = begin(pool).await?;
     let current = find_pipeline(&mut *tx, workspace, id, FOR_UPDATE).await?;
     check_etag(&format!("pipeline `{id}`"), &current.etag, if_match.as_deref())?;
+    if !enabled {
+        super::schedules::refuse_if_scheduled(&mut tx, workspace, id).await?;
+    }
     let row = db(sqlx::query(sql::SET_PIPELINE_ENABLED)
         .bind(enabled)
         .bind(now())
@@ -180,10 +183,17 @@ pub(super) async fn set_endpoint_default(
 /// Submissions with the same key take turns, so that only the first creates a run.
 pub(super) async fn submit(pool: &PgPool, workspace: SourceId, new: NewPipelineRun) -> Result<Submitted> {
     let mut tx = begin(pool).await?;
+    let submitted = submit_in(&mut tx, workspace, new).await?;
+    commit(tx).await?;
+    Ok(submitted)
+}
+
+/// [`submit`] inside the caller's transaction (a schedule's tick records itself in it).
+pub(super) async fn submit_in(tx: &mut PgConnection, workspace: SourceId, new: NewPipelineRun) -> Result<Submitted> {
     if let Some(key) = &new.idempotency_key {
-        take_turns(&mut tx, workspace, "pipeline run", key).await?;
+        take_turns(&mut *tx, workspace, "pipeline run", key).await?;
     }
-    if let Some(run) = earlier_run(&mut tx, workspace, new.idempotency_key.as_deref()).await? {
+    if let Some(run) = earlier_run(&mut *tx, workspace, new.idempotency_key.as_deref()).await? {
         return Ok(Submitted { run, created: false });
     }
     // Share-locked: the pipeline cannot be disabled before the run is created.
@@ -196,7 +206,7 @@ pub(super) async fn submit(pool: &PgPool, workspace: SourceId, new: NewPipelineR
         return Err(disabled(&pipeline, &name));
     }
     check_submission(&new)?;
-    let run = runs::start_in(&mut tx, workspace, new_pipeline_run(&new)).await?;
+    let run = runs::start_in(&mut *tx, workspace, new_pipeline_run(&new)).await?;
     db(sqlx::query(sql::INSERT_PIPELINE_RUN)
         .bind(workspace)
         .bind(&run.run_id)
@@ -211,7 +221,7 @@ pub(super) async fn submit(pool: &PgPool, workspace: SourceId, new: NewPipelineR
         .await)?;
     let ready_at = now();
     for (ordinal, (step, state)) in new.steps.iter().zip(initial_states(&new.steps)).enumerate() {
-        let step_run = runs::start_in(&mut tx, workspace, new_step_run(&new, &run.run_id, step, state)).await?;
+        let step_run = runs::start_in(&mut *tx, workspace, new_step_run(&new, &run.run_id, step, state)).await?;
         db(sqlx::query(sql::INSERT_STEP)
             .bind(workspace)
             .bind(&run.run_id)
@@ -225,7 +235,6 @@ pub(super) async fn submit(pool: &PgPool, workspace: SourceId, new: NewPipelineR
             .execute(&mut *tx)
             .await)?;
     }
-    commit(tx).await?;
     Ok(Submitted { run, created: true })
 }
 

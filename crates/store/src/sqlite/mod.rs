@@ -20,6 +20,7 @@ mod leases;
 mod pipelines;
 mod retention;
 mod runs;
+mod schedules;
 mod sources;
 mod subscriptions;
 mod writer;
@@ -46,6 +47,7 @@ use crate::error::{Result, StoreError};
 use crate::lifecycle::*;
 use crate::model::*;
 use crate::pipelines::*;
+use crate::schedules::*;
 use crate::storage::{FullDisk, StorageStats};
 use crate::subscriptions::*;
 use writer::{Appends, BUSY_TIMEOUT_MS, WAL_LIMIT_BYTES, WriterHandle};
@@ -775,6 +777,103 @@ impl Store for SqliteStore {
 
     async fn reusable_step(&self, workspace: SourceId, reuse_key: &str) -> Result<Option<(String, StepRun)>> {
         pipelines::reusable_step(&self.reads, workspace, reuse_key).await
+    }
+
+    async fn create_schedule(&self, workspace: SourceId, new: NewSchedule) -> Result<PipelineSchedule> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(schedules::create(conn, workspace, new))
+            })
+            .await
+    }
+
+    async fn schedule(&self, workspace: SourceId, name: &str) -> Result<PipelineSchedule> {
+        schedules::get(&self.reads, workspace, name).await
+    }
+
+    async fn list_schedules(&self, workspace: SourceId, filter: ScheduleFilter) -> Result<Vec<PipelineSchedule>> {
+        schedules::list(&self.reads, workspace, filter).await
+    }
+
+    async fn update_schedule(
+        &self,
+        workspace: SourceId,
+        name: &str,
+        new: NewSchedule,
+        if_match: Option<String>,
+    ) -> Result<PipelineSchedule> {
+        let name = name.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { schedules::update(conn, workspace, &name, new, if_match).await })
+            })
+            .await
+    }
+
+    async fn delete_schedule(&self, workspace: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
+        let name = name.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { schedules::delete(conn, workspace, &name, if_match).await })
+            })
+            .await
+    }
+
+    async fn due_schedules(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
+        schedules::due(&self.reads, now, limit).await
+    }
+
+    async fn earliest_fire(&self) -> Result<Option<DateTime<Utc>>> {
+        schedules::earliest(&self.reads).await
+    }
+
+    async fn record_fire(
+        &self,
+        workspace: SourceId,
+        fire: NewFire,
+        run: Option<NewPipelineRun>,
+    ) -> Result<FireRecorded> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(schedules::record_fire(conn, workspace, fire, run))
+            })
+            .await
+    }
+
+    async fn schedule_fires(&self, schedule_id: &str, limit: u32) -> Result<Vec<ScheduleFire>> {
+        schedules::fires(&self.reads, schedule_id, limit).await
+    }
+
+    async fn active_schedule_runs(&self, schedule_id: &str) -> Result<u32> {
+        schedules::active_runs(&self.reads, schedule_id).await
+    }
+
+    async fn queued_fires(&self, limit: u32) -> Result<Vec<QueuedFire>> {
+        schedules::queued(&self.reads, limit).await
+    }
+
+    async fn start_queued_fire(
+        &self,
+        workspace: SourceId,
+        schedule_id: &str,
+        fire_time: DateTime<Utc>,
+        run: NewPipelineRun,
+    ) -> Result<Option<ScheduleFire>> {
+        let schedule_id = schedule_id.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { schedules::start_queued(conn, workspace, &schedule_id, fire_time, run).await })
+            })
+            .await
+    }
+
+    async fn advance_schedule(&self, schedule_id: &str, etag: &str, next_fire_at: Option<DateTime<Utc>>) -> Result<()> {
+        let (schedule_id, etag) = (schedule_id.to_owned(), etag.to_owned());
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { schedules::advance(conn, &schedule_id, &etag, next_fire_at).await })
+            })
+            .await
     }
 
     async fn put_subscription(

@@ -57,7 +57,11 @@ pub(super) async fn publish(
     pipeline_from_row(&row)
 }
 
-async fn find_pipeline<'c>(exec: impl SqliteExecutor<'c>, workspace: SourceId, id: &str) -> Result<PublishedPipeline> {
+pub(super) async fn find_pipeline<'c>(
+    exec: impl SqliteExecutor<'c>,
+    workspace: SourceId,
+    id: &str,
+) -> Result<PublishedPipeline> {
     let query = sqlx::query(sql::PIPELINE).bind(workspace).bind(id);
     optional(exec, query, pipeline_from_row)
         .await?
@@ -80,6 +84,9 @@ pub(super) async fn set_enabled(
 ) -> Result<PublishedPipeline> {
     let current = find_pipeline(&mut *conn, workspace, id).await?;
     check_etag(&format!("pipeline `{id}`"), &current.etag, if_match.as_deref())?;
+    if !enabled {
+        super::schedules::refuse_if_scheduled(conn, workspace, id).await?;
+    }
     let row = db(sqlx::query(sql::SET_PIPELINE_ENABLED)
         .bind(enabled)
         .bind(now())

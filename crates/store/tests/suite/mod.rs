@@ -18,6 +18,8 @@ mod datastores;
 mod pipelines;
 pub use datastores::*;
 pub use pipelines::*;
+mod schedules;
+pub use schedules::*;
 
 pub fn new_source(kind: SourceKind, name: &str) -> NewSource {
     NewSource {
@@ -2020,6 +2022,12 @@ macro_rules! backend_tests {
             concurrent_publications_and_keyed_submissions_take_turns,
             datastores_are_created_found_ignoring_case_listed_and_deleted,
             a_datastore_that_an_enabled_pipeline_reads_cannot_be_deleted,
+            schedules_are_created_listed_updated_and_deleted,
+            a_pipeline_that_active_schedules_start_cannot_be_disabled,
+            a_tick_is_recorded_once_with_its_run,
+            a_refused_submission_records_no_tick,
+            concurrent_fires_of_one_tick_start_one_run,
+            a_queued_tick_starts_once,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {

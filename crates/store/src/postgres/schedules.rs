@@ -1,0 +1,284 @@
+//! Schedules and their fires on PostgreSQL, for several nodes at once.
+//!
+//! A tick is recorded with `INSERT ... ON CONFLICT DO NOTHING` on its key (schedule,
+//! fire time): a second node recording the same tick waits for the first to commit and
+//! then inserts nothing, so a tick starts one run whichever nodes fire it. Every change
+//! that lets a schedule start a pipeline share-locks the pipeline's row, and disabling a
+//! pipeline locks it for update before it looks for active schedules: the two take
+//! turns, and neither misses the other.
+
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+
+use super::db::{all, begin, commit, db, now, optional, unique};
+use super::events::workspace_topic;
+use super::pipelines::{self, FOR_SHARE};
+use crate::error::{Result, StoreError};
+use crate::etag::{check_etag, new_etag};
+use crate::model::SourceId;
+use crate::pipeline_writes::{disabled, json};
+use crate::pipelines::NewPipelineRun;
+use crate::rows::{fire_from_row, queued_fire_from_row, schedule_from_row};
+use crate::schedule_sql as sql;
+use crate::schedules::*;
+
+/// The pipeline a schedule starts must exist, and be enabled while the schedule is
+/// active; its row stays share-locked until the transaction ends.
+async fn check_pipeline(conn: &mut PgConnection, workspace: SourceId, new: &NewSchedule) -> Result<()> {
+    let pipeline = pipelines::find_pipeline(&mut *conn, workspace, &new.pipeline_id, FOR_SHARE).await?;
+    if new.status == ScheduleStatus::Active && !pipeline.enabled {
+        let name: String = db(sqlx::query_scalar(crate::sql::WORKSPACE_NAME)
+            .bind(workspace)
+            .fetch_one(&mut *conn)
+            .await)?;
+        return Err(disabled(&pipeline, &name));
+    }
+    Ok(())
+}
+
+pub(super) async fn create(pool: &PgPool, workspace: SourceId, new: NewSchedule) -> Result<PipelineSchedule> {
+    let mut tx = begin(pool).await?;
+    workspace_topic(&mut tx, workspace).await?;
+    check_pipeline(&mut tx, workspace, &new).await?;
+    let row = unique(
+        sqlx::query(sql::INSERT_SCHEDULE)
+            .bind(workspace)
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&new.name)
+            .bind(new.kind.as_str())
+            .bind(&new.pipeline_id)
+            .bind(&new.experiment_name)
+            .bind(recurrence_text(new.recurrence.as_ref()))
+            .bind(json(&new.parameters))
+            .bind(new.continue_on_step_failure)
+            .bind(new.status.as_str())
+            .bind(policy_text(&new.misfire))
+            .bind(policy_text(&new.concurrency.overlap_policy))
+            .bind(i64::from(new.concurrency.max_concurrent.get()))
+            .bind(new.next_fire_at)
+            .bind(now())
+            .bind(new_etag())
+            .fetch_one(&mut *tx)
+            .await,
+        || schedule_taken(&new.name),
+    )?;
+    let schedule = schedule_from_row(&row)?;
+    commit(tx).await?;
+    Ok(schedule)
+}
+
+/// A schedule of the workspace; with `for_update`, locked for the rest of the
+/// transaction.
+async fn find(conn: &mut PgConnection, workspace: SourceId, name: &str, for_update: bool) -> Result<PipelineSchedule> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let query = sqlx::query(AssertSqlSafe(format!("{}{lock}", sql::SCHEDULE)))
+        .bind(workspace)
+        .bind(name);
+    optional(&mut *conn, query, schedule_from_row)
+        .await?
+        .ok_or_else(|| missing_schedule(name))
+}
+
+pub(super) async fn get(pool: &PgPool, workspace: SourceId, name: &str) -> Result<PipelineSchedule> {
+    let query = sqlx::query(sql::SCHEDULE).bind(workspace).bind(name);
+    optional(pool, query, schedule_from_row)
+        .await?
+        .ok_or_else(|| missing_schedule(name))
+}
+
+pub(super) async fn list(pool: &PgPool, workspace: SourceId, filter: ScheduleFilter) -> Result<Vec<PipelineSchedule>> {
+    let query = sqlx::query(sql::SCHEDULES)
+        .bind(workspace)
+        .bind(filter.include_disabled)
+        .bind(filter.pipeline_id);
+    all(pool, query, schedule_from_row).await
+}
+
+pub(super) async fn update(
+    pool: &PgPool,
+    workspace: SourceId,
+    name: &str,
+    new: NewSchedule,
+    if_match: Option<String>,
+) -> Result<PipelineSchedule> {
+    let mut tx = begin(pool).await?;
+    let current = find(&mut tx, workspace, name, true).await?;
+    check_etag(&format!("schedule `{name}`"), &current.etag, if_match.as_deref())?;
+    check_same_kind(&current, &new)?;
+    check_pipeline(&mut tx, workspace, &new).await?;
+    let row = unique(
+        sqlx::query(sql::UPDATE_SCHEDULE)
+            .bind(&new.name)
+            .bind(&new.pipeline_id)
+            .bind(&new.experiment_name)
+            .bind(recurrence_text(new.recurrence.as_ref()))
+            .bind(json(&new.parameters))
+            .bind(new.continue_on_step_failure)
+            .bind(new.status.as_str())
+            .bind(policy_text(&new.misfire))
+            .bind(policy_text(&new.concurrency.overlap_policy))
+            .bind(i64::from(new.concurrency.max_concurrent.get()))
+            .bind(new.next_fire_at)
+            .bind(now())
+            .bind(new_etag())
+            .bind(&current.id)
+            .fetch_one(&mut *tx)
+            .await,
+        || schedule_taken(&new.name),
+    )?;
+    let schedule = schedule_from_row(&row)?;
+    commit(tx).await?;
+    Ok(schedule)
+}
+
+pub(super) async fn delete(pool: &PgPool, workspace: SourceId, name: &str, if_match: Option<String>) -> Result<()> {
+    let mut tx = begin(pool).await?;
+    let current = find(&mut tx, workspace, name, true).await?;
+    check_etag(&format!("schedule `{name}`"), &current.etag, if_match.as_deref())?;
+    db(sqlx::query(sql::DELETE_SCHEDULE)
+        .bind(&current.id)
+        .execute(&mut *tx)
+        .await)?;
+    commit(tx).await
+}
+
+/// Refuses to disable a pipeline that active schedules start, naming them; the caller
+/// holds the pipeline's row locked for update.
+pub(super) async fn refuse_if_scheduled(conn: &mut PgConnection, workspace: SourceId, pipeline_id: &str) -> Result<()> {
+    let names: Vec<String> = db(sqlx::query_scalar(sql::ACTIVE_SCHEDULES_OF_PIPELINE)
+        .bind(workspace)
+        .bind(pipeline_id)
+        .fetch_all(&mut *conn)
+        .await)?;
+    if names.is_empty() {
+        Ok(())
+    } else {
+        Err(used_by_schedules(pipeline_id, &names))
+    }
+}
+
+pub(super) async fn due(pool: &PgPool, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
+    let query = sqlx::query(sql::DUE_SCHEDULES).bind(now).bind(i64::from(limit));
+    all(pool, query, schedule_from_row).await
+}
+
+pub(super) async fn earliest(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
+    db(sqlx::query_scalar(sql::EARLIEST_FIRE).fetch_optional(pool).await)
+}
+
+async fn load_fire(
+    conn: &mut PgConnection,
+    schedule_id: &str,
+    fire_time: DateTime<Utc>,
+    lock: &str,
+) -> Result<Option<ScheduleFire>> {
+    let query = sqlx::query(AssertSqlSafe(format!("{} {lock}", sql::FIRE)))
+        .bind(schedule_id)
+        .bind(fire_time);
+    optional(&mut *conn, query, fire_from_row).await
+}
+
+pub(super) async fn record_fire(
+    pool: &PgPool,
+    workspace: SourceId,
+    fire: NewFire,
+    run: Option<NewPipelineRun>,
+) -> Result<FireRecorded> {
+    let mut tx = begin(pool).await?;
+    let inserted = sqlx::query(sql::INSERT_FIRE)
+        .bind(&fire.schedule_id)
+        .bind(fire.fire_time)
+        .bind(workspace)
+        .bind(fire.outcome.as_str())
+        .bind(&fire.reason)
+        .bind(now());
+    let Some(mut recorded) = optional(&mut *tx, inserted, fire_from_row).await? else {
+        let earlier = load_fire(&mut tx, &fire.schedule_id, fire.fire_time, "").await?;
+        let fire = earlier.ok_or_else(|| StoreError::Corrupt("a tick's record vanished after its insert".into()))?;
+        return Ok(FireRecorded { fire, recorded: false });
+    };
+    if let Some(run) = run {
+        let submitted = pipelines::submit_in(&mut tx, workspace, run).await?;
+        let query = sqlx::query(sql::SET_FIRE_STARTED)
+            .bind(&submitted.run.run_id)
+            .bind(&fire.schedule_id)
+            .bind(fire.fire_time);
+        recorded = optional(&mut *tx, query, fire_from_row)
+            .await?
+            .expect("the tick was inserted in this transaction");
+    }
+    db(sqlx::query(sql::AFTER_FIRE)
+        .bind(fire.fire_time)
+        .bind(&recorded.run_id)
+        .bind(&recorded.reason)
+        .bind(&fire.etag)
+        .bind(fire.next_fire_at)
+        .bind(&fire.schedule_id)
+        .execute(&mut *tx)
+        .await)?;
+    commit(tx).await?;
+    Ok(FireRecorded {
+        fire: recorded,
+        recorded: true,
+    })
+}
+
+pub(super) async fn fires(pool: &PgPool, schedule_id: &str, limit: u32) -> Result<Vec<ScheduleFire>> {
+    let query = sqlx::query(sql::FIRES).bind(schedule_id).bind(i64::from(limit));
+    all(pool, query, fire_from_row).await
+}
+
+pub(super) async fn active_runs(pool: &PgPool, schedule_id: &str) -> Result<u32> {
+    let count: i64 = db(sqlx::query_scalar(AssertSqlSafe(sql::active_runs()))
+        .bind(schedule_id)
+        .fetch_one(pool)
+        .await)?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
+pub(super) async fn queued(pool: &PgPool, limit: u32) -> Result<Vec<QueuedFire>> {
+    let query = sqlx::query(sql::QUEUED_FIRES).bind(i64::from(limit));
+    all(pool, query, queued_fire_from_row).await
+}
+
+pub(super) async fn start_queued(
+    pool: &PgPool,
+    workspace: SourceId,
+    schedule_id: &str,
+    fire_time: DateTime<Utc>,
+    run: NewPipelineRun,
+) -> Result<Option<ScheduleFire>> {
+    let mut tx = begin(pool).await?;
+    match load_fire(&mut tx, schedule_id, fire_time, "FOR UPDATE").await? {
+        Some(fire) if fire.outcome == FireOutcome::Queued => {}
+        _ => return Ok(None),
+    }
+    let submitted = pipelines::submit_in(&mut tx, workspace, run).await?;
+    let query = sqlx::query(sql::SET_FIRE_STARTED)
+        .bind(&submitted.run.run_id)
+        .bind(schedule_id)
+        .bind(fire_time);
+    let fire = optional(&mut *tx, query, fire_from_row).await?;
+    db(sqlx::query(sql::AFTER_QUEUED_START)
+        .bind(&submitted.run.run_id)
+        .bind(schedule_id)
+        .execute(&mut *tx)
+        .await)?;
+    commit(tx).await?;
+    Ok(fire)
+}
+
+pub(super) async fn advance(
+    pool: &PgPool,
+    schedule_id: &str,
+    etag: &str,
+    next_fire_at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    db(sqlx::query(sql::ADVANCE_SCHEDULE)
+        .bind(next_fire_at)
+        .bind(schedule_id)
+        .bind(etag)
+        .execute(pool)
+        .await)?;
+    Ok(())
+}

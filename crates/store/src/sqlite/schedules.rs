@@ -1,0 +1,281 @@
+//! Schedules and their fires on SQLite. Writes run inside the writer's transaction, one
+//! at a time: a tick's record, its run and its schedule's next tick commit together.
+
+use chrono::{DateTime, Utc};
+use mlgrid_core::time::format_event_time;
+use sqlx::{SqliteConnection, SqlitePool};
+
+use super::db::{all, db, now, optional, unique};
+use super::events::workspace_topic;
+use super::pipelines;
+use crate::error::{Result, StoreError};
+use crate::etag::{check_etag, new_etag};
+use crate::model::SourceId;
+use crate::pipeline_writes::{disabled, json};
+use crate::pipelines::NewPipelineRun;
+use crate::rows::{fire_from_row, queued_fire_from_row, schedule_from_row};
+use crate::schedule_sql as sql;
+use crate::schedules::*;
+
+fn time(t: DateTime<Utc>) -> String {
+    format_event_time(t)
+}
+
+/// The pipeline a schedule starts must exist, and be enabled while the schedule is
+/// active.
+async fn check_pipeline(conn: &mut SqliteConnection, workspace: SourceId, new: &NewSchedule) -> Result<()> {
+    let pipeline = pipelines::find_pipeline(&mut *conn, workspace, &new.pipeline_id).await?;
+    if new.status == ScheduleStatus::Active && !pipeline.enabled {
+        let name: String = db(sqlx::query_scalar(crate::sql::WORKSPACE_NAME)
+            .bind(workspace)
+            .fetch_one(&mut *conn)
+            .await)?;
+        return Err(disabled(&pipeline, &name));
+    }
+    Ok(())
+}
+
+pub(super) async fn create(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+    new: NewSchedule,
+) -> Result<PipelineSchedule> {
+    workspace_topic(conn, workspace).await?;
+    check_pipeline(conn, workspace, &new).await?;
+    let at = now();
+    let row = unique(
+        sqlx::query(sql::INSERT_SCHEDULE)
+            .bind(workspace)
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&new.name)
+            .bind(new.kind.as_str())
+            .bind(&new.pipeline_id)
+            .bind(&new.experiment_name)
+            .bind(recurrence_text(new.recurrence.as_ref()))
+            .bind(json(&new.parameters))
+            .bind(new.continue_on_step_failure)
+            .bind(new.status.as_str())
+            .bind(policy_text(&new.misfire))
+            .bind(policy_text(&new.concurrency.overlap_policy))
+            .bind(i64::from(new.concurrency.max_concurrent.get()))
+            .bind(new.next_fire_at.map(time))
+            .bind(&at)
+            .bind(new_etag())
+            .fetch_one(&mut *conn)
+            .await,
+        || schedule_taken(&new.name),
+    )?;
+    schedule_from_row(&row)
+}
+
+async fn find<'c>(exec: impl sqlx::SqliteExecutor<'c>, workspace: SourceId, name: &str) -> Result<PipelineSchedule> {
+    let query = sqlx::query(sql::SCHEDULE).bind(workspace).bind(name);
+    optional(exec, query, schedule_from_row)
+        .await?
+        .ok_or_else(|| missing_schedule(name))
+}
+
+pub(super) async fn get(pool: &SqlitePool, workspace: SourceId, name: &str) -> Result<PipelineSchedule> {
+    find(pool, workspace, name).await
+}
+
+pub(super) async fn list(
+    pool: &SqlitePool,
+    workspace: SourceId,
+    filter: ScheduleFilter,
+) -> Result<Vec<PipelineSchedule>> {
+    let query = sqlx::query(sql::SCHEDULES)
+        .bind(workspace)
+        .bind(filter.include_disabled)
+        .bind(filter.pipeline_id);
+    all(pool, query, schedule_from_row).await
+}
+
+pub(super) async fn update(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+    name: &str,
+    new: NewSchedule,
+    if_match: Option<String>,
+) -> Result<PipelineSchedule> {
+    let current = find(&mut *conn, workspace, name).await?;
+    check_etag(&format!("schedule `{name}`"), &current.etag, if_match.as_deref())?;
+    check_same_kind(&current, &new)?;
+    check_pipeline(conn, workspace, &new).await?;
+    let row = unique(
+        sqlx::query(sql::UPDATE_SCHEDULE)
+            .bind(&new.name)
+            .bind(&new.pipeline_id)
+            .bind(&new.experiment_name)
+            .bind(recurrence_text(new.recurrence.as_ref()))
+            .bind(json(&new.parameters))
+            .bind(new.continue_on_step_failure)
+            .bind(new.status.as_str())
+            .bind(policy_text(&new.misfire))
+            .bind(policy_text(&new.concurrency.overlap_policy))
+            .bind(i64::from(new.concurrency.max_concurrent.get()))
+            .bind(new.next_fire_at.map(time))
+            .bind(now())
+            .bind(new_etag())
+            .bind(&current.id)
+            .fetch_one(&mut *conn)
+            .await,
+        || schedule_taken(&new.name),
+    )?;
+    schedule_from_row(&row)
+}
+
+pub(super) async fn delete(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+    name: &str,
+    if_match: Option<String>,
+) -> Result<()> {
+    let current = find(&mut *conn, workspace, name).await?;
+    check_etag(&format!("schedule `{name}`"), &current.etag, if_match.as_deref())?;
+    db(sqlx::query(sql::DELETE_SCHEDULE)
+        .bind(&current.id)
+        .execute(&mut *conn)
+        .await)?;
+    Ok(())
+}
+
+/// Refuses to disable a pipeline that active schedules start, naming them.
+pub(super) async fn refuse_if_scheduled(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+    pipeline_id: &str,
+) -> Result<()> {
+    let names: Vec<String> = db(sqlx::query_scalar(sql::ACTIVE_SCHEDULES_OF_PIPELINE)
+        .bind(workspace)
+        .bind(pipeline_id)
+        .fetch_all(&mut *conn)
+        .await)?;
+    if names.is_empty() {
+        Ok(())
+    } else {
+        Err(used_by_schedules(pipeline_id, &names))
+    }
+}
+
+pub(super) async fn due(pool: &SqlitePool, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
+    let query = sqlx::query(sql::DUE_SCHEDULES).bind(time(now)).bind(i64::from(limit));
+    all(pool, query, schedule_from_row).await
+}
+
+pub(super) async fn earliest(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = db(sqlx::query_scalar(sql::EARLIEST_FIRE).fetch_optional(pool).await)?;
+    text.map(|t| mlgrid_core::time::parse_rfc3339(&t).map_err(|_| StoreError::Corrupt(format!("next_fire_at `{t}`"))))
+        .transpose()
+}
+
+async fn load_fire(
+    conn: &mut SqliteConnection,
+    schedule_id: &str,
+    fire_time: DateTime<Utc>,
+) -> Result<Option<ScheduleFire>> {
+    let query = sqlx::query(sql::FIRE).bind(schedule_id).bind(time(fire_time));
+    optional(&mut *conn, query, fire_from_row).await
+}
+
+pub(super) async fn record_fire(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+    fire: NewFire,
+    run: Option<NewPipelineRun>,
+) -> Result<FireRecorded> {
+    let inserted = sqlx::query(sql::INSERT_FIRE)
+        .bind(&fire.schedule_id)
+        .bind(time(fire.fire_time))
+        .bind(workspace)
+        .bind(fire.outcome.as_str())
+        .bind(&fire.reason)
+        .bind(now());
+    let Some(mut recorded) = optional(&mut *conn, inserted, fire_from_row).await? else {
+        let earlier = load_fire(conn, &fire.schedule_id, fire.fire_time).await?;
+        let fire =
+            earlier.ok_or_else(|| StoreError::Corrupt("a tick's record vanished inside its transaction".into()))?;
+        return Ok(FireRecorded { fire, recorded: false });
+    };
+    if let Some(run) = run {
+        let submitted = pipelines::submit(conn, workspace, run).await?;
+        let query = sqlx::query(sql::SET_FIRE_STARTED)
+            .bind(&submitted.run.run_id)
+            .bind(&fire.schedule_id)
+            .bind(time(fire.fire_time));
+        recorded = optional(&mut *conn, query, fire_from_row)
+            .await?
+            .expect("the tick was inserted in this transaction");
+    }
+    db(sqlx::query(sql::AFTER_FIRE)
+        .bind(time(fire.fire_time))
+        .bind(&recorded.run_id)
+        .bind(&recorded.reason)
+        .bind(&fire.etag)
+        .bind(fire.next_fire_at.map(time))
+        .bind(&fire.schedule_id)
+        .execute(&mut *conn)
+        .await)?;
+    Ok(FireRecorded {
+        fire: recorded,
+        recorded: true,
+    })
+}
+
+pub(super) async fn fires(pool: &SqlitePool, schedule_id: &str, limit: u32) -> Result<Vec<ScheduleFire>> {
+    let query = sqlx::query(sql::FIRES).bind(schedule_id).bind(i64::from(limit));
+    all(pool, query, fire_from_row).await
+}
+
+pub(super) async fn active_runs(pool: &SqlitePool, schedule_id: &str) -> Result<u32> {
+    let count: i64 = db(sqlx::query_scalar(sqlx::AssertSqlSafe(sql::active_runs()))
+        .bind(schedule_id)
+        .fetch_one(pool)
+        .await)?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
+pub(super) async fn queued(pool: &SqlitePool, limit: u32) -> Result<Vec<QueuedFire>> {
+    let query = sqlx::query(sql::QUEUED_FIRES).bind(i64::from(limit));
+    all(pool, query, queued_fire_from_row).await
+}
+
+pub(super) async fn start_queued(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+    schedule_id: &str,
+    fire_time: DateTime<Utc>,
+    run: NewPipelineRun,
+) -> Result<Option<ScheduleFire>> {
+    match load_fire(conn, schedule_id, fire_time).await? {
+        Some(fire) if fire.outcome == FireOutcome::Queued => {}
+        _ => return Ok(None),
+    }
+    let submitted = pipelines::submit(conn, workspace, run).await?;
+    let query = sqlx::query(sql::SET_FIRE_STARTED)
+        .bind(&submitted.run.run_id)
+        .bind(schedule_id)
+        .bind(time(fire_time));
+    let fire = optional(&mut *conn, query, fire_from_row).await?;
+    db(sqlx::query(sql::AFTER_QUEUED_START)
+        .bind(&submitted.run.run_id)
+        .bind(schedule_id)
+        .execute(&mut *conn)
+        .await)?;
+    Ok(fire)
+}
+
+pub(super) async fn advance(
+    conn: &mut SqliteConnection,
+    schedule_id: &str,
+    etag: &str,
+    next_fire_at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    db(sqlx::query(sql::ADVANCE_SCHEDULE)
+        .bind(next_fire_at.map(time))
+        .bind(schedule_id)
+        .bind(etag)
+        .execute(&mut *conn)
+        .await)?;
+    Ok(())
+}

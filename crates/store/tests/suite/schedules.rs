@@ -1,0 +1,382 @@
+//! Schedules of pipelines and the ticks they fire: the cases every backend passes.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use mlgrid_core::schedule::{Concurrency, MisfirePolicy, OverlapPolicy, Recurrence};
+use mlgrid_store::*;
+
+use super::{published, step, submission};
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+pub fn new_schedule(name: &str, pipeline_id: &str, next_fire_at: &str) -> NewSchedule {
+    NewSchedule {
+        name: name.into(),
+        kind: ScheduleKind::Time,
+        pipeline_id: pipeline_id.into(),
+        experiment_name: "nightly".into(),
+        recurrence: Some(
+            serde_json::from_value::<Recurrence>(serde_json::json!({"frequency": "Hour", "interval": 1})).unwrap(),
+        ),
+        parameters: [("epochs".to_owned(), serde_json::json!(3))].into(),
+        continue_on_step_failure: false,
+        status: ScheduleStatus::Active,
+        misfire: MisfirePolicy::Latest,
+        concurrency: Concurrency::default(),
+        next_fire_at: Some(at(next_fire_at)),
+    }
+}
+
+fn fire(schedule: &PipelineSchedule, time: &str, outcome: FireOutcome, next: &str) -> NewFire {
+    NewFire {
+        schedule_id: schedule.id.clone(),
+        fire_time: at(time),
+        outcome,
+        reason: (outcome != FireOutcome::Started).then(|| format!("{} by the test", outcome.as_str())),
+        next_fire_at: Some(at(next)),
+        etag: schedule.etag.clone(),
+    }
+}
+
+/// A run of the pipeline keyed by the tick, as the scheduler submits it.
+fn tick_run(pipeline_id: &str, schedule: &PipelineSchedule, time: &str) -> NewPipelineRun {
+    NewPipelineRun {
+        run_source: "Schedule".into(),
+        idempotency_key: Some(format!("schedule:{}:{time}", schedule.id)),
+        ..submission(pipeline_id, vec![step("train", &[], 0)])
+    }
+}
+
+pub async fn schedules_are_created_listed_updated_and_deleted(store: Arc<dyn Store>) {
+    let (ws, pipeline) = published(&store, "ws").await;
+    let created = store
+        .create_schedule(ws, new_schedule("Nightly", &pipeline, "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(created.name, "Nightly");
+    assert_eq!(created.kind, ScheduleKind::Time);
+    assert_eq!(created.next_fire_at, Some(at("2026-01-01T01:00:00Z")));
+    assert_eq!(created.parameters["epochs"], 3);
+    assert_eq!(store.schedule(ws, "nightly").await.unwrap(), created);
+    let taken = store
+        .create_schedule(ws, new_schedule("NIGHTLY", &pipeline, "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(taken, StoreError::Conflict(ref m) if m.contains("already exists")),
+        "{taken:?}"
+    );
+    let unknown = store
+        .create_schedule(ws, new_schedule("other", "no-such-pipeline", "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, StoreError::NotFound(_)), "{unknown:?}");
+
+    let mut disabled = new_schedule("paused", &pipeline, "2026-01-01T01:00:00Z");
+    disabled.status = ScheduleStatus::Disabled;
+    disabled.next_fire_at = None;
+    store.create_schedule(ws, disabled).await.unwrap();
+    let names = |list: Vec<PipelineSchedule>| list.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    let active = store.list_schedules(ws, ScheduleFilter::default()).await.unwrap();
+    assert_eq!(names(active), ["Nightly"]);
+    let every = ScheduleFilter {
+        include_disabled: true,
+        pipeline_id: None,
+    };
+    assert_eq!(
+        names(store.list_schedules(ws, every).await.unwrap()),
+        ["Nightly", "paused"]
+    );
+    let other_pipeline = ScheduleFilter {
+        include_disabled: true,
+        pipeline_id: Some("another".into()),
+    };
+    assert!(store.list_schedules(ws, other_pipeline).await.unwrap().is_empty());
+
+    let mut change = new_schedule("Nightly", &pipeline, "2026-01-02T00:00:00Z");
+    change.concurrency = Concurrency {
+        overlap_policy: OverlapPolicy::Queue,
+        max_concurrent: 2.try_into().unwrap(),
+    };
+    change.misfire = MisfirePolicy::All;
+    let stale = store
+        .update_schedule(ws, "nightly", change.clone(), Some("\"stale\"".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::PreconditionFailed(_)), "{stale:?}");
+    let updated = store
+        .update_schedule(ws, "nightly", change.clone(), Some(created.etag.clone()))
+        .await
+        .unwrap();
+    assert_ne!(updated.etag, created.etag);
+    assert_eq!(updated.misfire, MisfirePolicy::All);
+    assert_eq!(updated.concurrency.overlap_policy, OverlapPolicy::Queue);
+    assert_eq!(updated.next_fire_at, Some(at("2026-01-02T00:00:00Z")));
+    change.kind = ScheduleKind::Change;
+    let switch = store.update_schedule(ws, "nightly", change, None).await.unwrap_err();
+    assert!(
+        matches!(switch, StoreError::Conflict(ref m) if m.contains("time-based and cannot become change-based")),
+        "{switch:?}"
+    );
+
+    store.delete_schedule(ws, "NIGHTLY", None).await.unwrap();
+    assert!(matches!(
+        store.schedule(ws, "nightly").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let gone = store.delete_schedule(ws, "nightly", None).await.unwrap_err();
+    assert!(matches!(gone, StoreError::NotFound(_)), "{gone:?}");
+}
+
+pub async fn a_pipeline_that_active_schedules_start_cannot_be_disabled(store: Arc<dyn Store>) {
+    let (ws, pipeline) = published(&store, "ws").await;
+    store
+        .create_schedule(ws, new_schedule("b-hourly", &pipeline, "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .create_schedule(ws, new_schedule("a-daily", &pipeline, "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    let refused = store
+        .set_pipeline_enabled(ws, &pipeline, false, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Conflict(ref m) if m.contains("active schedules use it: a-daily, b-hourly")),
+        "{refused:?}"
+    );
+    assert!(store.pipeline(ws, &pipeline).await.unwrap().enabled);
+    for name in ["a-daily", "b-hourly"] {
+        let mut off = new_schedule(name, &pipeline, "2026-01-01T01:00:00Z");
+        off.status = ScheduleStatus::Disabled;
+        store.update_schedule(ws, name, off, None).await.unwrap();
+    }
+    store.set_pipeline_enabled(ws, &pipeline, false, None).await.unwrap();
+    let on_disabled = store
+        .update_schedule(
+            ws,
+            "a-daily",
+            new_schedule("a-daily", &pipeline, "2026-01-01T01:00:00Z"),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(on_disabled, StoreError::Conflict(ref m) if m.contains("is disabled")),
+        "{on_disabled:?}"
+    );
+}
+
+pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
+    let (ws, pipeline) = published(&store, "ws").await;
+    let early = store
+        .create_schedule(ws, new_schedule("early", &pipeline, "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .create_schedule(ws, new_schedule("late", &pipeline, "2026-01-01T03:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(store.earliest_fire().await.unwrap(), Some(at("2026-01-01T01:00:00Z")));
+    let due = store.due_schedules(at("2026-01-01T02:00:00Z"), 10).await.unwrap();
+    assert_eq!(due.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["early"]);
+    assert_eq!(due[0].workspace, ws);
+
+    let tick = "2026-01-01T01:00:00Z";
+    let first = store
+        .record_fire(
+            ws,
+            fire(&early, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
+            Some(tick_run(&pipeline, &early, tick)),
+        )
+        .await
+        .unwrap();
+    assert!(first.recorded);
+    assert_eq!(first.fire.outcome, FireOutcome::Started);
+    let run_id = first.fire.run_id.clone().expect("a started tick has its run");
+    let run = store.pipeline_run(ws, &run_id).await.unwrap();
+    assert_eq!(run.run.experiment_name, "retrain-exp");
+    assert_eq!(store.active_schedule_runs(&early.id).await.unwrap(), 1);
+
+    let again = store
+        .record_fire(
+            ws,
+            fire(&early, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
+            Some(tick_run(&pipeline, &early, tick)),
+        )
+        .await
+        .unwrap();
+    assert!(!again.recorded);
+    assert_eq!(again.fire, first.fire);
+    assert_eq!(
+        store
+            .list_runs(ws, Some("retrain-exp"))
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.parent_run_id.is_none())
+            .count(),
+        1
+    );
+
+    let after = store.schedule(ws, "early").await.unwrap();
+    assert_eq!(after.last_fire_at, Some(at(tick)));
+    assert_eq!(after.last_run_id.as_deref(), Some(run_id.as_str()));
+    assert_eq!(after.next_fire_at, Some(at("2026-01-01T02:00:00Z")));
+    assert_eq!(after.etag, early.etag, "firing is not a person's change");
+    assert_eq!(store.earliest_fire().await.unwrap(), Some(at("2026-01-01T02:00:00Z")));
+
+    let skipped = store
+        .record_fire(
+            ws,
+            fire(
+                &after,
+                "2026-01-01T02:00:00Z",
+                FireOutcome::Skipped,
+                "2026-01-01T03:00:00Z",
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(skipped.fire.reason.as_deref(), Some("skipped by the test"));
+    let fires = store.schedule_fires(&early.id, 10).await.unwrap();
+    assert_eq!(
+        fires.iter().map(|f| (f.fire_time, f.outcome)).collect::<Vec<_>>(),
+        [
+            (at("2026-01-01T02:00:00Z"), FireOutcome::Skipped),
+            (at(tick), FireOutcome::Started)
+        ]
+    );
+    assert_eq!(
+        store.schedule(ws, "early").await.unwrap().last_run_id.as_deref(),
+        Some(run_id.as_str())
+    );
+
+    // A person's change in between keeps the next tick it computed.
+    let changed = store
+        .update_schedule(
+            ws,
+            "early",
+            new_schedule("early", &pipeline, "2026-05-01T00:00:00Z"),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .record_fire(
+            ws,
+            fire(
+                &after,
+                "2026-01-01T03:00:00Z",
+                FireOutcome::Skipped,
+                "2026-01-01T04:00:00Z",
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.schedule(ws, "early").await.unwrap().next_fire_at,
+        changed.next_fire_at
+    );
+    store.advance_schedule(&changed.id, "\"stale\"", None).await.unwrap();
+    assert_eq!(
+        store.schedule(ws, "early").await.unwrap().next_fire_at,
+        changed.next_fire_at
+    );
+    store.advance_schedule(&changed.id, &changed.etag, None).await.unwrap();
+    assert_eq!(store.schedule(ws, "early").await.unwrap().next_fire_at, None);
+}
+
+pub async fn a_refused_submission_records_no_tick(store: Arc<dyn Store>) {
+    let (ws, pipeline) = published(&store, "ws").await;
+    let schedule = store
+        .create_schedule(ws, new_schedule("s", &pipeline, "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    let tick = "2026-01-01T01:00:00Z";
+    let mut empty = tick_run(&pipeline, &schedule, tick);
+    empty.steps.clear();
+    let refused = store
+        .record_fire(
+            ws,
+            fire(&schedule, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
+            Some(empty),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Invalid(_)), "{refused:?}");
+    assert!(store.schedule_fires(&schedule.id, 10).await.unwrap().is_empty());
+    assert_eq!(store.schedule(ws, "s").await.unwrap().next_fire_at, Some(at(tick)));
+}
+
+pub async fn concurrent_fires_of_one_tick_start_one_run(store: Arc<dyn Store>) {
+    let (ws, pipeline) = published(&store, "ws").await;
+    let schedule = store
+        .create_schedule(ws, new_schedule("s", &pipeline, "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    let tick = "2026-01-01T01:00:00Z";
+    let attempts = (0..6).map(|_| {
+        let (store, schedule, pipeline) = (store.clone(), schedule.clone(), pipeline.clone());
+        tokio::spawn(async move {
+            store
+                .record_fire(
+                    ws,
+                    fire(&schedule, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
+                    Some(tick_run(&pipeline, &schedule, tick)),
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let recorded: Vec<FireRecorded> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(recorded.iter().filter(|r| r.recorded).count(), 1);
+    let run_ids: std::collections::HashSet<_> = recorded.iter().map(|r| r.fire.run_id.clone().unwrap()).collect();
+    assert_eq!(run_ids.len(), 1);
+    assert_eq!(store.schedule_fires(&schedule.id, 10).await.unwrap().len(), 1);
+}
+
+pub async fn a_queued_tick_starts_once(store: Arc<dyn Store>) {
+    let (ws, pipeline) = published(&store, "ws").await;
+    let schedule = store
+        .create_schedule(ws, new_schedule("s", &pipeline, "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    let tick = "2026-01-01T01:00:00Z";
+    store
+        .record_fire(
+            ws,
+            fire(&schedule, tick, FireOutcome::Queued, "2026-01-01T02:00:00Z"),
+            None,
+        )
+        .await
+        .unwrap();
+    let queued = store.queued_fires(10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].fire_time, at(tick));
+    assert_eq!(queued[0].schedule.id, schedule.id);
+    assert_eq!(queued[0].schedule.workspace, ws);
+    let started = store
+        .start_queued_fire(ws, &schedule.id, at(tick), tick_run(&pipeline, &schedule, tick))
+        .await
+        .unwrap()
+        .expect("the tick was queued");
+    assert_eq!(started.outcome, FireOutcome::Started);
+    assert_eq!(started.reason, None);
+    assert!(started.run_id.is_some());
+    assert!(store.queued_fires(10).await.unwrap().is_empty());
+    let twice = store
+        .start_queued_fire(ws, &schedule.id, at(tick), tick_run(&pipeline, &schedule, tick))
+        .await
+        .unwrap();
+    assert_eq!(twice, None);
+    assert_eq!(store.schedule(ws, "s").await.unwrap().last_run_id, started.run_id);
+    assert_eq!(store.active_schedule_runs(&schedule.id).await.unwrap(), 1);
+}
