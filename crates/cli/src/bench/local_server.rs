@@ -156,10 +156,11 @@ pub struct StoreFiles {
     pub wal_bytes: u64,
 }
 
-/// A server's resident memory and store files at one moment.
+/// A server's resident memory, CPU time used and store files at one moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
     pub rss_mb: Option<f64>,
+    pub cpu_seconds: Option<f64>,
     pub store: Option<StoreFiles>,
 }
 
@@ -326,6 +327,7 @@ impl LocalCluster {
         let first = &self.servers[0];
         Sample {
             rss_mb: first.status_mb("VmRSS:"),
+            cpu_seconds: first.child.id().and_then(super::stats::cpu_seconds),
             store: first.store_files(),
         }
     }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::deliver::{Offer, spawn_publishers};
 use super::local_server::{ClusterArgs, Sample};
 use super::receivers;
-use super::stats::round3;
+use super::stats::{cpu_seconds, round3};
 use super::topic::BenchTopic;
 use crate::args::Global;
 
@@ -65,6 +65,43 @@ fn shown(sample: Option<Sample>) -> Value {
     })
 }
 
+/// Where the machine's CPU went between two moments: the server's and this process's
+/// (the publishers and the receivers) in cores, and the server's per delivery. On a
+/// machine this small the bench shares the cores with the server, so these say whether
+/// a shortfall is the server's cost or the machine's size.
+#[derive(Clone, Copy)]
+struct CpuMark {
+    at: Instant,
+    server: Option<f64>,
+    bench: Option<f64>,
+    deliveries: u64,
+}
+
+impl CpuMark {
+    fn now(sample: Option<Sample>, deliveries: u64) -> CpuMark {
+        CpuMark {
+            at: Instant::now(),
+            server: sample.and_then(|s| s.cpu_seconds),
+            bench: cpu_seconds(0),
+            deliveries,
+        }
+    }
+
+    /// What was used since `earlier`.
+    fn since(&self, earlier: &CpuMark) -> Value {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64();
+        let delivered = self.deliveries.saturating_sub(earlier.deliveries);
+        let server = self.server.zip(earlier.server).map(|(now, then)| now - then);
+        let bench = self.bench.zip(earlier.bench).map(|(now, then)| now - then);
+        json!({
+            "deliveries_per_sec": round3(delivered as f64 / wall),
+            "server_cores": server.map(|s| round3(s / wall)),
+            "bench_cores": bench.map(|b| round3(b / wall)),
+            "server_cpu_us_per_delivery": server.filter(|_| delivered > 0).map(|s| round3(s * 1e6 / delivered as f64)),
+        })
+    }
+}
+
 /// The largest of the values seen, if any.
 #[derive(Default)]
 struct Peak(Option<u64>);
@@ -99,6 +136,8 @@ pub async fn run(args: SoakArgs, global: &Global) -> anyhow::Result<()> {
     let publishing = Duration::from_secs_f64(args.minutes * 60.0);
     let start = topic.sample();
     let started = Instant::now();
+    let first_mark = CpuMark::now(start, 0);
+    let mut last_mark = first_mark;
     let offer = Offer {
         events,
         batch: args.batch,
@@ -131,6 +170,7 @@ pub async fn run(args: SoakArgs, global: &Global) -> anyhow::Result<()> {
         if Instant::now() >= next_report {
             next_report += Duration::from_secs(args.report_every);
             let window = received.take_window();
+            let mark = CpuMark::now(sample, received.deliveries());
             let report = json!({
                 "minute": round3(elapsed.as_secs_f64() / 60.0),
                 "offered": events.min((elapsed.as_secs_f64() * args.rate) as u64),
@@ -138,7 +178,9 @@ pub async fn run(args: SoakArgs, global: &Global) -> anyhow::Result<()> {
                 "duplicates": received.duplicates(),
                 "p99_ms": window.percentile_ms(99.0),
                 "server": shown(sample),
+                "since_last": mark.since(&last_mark),
             });
+            last_mark = mark;
             eprintln!("bench: {report}");
             reports.push(report);
         }
@@ -153,6 +195,7 @@ pub async fn run(args: SoakArgs, global: &Global) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let end = topic.sample();
     let delivered = received.deliveries();
+    let cpu = CpuMark::now(end, delivered).since(&first_mark);
     let latencies = received.latencies();
     let result = json!({
         "bench": "soak",
@@ -177,6 +220,7 @@ pub async fn run(args: SoakArgs, global: &Global) -> anyhow::Result<()> {
         "end": shown(end),
         "peak_wal_mb": peak_wal.0.map(mb),
         "peak_rss_mb": peak_rss_kb.0.map(|kb| round3(kb as f64 / 1024.0)),
+        "cpu": cpu,
         "reports": reports,
     });
     topic.stop().await?;

@@ -105,6 +105,25 @@ pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// CPU time a process has used so far (user and system), in seconds; `None` when it is
+/// gone or `/proc` cannot say. `pid` 0 is this process.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let path = if pid == 0 {
+        "/proc/self/stat".to_owned()
+    } else {
+        format!("/proc/{pid}/stat")
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may hold spaces: the fields that follow it are counted
+    // from its closing parenthesis; utime and stime are fields 14 and 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +160,18 @@ mod tests {
             assert_eq!(bucket_of(us), bucket, "{us}");
         }
         assert_eq!(upper_bound_us(bucket_of(100_000)), 101_000);
+    }
+
+    #[test]
+    fn cpu_seconds_counts_this_process() {
+        let before = cpu_seconds(0).expect("/proc/self/stat is readable");
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < std::time::Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = cpu_seconds(0).expect("/proc/self/stat is readable");
+        assert!(after - before >= 0.1, "200 ms of spinning counted {} s", after - before);
+        assert_eq!(cpu_seconds(u32::MAX), None, "no such process");
     }
 }
