@@ -54,7 +54,7 @@ fn datastores_are_created_listed_shown_and_deleted_from_the_command_line() {
         .status()
         .unwrap();
     assert!(made.success(), "moto made no bucket");
-    let missing_secret = server.cli(&[
+    let create_lake = [
         "datastore",
         "create",
         "-w",
@@ -71,30 +71,14 @@ fn datastores_are_created_listed_shown_and_deleted_from_the_command_line() {
         "stored",
         "--access-key-id",
         "AKIDCLI",
-    ]);
+    ];
+    let missing_secret = server.cli(&create_lake);
     assert!(!missing_secret.status.success());
     assert!(String::from_utf8_lossy(&missing_secret.stderr).contains("MLGRID_DATASTORE_SECRET_ACCESS_KEY"));
     let out = Command::new(BIN)
         .args(["--server", &server.url, "--data-dir"])
         .arg(dir.path())
-        .args([
-            "datastore",
-            "create",
-            "-w",
-            "mlws",
-            "-n",
-            "lake",
-            "--type",
-            "s3",
-            "--bucket",
-            &bucket,
-            "--endpoint",
-            &endpoint,
-            "--credentials",
-            "stored",
-            "--access-key-id",
-            "AKIDCLI",
-        ])
+        .args(create_lake)
         .env("MLGRID_DATASTORE_SECRET_ACCESS_KEY", SECRET)
         .output()
         .unwrap();
