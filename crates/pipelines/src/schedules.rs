@@ -122,6 +122,7 @@ impl Schedules {
             pipeline_id: spec.pipeline_id,
             experiment_name: spec.experiment_name,
             recurrence: Some(recurrence),
+            watch: None,
             parameters: spec.parameters,
             continue_on_step_failure: spec.continue_on_step_failure,
             status: spec.status,
@@ -189,6 +190,7 @@ impl Schedules {
             pipeline_id,
             experiment_name: change.experiment_name.unwrap_or(current.experiment_name.clone()),
             recurrence,
+            watch: current.watch.clone(),
             parameters,
             continue_on_step_failure: change
                 .continue_on_step_failure
