@@ -103,7 +103,7 @@ pub struct NewSchedule {
     pub experiment_name: String,
     /// Of a time schedule.
     pub recurrence: Option<Recurrence>,
-    /// Of a change schedule. An active one is polled at once after it is written.
+    /// Of a change schedule.
     pub watch: Option<ChangeWatch>,
     /// Values by parameter name, for every run it starts.
     pub parameters: BTreeMap<String, serde_json::Value>,
@@ -113,6 +113,8 @@ pub struct NewSchedule {
     pub concurrency: Concurrency,
     /// The next tick: none when the schedule is disabled, change-based, or past its end.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// The next poll of an active change schedule (none for the others).
+    pub next_poll_at: Option<DateTime<Utc>>,
 }
 
 /// A schedule as it stands.
@@ -333,7 +335,7 @@ pub(crate) fn recurrence_text(recurrence: Option<&Recurrence>) -> Option<String>
 }
 
 /// A schedule's change-watch columns as both backends write them: empty for a time
-/// schedule; an active change schedule is due a poll at `now`.
+/// schedule.
 pub(crate) struct WatchColumns {
     pub datastore: Option<String>,
     pub path: Option<String>,
@@ -344,7 +346,7 @@ pub(crate) struct WatchColumns {
     pub next_poll_at: Option<DateTime<Utc>>,
 }
 
-pub(crate) fn watch_columns(new: &NewSchedule, now: DateTime<Utc>) -> WatchColumns {
+pub(crate) fn watch_columns(new: &NewSchedule) -> WatchColumns {
     let watch = new.watch.as_ref();
     WatchColumns {
         datastore: watch.map(|w| w.datastore.clone()),
@@ -353,6 +355,6 @@ pub(crate) fn watch_columns(new: &NewSchedule, now: DateTime<Utc>) -> WatchColum
         polling_seconds: watch.map(|w| i64::from(w.polling_seconds)),
         data_path_parameter: watch.and_then(|w| w.data_path_parameter.clone()),
         since: watch.map(|w| w.since),
-        next_poll_at: watch.filter(|_| new.status == ScheduleStatus::Active).map(|_| now),
+        next_poll_at: watch.and(new.next_poll_at),
     }
 }

@@ -40,7 +40,7 @@ pub(super) async fn create(pool: &PgPool, workspace: SourceId, new: NewSchedule)
     let mut tx = begin(pool).await?;
     workspace_topic(&mut tx, workspace).await?;
     check_pipeline(&mut tx, workspace, &new).await?;
-    let watch = watch_columns(&new, Utc::now());
+    let watch = watch_columns(&new);
     let row = unique(
         sqlx::query(sql::INSERT_SCHEDULE)
             .bind(workspace)
@@ -114,7 +114,7 @@ pub(super) async fn update(
     check_etag(&format!("schedule `{name}`"), &current.etag, if_match.as_deref())?;
     check_same_kind(&current, &new)?;
     check_pipeline(&mut tx, workspace, &new).await?;
-    let watch = watch_columns(&new, Utc::now());
+    let watch = watch_columns(&new);
     let row = unique(
         sqlx::query(sql::UPDATE_SCHEDULE)
             .bind(&new.name)

@@ -43,7 +43,7 @@ pub(super) async fn create(
     workspace_topic(conn, workspace).await?;
     check_pipeline(conn, workspace, &new).await?;
     let at = now();
-    let watch = watch_columns(&new, Utc::now());
+    let watch = watch_columns(&new);
     let row = unique(
         sqlx::query(sql::INSERT_SCHEDULE)
             .bind(workspace)
@@ -110,7 +110,7 @@ pub(super) async fn update(
     check_etag(&format!("schedule `{name}`"), &current.etag, if_match.as_deref())?;
     check_same_kind(&current, &new)?;
     check_pipeline(conn, workspace, &new).await?;
-    let watch = watch_columns(&new, Utc::now());
+    let watch = watch_columns(&new);
     let row = unique(
         sqlx::query(sql::UPDATE_SCHEDULE)
             .bind(&new.name)

@@ -18,6 +18,7 @@ fn change_schedule(name: &str, pipeline_id: &str) -> NewSchedule {
         kind: ScheduleKind::Change,
         recurrence: None,
         next_fire_at: None,
+        next_poll_at: Some(at("2026-01-01T00:00:00Z")),
         watch: Some(ChangeWatch {
             datastore: "watched".into(),
             path: "incoming".into(),
@@ -61,7 +62,7 @@ pub async fn change_schedules_keep_their_watch_and_their_polls(store: Arc<dyn St
     assert!(created.next_poll_at.is_some(), "an active change schedule is polled at once");
     assert_eq!(created.next_fire_at, None);
     assert_eq!(store.earliest_fire().await.unwrap(), None, "the time scheduler never sees it");
-    let later = Utc::now() + chrono::TimeDelta::minutes(1);
+    let later = at("2026-01-01T00:01:00Z");
     let due = store.due_polls(later, 10).await.unwrap();
     assert_eq!(due.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["on-data"]);
     assert!(store.earliest_poll().await.unwrap().is_some());
@@ -99,6 +100,7 @@ pub async fn change_schedules_keep_their_watch_and_their_polls(store: Arc<dyn St
 
     let mut off = change_schedule("on-data", &pipeline);
     off.status = ScheduleStatus::Disabled;
+    off.next_poll_at = None;
     let disabled = store.update_schedule(ws, "on-data", off, None).await.unwrap();
     assert_eq!(disabled.next_poll_at, None, "a disabled schedule is not polled");
     assert!(store.due_polls(later, 10).await.unwrap().is_empty());

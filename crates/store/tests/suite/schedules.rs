@@ -28,6 +28,7 @@ pub fn new_schedule(name: &str, pipeline_id: &str, next_fire_at: &str) -> NewSch
         misfire: MisfirePolicy::Latest,
         concurrency: Concurrency::default(),
         next_fire_at: Some(at(next_fire_at)),
+        next_poll_at: None,
     }
 }
 
