@@ -30,7 +30,10 @@ fn changes_until(server: &Server, name: &str, enough: impl Fn(&[Value]) -> bool)
         if enough(&fires) {
             return fires;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "schedule {name} fired only {fires:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "schedule {name} fired only {fires:?}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -68,11 +71,27 @@ fn a_dropped_file_starts_one_run_and_a_restart_neither_refires_nor_misses() {
     let old = lake.join("in/old.csv");
     std::fs::write(&old, "there before").unwrap();
     let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
-    std::fs::File::options().write(true).open(&old).unwrap().set_modified(an_hour_ago).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
 
     let server = start(dir.path());
     server.json(&["workspace", "create", "-n", "mlws"]);
-    server.json(&["datastore", "create", "-w", "mlws", "-n", "lake", "--type", "local", "--path", lake.to_str().unwrap()]);
+    server.json(&[
+        "datastore",
+        "create",
+        "-w",
+        "mlws",
+        "-n",
+        "lake",
+        "--type",
+        "local",
+        "--path",
+        lake.to_str().unwrap(),
+    ]);
     let file = dir.path().join("ingest.yml");
     std::fs::write(&file, PIPELINE).unwrap();
     let pipeline = server.json(&["pipeline", "publish", "-w", "mlws", "-f", file.to_str().unwrap()])["id"]
@@ -80,14 +99,50 @@ fn a_dropped_file_starts_one_run_and_a_restart_neither_refires_nor_misses() {
         .unwrap()
         .to_owned();
 
-    let mixed = create(&server, &pipeline, &["--frequency", "Minute", "--interval", "1", "--datastore", "lake", "--path-on-datastore", "in"]);
+    let mixed = create(
+        &server,
+        &pipeline,
+        &[
+            "--frequency",
+            "Minute",
+            "--interval",
+            "1",
+            "--datastore",
+            "lake",
+            "--path-on-datastore",
+            "in",
+        ],
+    );
     assert!(stderr(&mixed).contains("not both"), "{}", stderr(&mixed));
-    let outside = create(&server, &pipeline, &["--datastore", "lake", "--path-on-datastore", "../etc"]);
+    let outside = create(
+        &server,
+        &pipeline,
+        &["--datastore", "lake", "--path-on-datastore", "../etc"],
+    );
     assert!(stderr(&outside).contains("`..` is not allowed"), "{}", stderr(&outside));
-    let unknown = create(&server, &pipeline, &["--datastore", "nope", "--path-on-datastore", "in"]);
+    let unknown = create(
+        &server,
+        &pipeline,
+        &["--datastore", "nope", "--path-on-datastore", "in"],
+    );
     assert!(stderr(&unknown).contains("no datastore `nope`"), "{}", stderr(&unknown));
-    let parameter = create(&server, &pipeline, &["--datastore", "lake", "--path-on-datastore", "in", "--data-path-parameter-name", "missing"]);
-    assert!(stderr(&parameter).contains("no data-path parameter `missing`"), "{}", stderr(&parameter));
+    let parameter = create(
+        &server,
+        &pipeline,
+        &[
+            "--datastore",
+            "lake",
+            "--path-on-datastore",
+            "in",
+            "--data-path-parameter-name",
+            "missing",
+        ],
+    );
+    assert!(
+        stderr(&parameter).contains("no data-path parameter `missing`"),
+        "{}",
+        stderr(&parameter)
+    );
 
     let created = server.json(&[
         "schedule",
@@ -112,7 +167,10 @@ fn a_dropped_file_starts_one_run_and_a_restart_neither_refires_nor_misses() {
     assert_eq!(created["kind"], "change");
     assert_eq!(created["pathOnDatastore"], "in");
     let next = server.json(&["schedule", "next", "-w", "mlws", "-n", "on-data"]);
-    assert!(next["firesOn"].as_str().unwrap().contains("`in` of datastore `lake`"), "{next}");
+    assert!(
+        next["firesOn"].as_str().unwrap().contains("`in` of datastore `lake`"),
+        "{next}"
+    );
 
     // Polled at least once before the drop, so the drop is a change, not the baseline.
     let started = Instant::now();
@@ -133,7 +191,11 @@ fn a_dropped_file_starts_one_run_and_a_restart_neither_refires_nor_misses() {
     assert!(run.to_string().contains("in/new.csv"), "{run}");
 
     let refused = server.cli(&["datastore", "delete", "-w", "mlws", "-n", "lake"]);
-    assert!(stderr(&refused).contains("change schedules `on-data` watch it"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("change schedules `on-data` watch it"),
+        "{}",
+        stderr(&refused)
+    );
 
     assert!(server.terminate());
     std::fs::write(lake.join("in/while-down.csv"), "changed while down").unwrap();
@@ -142,7 +204,11 @@ fn a_dropped_file_starts_one_run_and_a_restart_neither_refires_nor_misses() {
     std::thread::sleep(Duration::from_secs(3));
     let fires_later = changes_until(&server, "on-data", |_| true);
     assert_eq!(paths(&fires), ["in/new.csv", "in/while-down.csv"]);
-    assert_eq!(fires_later.len(), 2, "nothing fired twice after the restart: {fires_later:?}");
+    assert_eq!(
+        fires_later.len(),
+        2,
+        "nothing fired twice after the restart: {fires_later:?}"
+    );
     let shown = server.json(&["schedule", "show", "-w", "mlws", "-n", "on-data"]);
     assert!(shown["lastPollTime"].is_string(), "{shown}");
     assert!(shown["lastError"].is_null(), "{shown}");

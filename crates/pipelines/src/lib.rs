@@ -50,6 +50,8 @@ pub use render::{RenderError, StepSpec, render_step};
 pub use reuse::{ReuseError, copy_outputs, reuse_key};
 pub use runner::{ExitOutcome, LocalProcessRunner, StepExit, StepRunner};
 pub use scheduler::{Fired, Plan, RUN_SOURCE, Scheduler, SchedulerConfig, SchedulerHandle, plan};
-pub use schedules::{DEFAULT_POLLING_SECONDS, MAX_UPCOMING, ScheduleChange, ScheduleSpec, Schedules, Upcoming, WatchSpec};
+pub use schedules::{
+    DEFAULT_POLLING_SECONDS, MAX_UPCOMING, ScheduleChange, ScheduleSpec, Schedules, Upcoming, WatchSpec,
+};
 pub use service::{LogChunk, LogStream, PipelineError, Pipelines, Submission, Target};
 pub use watcher::{Polled, Watcher, WatcherConfig, WatcherHandle, backoff, version_of};

@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use mlgrid_core::schedule::{Concurrency, MisfirePolicy, Recurrence, Schedule};
 use mlgrid_store::{
-    ChangeWatch, NewSchedule, PipelineSchedule, ScheduleFilter, ScheduleFire, ScheduleKind, ScheduleStatus, SourceId, Store,
+    ChangeWatch, NewSchedule, PipelineSchedule, ScheduleFilter, ScheduleFire, ScheduleKind, ScheduleStatus, SourceId,
+    Store,
 };
 
 use crate::datastore::relative_prefix;
@@ -152,16 +153,13 @@ impl Schedules {
             .datastore
             .or_else(|| current.map(|c| c.datastore.clone()))
             .ok_or_else(|| invalid("a change schedule needs a datastore (`datastore`, `--datastore`)".to_owned()))?;
-        let path = spec
-            .path
-            .or_else(|| current.map(|c| c.path.clone()))
-            .ok_or_else(|| {
-                invalid(
-                    "a change schedule needs the folder to watch (`pathOnDatastore`, `--path-on-datastore`; `.` for \
+        let path = spec.path.or_else(|| current.map(|c| c.path.clone())).ok_or_else(|| {
+            invalid(
+                "a change schedule needs the folder to watch (`pathOnDatastore`, `--path-on-datastore`; `.` for \
                      the datastore's root)"
-                        .to_owned(),
-                )
-            })?;
+                    .to_owned(),
+            )
+        })?;
         let folder = relative_prefix(&datastore, &path).map_err(|e| invalid(e.to_string()))?;
         let path = folder.to_string_lossy().into_owned();
         let polling_seconds = spec

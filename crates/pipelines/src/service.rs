@@ -234,7 +234,11 @@ impl Pipelines {
         Err(PipelineError::Invalid(format!(
             "pipeline `{}` has no data-path parameter `{name}` to take the changed file; its data paths: {}",
             published.name,
-            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
         )))
     }
 

@@ -249,7 +249,11 @@ impl Watcher {
     /// The folder's listing, bounded in time.
     async fn list(&self, schedule: &PipelineSchedule, watch: &ChangeWatch) -> Result<Listing, String> {
         let listing = async {
-            let datastores = self.pipelines.datastores(schedule.workspace).await.map_err(|e| e.to_string())?;
+            let datastores = self
+                .pipelines
+                .datastores(schedule.workspace)
+                .await
+                .map_err(|e| e.to_string())?;
             let datastore = datastores.get(&watch.datastore).map_err(|e| e.to_string())?;
             datastore
                 .list(&watch.path, watch.recursive)
@@ -518,7 +522,11 @@ mod tests {
         assert_eq!(backoff(minute, 4), 8 * minute);
         assert_eq!(backoff(minute, 30), Duration::from_secs(3600));
         let day = Duration::from_secs(86_400);
-        assert_eq!(backoff(day, 3), day, "never sooner than the interval, never later than it when over an hour");
+        assert_eq!(
+            backoff(day, 3),
+            day,
+            "never sooner than the interval, never later than it when over an hour"
+        );
     }
 
     #[test]
@@ -542,21 +550,18 @@ mod tests {
             ],
             truncated: false,
         };
-        let before: HashMap<String, SeenObject> = [
-            ("same.csv", "s"),
-            ("edited.csv", "e1"),
-        ]
-        .into_iter()
-        .map(|(path, version)| {
-            let o = SeenObject {
-                path: path.into(),
-                version: version.into(),
-                size: 3,
-                last_modified: "2025-01-01T00:00:00Z".parse().unwrap(),
-            };
-            (path.to_owned(), o)
-        })
-        .collect();
+        let before: HashMap<String, SeenObject> = [("same.csv", "s"), ("edited.csv", "e1")]
+            .into_iter()
+            .map(|(path, version)| {
+                let o = SeenObject {
+                    path: path.into(),
+                    version: version.into(),
+                    size: 3,
+                    last_modified: "2025-01-01T00:00:00Z".parse().unwrap(),
+                };
+                (path.to_owned(), o)
+            })
+            .collect();
         let since = "2026-01-01T00:00:00Z".parse().unwrap();
         let (quiet, found) = sort_out(&listing, &before, Some(since));
         let quiet: Vec<_> = quiet.iter().map(|o| o.path.as_str()).collect();
@@ -566,10 +571,18 @@ mod tests {
 
         let (quiet, found) = sort_out(&listing, &before, None);
         assert!(quiet.is_empty(), "after the first poll, every change fires");
-        let found: Vec<_> = found.iter().map(|f| (f.object.path.as_str(), f.previous.as_deref())).collect();
+        let found: Vec<_> = found
+            .iter()
+            .map(|f| (f.object.path.as_str(), f.previous.as_deref()))
+            .collect();
         assert_eq!(
             found,
-            [("edited.csv", Some("e1")), ("old.csv", None), ("new-a.csv", None), ("new-b.csv", None)]
+            [
+                ("edited.csv", Some("e1")),
+                ("old.csv", None),
+                ("new-a.csv", None),
+                ("new-b.csv", None)
+            ]
         );
     }
 }

@@ -122,7 +122,12 @@ fn write(root: &Path, path: &str, text: &str, modified: DateTime<Utc>) {
     let file = root.join("files").join(path);
     std::fs::write(&file, text).unwrap();
     let at = SystemTime::from(modified);
-    std::fs::File::options().write(true).open(&file).unwrap().set_modified(at).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(at)
+        .unwrap();
 }
 
 fn watch(datastore: &str, path: &str, recursive: bool) -> WatchSpec {
@@ -184,13 +189,25 @@ async fn a_file_added_or_changed_after_creation_fires_once_with_its_path() {
 
     let first = w.watcher.pass(created + TimeDelta::seconds(1)).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].quiet, 1, "a file there before the schedule is recorded without firing");
+    assert_eq!(
+        first[0].quiet, 1,
+        "a file there before the schedule is recorded without firing"
+    );
     assert!(first[0].fired.is_empty());
 
     write(w.dir.path(), "incoming/new.csv", "b", created + TimeDelta::seconds(10));
-    write(w.dir.path(), "incoming/sub/deep.csv", "c", created + TimeDelta::seconds(10));
+    write(
+        w.dir.path(),
+        "incoming/sub/deep.csv",
+        "c",
+        created + TimeDelta::seconds(10),
+    );
     assert!(
-        w.watcher.pass(created + TimeDelta::seconds(30)).await.unwrap().is_empty(),
+        w.watcher
+            .pass(created + TimeDelta::seconds(30))
+            .await
+            .unwrap()
+            .is_empty(),
         "not due before its interval"
     );
     let second = w.watcher.pass(created + TimeDelta::seconds(61)).await.unwrap();
@@ -199,11 +216,19 @@ async fn a_file_added_or_changed_after_creation_fires_once_with_its_path() {
     assert_eq!((path.as_str(), *outcome), ("incoming/new.csv", FireOutcome::Started));
     let run = w.store.pipeline_run(w.ws, run_id.as_deref().unwrap()).await.unwrap();
     let input = &run.data_paths["input_data"];
-    assert_eq!((input.datastore.as_str(), input.path.as_str()), ("files", "incoming/new.csv"));
+    assert_eq!(
+        (input.datastore.as_str(), input.path.as_str()),
+        ("files", "incoming/new.csv")
+    );
 
     let third = w.watcher.pass(created + TimeDelta::seconds(122)).await.unwrap();
     assert!(third[0].fired.is_empty(), "a change fires once");
-    write(w.dir.path(), "incoming/old.csv", "a, edited", created + TimeDelta::seconds(130));
+    write(
+        w.dir.path(),
+        "incoming/old.csv",
+        "a, edited",
+        created + TimeDelta::seconds(130),
+    );
     let fourth = w.watcher.pass(created + TimeDelta::seconds(183)).await.unwrap();
     assert_eq!(fourth[0].fired.len(), 1, "a file there before fires when it changes");
     assert_eq!(
@@ -221,21 +246,43 @@ async fn a_recursive_schedule_sees_subfolders_and_a_new_watcher_fires_nothing_tw
     let w = world().await;
     let created = now();
     w.create("deep", watch("files", "incoming", true), created).await;
-    write(w.dir.path(), "incoming/sub/deep.csv", "c", created + TimeDelta::seconds(1));
+    write(
+        w.dir.path(),
+        "incoming/sub/deep.csv",
+        "c",
+        created + TimeDelta::seconds(1),
+    );
     let first = w.watcher.pass(created + TimeDelta::seconds(1)).await.unwrap();
     assert_eq!(paths(&w.changes("deep").await), ["incoming/sub/deep.csv"], "{first:?}");
 
     // Another node (or this one restarted) compares with what the store saw.
     let restarted = Watcher::new(w.store.clone(), w.pipelines.clone(), "node-b").with_config(config());
-    assert!(restarted.pass(created + TimeDelta::seconds(61)).await.unwrap()[0].fired.is_empty());
-    write(w.dir.path(), "incoming/later.csv", "d", created + TimeDelta::seconds(70));
+    assert!(
+        restarted.pass(created + TimeDelta::seconds(61)).await.unwrap()[0]
+            .fired
+            .is_empty()
+    );
+    write(
+        w.dir.path(),
+        "incoming/later.csv",
+        "d",
+        created + TimeDelta::seconds(70),
+    );
     let (a, b) = tokio::join!(
         restarted.pass(created + TimeDelta::seconds(122)),
         w.watcher.pass(created + TimeDelta::seconds(122)),
     );
-    let fired = a.unwrap().iter().chain(b.unwrap().iter()).map(|p| p.fired.len()).sum::<usize>();
+    let fired = a
+        .unwrap()
+        .iter()
+        .chain(b.unwrap().iter())
+        .map(|p| p.fired.len())
+        .sum::<usize>();
     assert_eq!(fired, 1, "two watchers polling at once fire a change once");
-    assert_eq!(paths(&w.changes("deep").await), ["incoming/sub/deep.csv", "incoming/later.csv"]);
+    assert_eq!(
+        paths(&w.changes("deep").await),
+        ["incoming/sub/deep.csv", "incoming/later.csv"]
+    );
 }
 
 #[tokio::test]
@@ -279,8 +326,20 @@ async fn enabling_fires_nothing_for_what_changed_while_disabled() {
         ..ScheduleChange::default()
     };
     w.schedules.update(w.ws, "on-data", off, None, created).await.unwrap();
-    write(w.dir.path(), "incoming/while-off.csv", "x", created + TimeDelta::minutes(30));
-    assert!(w.watcher.pass(created + TimeDelta::minutes(40)).await.unwrap().is_empty(), "not polled");
+    write(
+        w.dir.path(),
+        "incoming/while-off.csv",
+        "x",
+        created + TimeDelta::minutes(30),
+    );
+    assert!(
+        w.watcher
+            .pass(created + TimeDelta::minutes(40))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not polled"
+    );
     let enabled_at = created + TimeDelta::hours(1);
     let on = ScheduleChange {
         status: Some(ScheduleStatus::Active),
@@ -310,7 +369,11 @@ async fn a_watch_is_checked_whole_before_anything_is_written() {
                 misfire: MisfirePolicy::default(),
                 concurrency: Concurrency::default(),
             };
-            w.schedules.create(w.ws, "bad", spec, now).await.unwrap_err().to_string()
+            w.schedules
+                .create(w.ws, "bad", spec, now)
+                .await
+                .unwrap_err()
+                .to_string()
         }
     };
     let unknown = refused(watch("nowhere", "incoming", false)).await;

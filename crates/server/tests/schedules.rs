@@ -371,7 +371,11 @@ async fn the_schedule_routes_are_in_the_openapi_document() {
 async fn a_change_schedule_shows_its_watch_and_stays_change_based() {
     let (api, pipeline) = api().await;
     let created = api
-        .call("PUT", "/v1/workspaces/mlws/schedules/arrivals", Some(on_change(&pipeline)))
+        .call(
+            "PUT",
+            "/v1/workspaces/mlws/schedules/arrivals",
+            Some(on_change(&pipeline)),
+        )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let body = &created.body;
@@ -383,7 +387,9 @@ async fn a_change_schedule_shows_its_watch_and_stays_change_based() {
     assert!(body["nextPollTime"].is_string(), "{body}");
     assert!(body["nextFireTime"].is_null(), "{body}");
 
-    let next = api.call("GET", "/v1/workspaces/mlws/schedules/arrivals/next", None).await;
+    let next = api
+        .call("GET", "/v1/workspaces/mlws/schedules/arrivals/next", None)
+        .await;
     assert_eq!(next.status, StatusCode::BAD_REQUEST);
     assert!(next.message().contains("is change-based"), "{}", next.message());
     let to_time = json!({"recurrence": {"frequency": "Hour", "interval": 1}});
@@ -403,6 +409,9 @@ async fn a_change_schedule_shows_its_watch_and_stays_change_based() {
             json!({"pollingInterval": 10, "recursive": true}),
         )
         .await;
-    assert_eq!((changed["pollingInterval"].clone(), changed["recursive"].clone()), (json!(10), json!(true)));
+    assert_eq!(
+        (changed["pollingInterval"].clone(), changed["recursive"].clone()),
+        (json!(10), json!(true))
+    );
     assert_eq!(changed["pathOnDatastore"], "incoming", "what a change leaves out stays");
 }

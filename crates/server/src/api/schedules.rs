@@ -138,7 +138,13 @@ impl From<PipelineSchedule> for ScheduleView {
             experiment_name: s.experiment_name,
             recurrence: s.recurrence,
             datastore: watch.map(|w| w.datastore.clone()),
-            path_on_datastore: watch.map(|w| if w.path.is_empty() { ".".to_owned() } else { w.path.clone() }),
+            path_on_datastore: watch.map(|w| {
+                if w.path.is_empty() {
+                    ".".to_owned()
+                } else {
+                    w.path.clone()
+                }
+            }),
             recursive: watch.map(|w| w.recursive),
             polling_interval: watch.map(|w| w.polling_seconds / 60),
             polling_interval_seconds: watch.map(|w| w.polling_seconds),

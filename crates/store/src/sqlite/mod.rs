@@ -837,7 +837,9 @@ impl Store for SqliteStore {
 
     async fn record_poll(&self, poll: PollDone) -> Result<()> {
         self.writer()?
-            .write(Appends::Nothing, move |conn| Box::pin(schedules::after_poll(conn, poll)))
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(schedules::after_poll(conn, poll))
+            })
             .await
     }
 

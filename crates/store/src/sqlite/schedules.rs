@@ -399,7 +399,11 @@ pub(super) async fn record_change(
         .bind(&at)
         .bind(&seen.path);
     let mut recorded = unique(inserted.fetch_one(&mut *conn).await, || {
-        format!("schedule {} recorded a change at {} before", change.schedule_id, time(change.fire_time))
+        format!(
+            "schedule {} recorded a change at {} before",
+            change.schedule_id,
+            time(change.fire_time)
+        )
     })
     .and_then(|row| fire_from_row(&row))?;
     if let Some(run) = run {

@@ -59,9 +59,16 @@ pub async fn change_schedules_keep_their_watch_and_their_polls(store: Arc<dyn St
         .unwrap();
     assert_eq!(created.kind, ScheduleKind::Change);
     assert_eq!(created.watch, change_schedule("on-data", &pipeline).watch);
-    assert!(created.next_poll_at.is_some(), "an active change schedule is polled at once");
+    assert!(
+        created.next_poll_at.is_some(),
+        "an active change schedule is polled at once"
+    );
     assert_eq!(created.next_fire_at, None);
-    assert_eq!(store.earliest_fire().await.unwrap(), None, "the time scheduler never sees it");
+    assert_eq!(
+        store.earliest_fire().await.unwrap(),
+        None,
+        "the time scheduler never sees it"
+    );
     let later = at("2026-01-01T00:01:00Z");
     let due = store.due_polls(later, 10).await.unwrap();
     assert_eq!(due.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["on-data"]);
@@ -144,7 +151,12 @@ pub async fn a_change_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
     );
 
     let run = || Some(tick_run(&pipeline, &schedule, "change-1"));
-    let new_file = change(&schedule, None, object("incoming/new.csv", "n1"), "2026-01-01T00:20:00Z");
+    let new_file = change(
+        &schedule,
+        None,
+        object("incoming/new.csv", "n1"),
+        "2026-01-01T00:20:00Z",
+    );
     let first = store.record_change(ws, new_file.clone(), run()).await.unwrap();
     let fire = first.fire.expect("a file never seen is a change");
     assert_eq!(fire.outcome, FireOutcome::Started);
@@ -160,9 +172,19 @@ pub async fn a_change_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
         "a change recorded before is not recorded again"
     );
 
-    let stale = change(&schedule, Some("v0"), object("incoming/old.csv", "v2"), "2026-01-01T00:30:00Z");
+    let stale = change(
+        &schedule,
+        Some("v0"),
+        object("incoming/old.csv", "v2"),
+        "2026-01-01T00:30:00Z",
+    );
     assert_eq!(store.record_change(ws, stale, run()).await.unwrap().fire, None);
-    let modified = change(&schedule, Some("v1"), object("incoming/old.csv", "v2"), "2026-01-01T00:31:00Z");
+    let modified = change(
+        &schedule,
+        Some("v1"),
+        object("incoming/old.csv", "v2"),
+        "2026-01-01T00:31:00Z",
+    );
     let failed = NewChange {
         outcome: FireOutcome::Failed,
         reason: Some("pipeline disabled".into()),
@@ -179,7 +201,9 @@ pub async fn a_change_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
     assert_eq!(after.last_error.as_deref(), Some("pipeline disabled"));
     let seen = store.seen_objects(&schedule.id).await.unwrap();
     assert_eq!(
-        seen.iter().map(|o| (o.path.as_str(), o.version.as_str())).collect::<Vec<_>>(),
+        seen.iter()
+            .map(|o| (o.path.as_str(), o.version.as_str()))
+            .collect::<Vec<_>>(),
         [("incoming/new.csv", "n1"), ("incoming/old.csv", "v2")]
     );
 

@@ -20,8 +20,8 @@ pub use datastores::*;
 pub use pipelines::*;
 mod change_schedules;
 mod schedules;
-pub use schedules::*;
 pub use change_schedules::*;
+pub use schedules::*;
 
 pub fn new_source(kind: SourceKind, name: &str) -> NewSource {
     NewSource {
