@@ -213,3 +213,95 @@ fn a_dropped_file_starts_one_run_and_a_restart_neither_refires_nor_misses() {
     assert!(shown["lastPollTime"].is_string(), "{shown}");
     assert!(shown["lastError"].is_null(), "{shown}");
 }
+
+/// The same on S3 (moto's server, `MLGRID_TEST_S3`): a listing through object_store,
+/// the object's e-tag as its version, the file fetched for the run's check.
+#[test]
+fn an_object_uploaded_to_s3_starts_one_run() {
+    let Some(endpoint) = std::env::var("MLGRID_TEST_S3").ok() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "MLGRID_TEST_S3 is not set: CI must start moto (scripts/services)"
+        );
+        eprintln!("skipped: MLGRID_TEST_S3 is not set (run scripts/test)");
+        return;
+    };
+    let bucket = format!("mlgrid-change-{}", std::process::id());
+    let put = |path: &str, body: &str| {
+        let url = format!("{endpoint}/{bucket}{path}");
+        let status = std::process::Command::new("curl")
+            .args(["-sf", "-X", "PUT", "--data-binary", body, &url])
+            .status()
+            .unwrap();
+        assert!(status.success(), "moto refused PUT {url}");
+    };
+    put("", "");
+    put("/in/before.csv", "there before");
+    std::thread::sleep(Duration::from_secs(6)); // past the 5 s of clock skew allowed
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--min-polling-seconds", "1", "--allow-loopback-webhooks"]);
+    server.json(&["workspace", "create", "-n", "mlws"]);
+    let out = std::process::Command::new(common::BIN)
+        .args(["--server", &server.url, "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "datastore",
+            "create",
+            "-w",
+            "mlws",
+            "-n",
+            "lake",
+            "--type",
+            "s3",
+            "--bucket",
+            &bucket,
+            "--endpoint",
+            &endpoint,
+            "--credentials",
+            "stored",
+            "--access-key-id",
+            "AKIDCHANGE",
+        ])
+        .env("MLGRID_DATASTORE_SECRET_ACCESS_KEY", "moto-accepts-anything")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = dir.path().join("ingest.yml");
+    std::fs::write(&file, PIPELINE).unwrap();
+    let pipeline = server.json(&["pipeline", "publish", "-w", "mlws", "-f", file.to_str().unwrap()])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.json(&[
+        "schedule",
+        "create",
+        "-w",
+        "mlws",
+        "-n",
+        "on-data",
+        "--pipeline-id",
+        &pipeline,
+        "-e",
+        "arrivals",
+        "--datastore",
+        "lake",
+        "--path-on-datastore",
+        "in",
+        "--polling-interval-seconds",
+        "1",
+        "--data-path-parameter-name",
+        "input",
+    ]);
+    let started = Instant::now();
+    while server.json(&["schedule", "show", "-w", "mlws", "-n", "on-data"])["lastPollTime"].is_null() {
+        assert!(started.elapsed() < Duration::from_secs(30), "never polled");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    put("/in/new.csv", "a,b\n1,2\n");
+    let fires = changes_until(&server, "on-data", |f| !f.is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(changes_until(&server, "on-data", |_| true).len(), 1);
+    assert_eq!(paths(&fires), ["in/new.csv"]);
+    assert_eq!(fires[0]["outcome"], "started", "{fires:?}");
+}
