@@ -215,6 +215,10 @@ pub struct ServeArgs {
     /// takes over within this and a third of it. Tests shorten it.
     #[arg(long, default_value_t = 30, hide = true)]
     pub scheduler_lease_seconds: u64,
+    /// The shortest polling interval a change schedule may have, in seconds. Tests lower
+    /// it (with `schedule create --polling-interval-seconds`); a minute otherwise.
+    #[arg(long, default_value_t = 60, hide = true)]
+    pub min_polling_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -714,12 +718,34 @@ pub struct ScheduleFields {
     /// Runs of the schedule that may go at once [default: 1].
     #[arg(long)]
     pub max_concurrent: Option<u32>,
+    /// A change schedule: the datastore whose folder it watches (instead of
+    /// --frequency).
+    #[arg(long)]
+    pub datastore: Option<String>,
+    /// The folder of --datastore it watches (`.` for the root): a file added or changed
+    /// in it starts a run.
+    #[arg(long)]
+    pub path_on_datastore: Option<String>,
+    /// Minutes between two listings of the folder [default: 5].
+    #[arg(long)]
+    pub polling_interval: Option<u32>,
+    /// The same in seconds, for tests (a server refuses less than a minute unless
+    /// started with `--min-polling-seconds`).
+    #[arg(long, hide = true)]
+    pub polling_interval_seconds: Option<u32>,
+    /// The pipeline's data-path parameter that gets the changed file.
+    #[arg(long)]
+    pub data_path_parameter_name: Option<String>,
+    /// Files in subfolders of --path-on-datastore count too (`--recursive false` to stop).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub recursive: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {
     /// Create a time schedule (--pipeline-id, --experiment-name, --frequency and
-    /// --interval are needed).
+    /// --interval) or a change schedule (--pipeline-id, --experiment-name, --datastore and
+    /// --path-on-datastore).
     Create {
         #[command(flatten)]
         schedule: ScheduleRef,
@@ -747,7 +773,8 @@ pub enum ScheduleCommand {
     Enable(ScheduleRef),
     Disable(ScheduleRef),
     Delete(ScheduleRef),
-    /// The coming fire times, in UTC and on the schedule's zone's clock.
+    /// The coming fire times, in UTC and on the schedule's zone's clock (a change
+    /// schedule says what it watches instead).
     Next {
         #[command(flatten)]
         schedule: ScheduleRef,

@@ -16,7 +16,8 @@
 //!   runs it as a local process group with capped logs, a timeout and cancellation.
 //! - [`Scheduler`]: fires the ticks of time schedules on one node of a cluster (a
 //!   lease), each tick recorded once with its run; [`Schedules`]: what the API asks of
-//!   schedules, checked whole before anything is written.
+//!   schedules, checked whole before anything is written; [`Watcher`]: polls the
+//!   folders of change schedules (a lease too), each change recorded once with its run.
 //! - [`reuse`]: the key that says whether an earlier step's outputs can stand for a
 //!   step's run, and the copy of those outputs.
 //!
@@ -34,6 +35,7 @@ pub mod runner;
 mod scheduler;
 mod schedules;
 mod service;
+mod watcher;
 
 pub use datastore::registry::{DatastoreRegistry, EndpointGuard, Registration, RegistryError};
 pub use datastore::remote::ObjectStoreDatastore;
@@ -48,5 +50,8 @@ pub use render::{RenderError, StepSpec, render_step};
 pub use reuse::{ReuseError, copy_outputs, reuse_key};
 pub use runner::{ExitOutcome, LocalProcessRunner, StepExit, StepRunner};
 pub use scheduler::{Fired, Plan, RUN_SOURCE, Scheduler, SchedulerConfig, SchedulerHandle, plan};
-pub use schedules::{MAX_UPCOMING, ScheduleChange, ScheduleSpec, Schedules, Upcoming};
+pub use schedules::{
+    DEFAULT_POLLING_SECONDS, MAX_UPCOMING, ScheduleChange, ScheduleSpec, Schedules, Upcoming, WatchSpec,
+};
 pub use service::{LogChunk, LogStream, PipelineError, Pipelines, Submission, Target};
+pub use watcher::{Polled, Watcher, WatcherConfig, WatcherHandle, backoff, version_of};

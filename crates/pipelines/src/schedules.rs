@@ -2,10 +2,13 @@
 //! checked whole before anything is written, and what they will fire next.
 //!
 //! A recurrence is checked by core (`Recurrence::check`, whose error names the rule
-//! broken), the parameters against the pipeline's definition as a submission would be,
-//! and the first tick computed here; the store refuses what only it can tell (a taken
-//! name, a disabled pipeline, a change of kind). Every change wakes the scheduler, so a
-//! new first tick that comes sooner than the one it sleeps until is not missed.
+//! broken), a change schedule's watch here (a datastore of the workspace, a folder
+//! inside it, a polling interval of at least a minute, a data-path parameter the
+//! pipeline has), the parameters against the pipeline's definition as a submission
+//! would be, and the first tick computed here; the store refuses what only it can tell
+//! (a taken name, a disabled pipeline, a change of kind). Every change wakes the
+//! scheduler and the watcher, so a first tick or poll that comes sooner than the one
+//! they sleep until is not missed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,21 +17,41 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use mlgrid_core::schedule::{Concurrency, MisfirePolicy, Recurrence, Schedule};
 use mlgrid_store::{
-    NewSchedule, PipelineSchedule, ScheduleFilter, ScheduleFire, ScheduleKind, ScheduleStatus, SourceId, Store,
+    ChangeWatch, NewSchedule, PipelineSchedule, ScheduleFilter, ScheduleFire, ScheduleKind, ScheduleStatus, SourceId,
+    Store,
 };
 
+use crate::datastore::relative_prefix;
 use crate::scheduler::SchedulerHandle;
 use crate::service::{PipelineError, Pipelines};
+use crate::watcher::WatcherHandle;
 
 /// Most fire times `next` computes at once.
 pub const MAX_UPCOMING: usize = 100;
 
-/// A time schedule as a person writes it (all of it, for a create).
+/// The polling interval of a change schedule that does not give one: Azure ML's.
+pub const DEFAULT_POLLING_SECONDS: u32 = 300;
+
+/// What a change schedule watches, as a person writes it: all of it but the datastore
+/// and the path may be left out (then defaults, or for an update what it was).
+#[derive(Debug, Clone, Default)]
+pub struct WatchSpec {
+    pub datastore: Option<String>,
+    /// A folder relative to the datastore's root.
+    pub path: Option<String>,
+    pub recursive: Option<bool>,
+    pub polling_seconds: Option<u32>,
+    pub data_path_parameter: Option<String>,
+}
+
+/// A schedule as a person writes it (all of it, for a create): a recurrence (a time
+/// schedule) or a watch (a change schedule).
 #[derive(Debug, Clone)]
 pub struct ScheduleSpec {
     pub pipeline_id: String,
     pub experiment_name: String,
-    pub recurrence: Recurrence,
+    pub recurrence: Option<Recurrence>,
+    pub watch: Option<WatchSpec>,
     pub parameters: BTreeMap<String, serde_json::Value>,
     pub continue_on_step_failure: bool,
     pub status: ScheduleStatus,
@@ -44,6 +67,8 @@ pub struct ScheduleChange {
     pub pipeline_id: Option<String>,
     pub experiment_name: Option<String>,
     pub recurrence: Option<Recurrence>,
+    /// What of a change schedule's watch changes.
+    pub watch: Option<WatchSpec>,
     pub parameters: Option<BTreeMap<String, serde_json::Value>>,
     pub continue_on_step_failure: Option<bool>,
     pub status: Option<ScheduleStatus>,
@@ -64,6 +89,7 @@ pub struct Schedules {
     store: Arc<dyn Store>,
     pipelines: Pipelines,
     scheduler: SchedulerHandle,
+    watcher: WatcherHandle,
 }
 
 /// A recurrence checked by core; its refusal, which names the rule, is a bad request.
@@ -91,12 +117,87 @@ fn first_tick(schedule: &Schedule, status: ScheduleStatus, after: DateTime<Utc>)
 }
 
 impl Schedules {
-    pub fn new(store: Arc<dyn Store>, pipelines: Pipelines, scheduler: SchedulerHandle) -> Schedules {
+    pub fn new(
+        store: Arc<dyn Store>,
+        pipelines: Pipelines,
+        scheduler: SchedulerHandle,
+        watcher: WatcherHandle,
+    ) -> Schedules {
         Schedules {
             store,
             pipelines,
             scheduler,
+            watcher,
         }
+    }
+
+    fn wake(&self) {
+        self.scheduler.wake();
+        self.watcher.wake();
+    }
+
+    /// A change schedule's watch checked whole: `spec` over `current` (an update's
+    /// schedule, if any), changes counting from `since`, or from `now` when it watches
+    /// another folder than `current`.
+    async fn watch(
+        &self,
+        workspace: SourceId,
+        pipeline_id: &str,
+        spec: WatchSpec,
+        current: Option<&ChangeWatch>,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<ChangeWatch, PipelineError> {
+        let invalid = |m: String| PipelineError::Invalid(m);
+        let datastore = spec
+            .datastore
+            .or_else(|| current.map(|c| c.datastore.clone()))
+            .ok_or_else(|| invalid("a change schedule needs a datastore (`datastore`, `--datastore`)".to_owned()))?;
+        let path = spec.path.or_else(|| current.map(|c| c.path.clone())).ok_or_else(|| {
+            invalid(
+                "a change schedule needs the folder to watch (`pathOnDatastore`, `--path-on-datastore`; `.` for \
+                     the datastore's root)"
+                    .to_owned(),
+            )
+        })?;
+        let folder = relative_prefix(&datastore, &path).map_err(|e| invalid(e.to_string()))?;
+        let path = folder.to_string_lossy().into_owned();
+        let polling_seconds = spec
+            .polling_seconds
+            .or(current.map(|c| c.polling_seconds))
+            .unwrap_or(DEFAULT_POLLING_SECONDS);
+        let floor = self.watcher.min_polling().as_secs();
+        if u64::from(polling_seconds) < floor {
+            return Err(invalid(if floor == 60 {
+                format!("the polling interval must be at least 1 minute (got {polling_seconds} seconds)")
+            } else {
+                format!("the polling interval must be at least {floor} seconds (got {polling_seconds})")
+            }));
+        }
+        let datastores = self.pipelines.datastores(workspace).await?;
+        datastores.get(&datastore).map_err(|e| invalid(e.to_string()))?;
+        let data_path_parameter = spec
+            .data_path_parameter
+            .or_else(|| current.and_then(|c| c.data_path_parameter.clone()));
+        if let Some(name) = &data_path_parameter {
+            self.pipelines
+                .check_data_path_parameter(workspace, pipeline_id, name)
+                .await?;
+        }
+        let recursive = spec.recursive.or(current.map(|c| c.recursive)).unwrap_or(false);
+        // Another folder is watched from now: what it holds already does not fire.
+        let since = match current {
+            Some(c) if c.datastore == datastore && c.path == path && c.recursive == recursive => since,
+            _ => now,
+        };
+        Ok(ChangeWatch {
+            datastore,
+            path,
+            recursive,
+            polling_seconds,
+            data_path_parameter,
+            since,
+        })
     }
 
     /// Creates a time schedule named `name` at `now`.
@@ -110,18 +211,44 @@ impl Schedules {
         if name.trim().is_empty() {
             return Err(PipelineError::Invalid("a schedule needs a name".to_owned()));
         }
-        let schedule = compile(&spec.recurrence, now)?;
-        let recurrence = anchored(spec.recurrence, &schedule);
         self.pipelines
             .check_parameters(workspace, &spec.pipeline_id, &spec.parameters)
             .await?;
+        let (kind, recurrence, watch, next_fire_at) = match (spec.recurrence, spec.watch) {
+            (Some(recurrence), None) => {
+                let schedule = compile(&recurrence, now)?;
+                let next = first_tick(&schedule, spec.status, now);
+                (ScheduleKind::Time, Some(anchored(recurrence, &schedule)), None, next)
+            }
+            (None, Some(watch)) => {
+                let watch = self.watch(workspace, &spec.pipeline_id, watch, None, now, now).await?;
+                (ScheduleKind::Change, None, Some(watch), None)
+            }
+            (Some(_), Some(_)) => {
+                return Err(PipelineError::Invalid(
+                    "a schedule fires at times (a recurrence: --frequency, --interval, ...) or on changes (a \
+                     datastore path: --datastore, --path-on-datastore, ...), not both: give one of them"
+                        .to_owned(),
+                ));
+            }
+            (None, None) => {
+                return Err(PipelineError::Invalid(
+                    "a new schedule needs a recurrence (a time schedule: --frequency and --interval) or a \
+                     datastore path (a change schedule: --datastore and --path-on-datastore)"
+                        .to_owned(),
+                ));
+            }
+        };
+        let next_poll_at = (watch.is_some() && spec.status == ScheduleStatus::Active).then_some(now);
         let new = NewSchedule {
             name: name.to_owned(),
-            kind: ScheduleKind::Time,
-            next_fire_at: first_tick(&schedule, spec.status, now),
+            kind,
+            next_fire_at,
+            next_poll_at,
             pipeline_id: spec.pipeline_id,
             experiment_name: spec.experiment_name,
-            recurrence: Some(recurrence),
+            recurrence,
+            watch,
             parameters: spec.parameters,
             continue_on_step_failure: spec.continue_on_step_failure,
             status: spec.status,
@@ -129,7 +256,7 @@ impl Schedules {
             concurrency: spec.concurrency,
         };
         let created = self.store.create_schedule(workspace, new).await?;
-        self.scheduler.wake();
+        self.wake();
         Ok(created)
     }
 
@@ -158,7 +285,14 @@ impl Schedules {
         now: DateTime<Utc>,
     ) -> Result<PipelineSchedule, PipelineError> {
         let current = self.store.schedule(workspace, name).await?;
-        let kind = change.kind.unwrap_or(current.kind);
+        // Naming what the other kind has asks for the other kind, which the store
+        // refuses saying so.
+        let kind = match (change.kind, &change.recurrence, &change.watch) {
+            (Some(kind), _, _) => kind,
+            (None, Some(_), None) => ScheduleKind::Time,
+            (None, None, Some(_)) => ScheduleKind::Change,
+            _ => current.kind,
+        };
         // A new recurrence without a start time keeps the schedule's anchor.
         let recurrence = match (change.recurrence, &current.recurrence) {
             (Some(mut new), Some(old)) if new.start_time.is_none() => {
@@ -170,6 +304,22 @@ impl Schedules {
         let status = change.status.unwrap_or(current.status);
         let parameters = change.parameters.unwrap_or(current.parameters.clone());
         let pipeline_id = change.pipeline_id.unwrap_or(current.pipeline_id.clone());
+        let watch = match (kind, current.kind) {
+            (ScheduleKind::Change, ScheduleKind::Change) => {
+                // Enabling watches from now on: what changed while disabled does not fire.
+                let since = if status == ScheduleStatus::Active && current.status == ScheduleStatus::Disabled {
+                    now
+                } else {
+                    current.watch.as_ref().map_or(now, |w| w.since)
+                };
+                let spec = change.watch.unwrap_or_default();
+                Some(
+                    self.watch(workspace, &pipeline_id, spec, current.watch.as_ref(), since, now)
+                        .await?,
+                )
+            }
+            _ => None,
+        };
         let next_fire_at = match (&recurrence, kind) {
             (Some(recurrence), ScheduleKind::Time) => {
                 let schedule = compile(recurrence, current.created_at)?;
@@ -197,9 +347,13 @@ impl Schedules {
             misfire: change.misfire.unwrap_or(current.misfire),
             concurrency: change.concurrency.unwrap_or(current.concurrency),
             next_fire_at,
+            // Polled at once after a change: a new folder's first poll, or the first after
+            // enabling, records what is there.
+            next_poll_at: (watch.is_some() && status == ScheduleStatus::Active).then_some(now),
+            watch,
         };
         let updated = self.store.update_schedule(workspace, name, new, if_match).await?;
-        self.scheduler.wake();
+        self.wake();
         Ok(updated)
     }
 
@@ -219,7 +373,9 @@ impl Schedules {
         let current = self.store.schedule(workspace, name).await?;
         let Some(recurrence) = &current.recurrence else {
             return Err(PipelineError::Invalid(format!(
-                "schedule `{name}` fires on changes, not at times: it has no fire times to show"
+                "schedule `{name}` is change-based: it fires when a file is added or changed in its datastore \
+                 folder, not at times, so it has no fire times to show (`mlgrid schedule show` gives its last \
+                 and next poll)"
             )));
         };
         let schedule = compile(recurrence, current.created_at)?;

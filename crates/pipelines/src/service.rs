@@ -104,7 +104,7 @@ impl Pipelines {
     }
 
     /// The datastores of a workspace, the registered ones among them.
-    async fn datastores(&self, workspace: SourceId) -> Result<Datastores, PipelineError> {
+    pub(crate) async fn datastores(&self, workspace: SourceId) -> Result<Datastores, PipelineError> {
         self.datastores.datastores(workspace).await.map_err(|e| match e {
             RegistryError::Store(e) => PipelineError::Store(e),
             other => PipelineError::Invalid(other.to_string()),
@@ -216,6 +216,30 @@ impl Pipelines {
             .assign(parameters)
             .map_err(PipelineError::Invalid)?;
         Ok(published)
+    }
+
+    /// Refuses a data-path parameter the pipeline does not have, naming those it has.
+    pub(crate) async fn check_data_path_parameter(
+        &self,
+        workspace: SourceId,
+        pipeline_id: &str,
+        name: &str,
+    ) -> Result<(), PipelineError> {
+        let published = self.store.pipeline(workspace, pipeline_id).await?;
+        let pipeline = self.definitions.get(&published)?;
+        if pipeline.data_paths.contains_key(name) {
+            return Ok(());
+        }
+        let known: Vec<&str> = pipeline.data_paths.keys().map(String::as_str).collect();
+        Err(PipelineError::Invalid(format!(
+            "pipeline `{}` has no data-path parameter `{name}` to take the changed file; its data paths: {}",
+            published.name,
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )))
     }
 
     /// What a pipeline trigger names: a pipeline's id, else a pipeline endpoint's name.

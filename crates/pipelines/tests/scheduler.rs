@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use mlgrid_core::schedule::{Concurrency, MisfirePolicy, OverlapPolicy, Recurrence};
 use mlgrid_pipelines::{
     DataLayout, DatastoreRegistry, Definitions, EndpointGuard, Executor, ExecutorConfig, LocalProcessRunner, Pipelines,
-    ScheduleChange, ScheduleSpec, Scheduler, Schedules, SecretKey,
+    ScheduleChange, ScheduleSpec, Scheduler, Schedules, SecretKey, WatcherHandle,
 };
 use mlgrid_store::{FireOutcome, NewSource, ScheduleStatus, SourceId, SqliteStore, Store};
 use serde_json::json;
@@ -81,7 +81,7 @@ async fn world() -> World {
     let pipelines = Pipelines::new(store.clone(), layout, datastores, definitions, executor.handle());
     let pipeline_id = pipelines.publish(ws, PIPELINE, None).await.unwrap().id;
     let scheduler = Scheduler::new(store.clone(), pipelines.clone(), "node-a");
-    let schedules = Schedules::new(store.clone(), pipelines, scheduler.handle());
+    let schedules = Schedules::new(store.clone(), pipelines, scheduler.handle(), WatcherHandle::default());
     World {
         _dir: dir,
         store,
@@ -104,7 +104,8 @@ impl World {
         let spec = ScheduleSpec {
             pipeline_id: self.pipeline_id.clone(),
             experiment_name: "scheduled".into(),
-            recurrence: serde_json::from_value::<Recurrence>(recurrence).unwrap(),
+            recurrence: Some(serde_json::from_value::<Recurrence>(recurrence).unwrap()),
+            watch: None,
             parameters: [("epochs".to_owned(), json!(5))].into(),
             continue_on_step_failure: false,
             status: ScheduleStatus::Active,

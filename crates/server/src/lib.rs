@@ -136,6 +136,7 @@ pub async fn run_node(
         ),
         tokio::spawn(state.executor.clone().run(workers.clone())),
         tokio::spawn(state.scheduler.clone().run(workers.clone())),
+        tokio::spawn(state.watcher.clone().run(workers.clone())),
         tokio::spawn(
             prune::Pruner::new(
                 state.store.clone(),

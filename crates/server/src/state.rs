@@ -11,7 +11,7 @@ use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
 use mlgrid_delivery::{ExportProblems, Handshakes, Validator};
 use mlgrid_pipelines::{
-    DataLayout, DatastoreRegistry, Definitions, Executor, LocalProcessRunner, Pipelines, Scheduler, Schedules,
+    DataLayout, DatastoreRegistry, Definitions, Executor, LocalProcessRunner, Pipelines, Scheduler, Schedules, Watcher,
 };
 use mlgrid_store::{SourceId, Store};
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub executor: mlgrid_pipelines::ExecutorConfig,
     /// How the scheduler holds its lease and paces its passes.
     pub scheduler: mlgrid_pipelines::SchedulerConfig,
+    /// How the watcher of change schedules holds its lease and paces its polls.
+    pub watcher: mlgrid_pipelines::WatcherConfig,
     /// Whether Contributors may skip the validation handshake of a webhook (else it
     /// takes Owner: the receiver has not consented to the events).
     pub allow_contributor_skip_validation: bool,
@@ -94,6 +96,7 @@ impl Default for ServerConfig {
             pipeline_runs_root: PathBuf::from("mlgrid-data/pipeline-runs"),
             executor: mlgrid_pipelines::ExecutorConfig::default(),
             scheduler: mlgrid_pipelines::SchedulerConfig::default(),
+            watcher: mlgrid_pipelines::WatcherConfig::default(),
             connections: crate::ConnectionLimits::default(),
             allow_contributor_skip_validation: false,
             retention: crate::prune::RetentionConfig::default(),
@@ -128,6 +131,9 @@ pub struct AppState {
     /// Fires the ticks of schedules (on the node holding its lease); [`crate::run_node`]
     /// starts it.
     pub scheduler: Scheduler,
+    /// Polls the folders of change schedules (on the node holding its lease);
+    /// [`crate::run_node`] starts it.
+    pub watcher: Watcher,
 }
 
 impl AppState {
@@ -168,8 +174,11 @@ impl AppState {
         );
         let scheduler =
             Scheduler::new(store.clone(), pipelines.clone(), config.node_id.clone()).with_config(config.scheduler);
-        let schedules = Schedules::new(store.clone(), pipelines.clone(), scheduler.handle());
+        let watcher =
+            Watcher::new(store.clone(), pipelines.clone(), config.node_id.clone()).with_config(config.watcher);
+        let schedules = Schedules::new(store.clone(), pipelines.clone(), scheduler.handle(), watcher.handle());
         Ok(AppState {
+            watcher,
             schedules,
             scheduler,
             pipelines,

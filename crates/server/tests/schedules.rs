@@ -35,6 +35,15 @@ fn hourly(pipeline_id: &str) -> Value {
     })
 }
 
+fn on_change(pipeline_id: &str) -> Value {
+    json!({
+        "pipelineId": pipeline_id,
+        "experimentName": "arrivals",
+        "datastore": "workspaceblobstore",
+        "pathOnDatastore": "incoming",
+    })
+}
+
 fn with(mut body: Value, field: &str, value: Value) -> Value {
     body[field] = value;
     body
@@ -76,7 +85,35 @@ async fn bad_input_is_refused_naming_the_rule_and_nothing_is_created() {
         ),
         (
             with(hourly(&pipeline), "kind", json!("change")),
-            "change-based schedules are not available yet",
+            "a change schedule needs `datastore` and `pathOnDatastore`",
+        ),
+        (
+            with(hourly(&pipeline), "datastore", json!("workspaceblobstore")),
+            "a schedule fires at times (`recurrence`) or on changes",
+        ),
+        (
+            with(on_change(&pipeline), "datastore", json!("nope")),
+            "no datastore `nope`",
+        ),
+        (
+            with(on_change(&pipeline), "pathOnDatastore", json!("in/../../x")),
+            "`..` is not allowed",
+        ),
+        (
+            with(on_change(&pipeline), "pathOnDatastore", json!("/etc")),
+            "it is absolute",
+        ),
+        (
+            with(on_change(&pipeline), "pollingInterval", json!(0)),
+            "the polling interval must be at least 1 minute (got 0 seconds)",
+        ),
+        (
+            with(on_change(&pipeline), "pollingIntervalSeconds", json!(5)),
+            "the polling interval must be at least 1 minute (got 5 seconds)",
+        ),
+        (
+            with(on_change(&pipeline), "dataPathParameterName", json!("input")),
+            "has no data-path parameter `input`",
         ),
         (
             with(hourly(&pipeline), "misfirePolicy", json!("sometimes")),
@@ -328,4 +365,53 @@ async fn the_schedule_routes_are_in_the_openapi_document() {
     ] {
         assert!(paths.contains_key(path), "{path}");
     }
+}
+
+#[tokio::test]
+async fn a_change_schedule_shows_its_watch_and_stays_change_based() {
+    let (api, pipeline) = api().await;
+    let created = api
+        .call(
+            "PUT",
+            "/v1/workspaces/mlws/schedules/arrivals",
+            Some(on_change(&pipeline)),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let body = &created.body;
+    assert_eq!(body["kind"], "change");
+    assert_eq!(body["datastore"], "workspaceblobstore");
+    assert_eq!(body["pathOnDatastore"], "incoming");
+    assert_eq!(body["pollingInterval"], 5, "Azure ML's default: {body}");
+    assert_eq!(body["recursive"], false);
+    assert!(body["nextPollTime"].is_string(), "{body}");
+    assert!(body["nextFireTime"].is_null(), "{body}");
+
+    let next = api
+        .call("GET", "/v1/workspaces/mlws/schedules/arrivals/next", None)
+        .await;
+    assert_eq!(next.status, StatusCode::BAD_REQUEST);
+    assert!(next.message().contains("is change-based"), "{}", next.message());
+    let to_time = json!({"recurrence": {"frequency": "Hour", "interval": 1}});
+    let switch = api
+        .call("PATCH", "/v1/workspaces/mlws/schedules/arrivals", Some(to_time))
+        .await;
+    assert_eq!(switch.status, StatusCode::CONFLICT, "{}", switch.body);
+    assert!(
+        switch.message().contains("change-based and cannot become time-based"),
+        "{}",
+        switch.message()
+    );
+    let changed = api
+        .ok(
+            "PATCH",
+            "/v1/workspaces/mlws/schedules/arrivals",
+            json!({"pollingInterval": 10, "recursive": true}),
+        )
+        .await;
+    assert_eq!(
+        (changed["pollingInterval"].clone(), changed["recursive"].clone()),
+        (json!(10), json!(true))
+    );
+    assert_eq!(changed["pathOnDatastore"], "incoming", "what a change leaves out stays");
 }

@@ -142,26 +142,39 @@ pub struct StoredDatastore {
 }
 
 /// What uses a datastore, and so keeps it from being deleted.
-///
-/// Schedules join here: the `schedules` table (migration 0013) adds a field for the
-/// schedules that read the datastore, filled by each backend's `datastore_users`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DatastoreUsers {
     /// Enabled pipelines with a data path on the datastore, as `name` version `v` (`id`).
     pub pipelines: Vec<String>,
+    /// Change schedules that watch it, enabled or not (a disabled one would fail when
+    /// enabled again), by name.
+    pub schedules: Vec<String>,
 }
 
 impl DatastoreUsers {
     pub fn is_empty(&self) -> bool {
-        self.pipelines.is_empty()
+        self.pipelines.is_empty() && self.schedules.is_empty()
     }
 
     /// The refusal of a delete, naming every user and how to free the datastore.
     pub(crate) fn refusal(&self, datastore: &str) -> StoreError {
+        let mut users = Vec::new();
+        if !self.pipelines.is_empty() {
+            users.push(format!(
+                "pipelines {} have data paths on it (disable them: `mlgrid pipeline disable`)",
+                self.pipelines.join(", ")
+            ));
+        }
+        if !self.schedules.is_empty() {
+            let names: Vec<String> = self.schedules.iter().map(|n| format!("`{n}`")).collect();
+            users.push(format!(
+                "change schedules {} watch it (delete them: `mlgrid schedule delete`)",
+                names.join(", ")
+            ));
+        }
         StoreError::Conflict(format!(
-            "datastore `{datastore}` is in use, so it cannot be deleted: pipelines {} have data paths on it; \
-             disable them (`mlgrid pipeline disable`) first",
-            self.pipelines.join(", ")
+            "datastore `{datastore}` is in use, so it cannot be deleted: {}; then delete the datastore",
+            users.join("; ")
         ))
     }
 }

@@ -446,6 +446,43 @@ pub trait Store: Send + Sync + 'static {
     /// `etag`.
     async fn advance_schedule(&self, schedule_id: &str, etag: &str, next_fire_at: Option<DateTime<Utc>>) -> Result<()>;
 
+    // The watcher of change schedules: polls, the objects it has seen, and the changes
+    // it records (see [`schedules`]).
+
+    /// Active change schedules whose next poll is at or before `now`, the longest due
+    /// first, at most `limit`.
+    async fn due_polls(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>>;
+
+    /// The earliest next poll of every active change schedule: what the watcher sleeps
+    /// until.
+    async fn earliest_poll(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// Records how a poll went on its schedule: when, the next poll (unless the schedule
+    /// was disabled meanwhile), and its error or the end of one.
+    async fn record_poll(&self, poll: PollDone) -> Result<()>;
+
+    /// Every object the watcher has seen, by path.
+    async fn seen_objects(&self, watcher_id: &str) -> Result<Vec<SeenObject>>;
+
+    /// Records objects as seen without firing (what was there before the schedule
+    /// watched), replacing what was recorded of them.
+    async fn record_seen(&self, watcher_id: &str, objects: Vec<SeenObject>) -> Result<()>;
+
+    /// Forgets objects the watcher saw that are gone: one that comes back is new.
+    async fn forget_seen(&self, watcher_id: &str, paths: Vec<String>) -> Result<()>;
+
+    /// Records a change found by a change schedule's watcher, once: its seen row moves
+    /// from `change.previous` to the new version only if it still has the previous one
+    /// (else nothing happens and `fire` is `None`). In the same transaction the change's
+    /// record is written and, with `run`, the run submitted: a refused submission
+    /// records nothing and is the error.
+    async fn record_change(
+        &self,
+        workspace: SourceId,
+        change: NewChange,
+        run: Option<NewPipelineRun>,
+    ) -> Result<ChangeRecorded>;
+
     // Event subscriptions and the fan-out that records which events each one matches.
 
     /// Creates or replaces a subscription of a source; returns it and whether it is new.

@@ -526,6 +526,25 @@ pub(crate) fn schedule_from_row(row: &impl StoredRow) -> Result<PipelineSchedule
         .optional_text("recurrence")?
         .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("recurrence: {e}"))))
         .transpose()?;
+    let kind = ScheduleKind::parse(&row.text("kind")?)?;
+    let watch = match kind {
+        ScheduleKind::Time => None,
+        ScheduleKind::Change => {
+            let polling = row.optional_int("polling_seconds")?.unwrap_or_default();
+            Some(ChangeWatch {
+                datastore: row.optional_text("datastore")?.unwrap_or_default(),
+                path: row.optional_text("path_pattern")?.unwrap_or_default(),
+                recursive: row.flag("recursive")?,
+                polling_seconds: u32::try_from(polling)
+                    .map_err(|_| StoreError::Corrupt(format!("polling_seconds {polling}")))?,
+                data_path_parameter: row.optional_text("data_path_parameter")?,
+                since: match row.optional_time("watch_since")? {
+                    Some(since) => since,
+                    None => row.time("created_at")?,
+                },
+            })
+        }
+    };
     let policy = |column: &str| -> Result<String> { Ok(format!("\"{}\"", row.text(column)?)) };
     let corrupt = |column: &'static str| move |e: serde_json::Error| StoreError::Corrupt(format!("{column}: {e}"));
     let max_concurrent = row.int("max_concurrent")?;
@@ -533,10 +552,11 @@ pub(crate) fn schedule_from_row(row: &impl StoredRow) -> Result<PipelineSchedule
         workspace: SourceId(row.int("source_id")?),
         id: row.text("id")?,
         name: row.text("name")?,
-        kind: ScheduleKind::parse(&row.text("kind")?)?,
+        kind,
         pipeline_id: row.text("pipeline_id")?,
         experiment_name: row.text("experiment_name")?,
         recurrence,
+        watch,
         parameters: json(row, "parameters")?,
         continue_on_step_failure: row.flag("continue_on_step_failure")?,
         status: ScheduleStatus::parse(&row.text("status")?)?,
@@ -549,6 +569,9 @@ pub(crate) fn schedule_from_row(row: &impl StoredRow) -> Result<PipelineSchedule
                 .ok_or_else(|| StoreError::Corrupt(format!("max_concurrent {max_concurrent}")))?,
         },
         next_fire_at: row.optional_time("next_fire_at")?,
+        last_poll_at: row.optional_time("last_poll_at")?,
+        next_poll_at: row.optional_time("next_poll_at")?,
+        poll_failures: u32::try_from(row.int("poll_failures")?).unwrap_or(u32::MAX),
         last_fire_at: row.optional_time("last_fire_at")?,
         last_run_id: row.optional_text("last_run_id")?,
         last_error: row.optional_text("last_error")?,
@@ -565,7 +588,18 @@ pub(crate) fn fire_from_row(row: &impl StoredRow) -> Result<ScheduleFire> {
         outcome: FireOutcome::parse(&row.text("outcome")?)?,
         run_id: row.optional_text("run_id")?,
         reason: row.optional_text("reason")?,
+        path: row.optional_text("path")?,
         recorded_at: row.time("recorded_at")?,
+    })
+}
+
+pub(crate) fn seen_from_row(row: &impl StoredRow) -> Result<SeenObject> {
+    let size = row.int("size")?;
+    Ok(SeenObject {
+        path: row.text("path")?,
+        version: row.text("version")?,
+        size: u64::try_from(size).map_err(|_| StoreError::Corrupt(format!("object size {size}")))?,
+        last_modified: row.time("last_modified")?,
     })
 }
 

@@ -6,8 +6,9 @@ use crate::schedules::ENDED_RUN_STATUSES;
 pub(crate) const INSERT_SCHEDULE: &str = "\
     INSERT INTO schedules (source_id, id, name, kind, pipeline_id, experiment_name, recurrence, parameters, \
     continue_on_step_failure, status, misfire_policy, overlap_policy, max_concurrent, next_fire_at, created_at, \
-    updated_at, etag) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16) \
-    RETURNING *";
+    updated_at, etag, datastore, path_pattern, recursive, polling_seconds, data_path_parameter, watch_since, \
+    next_poll_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17, $18, \
+    $19, $20, $21, $22, $23) RETURNING *";
 
 pub(crate) const SCHEDULE: &str = "SELECT * FROM schedules WHERE source_id = $1 AND lower(name) = lower($2)";
 
@@ -18,9 +19,14 @@ pub(crate) const SCHEDULES: &str = "\
 pub(crate) const UPDATE_SCHEDULE: &str = "\
     UPDATE schedules SET name = $1, pipeline_id = $2, experiment_name = $3, recurrence = $4, parameters = $5, \
     continue_on_step_failure = $6, status = $7, misfire_policy = $8, overlap_policy = $9, max_concurrent = $10, \
-    next_fire_at = $11, updated_at = $12, etag = $13 WHERE id = $14 RETURNING *";
+    next_fire_at = $11, updated_at = $12, etag = $13, datastore = $15, path_pattern = $16, recursive = $17, \
+    polling_seconds = $18, data_path_parameter = $19, watch_since = $20, next_poll_at = $21, poll_failures = 0 \
+    WHERE id = $14 RETURNING *";
 
 pub(crate) const DELETE_SCHEDULE: &str = "DELETE FROM schedules WHERE id = $1";
+
+/// A deleted change schedule's seen objects go with it.
+pub(crate) const DELETE_SEEN_OF_WATCHER: &str = "DELETE FROM watched_objects WHERE watcher_id = $1";
 
 /// The names of the active schedules that start a pipeline.
 pub(crate) const ACTIVE_SCHEDULES_OF_PIPELINE: &str = "\
@@ -37,6 +43,56 @@ pub(crate) const DUE_SCHEDULES: &str = "\
 pub(crate) const EARLIEST_FIRE: &str = "\
     SELECT next_fire_at FROM schedules WHERE status = 'Active' AND kind = 'time' AND next_fire_at IS NOT NULL \
     ORDER BY next_fire_at LIMIT 1";
+
+/// Active change schedules due a poll, the longest due first; the partial index
+/// `schedules_polls` answers it.
+pub(crate) const DUE_POLLS: &str = "\
+    SELECT * FROM schedules WHERE status = 'Active' AND kind = 'change' AND next_poll_at IS NOT NULL \
+    AND next_poll_at <= $1 ORDER BY next_poll_at LIMIT $2";
+
+/// The earliest poll of all: one step down the index `schedules_polls`.
+pub(crate) const EARLIEST_POLL: &str = "\
+    SELECT next_poll_at FROM schedules WHERE status = 'Active' AND kind = 'change' AND next_poll_at IS NOT NULL \
+    ORDER BY next_poll_at LIMIT 1";
+
+/// What a poll leaves on its schedule. A poll's error replaces the last error; a poll
+/// that listed keeps the error of the latest change that failed to start its run.
+pub(crate) const AFTER_POLL: &str = "\
+    UPDATE schedules SET last_poll_at = $1, next_poll_at = CASE WHEN next_poll_at IS NULL THEN NULL ELSE $2 END, \
+    last_error = CASE WHEN CAST($3 AS TEXT) IS NULL AND poll_failures = 0 THEN last_error ELSE $3 END, poll_failures = $4 \
+    WHERE id = $5";
+
+pub(crate) const SEEN_OBJECTS: &str = "\
+    SELECT * FROM watched_objects WHERE watcher_id = $1 ORDER BY path";
+
+/// A seen object recorded as it is now, whatever was recorded before (a baseline).
+pub(crate) const UPSERT_SEEN: &str = "\
+    INSERT INTO watched_objects (watcher_id, path, version, size, last_modified, seen_at) \
+    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (watcher_id, path) DO UPDATE SET version = excluded.version, \
+    size = excluded.size, last_modified = excluded.last_modified, seen_at = excluded.seen_at";
+
+/// A new object's first version, unless it was recorded meanwhile (then no row comes
+/// back).
+pub(crate) const INSERT_SEEN: &str = "\
+    INSERT INTO watched_objects (watcher_id, path, version, size, last_modified, seen_at) \
+    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (watcher_id, path) DO NOTHING RETURNING path";
+
+/// Compare and set: an object's next version, only if the row still has the version the
+/// watcher read (else no row comes back).
+pub(crate) const CHANGE_SEEN: &str = "\
+    UPDATE watched_objects SET version = $3, size = $4, last_modified = $5, seen_at = $6 \
+    WHERE watcher_id = $1 AND path = $2 AND version = $7 RETURNING path";
+
+pub(crate) const FORGET_SEEN: &str = "DELETE FROM watched_objects WHERE watcher_id = $1 AND path = $2";
+
+/// Records a change a watcher found; its fire time is unique within the schedule.
+pub(crate) const INSERT_CHANGE_FIRE: &str = "\
+    INSERT INTO schedule_fires (schedule_id, fire_time, source_id, outcome, run_id, reason, recorded_at, path) \
+    VALUES ($1, $2, $3, $4, NULL, $5, $6, $7) RETURNING *";
+
+/// What a change leaves on its schedule: when it was found, its run, or why it has none.
+pub(crate) const AFTER_CHANGE: &str = "\
+    UPDATE schedules SET last_fire_at = $1, last_run_id = COALESCE($2, last_run_id), last_error = $3 WHERE id = $4";
 
 /// Records a tick unless it was recorded before (then no row comes back).
 pub(crate) const INSERT_FIRE: &str = "\

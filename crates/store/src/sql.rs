@@ -228,6 +228,11 @@ pub(crate) const DATASTORE: &str = "SELECT * FROM datastores WHERE source_id = $
 
 pub(crate) const DATASTORES: &str = "SELECT * FROM datastores WHERE source_id = $1 ORDER BY lower(name)";
 
+/// The names of the change schedules that watch a datastore, enabled or not.
+pub(crate) const CHANGE_SCHEDULES_OF_DATASTORE: &str = "\
+    SELECT name FROM schedules WHERE source_id = $1 AND kind = 'change' AND lower(datastore) = lower($2) \
+    ORDER BY lower(name)";
+
 pub(crate) const DELETE_DATASTORE: &str = "DELETE FROM datastores WHERE source_id = $1 AND name = $2";
 
 /// The pipelines that may use a datastore: the enabled ones (a disabled pipeline takes

@@ -1,4 +1,4 @@
-//! `mlgrid schedule ...`: time schedules of published pipelines.
+//! `mlgrid schedule ...`: time and change schedules of published pipelines.
 
 use anyhow::bail;
 use reqwest::Method;
@@ -19,18 +19,27 @@ pub async fn schedule(client: &Client, command: ScheduleCommand) -> anyhow::Resu
     match command {
         ScheduleCommand::Create { schedule, fields } => {
             let mut missing = Vec::new();
+            // The server refuses a mix of time and change flags, naming the rule.
+            let change = fields.datastore.is_some() || fields.path_on_datastore.is_some();
+            let time = fields.frequency.is_some() || fields.interval.is_some() || !change;
             for (flag, given) in [
                 ("--pipeline-id", fields.pipeline_id.is_some()),
                 ("--experiment-name", fields.experiment_name.is_some()),
-                ("--frequency", fields.frequency.is_some()),
-                ("--interval", fields.interval.is_some()),
+                ("--frequency", fields.frequency.is_some() || !time),
+                ("--interval", fields.interval.is_some() || !time),
+                ("--datastore", fields.datastore.is_some() || !change),
+                ("--path-on-datastore", fields.path_on_datastore.is_some() || !change),
             ] {
                 if !given {
                     missing.push(flag);
                 }
             }
             if !missing.is_empty() {
-                bail!("a new schedule needs {}", missing.join(", "));
+                bail!(
+                    "a new schedule needs {} (a time schedule takes --frequency and --interval, a change schedule \
+                     --datastore and --path-on-datastore)",
+                    missing.join(", ")
+                );
             }
             let body = body(&fields, Map::new())?;
             // PUT also replaces a schedule of the name; `create` only creates.
@@ -78,6 +87,22 @@ pub async fn schedule(client: &Client, command: ScheduleCommand) -> anyhow::Resu
         ScheduleCommand::Disable(schedule) => client.post(&format!("{}/disable", uri(&schedule)), &json!({})).await,
         ScheduleCommand::Delete(schedule) => client.delete(&uri(&schedule)).await,
         ScheduleCommand::Next { schedule, count } => {
+            let current = client.get(&uri(&schedule)).await?;
+            if current["kind"] == "change" {
+                return Ok(json!({
+                    "name": current["name"],
+                    "kind": "change",
+                    "firesOn": format!(
+                        "each file added or changed in `{}` of datastore `{}`{}, found by a poll every {} s",
+                        current["pathOnDatastore"].as_str().unwrap_or_default(),
+                        current["datastore"].as_str().unwrap_or_default(),
+                        if current["recursive"] == true { " or its subfolders" } else { "" },
+                        current["pollingIntervalSeconds"],
+                    ),
+                    "lastPollTime": current["lastPollTime"],
+                    "nextPollTime": current["nextPollTime"],
+                }));
+            }
             let next = client.get(&format!("{}/next?count={count}", uri(&schedule))).await?;
             let zone = next["timeZone"].clone();
             // One row per fire time, each naming the zone its local time is in.
@@ -145,6 +170,24 @@ fn body(fields: &ScheduleFields, mut recurrence: Map<String, Value>) -> anyhow::
     }
     if let Some(n) = fields.max_concurrent {
         set("maxConcurrent", json!(n));
+    }
+    if let Some(datastore) = &fields.datastore {
+        set("datastore", json!(datastore));
+    }
+    if let Some(path) = &fields.path_on_datastore {
+        set("pathOnDatastore", json!(path));
+    }
+    if let Some(minutes) = fields.polling_interval {
+        set("pollingInterval", json!(minutes));
+    }
+    if let Some(seconds) = fields.polling_interval_seconds {
+        set("pollingIntervalSeconds", json!(seconds));
+    }
+    if let Some(name) = &fields.data_path_parameter_name {
+        set("dataPathParameterName", json!(name));
+    }
+    if let Some(recursive) = fields.recursive {
+        set("recursive", json!(recursive));
     }
     let mut changed = false;
     let mut put = |name: &str, value: Option<Value>| {

@@ -128,6 +128,9 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     let lease = Duration::from_secs(args.scheduler_lease_seconds.max(3));
     config.scheduler.lease = lease;
     config.scheduler.renew_every = lease / 3;
+    config.watcher.lease = lease;
+    config.watcher.renew_every = lease / 3;
+    config.watcher.min_polling = Duration::from_secs(args.min_polling_seconds.max(1));
     let mut state = AppState::new(store.clone(), secret, config)?;
     state.metrics = Some(
         metrics_exporter_prometheus::PrometheusBuilder::new()

@@ -137,7 +137,7 @@ pub fn relative_path(datastore: &str, path: &str) -> Result<PathBuf, DatastoreEr
 }
 
 /// [`relative_path`] for a folder to list, which may be the root (empty).
-fn relative_prefix(datastore: &str, path: &str) -> Result<PathBuf, DatastoreError> {
+pub(crate) fn relative_prefix(datastore: &str, path: &str) -> Result<PathBuf, DatastoreError> {
     let invalid = |reason| DatastoreError::InvalidPath {
         datastore: datastore.to_owned(),
         path: path.to_owned(),

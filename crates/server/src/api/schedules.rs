@@ -1,5 +1,5 @@
-//! Schedules of published pipelines: time schedules with Azure ML's recurrence, their
-//! coming fire times, and the ticks they fired. The rules live in the pipelines crate
+//! Schedules of published pipelines: time schedules with Azure ML's recurrence, change
+//! schedules on a datastore folder, their coming fire times, and what they fired. The rules live in the pipelines crate
 //! (`Schedules`, the scheduler) and core (the recurrence); this module parses, calls and
 //! maps.
 
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, Utc};
 use mlgrid_core::schedule::{Concurrency, MisfirePolicy, OverlapPolicy, Recurrence};
 use mlgrid_core::time::format_event_time;
-use mlgrid_pipelines::{ScheduleChange, ScheduleSpec};
+use mlgrid_pipelines::{ScheduleChange, ScheduleSpec, WatchSpec};
 use mlgrid_store::{PipelineSchedule, Role, ScheduleFilter, ScheduleFire, ScheduleKind, ScheduleStatus, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -33,7 +33,8 @@ const MAX_FIRES: u32 = 1000;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduleBody {
-    /// `time` (the default); change-based schedules are not built yet.
+    /// `time` (with a recurrence) or `change` (with a datastore and a path); implied by
+    /// which of them the body gives.
     pub kind: Option<String>,
     pub pipeline_id: Option<String>,
     pub experiment_name: Option<String>,
@@ -41,6 +42,19 @@ pub struct ScheduleBody {
     /// interval, startTime, timeZone (IANA), hours, minutes, weekDays, endTime.
     #[schema(value_type = Object)]
     pub recurrence: Option<Recurrence>,
+    /// A change schedule's datastore (one of the workspace's).
+    pub datastore: Option<String>,
+    /// The folder of the datastore a change schedule watches (relative, no `..`).
+    pub path_on_datastore: Option<String>,
+    /// Files in its subfolders count too (default false, as in Azure ML).
+    pub recursive: Option<bool>,
+    /// How often the folder is listed, in minutes (default 5, at least 1).
+    pub polling_interval: Option<u32>,
+    /// The same in seconds, for tests: a server refuses less than a minute unless
+    /// started with a lower floor (`serve --min-polling-seconds`).
+    pub polling_interval_seconds: Option<u32>,
+    /// The pipeline's data-path parameter that gets the changed file.
+    pub data_path_parameter_name: Option<String>,
     /// Parameter values by name for every run it starts.
     #[schema(value_type = Object)]
     pub parameter_assignments: Option<BTreeMap<String, serde_json::Value>>,
@@ -68,6 +82,28 @@ pub struct ScheduleView {
     pub experiment_name: String,
     #[schema(value_type = Object)]
     pub recurrence: Option<Recurrence>,
+    /// What a change schedule watches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_on_datastore: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recursive: Option<bool>,
+    /// Minutes (whole; see the seconds for an interval under a minute).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polling_interval: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polling_interval_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_path_parameter_name: Option<String>,
+    /// When a change schedule's folder was last listed, and when it is next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_poll_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_poll_time: Option<String>,
+    /// Polls failed in a row (the datastore could not be listed; `lastError` says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_failures: Option<u32>,
     #[schema(value_type = Object)]
     pub parameter_assignments: BTreeMap<String, serde_json::Value>,
     pub continue_on_step_failure: bool,
@@ -93,6 +129,7 @@ etagged!(ScheduleView);
 
 impl From<PipelineSchedule> for ScheduleView {
     fn from(s: PipelineSchedule) -> Self {
+        let watch = s.watch.as_ref();
         ScheduleView {
             id: s.id,
             name: s.name,
@@ -100,6 +137,21 @@ impl From<PipelineSchedule> for ScheduleView {
             pipeline_id: s.pipeline_id,
             experiment_name: s.experiment_name,
             recurrence: s.recurrence,
+            datastore: watch.map(|w| w.datastore.clone()),
+            path_on_datastore: watch.map(|w| {
+                if w.path.is_empty() {
+                    ".".to_owned()
+                } else {
+                    w.path.clone()
+                }
+            }),
+            recursive: watch.map(|w| w.recursive),
+            polling_interval: watch.map(|w| w.polling_seconds / 60),
+            polling_interval_seconds: watch.map(|w| w.polling_seconds),
+            data_path_parameter_name: watch.and_then(|w| w.data_path_parameter.clone()),
+            last_poll_time: s.last_poll_at.map(format_event_time),
+            next_poll_time: s.next_poll_at.map(format_event_time),
+            poll_failures: watch.map(|_| s.poll_failures),
             parameter_assignments: s.parameters,
             continue_on_step_failure: s.continue_on_step_failure,
             status: s.status.as_str().to_owned(),
@@ -164,6 +216,9 @@ pub struct FireView {
     pub outcome: String,
     pub run_id: Option<String>,
     pub reason: Option<String>,
+    /// The file whose change fired (change schedules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     pub recorded_at: String,
 }
 
@@ -174,6 +229,7 @@ impl From<ScheduleFire> for FireView {
             outcome: f.outcome.as_str().to_owned(),
             run_id: f.run_id,
             reason: f.reason,
+            path: f.path,
             recorded_at: format_event_time(f.recorded_at),
         }
     }
@@ -189,7 +245,7 @@ fn kind(text: &str) -> Result<ScheduleKind, ApiError> {
         "time" => Ok(ScheduleKind::Time),
         "change" => Ok(ScheduleKind::Change),
         other => Err(ApiError::bad_request(format!(
-            "unknown schedule kind `{other}`: use `time`"
+            "unknown schedule kind `{other}`: use `time` or `change`"
         ))),
     }
 }
@@ -224,14 +280,53 @@ fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::bad_request(format!("a new schedule needs `{field}`")))
 }
 
+/// The watch a body gives, if it names any of a change schedule's fields.
+fn watch(body: &ScheduleBody) -> Result<Option<WatchSpec>, ApiError> {
+    let polling_seconds = match (body.polling_interval, body.polling_interval_seconds) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give the polling interval once: `pollingInterval` (minutes) or `pollingIntervalSeconds`",
+            ));
+        }
+        (Some(minutes), None) => Some(minutes.saturating_mul(60)),
+        (None, seconds) => seconds,
+    };
+    let spec = WatchSpec {
+        datastore: body.datastore.clone(),
+        path: body.path_on_datastore.clone(),
+        recursive: body.recursive,
+        polling_seconds,
+        data_path_parameter: body.data_path_parameter_name.clone(),
+    };
+    let given = spec.datastore.is_some()
+        || spec.path.is_some()
+        || spec.recursive.is_some()
+        || spec.polling_seconds.is_some()
+        || spec.data_path_parameter.is_some();
+    if given && body.recurrence.is_some() {
+        return Err(ApiError::bad_request(
+            "a schedule fires at times (`recurrence`) or on changes (`datastore`, `pathOnDatastore`, \
+             `pollingInterval`, `dataPathParameterName`, `recursive`), not both: give one of them",
+        ));
+    }
+    Ok(given.then_some(spec))
+}
+
 /// A whole schedule from a create's body.
 fn spec(body: ScheduleBody) -> Result<ScheduleSpec, ApiError> {
-    if let Some(k) = &body.kind
-        && kind(k)? == ScheduleKind::Change
-    {
-        return Err(ApiError::bad_request(
-            "change-based schedules are not available yet: create a time schedule (kind `time`, with a recurrence)",
-        ));
+    let watch = watch(&body)?;
+    match body.kind.as_deref().map(kind).transpose()? {
+        Some(ScheduleKind::Change) if watch.is_none() => {
+            return Err(ApiError::bad_request(
+                "a change schedule needs `datastore` and `pathOnDatastore`",
+            ));
+        }
+        Some(ScheduleKind::Time) if watch.is_some() => {
+            return Err(ApiError::bad_request(
+                "a time schedule takes a `recurrence`, not a datastore path: use kind `change` for that",
+            ));
+        }
+        _ => {}
     }
     let concurrency = concurrency(&body, Concurrency::default())?;
     let experiment_name = required(body.experiment_name, "experimentName")?;
@@ -239,7 +334,8 @@ fn spec(body: ScheduleBody) -> Result<ScheduleSpec, ApiError> {
     Ok(ScheduleSpec {
         pipeline_id: required(body.pipeline_id, "pipelineId")?,
         experiment_name,
-        recurrence: required(body.recurrence, "recurrence")?,
+        recurrence: body.recurrence,
+        watch,
         parameters: body.parameter_assignments.unwrap_or_default(),
         continue_on_step_failure: body.continue_on_step_failure.unwrap_or(false),
         status: body
@@ -256,6 +352,7 @@ fn spec(body: ScheduleBody) -> Result<ScheduleSpec, ApiError> {
 /// What a body changes of `current`.
 fn change(body: ScheduleBody, current: &PipelineSchedule) -> Result<ScheduleChange, ApiError> {
     let concurrency = concurrency(&body, current.concurrency)?;
+    let watch = watch(&body)?;
     if let Some(name) = &body.experiment_name {
         check_name("experiment", name)?;
     }
@@ -264,6 +361,7 @@ fn change(body: ScheduleBody, current: &PipelineSchedule) -> Result<ScheduleChan
         pipeline_id: body.pipeline_id,
         experiment_name: body.experiment_name,
         recurrence: body.recurrence,
+        watch,
         parameters: body.parameter_assignments,
         continue_on_step_failure: body.continue_on_step_failure,
         status: body.status.as_deref().map(status).transpose()?,
@@ -272,11 +370,13 @@ fn change(body: ScheduleBody, current: &PipelineSchedule) -> Result<ScheduleChan
     })
 }
 
-/// Creates a time schedule, or changes the one of that name as PATCH does (`If-Match`
-/// applies then).
+/// Creates a time or change schedule, or changes the one of that name as PATCH does
+/// (`If-Match` applies then).
 /// A recurrence that breaks a rule (an interval of 0, hours on a Minute recurrence, an
-/// unknown time zone, a start after the end, ...) is a 400 naming the rule; an unknown
-/// pipeline a 404; nothing is created then. Takes Contributor.
+/// unknown time zone, a start after the end, ...) is a 400 naming the rule, and so is a
+/// watch that does (an unknown datastore, a path with `..` or absolute, a polling
+/// interval under a minute, a data-path parameter the pipeline lacks, a recurrence
+/// too); an unknown pipeline a 404; nothing is created then. Takes Contributor.
 #[utoipa::path(put, path = "/v1/workspaces/{workspace}/schedules/{name}", tag = "schedules", security(("api_key" = [])),
     params(("workspace" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
     request_body = ScheduleBody,

@@ -59,8 +59,14 @@ async fn datastore_users(conn: &mut PgConnection, workspace: SourceId, name: &st
         pipeline_from_row,
     )
     .await?;
+    let schedules: Vec<String> = db(sqlx::query_scalar(sql::CHANGE_SCHEDULES_OF_DATASTORE)
+        .bind(workspace)
+        .bind(name)
+        .fetch_all(&mut *conn)
+        .await)?;
     Ok(DatastoreUsers {
         pipelines: pipelines_using(name, &pipelines),
+        schedules,
     })
 }
 

@@ -496,6 +496,39 @@ impl Store for PostgresStore {
         schedules::earliest(&self.pool).await
     }
 
+    async fn due_polls(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
+        schedules::due_polls(&self.pool, now, limit).await
+    }
+
+    async fn earliest_poll(&self) -> Result<Option<DateTime<Utc>>> {
+        schedules::earliest_poll(&self.pool).await
+    }
+
+    async fn record_poll(&self, poll: PollDone) -> Result<()> {
+        schedules::after_poll(&self.pool, poll).await
+    }
+
+    async fn seen_objects(&self, watcher_id: &str) -> Result<Vec<SeenObject>> {
+        schedules::seen_objects(&self.pool, watcher_id).await
+    }
+
+    async fn record_seen(&self, watcher_id: &str, objects: Vec<SeenObject>) -> Result<()> {
+        schedules::record_seen(&self.pool, watcher_id, &objects).await
+    }
+
+    async fn forget_seen(&self, watcher_id: &str, paths: Vec<String>) -> Result<()> {
+        schedules::forget_seen(&self.pool, watcher_id, &paths).await
+    }
+
+    async fn record_change(
+        &self,
+        workspace: SourceId,
+        change: NewChange,
+        run: Option<NewPipelineRun>,
+    ) -> Result<ChangeRecorded> {
+        schedules::record_change(&self.pool, workspace, change, run).await
+    }
+
     async fn record_fire(
         &self,
         workspace: SourceId,

@@ -18,7 +18,7 @@ use crate::etag::{check_etag, new_etag};
 use crate::model::SourceId;
 use crate::pipeline_writes::{disabled, json};
 use crate::pipelines::NewPipelineRun;
-use crate::rows::{fire_from_row, queued_fire_from_row, schedule_from_row};
+use crate::rows::{fire_from_row, queued_fire_from_row, schedule_from_row, seen_from_row};
 use crate::schedule_sql as sql;
 use crate::schedules::*;
 
@@ -40,6 +40,7 @@ pub(super) async fn create(pool: &PgPool, workspace: SourceId, new: NewSchedule)
     let mut tx = begin(pool).await?;
     workspace_topic(&mut tx, workspace).await?;
     check_pipeline(&mut tx, workspace, &new).await?;
+    let watch = watch_columns(&new);
     let row = unique(
         sqlx::query(sql::INSERT_SCHEDULE)
             .bind(workspace)
@@ -58,6 +59,13 @@ pub(super) async fn create(pool: &PgPool, workspace: SourceId, new: NewSchedule)
             .bind(new.next_fire_at)
             .bind(now())
             .bind(new_etag())
+            .bind(watch.datastore)
+            .bind(watch.path)
+            .bind(watch.recursive)
+            .bind(watch.polling_seconds)
+            .bind(watch.data_path_parameter)
+            .bind(watch.since)
+            .bind(watch.next_poll_at)
             .fetch_one(&mut *tx)
             .await,
         || schedule_taken(&new.name),
@@ -106,6 +114,7 @@ pub(super) async fn update(
     check_etag(&format!("schedule `{name}`"), &current.etag, if_match.as_deref())?;
     check_same_kind(&current, &new)?;
     check_pipeline(&mut tx, workspace, &new).await?;
+    let watch = watch_columns(&new);
     let row = unique(
         sqlx::query(sql::UPDATE_SCHEDULE)
             .bind(&new.name)
@@ -122,6 +131,13 @@ pub(super) async fn update(
             .bind(now())
             .bind(new_etag())
             .bind(&current.id)
+            .bind(watch.datastore)
+            .bind(watch.path)
+            .bind(watch.recursive)
+            .bind(watch.polling_seconds)
+            .bind(watch.data_path_parameter)
+            .bind(watch.since)
+            .bind(watch.next_poll_at)
             .fetch_one(&mut *tx)
             .await,
         || schedule_taken(&new.name),
@@ -136,6 +152,10 @@ pub(super) async fn delete(pool: &PgPool, workspace: SourceId, name: &str, if_ma
     let current = find(&mut tx, workspace, name, true).await?;
     check_etag(&format!("schedule `{name}`"), &current.etag, if_match.as_deref())?;
     db(sqlx::query(sql::DELETE_SCHEDULE)
+        .bind(&current.id)
+        .execute(&mut *tx)
+        .await)?;
+    db(sqlx::query(sql::DELETE_SEEN_OF_WATCHER)
         .bind(&current.id)
         .execute(&mut *tx)
         .await)?;
@@ -281,4 +301,133 @@ pub(super) async fn advance(
         .execute(pool)
         .await)?;
     Ok(())
+}
+
+pub(super) async fn due_polls(pool: &PgPool, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
+    let query = sqlx::query(sql::DUE_POLLS).bind(now).bind(i64::from(limit));
+    all(pool, query, schedule_from_row).await
+}
+
+pub(super) async fn earliest_poll(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
+    db(sqlx::query_scalar(sql::EARLIEST_POLL).fetch_optional(pool).await)
+}
+
+pub(super) async fn after_poll(pool: &PgPool, poll: PollDone) -> Result<()> {
+    db(sqlx::query(sql::AFTER_POLL)
+        .bind(poll.polled_at)
+        .bind(poll.next_poll_at)
+        .bind(&poll.error)
+        .bind(i64::from(poll.failures))
+        .bind(&poll.schedule_id)
+        .execute(pool)
+        .await)?;
+    Ok(())
+}
+
+pub(super) async fn seen_objects(pool: &PgPool, watcher_id: &str) -> Result<Vec<SeenObject>> {
+    all(pool, sqlx::query(sql::SEEN_OBJECTS).bind(watcher_id), seen_from_row).await
+}
+
+fn size(object: &SeenObject) -> i64 {
+    i64::try_from(object.size).unwrap_or(i64::MAX)
+}
+
+pub(super) async fn record_seen(pool: &PgPool, watcher_id: &str, objects: &[SeenObject]) -> Result<()> {
+    let mut tx = begin(pool).await?;
+    let at = now();
+    for object in objects {
+        db(sqlx::query(sql::UPSERT_SEEN)
+            .bind(watcher_id)
+            .bind(&object.path)
+            .bind(&object.version)
+            .bind(size(object))
+            .bind(object.last_modified)
+            .bind(at)
+            .execute(&mut *tx)
+            .await)?;
+    }
+    commit(tx).await
+}
+
+pub(super) async fn forget_seen(pool: &PgPool, watcher_id: &str, paths: &[String]) -> Result<()> {
+    let mut tx = begin(pool).await?;
+    for path in paths {
+        db(sqlx::query(sql::FORGET_SEEN)
+            .bind(watcher_id)
+            .bind(path)
+            .execute(&mut *tx)
+            .await)?;
+    }
+    commit(tx).await
+}
+
+/// The compare and set on the seen row waits for another node's transaction on the same
+/// row, then finds the version moved and records nothing: one node fires a change.
+pub(super) async fn record_change(
+    pool: &PgPool,
+    workspace: SourceId,
+    change: NewChange,
+    run: Option<NewPipelineRun>,
+) -> Result<ChangeRecorded> {
+    let mut tx = begin(pool).await?;
+    let at = now();
+    let seen = &change.seen;
+    let moved: Option<String> = match &change.previous {
+        None => db(sqlx::query_scalar(sql::INSERT_SEEN)
+            .bind(&change.schedule_id)
+            .bind(&seen.path)
+            .bind(&seen.version)
+            .bind(size(seen))
+            .bind(seen.last_modified)
+            .bind(at)
+            .fetch_optional(&mut *tx)
+            .await)?,
+        Some(previous) => db(sqlx::query_scalar(sql::CHANGE_SEEN)
+            .bind(&change.schedule_id)
+            .bind(&seen.path)
+            .bind(&seen.version)
+            .bind(size(seen))
+            .bind(seen.last_modified)
+            .bind(at)
+            .bind(previous)
+            .fetch_optional(&mut *tx)
+            .await)?,
+    };
+    if moved.is_none() {
+        return Ok(ChangeRecorded { fire: None });
+    }
+    let inserted = sqlx::query(sql::INSERT_CHANGE_FIRE)
+        .bind(&change.schedule_id)
+        .bind(change.fire_time)
+        .bind(workspace)
+        .bind(change.outcome.as_str())
+        .bind(&change.reason)
+        .bind(at)
+        .bind(&seen.path);
+    let mut recorded = unique(inserted.fetch_one(&mut *tx).await, || {
+        format!(
+            "schedule {} recorded a change at {} before",
+            change.schedule_id, change.fire_time
+        )
+    })
+    .and_then(|row| fire_from_row(&row))?;
+    if let Some(run) = run {
+        let submitted = pipelines::submit_in(&mut tx, workspace, run).await?;
+        let query = sqlx::query(sql::SET_FIRE_STARTED)
+            .bind(&submitted.run.run_id)
+            .bind(&change.schedule_id)
+            .bind(change.fire_time);
+        recorded = optional(&mut *tx, query, fire_from_row)
+            .await?
+            .expect("the change was recorded in this transaction");
+    }
+    db(sqlx::query(sql::AFTER_CHANGE)
+        .bind(change.fire_time)
+        .bind(&recorded.run_id)
+        .bind(&recorded.reason)
+        .bind(&change.schedule_id)
+        .execute(&mut *tx)
+        .await)?;
+    commit(tx).await?;
+    Ok(ChangeRecorded { fire: Some(recorded) })
 }

@@ -827,6 +827,57 @@ impl Store for SqliteStore {
         schedules::earliest(&self.reads).await
     }
 
+    async fn due_polls(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
+        schedules::due_polls(&self.reads, now, limit).await
+    }
+
+    async fn earliest_poll(&self) -> Result<Option<DateTime<Utc>>> {
+        schedules::earliest_poll(&self.reads).await
+    }
+
+    async fn record_poll(&self, poll: PollDone) -> Result<()> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(schedules::after_poll(conn, poll))
+            })
+            .await
+    }
+
+    async fn seen_objects(&self, watcher_id: &str) -> Result<Vec<SeenObject>> {
+        schedules::seen_objects(&self.reads, watcher_id).await
+    }
+
+    async fn record_seen(&self, watcher_id: &str, objects: Vec<SeenObject>) -> Result<()> {
+        let watcher_id = watcher_id.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { schedules::record_seen(conn, &watcher_id, &objects).await })
+            })
+            .await
+    }
+
+    async fn forget_seen(&self, watcher_id: &str, paths: Vec<String>) -> Result<()> {
+        let watcher_id = watcher_id.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { schedules::forget_seen(conn, &watcher_id, &paths).await })
+            })
+            .await
+    }
+
+    async fn record_change(
+        &self,
+        workspace: SourceId,
+        change: NewChange,
+        run: Option<NewPipelineRun>,
+    ) -> Result<ChangeRecorded> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(schedules::record_change(conn, workspace, change, run))
+            })
+            .await
+    }
+
     async fn record_fire(
         &self,
         workspace: SourceId,

@@ -13,7 +13,7 @@ use crate::etag::{check_etag, new_etag};
 use crate::model::SourceId;
 use crate::pipeline_writes::{disabled, json};
 use crate::pipelines::NewPipelineRun;
-use crate::rows::{fire_from_row, queued_fire_from_row, schedule_from_row};
+use crate::rows::{fire_from_row, queued_fire_from_row, schedule_from_row, seen_from_row};
 use crate::schedule_sql as sql;
 use crate::schedules::*;
 
@@ -43,6 +43,7 @@ pub(super) async fn create(
     workspace_topic(conn, workspace).await?;
     check_pipeline(conn, workspace, &new).await?;
     let at = now();
+    let watch = watch_columns(&new);
     let row = unique(
         sqlx::query(sql::INSERT_SCHEDULE)
             .bind(workspace)
@@ -61,6 +62,13 @@ pub(super) async fn create(
             .bind(new.next_fire_at.map(time))
             .bind(&at)
             .bind(new_etag())
+            .bind(watch.datastore)
+            .bind(watch.path)
+            .bind(watch.recursive)
+            .bind(watch.polling_seconds)
+            .bind(watch.data_path_parameter)
+            .bind(watch.since.map(time))
+            .bind(watch.next_poll_at.map(time))
             .fetch_one(&mut *conn)
             .await,
         || schedule_taken(&new.name),
@@ -102,6 +110,7 @@ pub(super) async fn update(
     check_etag(&format!("schedule `{name}`"), &current.etag, if_match.as_deref())?;
     check_same_kind(&current, &new)?;
     check_pipeline(conn, workspace, &new).await?;
+    let watch = watch_columns(&new);
     let row = unique(
         sqlx::query(sql::UPDATE_SCHEDULE)
             .bind(&new.name)
@@ -118,6 +127,13 @@ pub(super) async fn update(
             .bind(now())
             .bind(new_etag())
             .bind(&current.id)
+            .bind(watch.datastore)
+            .bind(watch.path)
+            .bind(watch.recursive)
+            .bind(watch.polling_seconds)
+            .bind(watch.data_path_parameter)
+            .bind(watch.since.map(time))
+            .bind(watch.next_poll_at.map(time))
             .fetch_one(&mut *conn)
             .await,
         || schedule_taken(&new.name),
@@ -134,6 +150,10 @@ pub(super) async fn delete(
     let current = find(&mut *conn, workspace, name).await?;
     check_etag(&format!("schedule `{name}`"), &current.etag, if_match.as_deref())?;
     db(sqlx::query(sql::DELETE_SCHEDULE)
+        .bind(&current.id)
+        .execute(&mut *conn)
+        .await)?;
+    db(sqlx::query(sql::DELETE_SEEN_OF_WATCHER)
         .bind(&current.id)
         .execute(&mut *conn)
         .await)?;
@@ -278,4 +298,130 @@ pub(super) async fn advance(
         .execute(&mut *conn)
         .await)?;
     Ok(())
+}
+
+pub(super) async fn due_polls(pool: &SqlitePool, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
+    let query = sqlx::query(sql::DUE_POLLS).bind(time(now)).bind(i64::from(limit));
+    all(pool, query, schedule_from_row).await
+}
+
+pub(super) async fn earliest_poll(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = db(sqlx::query_scalar(sql::EARLIEST_POLL).fetch_optional(pool).await)?;
+    text.map(|t| mlgrid_core::time::parse_rfc3339(&t).map_err(|_| StoreError::Corrupt(format!("next_poll_at `{t}`"))))
+        .transpose()
+}
+
+pub(super) async fn after_poll(conn: &mut SqliteConnection, poll: PollDone) -> Result<()> {
+    db(sqlx::query(sql::AFTER_POLL)
+        .bind(time(poll.polled_at))
+        .bind(time(poll.next_poll_at))
+        .bind(&poll.error)
+        .bind(i64::from(poll.failures))
+        .bind(&poll.schedule_id)
+        .execute(&mut *conn)
+        .await)?;
+    Ok(())
+}
+
+pub(super) async fn seen_objects(pool: &SqlitePool, watcher_id: &str) -> Result<Vec<SeenObject>> {
+    all(pool, sqlx::query(sql::SEEN_OBJECTS).bind(watcher_id), seen_from_row).await
+}
+
+fn size(object: &SeenObject) -> i64 {
+    i64::try_from(object.size).unwrap_or(i64::MAX)
+}
+
+pub(super) async fn record_seen(conn: &mut SqliteConnection, watcher_id: &str, objects: &[SeenObject]) -> Result<()> {
+    let at = now();
+    for object in objects {
+        db(sqlx::query(sql::UPSERT_SEEN)
+            .bind(watcher_id)
+            .bind(&object.path)
+            .bind(&object.version)
+            .bind(size(object))
+            .bind(time(object.last_modified))
+            .bind(&at)
+            .execute(&mut *conn)
+            .await)?;
+    }
+    Ok(())
+}
+
+pub(super) async fn forget_seen(conn: &mut SqliteConnection, watcher_id: &str, paths: &[String]) -> Result<()> {
+    for path in paths {
+        db(sqlx::query(sql::FORGET_SEEN)
+            .bind(watcher_id)
+            .bind(path)
+            .execute(&mut *conn)
+            .await)?;
+    }
+    Ok(())
+}
+
+pub(super) async fn record_change(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+    change: NewChange,
+    run: Option<NewPipelineRun>,
+) -> Result<ChangeRecorded> {
+    let at = now();
+    let seen = &change.seen;
+    let moved: Option<String> = match &change.previous {
+        None => db(sqlx::query_scalar(sql::INSERT_SEEN)
+            .bind(&change.schedule_id)
+            .bind(&seen.path)
+            .bind(&seen.version)
+            .bind(size(seen))
+            .bind(time(seen.last_modified))
+            .bind(&at)
+            .fetch_optional(&mut *conn)
+            .await)?,
+        Some(previous) => db(sqlx::query_scalar(sql::CHANGE_SEEN)
+            .bind(&change.schedule_id)
+            .bind(&seen.path)
+            .bind(&seen.version)
+            .bind(size(seen))
+            .bind(time(seen.last_modified))
+            .bind(&at)
+            .bind(previous)
+            .fetch_optional(&mut *conn)
+            .await)?,
+    };
+    if moved.is_none() {
+        return Ok(ChangeRecorded { fire: None });
+    }
+    let inserted = sqlx::query(sql::INSERT_CHANGE_FIRE)
+        .bind(&change.schedule_id)
+        .bind(time(change.fire_time))
+        .bind(workspace)
+        .bind(change.outcome.as_str())
+        .bind(&change.reason)
+        .bind(&at)
+        .bind(&seen.path);
+    let mut recorded = unique(inserted.fetch_one(&mut *conn).await, || {
+        format!(
+            "schedule {} recorded a change at {} before",
+            change.schedule_id,
+            time(change.fire_time)
+        )
+    })
+    .and_then(|row| fire_from_row(&row))?;
+    if let Some(run) = run {
+        let submitted = pipelines::submit(conn, workspace, run).await?;
+        let query = sqlx::query(sql::SET_FIRE_STARTED)
+            .bind(&submitted.run.run_id)
+            .bind(&change.schedule_id)
+            .bind(time(change.fire_time));
+        recorded = optional(&mut *conn, query, fire_from_row)
+            .await?
+            .expect("the change was recorded in this transaction");
+    }
+    db(sqlx::query(sql::AFTER_CHANGE)
+        .bind(time(change.fire_time))
+        .bind(&recorded.run_id)
+        .bind(&recorded.reason)
+        .bind(&change.schedule_id)
+        .execute(&mut *conn)
+        .await)?;
+    Ok(ChangeRecorded { fire: Some(recorded) })
 }

@@ -22,7 +22,7 @@ fn s3_datastore(name: &str) -> NewDatastore {
     }
 }
 
-fn local_datastore(name: &str) -> NewDatastore {
+pub fn local_datastore(name: &str) -> NewDatastore {
     NewDatastore {
         name: name.into(),
         kind: DatastoreKind::Local,

@@ -18,7 +18,9 @@ mod datastores;
 mod pipelines;
 pub use datastores::*;
 pub use pipelines::*;
+mod change_schedules;
 mod schedules;
+pub use change_schedules::*;
 pub use schedules::*;
 
 pub fn new_source(kind: SourceKind, name: &str) -> NewSource {
@@ -2028,6 +2030,10 @@ macro_rules! backend_tests {
             a_refused_submission_records_no_tick,
             concurrent_fires_of_one_tick_start_one_run,
             a_queued_tick_starts_once,
+            change_schedules_keep_their_watch_and_their_polls,
+            a_change_is_recorded_once_with_its_run,
+            concurrent_records_of_one_change_start_one_run,
+            a_datastore_that_a_change_schedule_watches_cannot_be_deleted,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {

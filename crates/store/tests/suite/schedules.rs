@@ -21,12 +21,14 @@ pub fn new_schedule(name: &str, pipeline_id: &str, next_fire_at: &str) -> NewSch
         recurrence: Some(
             serde_json::from_value::<Recurrence>(serde_json::json!({"frequency": "Hour", "interval": 1})).unwrap(),
         ),
+        watch: None,
         parameters: [("epochs".to_owned(), serde_json::json!(3))].into(),
         continue_on_step_failure: false,
         status: ScheduleStatus::Active,
         misfire: MisfirePolicy::Latest,
         concurrency: Concurrency::default(),
         next_fire_at: Some(at(next_fire_at)),
+        next_poll_at: None,
     }
 }
 
@@ -42,7 +44,7 @@ fn fire(schedule: &PipelineSchedule, time: &str, outcome: FireOutcome, next: &st
 }
 
 /// A run of the pipeline keyed by the tick, as the scheduler submits it.
-fn tick_run(pipeline_id: &str, schedule: &PipelineSchedule, time: &str) -> NewPipelineRun {
+pub fn tick_run(pipeline_id: &str, schedule: &PipelineSchedule, time: &str) -> NewPipelineRun {
     NewPipelineRun {
         run_source: "Schedule".into(),
         idempotency_key: Some(format!("schedule:{}:{time}", schedule.id)),
