@@ -1,7 +1,9 @@
 //! `mlgrid demo`: the whole loop, end to end, on a throw-away server. A webhook receiver
 //! in this process subscribes to a workspace; a model is registered and the receiver
 //! prints its event; that event triggers a published pipeline, whose steps run and log;
-//! the pipeline run's RunCompleted reaches the receiver. Exits 0 once the loop closed.
+//! the pipeline run's RunCompleted reaches the receiver; then a file dropped into the
+//! workspace's datastore starts the pipeline again, through a change schedule, on that
+//! file. Exits 0 once both loops closed.
 
 use std::time::Duration;
 
@@ -93,7 +95,8 @@ pub async fn run() -> anyhow::Result<()> {
             database_url: None,
             nodes: 1,
         },
-        &["--allow-loopback-webhooks"],
+        // The change schedule polls every second, so the demo need not wait a minute.
+        &["--allow-loopback-webhooks", "--min-polling-seconds", "1"],
     )
     .await?;
     say("server", cluster.started());
@@ -176,6 +179,49 @@ pub async fn run() -> anyhow::Result<()> {
     .await?;
 
     let completed = next_event(&mut events, |e| e["data"]["RunType"] == "azureml.PipelineRun").await?;
+    show_pipeline_run(&client, ws, &completed).await?;
+    say(
+        "done",
+        "the registered model's pipeline run completed and its RunCompleted reached the receiver",
+    );
+
+    let schedule = json!({
+        "pipelineId": pipeline_id,
+        "experimentName": "retrain-on-data",
+        "datastore": "workspaceblobstore",
+        "pathOnDatastore": "incoming",
+        "pollingIntervalSeconds": 1,
+        "dataPathParameterName": "input_data",
+    });
+    client
+        .call(Method::PUT, &format!("{ws}/schedules/on-new-data"), Some(&schedule))
+        .await?;
+    say(
+        "schedule",
+        "change schedule `on-new-data` watches workspaceblobstore/incoming; each new file runs `retrain` on it",
+    );
+    let incoming = cluster.data_dir().join("datastores/workspaceblobstore/incoming");
+    std::fs::create_dir_all(&incoming)?;
+    std::fs::write(
+        incoming.join("batch-2.csv"),
+        "age,bmi,target\n33,22.3,97\n61,27.8,160\n45,25.1,110\n52,31.4,135\n29,20.9,80\n",
+    )?;
+    say("drop", "incoming/batch-2.csv (a header and 5 rows) written to the datastore");
+    let completed = next_event(&mut events, |e| {
+        e["data"]["RunType"] == "azureml.PipelineRun" && e["data"]["ExperimentName"] == "retrain-on-data"
+    })
+    .await?;
+    let run_id = show_pipeline_run(&client, ws, &completed).await?;
+    say(
+        "done",
+        format!("the file's pipeline run {run_id} completed and its RunCompleted reached the receiver: the loops closed"),
+    );
+    cluster.stop().await
+}
+
+/// Prints a finished pipeline run's steps and their logs; fails unless it completed.
+/// Returns its id.
+async fn show_pipeline_run(client: &Client, ws: &str, completed: &Value) -> anyhow::Result<String> {
     let run_id = completed["data"]["RunId"]
         .as_str()
         .context("the run event has no RunId")?
@@ -203,9 +249,5 @@ pub async fn run() -> anyhow::Result<()> {
     if completed["eventType"] != "Microsoft.MachineLearningServices.RunCompleted" {
         bail!("the pipeline run {run_id} did not complete: {}", run["run"]["error"]);
     }
-    say(
-        "done",
-        format!("pipeline run {run_id} completed and its RunCompleted reached the receiver: the loop closed"),
-    );
-    cluster.stop().await
+    Ok(run_id)
 }

@@ -211,7 +211,10 @@ fn the_demo_closes_the_loop() {
     for expected in [
         "got Microsoft.MachineLearningServices.ModelRegistered",
         "train Completed",
-        "the loop closed",
+        "train: training diabetes for 3 epochs on 4 rows",
+        "incoming/batch-2.csv",
+        "train: training diabetes for 3 epochs on 6 rows",
+        "the loops closed",
     ] {
         assert!(printed.contains(expected), "`{expected}` missing from:\n{printed}");
     }
