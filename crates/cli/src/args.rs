@@ -703,9 +703,9 @@ pub struct ScheduleFields {
     pub week_days: Vec<String>,
     #[arg(long, value_enum, ignore_case = true)]
     pub status: Option<ScheduleStatusArg>,
-    /// Let the steps that do not depend on a failed step go on.
-    #[arg(long)]
-    pub continue_on_step_failure: bool,
+    /// Let the steps that do not depend on a failed step go on (`false` to stop).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub continue_on_step_failure: Option<bool>,
     /// A parameter's value as NAME=VALUE (repeat for several).
     #[arg(long = "param")]
     pub params: Vec<String>,

@@ -206,7 +206,10 @@ pub async fn run() -> anyhow::Result<()> {
         incoming.join("batch-2.csv"),
         "age,bmi,target\n33,22.3,97\n61,27.8,160\n45,25.1,110\n52,31.4,135\n29,20.9,80\n",
     )?;
-    say("drop", "incoming/batch-2.csv (a header and 5 rows) written to the datastore");
+    say(
+        "drop",
+        "incoming/batch-2.csv (a header and 5 rows) written to the datastore",
+    );
     let completed = next_event(&mut events, |e| {
         e["data"]["RunType"] == "azureml.PipelineRun" && e["data"]["ExperimentName"] == "retrain-on-data"
     })
@@ -214,7 +217,9 @@ pub async fn run() -> anyhow::Result<()> {
     let run_id = show_pipeline_run(&client, ws, &completed).await?;
     say(
         "done",
-        format!("the file's pipeline run {run_id} completed and its RunCompleted reached the receiver: the loops closed"),
+        format!(
+            "the file's pipeline run {run_id} completed and its RunCompleted reached the receiver: the loops closed"
+        ),
     );
     cluster.stop().await
 }

@@ -188,6 +188,22 @@ fn a_minute_schedule_fires_on_the_minute_and_its_run_completes() {
             .len(),
         1
     );
+    // A flag an update turns on, it turns off again.
+    let update = |value: Option<&str>| {
+        let mut args = vec![
+            "schedule",
+            "update",
+            "-w",
+            "mlws",
+            "-n",
+            "every-minute",
+            "--continue-on-step-failure",
+        ];
+        args.extend(value);
+        server.json(&args)["continueOnStepFailure"].clone()
+    };
+    assert_eq!(update(None), true);
+    assert_eq!(update(Some("false")), false);
     server.json(&["pipeline", "disable", "-w", "mlws", "--id", &pipeline]);
     server.json(&["schedule", "delete", "-w", "mlws", "-n", "every-minute"]);
 }

@@ -138,8 +138,8 @@ fn body(fields: &ScheduleFields, mut recurrence: Map<String, Value>) -> anyhow::
             }),
         );
     }
-    if fields.continue_on_step_failure {
-        set("continueOnStepFailure", json!(true));
+    if let Some(continue_on_step_failure) = fields.continue_on_step_failure {
+        set("continueOnStepFailure", json!(continue_on_step_failure));
     }
     if !fields.params.is_empty() {
         let params: Map<String, Value> = pairs("--param", &fields.params)?
