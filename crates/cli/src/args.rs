@@ -358,6 +358,9 @@ pub enum BenchCommand {
     /// Submit runs of a chain of no-op steps and measure runs/s and the overhead between
     /// steps.
     Pipeline(crate::bench::pipeline::PipelineArgs),
+    /// Create many time schedules, most firing every minute, and measure the server's CPU
+    /// at idle and how late ticks fire.
+    Schedules(crate::bench::schedules::SchedulesArgs),
 }
 
 #[derive(Debug, Args)]
