@@ -2028,6 +2028,7 @@ macro_rules! backend_tests {
             a_refused_submission_records_no_tick,
             concurrent_fires_of_one_tick_start_one_run,
             a_queued_tick_starts_once,
+            old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
