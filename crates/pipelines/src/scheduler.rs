@@ -53,7 +53,8 @@ pub struct SchedulerConfig {
     pub queue_poll: Duration,
     /// Most schedules (and queued ticks) one pass handles; a fuller backlog is handled by
     /// passes that follow at once.
-    pub batch: u32,    /// Due schedules a pass fires at once. Each tick is a write of its own; side by side,
+    pub batch: u32,
+    /// Due schedules a pass fires at once. Each tick is a write of its own; side by side,
     /// the writes of many ticks share a commit (the embedded store's writer commits
     /// together the writes queued meanwhile) instead of each waiting for its own fsync.
     pub firing: usize,

@@ -266,7 +266,12 @@ impl Pruner {
         loop {
             let batch = self
                 .store
-                .prune_fires(walked_to, FIRE_SCHEDULES_PER_PASS, self.config.schedule_fires, self.config.batch)
+                .prune_fires(
+                    walked_to,
+                    FIRE_SCHEDULES_PER_PASS,
+                    self.config.schedule_fires,
+                    self.config.batch,
+                )
                 .await?;
             deleted += batch.fires;
             if batch.fires < u64::from(self.config.batch) {

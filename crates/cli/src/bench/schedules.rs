@@ -98,7 +98,11 @@ fn first_tick(now: DateTime<Utc>, lead: TimeDelta) -> DateTime<Utc> {
     let floor = earliest
         .duration_trunc(TimeDelta::minutes(1))
         .expect("a minute divides any time");
-    if floor == earliest { floor } else { floor + TimeDelta::minutes(1) }
+    if floor == earliest {
+        floor
+    } else {
+        floor + TimeDelta::minutes(1)
+    }
 }
 
 fn time(value: &Value) -> Option<DateTime<Utc>> {
@@ -159,7 +163,10 @@ pub async fn run(args: SchedulesArgs, global: &Global) -> anyhow::Result<()> {
     let published = client
         .post(&format!("{ws}/pipelines"), &json!({"definition": definition}))
         .await?;
-    let pipeline = published["id"].as_str().context("the publish answer has no id")?.to_owned();
+    let pipeline = published["id"]
+        .as_str()
+        .context("the publish answer has no id")?
+        .to_owned();
     let idle = Duration::from_secs(args.idle_seconds);
     tokio::time::sleep(SETTLE).await;
     eprintln!("bench: idle window of {} s without schedules", idle.as_secs());
@@ -220,7 +227,10 @@ pub async fn run(args: SchedulesArgs, global: &Global) -> anyhow::Result<()> {
     }
     eprintln!("bench: idle window of {} s with the schedules", idle.as_secs());
     let cpu_share = idle_cpu_share(local.as_ref(), idle).await;
-    eprintln!("bench: the server's CPU at idle with {} schedules: {cpu_share:?} of a core", args.schedules);
+    eprintln!(
+        "bench: the server's CPU at idle with {} schedules: {cpu_share:?} of a core",
+        args.schedules
+    );
 
     let last = t0 + TimeDelta::minutes(i64::from(args.minutes) - 1);
     eprintln!(
@@ -244,14 +254,15 @@ pub async fn run(args: SchedulesArgs, global: &Global) -> anyhow::Result<()> {
 
     eprintln!("bench: reading the record of every schedule's ticks");
     let mut ticks = Ticks::default();
-    let records: Vec<anyhow::Result<Value>> = futures::stream::iter((0..args.schedules).filter(|&n| fires_every_minute(n)))
-        .map(|n| {
-            let (client, path) = (&client, format!("{ws}/schedules/{}/runs", name(n)));
-            async move { client.get(&path).await }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let records: Vec<anyhow::Result<Value>> =
+        futures::stream::iter((0..args.schedules).filter(|&n| fires_every_minute(n)))
+            .map(|n| {
+                let (client, path) = (&client, format!("{ws}/schedules/{}/runs", name(n)));
+                async move { client.get(&path).await }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
     for record in records {
         let record = record?;
         ticks.add(record["value"].as_array().map_or(&[], Vec::as_slice), t0, last);

@@ -408,17 +408,30 @@ pub async fn old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay(store
     }
     for m in 0..5 {
         store
-            .record_fire(ws, fire(&b, &minute(2, m), FireOutcome::Skipped, &minute(2, m + 1)), None)
+            .record_fire(
+                ws,
+                fire(&b, &minute(2, m), FireOutcome::Skipped, &minute(2, m + 1)),
+                None,
+            )
             .await
             .unwrap();
     }
     // The run of 01:00 is over; the run of 01:01 is not.
-    store.cancel_pipeline_run(ws, &runs[0], "by the test", None).await.unwrap();
+    store
+        .cancel_pipeline_run(ws, &runs[0], "by the test", None)
+        .await
+        .unwrap();
 
     // Keeping 3 each: a loses 01:00 and 01:03 - 01:06, b loses 02:00 and 02:01; at
     // most 4 rows a batch.
     let first = store.prune_fires("", 100, 3, 4).await.unwrap();
-    assert_eq!(first, PrunedFires { fires: 4, walked_to: None });
+    assert_eq!(
+        first,
+        PrunedFires {
+            fires: 4,
+            walked_to: None
+        }
+    );
     assert_eq!(store.prune_fires("", 100, 3, 4).await.unwrap().fires, 3);
     assert_eq!(store.prune_fires("", 100, 3, 4).await.unwrap().fires, 0);
     let kept = |fires: Vec<ScheduleFire>| fires.into_iter().map(|f| (f.fire_time, f.outcome)).collect::<Vec<_>>();
@@ -432,10 +445,18 @@ pub async fn old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay(store
             (at(&minute(1, 1)), FireOutcome::Started),
         ]
     );
-    assert_eq!(store.active_schedule_runs(&a.id).await.unwrap(), 1, "the unfinished run still counts");
+    assert_eq!(
+        store.active_schedule_runs(&a.id).await.unwrap(),
+        1,
+        "the unfinished run still counts"
+    );
     assert_eq!(
         kept(store.schedule_fires(&b.id, 100).await.unwrap()),
-        [2, 3, 4].map(|m| (at(&minute(2, m)), FireOutcome::Skipped)).into_iter().rev().collect::<Vec<_>>()
+        [2, 3, 4]
+            .map(|m| (at(&minute(2, m)), FireOutcome::Skipped))
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
     );
 
     // One schedule a batch: the walk goes by id, then says it reached the end.
@@ -444,5 +465,8 @@ pub async fn old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay(store
     assert_eq!(walked.walked_to.as_ref(), Some(low));
     let walked = store.prune_fires(low, 1, 3, 100).await.unwrap();
     assert_eq!(walked.walked_to.as_ref(), Some(high));
-    assert_eq!(store.prune_fires(high, 1, 3, 100).await.unwrap(), PrunedFires::default());
+    assert_eq!(
+        store.prune_fires(high, 1, 3, 100).await.unwrap(),
+        PrunedFires::default()
+    );
 }
