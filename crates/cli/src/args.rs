@@ -194,6 +194,16 @@ pub struct ServeArgs {
         value_name = "SPAN"
     )]
     pub dead_letter_retention: RetentionSpan,
+    /// Ticks each schedule keeps on record (`schedule runs`); older ones are pruned in
+    /// the background, except queued ticks and started ones whose run is not over.
+    #[arg(
+        long,
+        env = "MLGRID_SCHEDULE_FIRES_KEPT",
+        default_value_t = mlgrid_server::prune::DEFAULT_SCHEDULE_FIRES,
+        value_parser = clap::value_parser!(u32).range(1..),
+        value_name = "N"
+    )]
+    pub schedule_fires_kept: u32,
     /// Seconds between background pruning passes; tests shorten it.
     #[arg(long, default_value_t = 10, hide = true)]
     pub prune_every_seconds: u64,
@@ -362,6 +372,9 @@ pub enum BenchCommand {
     /// Submit runs of a chain of no-op steps and measure runs/s and the overhead between
     /// steps.
     Pipeline(crate::bench::pipeline::PipelineArgs),
+    /// Create many time schedules, most firing every minute, and measure the server's CPU
+    /// at idle and how late ticks fire.
+    Schedules(crate::bench::schedules::SchedulesArgs),
 }
 
 #[derive(Debug, Args)]

@@ -59,6 +59,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging("warn", LogFormat::Text);
             return bench::pipeline::run(args, &cli.global).await;
         }
+        Command::Bench(BenchCommand::Schedules(args)) => {
+            init_logging("warn", LogFormat::Text);
+            return bench::schedules::run(args, &cli.global).await;
+        }
         Command::Bench(BenchCommand::Soak(args)) => {
             init_logging("warn", LogFormat::Text);
             return bench::soak::run(args, &cli.global).await;

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt;
 use mlgrid_core::schedule::{MisfirePolicy, OverlapDecision, OverlapPolicy, Schedule, missed};
 use mlgrid_store::{FireOutcome, NewFire, PipelineSchedule, Store, StoreError};
 use tokio::sync::Notify;
@@ -53,6 +54,10 @@ pub struct SchedulerConfig {
     /// Most schedules (and queued ticks) one pass handles; a fuller backlog is handled by
     /// passes that follow at once.
     pub batch: u32,
+    /// Due schedules a pass fires at once. Each tick is a write of its own; side by side,
+    /// the writes of many ticks share a commit (the embedded store's writer commits
+    /// together the writes queued meanwhile) instead of each waiting for its own fsync.
+    pub firing: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -66,6 +71,11 @@ impl Default for SchedulerConfig {
             grace: Duration::from_secs(90),
             queue_poll: Duration::from_secs(2),
             batch: 500,
+            // 9,000 ticks due on the same minute (`mlgrid bench schedules`): the last
+            // recorded 96 s late one at a time, each waiting for its own commit; 14 s late
+            // 32 at a time, 9 s late 128 at a time. On PostgreSQL the pool (10
+            // connections) bounds it lower.
+            firing: 128,
         }
     }
 }
@@ -167,11 +177,17 @@ impl Scheduler {
     }
 
     /// One pass at `now`: starts the queued ticks that have room, then fires the due
-    /// schedules (at most a batch of each). Returns what it did, in order.
+    /// schedules (at most a batch of each), [`SchedulerConfig::firing`] of them at once;
+    /// a schedule's own ticks fire one after the other. Returns what it did, in the
+    /// order the schedules fell due.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, StoreError> {
         let mut fired = self.start_queued().await?;
-        for schedule in self.store.due_schedules(now, self.config.batch).await? {
-            fired.extend(self.fire_due(&schedule, now).await?);
+        let due = self.store.due_schedules(now, self.config.batch).await?;
+        let mut firing = futures::stream::iter(due)
+            .map(|schedule| async move { self.fire_due(&schedule, now).await })
+            .buffered(self.config.firing.max(1));
+        while let Some(ticks) = firing.next().await {
+            fired.extend(ticks?);
         }
         Ok(fired)
     }

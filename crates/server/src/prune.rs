@@ -6,6 +6,11 @@
 //! behind it. Delivered deliveries, dead letters and attempts go by age the same way. The
 //! background task runs a pass every `every`; in a cluster one node at a time does (a
 //! lease), and `POST /v1/prune` runs one now, or says what it would remove.
+//!
+//! The record of schedules' ticks goes by count, not age: each schedule keeps its latest
+//! [`RetentionConfig::schedule_fires`]. The background task walks on through the
+//! schedules, [`FIRE_SCHEDULES_PER_PASS`] of them after each pass, so no pass reads
+//! every schedule's record.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,7 +42,20 @@ pub struct RetentionConfig {
     pub batch: u32,
     /// Pause between batches, leaving the database to publishing and delivery.
     pub pause: Duration,
+    /// Ticks each schedule keeps on record (besides queued ones, and started ones whose
+    /// run is not over); older ones are pruned.
+    pub schedule_fires: u32,
 }
+
+/// Ticks a schedule keeps on record unless `serve --schedule-fires-kept` says otherwise:
+/// 16 hours of a schedule firing every minute, more than `schedule runs` lists.
+pub const DEFAULT_SCHEDULE_FIRES: u32 = 1000;
+
+/// Schedules whose record of ticks a background pass prunes. Finding where each one's
+/// kept ticks end steps through them (1,000 by default), so 100 schedules is a batch of
+/// tens of milliseconds at most; with a pass every 10 s, 10,000 schedules are walked in
+/// 17 minutes, in which one firing every minute gains 17 ticks over what it keeps.
+pub const FIRE_SCHEDULES_PER_PASS: u32 = 100;
 
 impl Default for RetentionConfig {
     fn default() -> Self {
@@ -52,6 +70,7 @@ impl Default for RetentionConfig {
             // per batch to remove rows faster than 20,000 deliveries/s add them.
             batch: 5000,
             pause: Duration::from_millis(20),
+            schedule_fires: DEFAULT_SCHEDULE_FIRES,
         }
     }
 }
@@ -191,6 +210,8 @@ impl Pruner {
     /// Runs a pass every `every` until `stop`; in a cluster, only the node holding the
     /// prune lease does.
     pub async fn run(self, stop: CancellationToken) {
+        // The last schedule whose ticks were pruned: the walk goes on from there.
+        let mut walked_to = String::new();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -221,6 +242,43 @@ impl Pruner {
                 }
                 Err(e) => tracing::warn!(error = %e, "pruning pass failed; the next one tries again"),
             }
+            let fires = tokio::select! {
+                () = stop.cancelled() => return,
+                fires = self.prune_fires(&mut walked_to) => fires,
+            };
+            match fires {
+                Ok(0) => {}
+                Ok(fires) => {
+                    metrics::counter!("mlgrid_pruned_schedule_fires_total").increment(fires);
+                    tracing::info!(fires, "pruned the record of old schedule ticks");
+                }
+                Err(e) => tracing::warn!(error = %e, "pruning schedule ticks failed; the next pass tries again"),
+            }
+        }
+    }
+
+    /// Prunes the record of ticks of the next [`FIRE_SCHEDULES_PER_PASS`] schedules
+    /// after `walked_to`, and moves it on (back to the start after the last schedule).
+    /// A batch that hit the row limit is repeated, after a pause, until the schedules
+    /// keep no more than they should. Returns the ticks deleted.
+    async fn prune_fires(&self, walked_to: &mut String) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let batch = self
+                .store
+                .prune_fires(
+                    walked_to,
+                    FIRE_SCHEDULES_PER_PASS,
+                    self.config.schedule_fires,
+                    self.config.batch,
+                )
+                .await?;
+            deleted += batch.fires;
+            if batch.fires < u64::from(self.config.batch) {
+                *walked_to = batch.walked_to.unwrap_or_default();
+                return Ok(deleted);
+            }
+            tokio::time::sleep(self.config.pause).await;
         }
     }
 }

@@ -482,6 +482,12 @@ pub trait Store: Send + Sync + 'static {
         change: NewChange,
         run: Option<NewPipelineRun>,
     ) -> Result<ChangeRecorded>;
+    /// Prunes the record of ticks of the next `schedules` schedules by id after `after`
+    /// (`""` for the first): each keeps its latest `keep` ticks, its queued ticks and
+    /// the started ones whose run is not over; at most `limit` rows go, in one short
+    /// transaction. A batch that deleted `limit` rows may have left some: walk the same
+    /// schedules again before moving on.
+    async fn prune_fires(&self, after: &str, schedules: u32, keep: u32, limit: u32) -> Result<PrunedFires>;
 
     // Event subscriptions and the fan-out that records which events each one matches.
 

@@ -125,6 +125,31 @@ pub(crate) const QUEUED_FIRES: &str = "\
     SELECT s.*, f.fire_time FROM schedule_fires f JOIN schedules s ON s.id = f.schedule_id \
     WHERE f.outcome = 'queued' AND s.status = 'Active' ORDER BY f.fire_time LIMIT $1";
 
+/// The schedules a pruning batch walks: the next ones by id after `$1`, at most `$2`.
+pub(crate) const SCHEDULES_AFTER: &str = "SELECT id FROM schedules WHERE id > $1 ORDER BY id LIMIT $2";
+
+/// Deletes, of the schedules with ids in `($1, $2]`, the ticks older than each one's
+/// latest `$3`, at most `$4` rows. Each schedule's cutoff is found by stepping `$3`
+/// entries down its own stretch of the key (schedule, fire time), so a batch reads what
+/// it keeps of a few schedules, never the whole table. Queued ticks stay (they are still
+/// to start), and so do started ones whose run is not over: the overlap policy counts
+/// those runs through their ticks.
+pub(crate) fn prune_fires() -> String {
+    format!(
+        "WITH cut AS (\
+             SELECT s.id, (SELECT k.fire_time FROM schedule_fires k WHERE k.schedule_id = s.id \
+             ORDER BY k.fire_time DESC LIMIT 1 OFFSET $3) AS newest_gone \
+             FROM schedules s WHERE s.id > $1 AND s.id <= $2) \
+         DELETE FROM schedule_fires WHERE (schedule_id, fire_time) IN (\
+             SELECT f.schedule_id, f.fire_time FROM cut JOIN schedule_fires f \
+             ON f.schedule_id = cut.id AND f.fire_time <= cut.newest_gone \
+             WHERE f.outcome <> 'queued' AND NOT (f.outcome = 'started' AND EXISTS (\
+                 SELECT 1 FROM runs r WHERE r.source_id = f.source_id AND r.run_id = f.run_id \
+                 AND r.status NOT IN {ENDED_RUN_STATUSES})) \
+             LIMIT $4)"
+    )
+}
+
 pub(crate) fn active_runs() -> String {
     format!(
         "SELECT count(*) FROM schedule_fires f JOIN runs r ON r.source_id = f.source_id AND r.run_id = f.run_id \

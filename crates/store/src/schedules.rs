@@ -231,6 +231,16 @@ pub struct FireRecorded {
     pub recorded: bool,
 }
 
+/// What a batch of [`Store::prune_fires`](crate::Store::prune_fires) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunedFires {
+    /// Ticks deleted.
+    pub fires: u64,
+    /// The last schedule the batch walked, to walk on from; `None` when no schedule
+    /// follows it (the walk starts again from the first).
+    pub walked_to: Option<String>,
+}
+
 /// A queued tick of an active schedule, to start when the schedule has room.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedFire {

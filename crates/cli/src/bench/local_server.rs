@@ -322,6 +322,14 @@ impl LocalCluster {
             .max_by(f64::total_cmp)
     }
 
+    /// CPU time all nodes have used so far, in seconds; `None` when `/proc` cannot say.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.servers
+            .iter()
+            .map(|s| s.child.id().and_then(super::stats::cpu_seconds))
+            .sum()
+    }
+
     /// The first node's memory now, and its embedded store's files (none on PostgreSQL).
     pub fn sample(&self) -> Sample {
         let first = &self.servers[0];

@@ -10,6 +10,7 @@ pub mod local_server;
 pub mod pipeline;
 pub mod publish;
 pub mod receivers;
+pub mod schedules;
 pub mod soak;
 pub mod stats;
 pub mod topic;

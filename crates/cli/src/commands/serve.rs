@@ -109,6 +109,7 @@ pub async fn run(args: ServeArgs, data_dir: &Path) -> anyhow::Result<()> {
     config.retention.deliveries = args.delivery_retention;
     config.retention.dead_letters = args.dead_letter_retention;
     config.retention.every = Duration::from_secs(args.prune_every_seconds.max(1));
+    config.retention.schedule_fires = args.schedule_fires_kept;
     config.connections.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
     config.connections.max_connections = connection_cap(args.max_connections);
     config.delivery.addresses = AddressPolicy {

@@ -564,6 +564,10 @@ impl Store for PostgresStore {
         schedules::advance(&self.pool, schedule_id, etag, next_fire_at).await
     }
 
+    async fn prune_fires(&self, after: &str, schedules: u32, keep: u32, limit: u32) -> Result<PrunedFires> {
+        schedules::prune_fires(&self.pool, after, schedules, keep, limit).await
+    }
+
     async fn put_subscription(
         &self,
         source: SourceId,

@@ -431,3 +431,33 @@ pub(super) async fn record_change(
     commit(tx).await?;
     Ok(ChangeRecorded { fire: Some(recorded) })
 }
+
+/// A batch of pruning: walks the next schedules after `after`, then deletes what they
+/// let go (see [`sql::prune_fires`]), one statement each.
+pub(super) async fn prune_fires(
+    pool: &PgPool,
+    after: &str,
+    schedules: u32,
+    keep: u32,
+    limit: u32,
+) -> Result<PrunedFires> {
+    let walked: Vec<String> = db(sqlx::query_scalar(sql::SCHEDULES_AFTER)
+        .bind(after)
+        .bind(i64::from(schedules))
+        .fetch_all(pool)
+        .await)?;
+    let Some(last) = walked.last() else {
+        return Ok(PrunedFires::default());
+    };
+    let deleted = db(sqlx::query(AssertSqlSafe(sql::prune_fires()))
+        .bind(after)
+        .bind(last)
+        .bind(i64::from(keep))
+        .bind(i64::from(limit))
+        .execute(pool)
+        .await)?;
+    Ok(PrunedFires {
+        fires: deleted.rows_affected(),
+        walked_to: (walked.len() == schedules as usize).then(|| last.clone()),
+    })
+}

@@ -927,6 +927,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn prune_fires(&self, after: &str, schedules: u32, keep: u32, limit: u32) -> Result<PrunedFires> {
+        let after = after.to_owned();
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { schedules::prune_fires(conn, &after, schedules, keep, limit).await })
+            })
+            .await
+    }
+
     async fn put_subscription(
         &self,
         source: SourceId,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use mlgrid_core::time::format_event_time;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 
 use super::db::{all, db, now, optional, unique};
 use super::events::workspace_topic;
@@ -424,4 +424,34 @@ pub(super) async fn record_change(
         .execute(&mut *conn)
         .await)?;
     Ok(ChangeRecorded { fire: Some(recorded) })
+}
+
+/// A batch of pruning: walks the next schedules after `after`, then deletes what they
+/// let go (see [`sql::prune_fires`]), in the writer's transaction.
+pub(super) async fn prune_fires(
+    conn: &mut SqliteConnection,
+    after: &str,
+    schedules: u32,
+    keep: u32,
+    limit: u32,
+) -> Result<PrunedFires> {
+    let walked: Vec<String> = db(sqlx::query_scalar(sql::SCHEDULES_AFTER)
+        .bind(after)
+        .bind(i64::from(schedules))
+        .fetch_all(&mut *conn)
+        .await)?;
+    let Some(last) = walked.last() else {
+        return Ok(PrunedFires::default());
+    };
+    let deleted = db(sqlx::query(AssertSqlSafe(sql::prune_fires()))
+        .bind(after)
+        .bind(last)
+        .bind(i64::from(keep))
+        .bind(i64::from(limit))
+        .execute(&mut *conn)
+        .await)?;
+    Ok(PrunedFires {
+        fires: deleted.rows_affected(),
+        walked_to: (walked.len() == schedules as usize).then(|| last.clone()),
+    })
 }

@@ -2034,6 +2034,7 @@ macro_rules! backend_tests {
             a_change_is_recorded_once_with_its_run,
             concurrent_records_of_one_change_start_one_run,
             a_datastore_that_a_change_schedule_watches_cannot_be_deleted,
+            old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {

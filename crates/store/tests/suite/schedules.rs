@@ -382,3 +382,93 @@ pub async fn a_queued_tick_starts_once(store: Arc<dyn Store>) {
     assert_eq!(store.schedule(ws, "s").await.unwrap().last_run_id, started.run_id);
     assert_eq!(store.active_schedule_runs(&schedule.id).await.unwrap(), 1);
 }
+
+pub async fn old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay(store: Arc<dyn Store>) {
+    let (ws, pipeline) = published(&store, "ws").await;
+    let a = store
+        .create_schedule(ws, new_schedule("a", &pipeline, "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    let b = store
+        .create_schedule(ws, new_schedule("b", &pipeline, "2026-01-01T02:00:00Z"))
+        .await
+        .unwrap();
+    let minute = |hour: u32, m: u32| format!("2026-01-01T{hour:02}:{m:02}:00Z");
+    let mut runs = Vec::new();
+    for m in 0..10 {
+        let tick = minute(1, m);
+        let (outcome, run) = match m {
+            0 | 1 => (FireOutcome::Started, Some(tick_run(&pipeline, &a, &tick))),
+            2 => (FireOutcome::Queued, None),
+            _ => (FireOutcome::Skipped, None),
+        };
+        let recorded = store
+            .record_fire(ws, fire(&a, &tick, outcome, &minute(1, m + 1)), run)
+            .await
+            .unwrap();
+        runs.extend(recorded.fire.run_id);
+    }
+    for m in 0..5 {
+        store
+            .record_fire(
+                ws,
+                fire(&b, &minute(2, m), FireOutcome::Skipped, &minute(2, m + 1)),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    // The run of 01:00 is over; the run of 01:01 is not.
+    store
+        .cancel_pipeline_run(ws, &runs[0], "by the test", None)
+        .await
+        .unwrap();
+
+    // Keeping 3 each: a loses 01:00 and 01:03 - 01:06, b loses 02:00 and 02:01; at
+    // most 4 rows a batch.
+    let first = store.prune_fires("", 100, 3, 4).await.unwrap();
+    assert_eq!(
+        first,
+        PrunedFires {
+            fires: 4,
+            walked_to: None
+        }
+    );
+    assert_eq!(store.prune_fires("", 100, 3, 4).await.unwrap().fires, 3);
+    assert_eq!(store.prune_fires("", 100, 3, 4).await.unwrap().fires, 0);
+    let kept = |fires: Vec<ScheduleFire>| fires.into_iter().map(|f| (f.fire_time, f.outcome)).collect::<Vec<_>>();
+    assert_eq!(
+        kept(store.schedule_fires(&a.id, 100).await.unwrap()),
+        [
+            (at(&minute(1, 9)), FireOutcome::Skipped),
+            (at(&minute(1, 8)), FireOutcome::Skipped),
+            (at(&minute(1, 7)), FireOutcome::Skipped),
+            (at(&minute(1, 2)), FireOutcome::Queued),
+            (at(&minute(1, 1)), FireOutcome::Started),
+        ]
+    );
+    assert_eq!(
+        store.active_schedule_runs(&a.id).await.unwrap(),
+        1,
+        "the unfinished run still counts"
+    );
+    assert_eq!(
+        kept(store.schedule_fires(&b.id, 100).await.unwrap()),
+        [2, 3, 4]
+            .map(|m| (at(&minute(2, m)), FireOutcome::Skipped))
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+    );
+
+    // One schedule a batch: the walk goes by id, then says it reached the end.
+    let (low, high) = if a.id < b.id { (&a.id, &b.id) } else { (&b.id, &a.id) };
+    let walked = store.prune_fires("", 1, 3, 100).await.unwrap();
+    assert_eq!(walked.walked_to.as_ref(), Some(low));
+    let walked = store.prune_fires(low, 1, 3, 100).await.unwrap();
+    assert_eq!(walked.walked_to.as_ref(), Some(high));
+    assert_eq!(
+        store.prune_fires(high, 1, 3, 100).await.unwrap(),
+        PrunedFires::default()
+    );
+}
