@@ -295,7 +295,7 @@ impl Watcher {
                 tracing::warn!(schedule = %schedule.name, %error, "a change schedule's datastore cannot be listed");
                 self.store
                     .record_poll(PollDone {
-                        schedule_id: schedule.id.clone(),
+                        watcher_id: schedule.id.clone(),
                         polled_at: now,
                         next_poll_at: next,
                         error: Some(error.clone()),
@@ -348,7 +348,7 @@ impl Watcher {
         });
         self.store
             .record_poll(PollDone {
-                schedule_id: schedule.id.clone(),
+                watcher_id: schedule.id.clone(),
                 polled_at: now,
                 next_poll_at: if backlog { now } else { after(interval) },
                 error,
