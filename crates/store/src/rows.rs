@@ -615,6 +615,7 @@ pub(crate) fn watch_from_row(row: &impl StoredRow) -> Result<crate::watches::Dat
     let published = row.int("events_published")?;
     Ok(crate::watches::DatastoreWatch {
         workspace: SourceId(row.int("source_id")?),
+        workspace_name: row.text("workspace_name")?,
         id: row.text("id")?,
         name: row.text("name")?,
         datastore: row.text("datastore")?,

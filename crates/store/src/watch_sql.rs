@@ -1,8 +1,10 @@
 //! The SQL of datastore watches, the same on both backends (see [`crate::sql`] for how
 //! one statement serves both).
 
-/// A watch with its topic's name.
-const WATCH: &str = "SELECT w.*, t.name AS topic_name FROM datastore_watches w JOIN sources t ON t.id = w.topic_id";
+/// A watch with its workspace's and its topic's names.
+const WATCH: &str = "\
+    SELECT w.*, t.name AS topic_name, ws.name AS workspace_name FROM datastore_watches w \
+    JOIN sources t ON t.id = w.topic_id JOIN sources ws ON ws.id = w.source_id";
 
 pub(crate) const INSERT_WATCH: &str = "\
     INSERT INTO datastore_watches (source_id, id, name, datastore, path, recursive, polling_seconds, topic_id, \

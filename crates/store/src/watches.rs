@@ -36,6 +36,7 @@ pub struct NewDatastoreWatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatastoreWatch {
     pub workspace: SourceId,
+    pub workspace_name: String,
     /// A UUID: its seen objects are kept under it, apart from every schedule's.
     pub id: String,
     pub name: String,
