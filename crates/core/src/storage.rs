@@ -77,7 +77,9 @@ impl BlobCreated {
                 blob_type: "BlockBlob".to_owned(),
                 url: url.to_owned(),
                 sequencer: String::new(),
-                storage_diagnostics: StorageDiagnostics { batch_id: String::new() },
+                storage_diagnostics: StorageDiagnostics {
+                    batch_id: String::new(),
+                },
             },
         }
     }
@@ -99,7 +101,10 @@ impl BlobCreated {
 
     /// Azure's subject of a blob event.
     pub fn subject(&self) -> String {
-        format!("/blobServices/default/containers/{}/blobs/{}", self.container, self.blob)
+        format!(
+            "/blobServices/default/containers/{}/blobs/{}",
+            self.container, self.blob
+        )
     }
 
     /// The event in the Event Grid schema, on `topic` (the resource path of the custom
@@ -165,12 +170,9 @@ mod tests {
 
     #[test]
     fn the_data_has_azures_field_names() {
-        let created = BlobCreated::new("c", "a.csv", "u").with_content("\"e\"", 3, "text/csv").with_ids(
-            "r",
-            "cr",
-            "b",
-            sequencer(255),
-        );
+        let created = BlobCreated::new("c", "a.csv", "u")
+            .with_content("\"e\"", 3, "text/csv")
+            .with_ids("r", "cr", "b", sequencer(255));
         let event = created.to_event_grid("t", "id", "2026-12-02T00:00:00.0000000Z");
         let data: serde_json::Value = serde_json::from_str(event.data.get()).unwrap();
         assert_eq!(

@@ -111,9 +111,13 @@ impl WatcherHandle {
         if u64::from(polling_seconds) >= floor {
             Ok(())
         } else if floor == 60 {
-            Err(format!("the polling interval must be at least 1 minute (got {polling_seconds} seconds)"))
+            Err(format!(
+                "the polling interval must be at least 1 minute (got {polling_seconds} seconds)"
+            ))
         } else {
-            Err(format!("the polling interval must be at least {floor} seconds (got {polling_seconds})"))
+            Err(format!(
+                "the polling interval must be at least {floor} seconds (got {polling_seconds})"
+            ))
         }
     }
 }
@@ -205,7 +209,7 @@ fn sort_out(
 /// datastore watch's, whose changes are published as events.
 #[derive(Debug, Clone)]
 enum Watched {
-    Schedule(PipelineSchedule, ChangeWatch),
+    Schedule(Box<PipelineSchedule>, ChangeWatch),
     Arrivals(DatastoreWatch),
 }
 
@@ -305,7 +309,7 @@ impl Watcher {
         let watches = self.store.due_watches(now, self.config.batch).await?;
         let due = schedules
             .into_iter()
-            .filter_map(|s| s.watch.clone().map(|c| Watched::Schedule(s, c)))
+            .filter_map(|s| s.watch.clone().map(|c| Watched::Schedule(Box::new(s), c)))
             .chain(watches.into_iter().map(Watched::Arrivals));
         let permits = Arc::new(Semaphore::new(self.config.parallel.max(1)));
         let mut polls = JoinSet::new();
@@ -357,7 +361,10 @@ impl Watcher {
     /// how the poll went.
     pub async fn poll(&self, schedule: &PipelineSchedule, now: DateTime<Utc>) -> Result<Polled, StoreError> {
         match &schedule.watch {
-            Some(watch) => self.poll_folder(&Watched::Schedule(schedule.clone(), watch.clone()), now).await,
+            Some(watch) => {
+                self.poll_folder(&Watched::Schedule(Box::new(schedule.clone()), watch.clone()), now)
+                    .await
+            }
             None => Ok(Polled {
                 watcher_id: schedule.id.clone(),
                 ..Polled::default()
@@ -475,7 +482,12 @@ impl Watcher {
             Err(e) => return Err(e),
         };
         let object = &change.object;
-        let at = blob_location(&watch.workspace_name, &watch.datastore, registered.as_ref(), &object.path);
+        let at = blob_location(
+            &watch.workspace_name,
+            &watch.datastore,
+            registered.as_ref(),
+            &object.path,
+        );
         let id = || uuid::Uuid::new_v4().to_string();
         // Orders a blob's events as text, as Azure's does: later polls find later changes.
         let order = u128::try_from(found_at.timestamp_micros()).unwrap_or_default();

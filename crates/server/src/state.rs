@@ -11,8 +11,8 @@ use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
 use mlgrid_delivery::{ExportProblems, Handshakes, Validator};
 use mlgrid_pipelines::{
-    DataLayout, DatastoreRegistry, Definitions, Executor, LocalProcessRunner, Pipelines, Scheduler, Schedules, Watcher,
-    DatastoreWatches,
+    DataLayout, DatastoreRegistry, DatastoreWatches, Definitions, Executor, LocalProcessRunner, Pipelines, Scheduler,
+    Schedules, Watcher,
 };
 use mlgrid_store::{SourceId, Store};
 use tokio_util::sync::CancellationToken;

@@ -38,7 +38,10 @@ async fn a_watch_is_created_shown_listed_and_deleted() {
     assert_eq!(created.body["topic"], "arrivals");
     assert_eq!(created.body["pathOnDatastore"], "incoming");
     assert_eq!(
-        (created.body["pollingInterval"].as_u64(), created.body["pollingIntervalSeconds"].as_u64()),
+        (
+            created.body["pollingInterval"].as_u64(),
+            created.body["pollingIntervalSeconds"].as_u64()
+        ),
         (Some(2), Some(120))
     );
     assert_eq!(created.body["eventsPublished"], 0);
@@ -46,7 +49,11 @@ async fn a_watch_is_created_shown_listed_and_deleted() {
     let shown = api.call("GET", WATCH, None).await;
     assert_eq!((shown.status, &shown.body["name"]), (StatusCode::OK, &json!("csv")));
     let listed = api
-        .ok("GET", "/v1/workspaces/mlws/datastores/workspaceblobstore/watches", Value::Null)
+        .ok(
+            "GET",
+            "/v1/workspaces/mlws/datastores/workspaceblobstore/watches",
+            Value::Null,
+        )
         .await;
     assert_eq!(listed["value"].as_array().map(Vec::len), Some(1));
     let again = api.call("PUT", WATCH, Some(body("incoming"))).await;
@@ -115,7 +122,10 @@ async fn a_watched_datastore_cannot_be_deleted_and_a_deleted_topic_takes_its_wat
     let refused = api.call("DELETE", "/v1/workspaces/mlws/datastores/files", None).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert!(refused.message().contains("watches `csv`"), "{}", refused.body);
-    assert_eq!(api.call("DELETE", "/v1/topics/arrivals", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.call("DELETE", "/v1/topics/arrivals", None).await.status,
+        StatusCode::NO_CONTENT
+    );
     let listed = api
         .ok("GET", "/v1/workspaces/mlws/datastores/files/watches", Value::Null)
         .await;
@@ -147,10 +157,17 @@ async fn readers_read_watches_and_creating_one_takes_contributor_on_the_topic_to
     let other = "/v1/workspaces/mlws/datastores/workspaceblobstore/watches/other";
     let by_reader = api.call_as(reader, "PUT", other, Some(body("in")), None).await;
     assert_eq!(by_reader.status, StatusCode::FORBIDDEN);
-    assert_eq!(api.call_as(reader, "DELETE", WATCH, None, None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.call_as(reader, "DELETE", WATCH, None, None).await.status,
+        StatusCode::FORBIDDEN
+    );
     let no_topic_role = api.call_as(contributor, "PUT", other, Some(body("in")), None).await;
     assert_eq!(no_topic_role.status, StatusCode::FORBIDDEN, "{}", no_topic_role.body);
-    assert!(no_topic_role.message().contains("topic `arrivals`"), "{}", no_topic_role.body);
+    assert!(
+        no_topic_role.message().contains("topic `arrivals`"),
+        "{}",
+        no_topic_role.body
+    );
     api.ok(
         "POST",
         "/v1/roleAssignments",
@@ -159,5 +176,8 @@ async fn readers_read_watches_and_creating_one_takes_contributor_on_the_topic_to
     .await;
     let allowed = api.call_as(contributor, "PUT", other, Some(body("in")), None).await;
     assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.body);
-    assert_eq!(api.call_as(contributor, "DELETE", WATCH, None, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.call_as(contributor, "DELETE", WATCH, None, None).await.status,
+        StatusCode::NO_CONTENT
+    );
 }

@@ -621,7 +621,8 @@ pub(crate) fn watch_from_row(row: &impl StoredRow) -> Result<crate::watches::Dat
         datastore: row.text("datastore")?,
         path: row.text("path")?,
         recursive: row.flag("recursive")?,
-        polling_seconds: u32::try_from(polling).map_err(|_| StoreError::Corrupt(format!("polling_seconds {polling}")))?,
+        polling_seconds: u32::try_from(polling)
+            .map_err(|_| StoreError::Corrupt(format!("polling_seconds {polling}")))?,
         topic: SourceId(row.int("topic_id")?),
         topic_name: row.text("topic_name")?,
         next_poll_at: row.time("next_poll_at")?,

@@ -38,7 +38,11 @@ pub async fn run(client: &Client, command: DatastoreCommand) -> anyhow::Result<V
 }
 
 fn watch_uri(watch: &WatchRef) -> String {
-    format!("{}/watches/{}", uri(&watch.workspace.workspace, &watch.datastore), watch.name)
+    format!(
+        "{}/watches/{}",
+        uri(&watch.workspace.workspace, &watch.datastore),
+        watch.name
+    )
 }
 
 async fn watch(client: &Client, command: WatchCommand) -> anyhow::Result<Value> {
@@ -64,9 +68,11 @@ async fn watch(client: &Client, command: WatchCommand) -> anyhow::Result<Value> 
             client.put(&watch_uri(&watch), &body).await
         }
         WatchCommand::Show(watch) => client.get(&watch_uri(&watch)).await,
-        WatchCommand::List { workspace, datastore } => {
-            list_value(client.get(&format!("{}/watches", uri(&workspace.workspace, &datastore))).await?)
-        }
+        WatchCommand::List { workspace, datastore } => list_value(
+            client
+                .get(&format!("{}/watches", uri(&workspace.workspace, &datastore)))
+                .await?,
+        ),
         WatchCommand::Delete(watch) => {
             client.delete(&watch_uri(&watch)).await?;
             Ok(json!({"deleted": watch.name}))

@@ -25,7 +25,12 @@ pub struct BlobLocation {
 
 /// The place of `path` (relative to the datastore's root) on the datastore `datastore`
 /// of `workspace`, registered as `registered` (none for the built-in one).
-pub fn blob_location(workspace: &str, datastore: &str, registered: Option<&StoredDatastore>, path: &str) -> BlobLocation {
+pub fn blob_location(
+    workspace: &str,
+    datastore: &str,
+    registered: Option<&StoredDatastore>,
+    path: &str,
+) -> BlobLocation {
     let on_server = || BlobLocation {
         container: datastore.to_owned(),
         blob: path.to_owned(),
@@ -140,7 +145,10 @@ mod tests {
             ..s3
         };
         let at = blob_location("ws", "lake", Some(&registered(DatastoreKind::S3, minio)), "a.csv");
-        assert_eq!((at.container.as_str(), at.url.as_str()), ("training", "http://127.0.0.1:9000/training/a.csv"));
+        assert_eq!(
+            (at.container.as_str(), at.url.as_str()),
+            ("training", "http://127.0.0.1:9000/training/a.csv")
+        );
 
         let gcs = DatastoreSettings {
             bucket: Some("b".into()),

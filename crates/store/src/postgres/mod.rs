@@ -51,9 +51,9 @@ use crate::lifecycle::*;
 use crate::model::*;
 use crate::pipelines::*;
 use crate::schedules::*;
-use crate::watches::{DatastoreWatch, NewArrival, NewDatastoreWatch};
 use crate::storage::StorageStats;
 use crate::subscriptions::*;
+use crate::watches::{DatastoreWatch, NewArrival, NewDatastoreWatch};
 use db::db;
 
 /// The schema, brought up to date by [`PostgresStore::connect`] and

@@ -91,7 +91,15 @@ pub(super) async fn due(pool: &PgPool, now: DateTime<Utc>, limit: u32) -> Result
 
 pub(super) async fn record_arrival(pool: &PgPool, arrival: NewArrival) -> Result<Option<u64>> {
     let mut tx = begin(pool).await?;
-    if !move_seen(&mut tx, &arrival.watch_id, arrival.previous.as_deref(), &arrival.seen, now()).await? {
+    if !move_seen(
+        &mut tx,
+        &arrival.watch_id,
+        arrival.previous.as_deref(),
+        &arrival.seen,
+        now(),
+    )
+    .await?
+    {
         return Ok(None);
     }
     let topic = source_path(&mut tx, arrival.topic, SourceKind::Topic).await?;

@@ -49,9 +49,9 @@ use crate::lifecycle::*;
 use crate::model::*;
 use crate::pipelines::*;
 use crate::schedules::*;
-use crate::watches::{DatastoreWatch, NewArrival, NewDatastoreWatch};
 use crate::storage::{FullDisk, StorageStats};
 use crate::subscriptions::*;
+use crate::watches::{DatastoreWatch, NewArrival, NewDatastoreWatch};
 use writer::{Appends, BUSY_TIMEOUT_MS, WAL_LIMIT_BYTES, WriterHandle};
 
 /// How often the background task folds the WAL back into the database file.

@@ -68,7 +68,12 @@ pub(super) async fn list(pool: &SqlitePool, workspace: SourceId, datastore: &str
     all(pool, query, watch_from_row).await
 }
 
-pub(super) async fn delete(conn: &mut SqliteConnection, workspace: SourceId, datastore: &str, name: &str) -> Result<()> {
+pub(super) async fn delete(
+    conn: &mut SqliteConnection,
+    workspace: SourceId,
+    datastore: &str,
+    name: &str,
+) -> Result<()> {
     let query = sqlx::query(AssertSqlSafe(sql::watch_by_name()))
         .bind(workspace)
         .bind(datastore)
@@ -90,7 +95,15 @@ pub(super) async fn due(pool: &SqlitePool, now: DateTime<Utc>, limit: u32) -> Re
 }
 
 pub(super) async fn record_arrival(conn: &mut SqliteConnection, arrival: NewArrival) -> Result<Option<u64>> {
-    if !move_seen(conn, &arrival.watch_id, arrival.previous.as_deref(), &arrival.seen, &now()).await? {
+    if !move_seen(
+        conn,
+        &arrival.watch_id,
+        arrival.previous.as_deref(),
+        &arrival.seen,
+        &now(),
+    )
+    .await?
+    {
         return Ok(None);
     }
     let topic = source_path(conn, arrival.topic, SourceKind::Topic).await?;

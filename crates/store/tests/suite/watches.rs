@@ -58,18 +58,31 @@ fn arrival(watch: &DatastoreWatch, previous: Option<&str>, version: &str, event_
 
 pub async fn datastore_watches_are_kept_listed_polled_and_deleted(store: Arc<dyn Store>) {
     let (ws, topic) = watched(&store, "ws-watches").await;
-    let created = store.create_datastore_watch(ws, new_watch("csv", topic.id)).await.unwrap();
+    let created = store
+        .create_datastore_watch(ws, new_watch("csv", topic.id))
+        .await
+        .unwrap();
     assert_eq!(
-        (created.datastore.as_str(), created.path.as_str(), created.topic_name.as_str()),
+        (
+            created.datastore.as_str(),
+            created.path.as_str(),
+            created.topic_name.as_str()
+        ),
         ("lake", "incoming", topic.name.as_str())
     );
-    assert_eq!(created.next_poll_at, created.created_at, "a new watch is polled at once");
+    assert_eq!(
+        created.next_poll_at, created.created_at,
+        "a new watch is polled at once"
+    );
     assert_eq!(uuid::Uuid::parse_str(&created.id).map(|_| ()), Ok(()));
     let taken = store.create_datastore_watch(ws, new_watch("CSV", topic.id)).await;
     assert!(matches!(taken, Err(StoreError::Conflict(m)) if m.contains("a watch `CSV` already")));
     let found = store.datastore_watch(ws, "LAKE", "Csv").await.unwrap();
     assert_eq!(found, created);
-    store.create_datastore_watch(ws, new_watch("all", topic.id)).await.unwrap();
+    store
+        .create_datastore_watch(ws, new_watch("all", topic.id))
+        .await
+        .unwrap();
     let names: Vec<String> = store
         .list_datastore_watches(ws, "lake")
         .await
@@ -82,7 +95,13 @@ pub async fn datastore_watches_are_kept_listed_polled_and_deleted(store: Arc<dyn
     let soon = created.next_poll_at + chrono::TimeDelta::minutes(1);
     let due = store.due_watches(soon, 10).await.unwrap();
     assert_eq!(due.len(), 2);
-    assert!(store.earliest_poll().await.unwrap().is_some_and(|t| t <= created.next_poll_at));
+    assert!(
+        store
+            .earliest_poll()
+            .await
+            .unwrap()
+            .is_some_and(|t| t <= created.next_poll_at)
+    );
     let next = created.next_poll_at + chrono::TimeDelta::minutes(5);
     store
         .record_poll(PollDone {
@@ -97,7 +116,10 @@ pub async fn datastore_watches_are_kept_listed_polled_and_deleted(store: Arc<dyn
     let polled = store.datastore_watch(ws, "lake", "csv").await.unwrap();
     assert_eq!(polled.next_poll_at, next);
     assert_eq!(polled.last_poll_at, Some(created.next_poll_at));
-    assert_eq!((polled.poll_failures, polled.last_error.as_deref()), (1, Some("the datastore cannot be listed")));
+    assert_eq!(
+        (polled.poll_failures, polled.last_error.as_deref()),
+        (1, Some("the datastore cannot be listed"))
+    );
     assert_eq!(store.due_watches(soon, 10).await.unwrap().len(), 1);
 
     let refused = store.delete_datastore(ws, "lake").await;
@@ -110,7 +132,10 @@ pub async fn datastore_watches_are_kept_listed_polled_and_deleted(store: Arc<dyn
         .await
         .unwrap();
     store.delete_datastore_watch(ws, "lake", "csv").await.unwrap();
-    assert!(store.seen_objects(&created.id).await.unwrap().is_empty(), "what it saw goes with it");
+    assert!(
+        store.seen_objects(&created.id).await.unwrap().is_empty(),
+        "what it saw goes with it"
+    );
     assert!(matches!(
         store.delete_datastore_watch(ws, "lake", "csv").await,
         Err(StoreError::NotFound(_))
@@ -126,7 +151,10 @@ pub async fn datastore_watches_are_kept_listed_polled_and_deleted(store: Arc<dyn
 
 pub async fn an_arrival_is_published_once_into_the_topic(store: Arc<dyn Store>) {
     let (ws, topic) = watched(&store, "ws-arrivals").await;
-    let watch = store.create_datastore_watch(ws, new_watch("csv", topic.id)).await.unwrap();
+    let watch = store
+        .create_datastore_watch(ws, new_watch("csv", topic.id))
+        .await
+        .unwrap();
     let first = store.record_arrival(arrival(&watch, None, "v1", "e1")).await.unwrap();
     assert_eq!(first, Some(1));
     assert_eq!(
@@ -135,18 +163,30 @@ pub async fn an_arrival_is_published_once_into_the_topic(store: Arc<dyn Store>) 
         "a file seen already publishes nothing again"
     );
     assert_eq!(
-        store.record_arrival(arrival(&watch, Some("v0"), "v2", "e2")).await.unwrap(),
+        store
+            .record_arrival(arrival(&watch, Some("v0"), "v2", "e2"))
+            .await
+            .unwrap(),
         None,
         "a stale version read publishes nothing"
     );
-    assert_eq!(store.record_arrival(arrival(&watch, Some("v1"), "v2", "e2")).await.unwrap(), Some(2));
+    assert_eq!(
+        store
+            .record_arrival(arrival(&watch, Some("v1"), "v2", "e2"))
+            .await
+            .unwrap(),
+        Some(2)
+    );
     let seen = store.seen_objects(&watch.id).await.unwrap();
     assert_eq!(seen.iter().map(|o| o.version.as_str()).collect::<Vec<_>>(), ["v2"]);
 
     let events = store.read_events(topic.id, 0, 10).await.unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].event_type, "Microsoft.Storage.BlobCreated");
-    assert_eq!(events[0].subject, "/blobServices/default/containers/lake/blobs/incoming/a.csv");
+    assert_eq!(
+        events[0].subject,
+        "/blobServices/default/containers/lake/blobs/incoming/a.csv"
+    );
     let body: serde_json::Value = serde_json::from_str(&events[0].body).unwrap();
     assert_eq!(body["id"], "e1");
     assert_eq!(
@@ -163,7 +203,10 @@ pub async fn an_arrival_is_published_once_into_the_topic(store: Arc<dyn Store>) 
 
 pub async fn concurrent_arrivals_of_one_file_publish_one_event(store: Arc<dyn Store>) {
     let (ws, topic) = watched(&store, "ws-arrival-race").await;
-    let watch = store.create_datastore_watch(ws, new_watch("csv", topic.id)).await.unwrap();
+    let watch = store
+        .create_datastore_watch(ws, new_watch("csv", topic.id))
+        .await
+        .unwrap();
     let tries = (0..8).map(|i| {
         let (store, arrival) = (store.clone(), arrival(&watch, None, "v1", &format!("e{i}")));
         tokio::spawn(async move { store.record_arrival(arrival).await.unwrap() })
