@@ -636,13 +636,61 @@ pub enum DatastoreCommand {
         name: String,
     },
     List(WorkspaceArg),
-    /// Delete a datastore; refused while enabled pipelines read it.
+    /// Delete a datastore; refused while enabled pipelines read it, or watches watch it.
     Delete {
         #[command(flatten)]
         workspace: WorkspaceArg,
         #[arg(long, short = 'n')]
         name: String,
     },
+    /// Watches publishing a `Microsoft.Storage.BlobCreated` event into a topic for each
+    /// file added or changed in a folder of the datastore.
+    #[command(subcommand)]
+    Watch(WatchCommand),
+}
+
+/// One watch of a datastore.
+#[derive(Debug, Args)]
+pub struct WatchRef {
+    #[command(flatten)]
+    pub workspace: WorkspaceArg,
+    #[arg(long)]
+    pub datastore: String,
+    #[arg(long, short = 'n')]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WatchCommand {
+    /// Watch a folder; files already there publish nothing.
+    Create {
+        #[command(flatten)]
+        watch: WatchRef,
+        /// The custom topic the events go to.
+        #[arg(long)]
+        topic: String,
+        /// The folder, relative to the datastore's root (default: the root).
+        #[arg(long)]
+        path: Option<String>,
+        /// Files in subfolders count too.
+        #[arg(long)]
+        recursive: bool,
+        /// Minutes between polls (default 5, at least 1).
+        #[arg(long)]
+        polling_interval: Option<u32>,
+        /// The same in seconds, for tests (a server refuses less than a minute unless
+        /// started with `--min-polling-seconds`).
+        #[arg(long, hide = true)]
+        polling_interval_seconds: Option<u32>,
+    },
+    Show(WatchRef),
+    List {
+        #[command(flatten)]
+        workspace: WorkspaceArg,
+        #[arg(long)]
+        datastore: String,
+    },
+    Delete(WatchRef),
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@
 //! - [`schedule`]: recurrences (Azure ML's schedule triggers), checked and compiled into
 //!   their fire times in an IANA time zone, and what to do with missed and overlapping
 //!   ticks.
+//! - [`storage`]: data-arrival events, shaped like Azure Storage's `BlobCreated`.
 //! - [`redact`]: URLs without their secrets (query, userinfo), for showing and logging.
 //!
 //! ```
@@ -46,6 +47,7 @@ pub mod resource;
 pub mod retention;
 pub mod retry;
 pub mod schedule;
+pub mod storage;
 pub mod subscription;
 pub mod time;
 pub mod validation;

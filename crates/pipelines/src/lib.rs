@@ -36,6 +36,7 @@ mod scheduler;
 mod schedules;
 mod service;
 mod watcher;
+mod watches;
 
 pub use datastore::registry::{DatastoreRegistry, EndpointGuard, Registration, RegistryError};
 pub use datastore::remote::ObjectStoreDatastore;
@@ -55,3 +56,4 @@ pub use schedules::{
 };
 pub use service::{LogChunk, LogStream, PipelineError, Pipelines, Submission, Target};
 pub use watcher::{Polled, Watcher, WatcherConfig, WatcherHandle, backoff, version_of};
+pub use watches::{DatastoreWatches, WatchRequest};

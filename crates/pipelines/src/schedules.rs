@@ -166,14 +166,7 @@ impl Schedules {
             .polling_seconds
             .or(current.map(|c| c.polling_seconds))
             .unwrap_or(DEFAULT_POLLING_SECONDS);
-        let floor = self.watcher.min_polling().as_secs();
-        if u64::from(polling_seconds) < floor {
-            return Err(invalid(if floor == 60 {
-                format!("the polling interval must be at least 1 minute (got {polling_seconds} seconds)")
-            } else {
-                format!("the polling interval must be at least {floor} seconds (got {polling_seconds})")
-            }));
-        }
+        self.watcher.check_interval(polling_seconds).map_err(invalid)?;
         let datastores = self.pipelines.datastores(workspace).await?;
         datastores.get(&datastore).map_err(|e| invalid(e.to_string()))?;
         let data_path_parameter = spec

@@ -1,10 +1,12 @@
-//! The watcher: polls the folders of change schedules and starts a run for each file
-//! added or changed, on one node of a cluster at a time.
+//! The watcher: polls datastore folders for files added or changed, on one node of a
+//! cluster at a time. It watches for two kinds of owner, with one polling code: a change
+//! schedule starts a run for each change, a datastore watch publishes a
+//! `Microsoft.Storage.BlobCreated` event for it into its topic.
 //!
 //! The node holding the `watcher` lease (taken and renewed like the scheduler's) sleeps
-//! until the earliest poll due of all active change schedules, one index lookup, or
-//! until a schedule changes on this node. A pass ([`Watcher::pass`], which tests drive
-//! with any instant as "now") polls every due schedule, at most
+//! until the earliest poll due of all active change schedules and datastore watches, an
+//! index lookup each, or until one changes on this node. A pass ([`Watcher::pass`], which
+//! tests drive with any instant as "now") polls every due folder, at most
 //! [`WatcherConfig::parallel`] at once, each listing bounded in time
 //! ([`WatcherConfig::list_timeout`]) and size (the datastore's `LIST_LIMIT`), so that
 //! a slow or unreachable datastore holds up only its own schedules.
@@ -14,11 +16,13 @@
 //!
 //! - A file not seen, or seen with another version, is a change. Each change is recorded
 //!   by the store with a compare and set on the seen row, in the transaction that
-//!   submits its run: a change starts one run, whichever nodes poll and however often a
-//!   poll is repeated after a crash, and a change made while no node polled is found by
-//!   the next poll, which compares with what is stored, not with what it remembers.
+//!   submits its run (a change schedule) or appends its event (a datastore watch): a
+//!   change starts one run or publishes one event, whichever nodes poll and however
+//!   often a poll is repeated after a crash, and a change made while no node polled is
+//!   found by the next poll, which compares with what is stored, not with what it
+//!   remembers.
 //! - Changes count from the schedule's `since` (its creation, or when it was enabled or
-//!   pointed at another folder): the first poll after it records files last modified
+//!   pointed at another folder; a watch's creation): the first poll after it records files last modified
 //!   before `since - skew` as seen without firing. The skew
 //!   ([`WatcherConfig::skew`]) leans towards firing: a file written just before the
 //!   schedule was created may start a run, but one written just after it is not missed
@@ -34,18 +38,21 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use mlgrid_core::pipeline::DataPath;
+use mlgrid_core::storage::{BlobCreated, content_type_of, sequencer};
 use mlgrid_store::{
-    ChangeWatch, FireOutcome, NewChange, NewPipelineRun, PipelineSchedule, PollDone, SeenObject, Store, StoreError,
+    ChangeWatch, DatastoreWatch, FireOutcome, NewArrival, NewChange, NewPipelineRun, PipelineSchedule, PollDone,
+    SeenObject, SourceId, Store, StoreError,
 };
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::datastore::location::blob_location;
 use crate::datastore::{Listing, ObjectInfo};
 use crate::scheduler::RUN_SOURCE;
 use crate::service::{PipelineError, Pipelines, Submission, Target};
 
-/// The name of the lease that lets one node of a cluster poll change schedules.
+/// The name of the lease that lets one node of a cluster poll datastore folders.
 const LEASE: &str = "watcher";
 
 /// How the watcher paces itself.
@@ -61,7 +68,7 @@ pub struct WatcherConfig {
     pub list_timeout: Duration,
     /// Most changes one poll records; the rest are found by a poll that follows at once.
     pub changes_per_poll: usize,
-    /// Most schedules one pass polls.
+    /// Most change schedules, and most datastore watches, one pass polls.
     pub batch: u32,
     /// How much older than a schedule's `since` a file must be to count as there before.
     pub skew: Duration,
@@ -85,8 +92,8 @@ impl Default for WatcherConfig {
     }
 }
 
-/// Wakes the watcher of this node when a change schedule changed, and says what polling
-/// interval it takes.
+/// Wakes the watcher of this node when a change schedule or a datastore watch changed,
+/// and says what polling interval it takes.
 #[derive(Clone)]
 pub struct WatcherHandle {
     wake: Arc<Notify>,
@@ -98,8 +105,20 @@ impl WatcherHandle {
         self.wake.notify_one();
     }
 
-    pub fn min_polling(&self) -> Duration {
-        self.min_polling
+    /// Refuses a polling interval shorter than this server takes, naming the floor.
+    pub fn check_interval(&self, polling_seconds: u32) -> Result<(), String> {
+        let floor = self.min_polling.as_secs();
+        if u64::from(polling_seconds) >= floor {
+            Ok(())
+        } else if floor == 60 {
+            Err(format!(
+                "the polling interval must be at least 1 minute (got {polling_seconds} seconds)"
+            ))
+        } else {
+            Err(format!(
+                "the polling interval must be at least {floor} seconds (got {polling_seconds})"
+            ))
+        }
     }
 }
 
@@ -139,12 +158,15 @@ fn seen(object: &ObjectInfo) -> SeenObject {
     }
 }
 
-/// What one poll of a schedule did.
+/// What one poll of a change schedule or a datastore watch did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Polled {
-    pub schedule_id: String,
-    /// The changes this poll recorded, in order: (path, outcome, run).
+    /// The schedule's or the watch's id.
+    pub watcher_id: String,
+    /// The changes a schedule's poll recorded, in order: (path, outcome, run).
     pub fired: Vec<(String, FireOutcome, Option<String>)>,
+    /// The changes a watch's poll published, in order: (path, sequence in the topic).
+    pub published: Vec<(String, u64)>,
     /// Files recorded as there before the schedule watched.
     pub quiet: usize,
     /// Why the folder could not be listed.
@@ -183,7 +205,70 @@ fn sort_out(
     (quiet, found)
 }
 
-/// Polls the folders of change schedules.
+/// What the watcher polls: a change schedule's folder, whose changes start runs, or a
+/// datastore watch's, whose changes are published as events.
+#[derive(Debug, Clone)]
+enum Watched {
+    Schedule(Box<PipelineSchedule>, ChangeWatch),
+    Arrivals(DatastoreWatch),
+}
+
+impl Watched {
+    fn id(&self) -> &str {
+        match self {
+            Watched::Schedule(s, _) => &s.id,
+            Watched::Arrivals(w) => &w.id,
+        }
+    }
+
+    fn workspace(&self) -> SourceId {
+        match self {
+            Watched::Schedule(s, _) => s.workspace,
+            Watched::Arrivals(w) => w.workspace,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Watched::Schedule(s, _) => &s.name,
+            Watched::Arrivals(w) => &w.name,
+        }
+    }
+
+    /// The datastore, the folder and whether its subfolders count.
+    fn folder(&self) -> (&str, &str, bool) {
+        match self {
+            Watched::Schedule(_, c) => (&c.datastore, &c.path, c.recursive),
+            Watched::Arrivals(w) => (&w.datastore, &w.path, w.recursive),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        let seconds = match self {
+            Watched::Schedule(_, c) => c.polling_seconds,
+            Watched::Arrivals(w) => w.polling_seconds,
+        };
+        Duration::from_secs(u64::from(seconds.max(1)))
+    }
+
+    /// Whether this poll is the first since changes count, and so records what is older
+    /// than `since` without firing.
+    fn since(&self) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
+        match self {
+            Watched::Schedule(s, c) => (c.since, s.last_poll_at),
+            Watched::Arrivals(w) => (w.created_at, w.last_poll_at),
+        }
+    }
+
+    fn poll_failures(&self) -> u32 {
+        match self {
+            Watched::Schedule(s, _) => s.poll_failures,
+            Watched::Arrivals(w) => w.poll_failures,
+        }
+    }
+}
+
+/// Polls the folders of change schedules and datastore watches.
 #[derive(Clone)]
 pub struct Watcher {
     store: Arc<dyn Store>,
@@ -217,18 +302,23 @@ impl Watcher {
         }
     }
 
-    /// One pass at `now`: polls every due schedule (at most a batch), a few at once.
-    /// Returns what each poll did, in no particular order.
+    /// One pass at `now`: polls every due change schedule and datastore watch (at most a
+    /// batch of each), a few at once. Returns what each poll did, in no particular order.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<Vec<Polled>, StoreError> {
-        let due = self.store.due_polls(now, self.config.batch).await?;
+        let schedules = self.store.due_polls(now, self.config.batch).await?;
+        let watches = self.store.due_watches(now, self.config.batch).await?;
+        let due = schedules
+            .into_iter()
+            .filter_map(|s| s.watch.clone().map(|c| Watched::Schedule(Box::new(s), c)))
+            .chain(watches.into_iter().map(Watched::Arrivals));
         let permits = Arc::new(Semaphore::new(self.config.parallel.max(1)));
         let mut polls = JoinSet::new();
-        for schedule in due {
+        for watched in due {
             let watcher = self.clone();
             let permits = permits.clone();
             polls.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
-                watcher.poll(&schedule, now).await
+                watcher.poll_folder(&watched, now).await
             });
         }
         let mut polled = Vec::new();
@@ -237,7 +327,7 @@ impl Watcher {
             match done {
                 Ok(Ok(poll)) => polled.push(poll),
                 Ok(Err(e)) => failed = Some(e),
-                Err(e) => tracing::error!(error = %e, "a poll of a change schedule panicked"),
+                Err(e) => tracing::error!(error = %e, "a poll of a datastore folder panicked"),
             }
         }
         match failed {
@@ -247,55 +337,64 @@ impl Watcher {
     }
 
     /// The folder's listing, bounded in time.
-    async fn list(&self, schedule: &PipelineSchedule, watch: &ChangeWatch) -> Result<Listing, String> {
+    async fn list(&self, watched: &Watched) -> Result<Listing, String> {
+        let (datastore, path, recursive) = watched.folder();
         let listing = async {
             let datastores = self
                 .pipelines
-                .datastores(schedule.workspace)
+                .datastores(watched.workspace())
                 .await
                 .map_err(|e| e.to_string())?;
-            let datastore = datastores.get(&watch.datastore).map_err(|e| e.to_string())?;
-            datastore
-                .list(&watch.path, watch.recursive)
-                .await
-                .map_err(|e| e.to_string())
+            let datastore = datastores.get(datastore).map_err(|e| e.to_string())?;
+            datastore.list(path, recursive).await.map_err(|e| e.to_string())
         };
         match tokio::time::timeout(self.config.list_timeout, listing).await {
             Ok(listed) => listed,
             Err(_) => Err(format!(
-                "listing `{}` on datastore `{}` took longer than {} s",
-                watch.path,
-                watch.datastore,
+                "listing `{path}` on datastore `{datastore}` took longer than {} s",
                 self.config.list_timeout.as_secs()
             )),
         }
     }
 
-    /// Polls one schedule at `now`: records its changes, each with its run, then how the
-    /// poll went.
+    /// Polls one change schedule at `now`: records its changes, each with its run, then
+    /// how the poll went.
     pub async fn poll(&self, schedule: &PipelineSchedule, now: DateTime<Utc>) -> Result<Polled, StoreError> {
+        match &schedule.watch {
+            Some(watch) => {
+                self.poll_folder(&Watched::Schedule(Box::new(schedule.clone()), watch.clone()), now)
+                    .await
+            }
+            None => Ok(Polled {
+                watcher_id: schedule.id.clone(),
+                ..Polled::default()
+            }),
+        }
+    }
+
+    /// Polls one folder at `now`: records its changes (each with its run, or its event),
+    /// then how the poll went.
+    async fn poll_folder(&self, watched: &Watched, now: DateTime<Utc>) -> Result<Polled, StoreError> {
+        let id = watched.id().to_owned();
         let mut polled = Polled {
-            schedule_id: schedule.id.clone(),
+            watcher_id: id.clone(),
             ..Polled::default()
         };
-        let Some(watch) = &schedule.watch else {
-            return Ok(polled);
-        };
-        let interval = Duration::from_secs(u64::from(watch.polling_seconds.max(1)));
+        let interval = watched.interval();
         let after = |wait: Duration| now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX);
-        let listing = match self.list(schedule, watch).await {
+        let listing = match self.list(watched).await {
             Ok(listing) => listing,
             Err(reason) => {
-                let failures = schedule.poll_failures.saturating_add(1);
+                let failures = watched.poll_failures().saturating_add(1);
                 let next = after(backoff(interval, failures));
                 let error = format!(
                     "polling failed {failures} time(s) in a row, next try at {}: {reason}",
                     next.to_rfc3339()
                 );
-                tracing::warn!(schedule = %schedule.name, %error, "a change schedule's datastore cannot be listed");
+                tracing::warn!(watcher = %watched.name(), %error, "a watched datastore cannot be listed");
                 self.store
                     .record_poll(PollDone {
-                        schedule_id: schedule.id.clone(),
+                        watcher_id: id,
                         polled_at: now,
                         next_poll_at: next,
                         error: Some(error.clone()),
@@ -308,18 +407,19 @@ impl Watcher {
         };
         let seen_before: HashMap<String, SeenObject> = self
             .store
-            .seen_objects(&schedule.id)
+            .seen_objects(&id)
             .await?
             .into_iter()
             .map(|o| (o.path.clone(), o))
             .collect();
-        let first_since = schedule.last_poll_at.is_none_or(|last| last < watch.since);
+        let (since, last_poll_at) = watched.since();
+        let first_since = last_poll_at.is_none_or(|last| last < since);
         let skew = TimeDelta::from_std(self.config.skew).unwrap_or(TimeDelta::zero());
-        let baseline = first_since.then(|| watch.since - skew);
+        let baseline = first_since.then(|| since - skew);
         let (quiet, found) = sort_out(&listing, &seen_before, baseline);
         polled.quiet = quiet.len();
         if !quiet.is_empty() {
-            self.store.record_seen(&schedule.id, quiet).await?;
+            self.store.record_seen(&id, quiet).await?;
         }
         if !listing.truncated {
             let listed: std::collections::HashSet<&str> = listing.objects.iter().map(|o| o.path.as_str()).collect();
@@ -329,15 +429,24 @@ impl Watcher {
                 .cloned()
                 .collect();
             if !gone.is_empty() {
-                self.store.forget_seen(&schedule.id, gone).await?;
+                self.store.forget_seen(&id, gone).await?;
             }
         }
         let backlog = found.len() > self.config.changes_per_poll;
         for (i, change) in found.into_iter().take(self.config.changes_per_poll).enumerate() {
-            // Unique within the schedule, in the order the changes were found.
-            let fire_time = now + TimeDelta::microseconds(i64::try_from(i).unwrap_or(i64::MAX));
-            if let Some(fired) = self.fire(schedule, watch, change, fire_time).await? {
-                polled.fired.push(fired);
+            // Unique within the schedule or watch, in the order the changes were found.
+            let found_at = now + TimeDelta::microseconds(i64::try_from(i).unwrap_or(i64::MAX));
+            match watched {
+                Watched::Schedule(schedule, watch) => {
+                    if let Some(fired) = self.fire(schedule, watch, change, found_at).await? {
+                        polled.fired.push(fired);
+                    }
+                }
+                Watched::Arrivals(watch) => {
+                    if let Some(published) = self.publish(watch, change, found_at).await? {
+                        polled.published.push(published);
+                    }
+                }
             }
         }
         let error = listing.truncated.then(|| {
@@ -348,7 +457,7 @@ impl Watcher {
         });
         self.store
             .record_poll(PollDone {
-                schedule_id: schedule.id.clone(),
+                watcher_id: id,
                 polled_at: now,
                 next_poll_at: if backlog { now } else { after(interval) },
                 error,
@@ -356,6 +465,49 @@ impl Watcher {
             })
             .await?;
         Ok(polled)
+    }
+
+    /// Publishes one change as a `BlobCreated` event into the watch's topic; `None` when
+    /// it was published before.
+    async fn publish(
+        &self,
+        watch: &DatastoreWatch,
+        change: Found,
+        found_at: DateTime<Utc>,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        let registered = match self.store.datastore(watch.workspace, &watch.datastore).await {
+            Ok(registered) => Some(registered),
+            // The built-in `workspaceblobstore` has no row.
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let object = &change.object;
+        let at = blob_location(
+            &watch.workspace_name,
+            &watch.datastore,
+            registered.as_ref(),
+            &object.path,
+        );
+        let id = || uuid::Uuid::new_v4().to_string();
+        // Orders a blob's events as text, as Azure's does: later polls find later changes.
+        let order = u128::try_from(found_at.timestamp_micros()).unwrap_or_default();
+        let blob = BlobCreated::new(&at.container, &at.blob, &at.url)
+            .with_content(&version_of(object), object.size, content_type_of(&object.path))
+            .with_ids(&id(), &id(), &id(), sequencer(order));
+        let arrival = NewArrival {
+            watch_id: watch.id.clone(),
+            topic: watch.topic,
+            previous: change.previous,
+            seen: seen(object),
+            event_id: id(),
+            event_time: found_at,
+            blob,
+        };
+        Ok(self
+            .store
+            .record_arrival(arrival)
+            .await?
+            .map(|sequence| (change.object.path, sequence)))
     }
 
     /// Records one change with its run (or why it has none); `None` when the change was
@@ -451,7 +603,8 @@ impl Watcher {
         }
     }
 
-    /// Polls change schedules until `stop`, while this node holds the watcher lease.
+    /// Polls change schedules and datastore watches until `stop`, while this node holds
+    /// the watcher lease.
     pub async fn run(self, stop: CancellationToken) {
         let lease = TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::MAX);
         let mut held: Option<u64>;
@@ -493,6 +646,10 @@ impl Watcher {
         let fired: usize = polled.iter().map(|p| p.fired.len()).sum();
         if fired > 0 {
             tracing::info!(changes = fired, "change schedules fired");
+        }
+        let published: usize = polled.iter().map(|p| p.published.len()).sum();
+        if published > 0 {
+            tracing::info!(events = published, "datastore watches published arrivals");
         }
         Ok(match self.store.earliest_poll().await? {
             Some(at) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),

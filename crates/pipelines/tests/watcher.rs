@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use mlgrid_core::schedule::{Concurrency, MisfirePolicy};
 use mlgrid_pipelines::{
-    DataLayout, DatastoreRegistry, Definitions, EndpointGuard, Executor, ExecutorConfig, LocalProcessRunner, Pipelines,
-    ScheduleChange, ScheduleSpec, Scheduler, Schedules, SecretKey, WatchSpec, Watcher, WatcherConfig,
+    DataLayout, DatastoreRegistry, DatastoreWatches, Definitions, EndpointGuard, Executor, ExecutorConfig,
+    LocalProcessRunner, Pipelines, ScheduleChange, ScheduleSpec, Scheduler, Schedules, SecretKey, WatchRequest,
+    WatchSpec, Watcher, WatcherConfig,
 };
 use mlgrid_store::{
     CredentialSource, DatastoreKind, DatastoreSettings, FireOutcome, NewDatastore, NewSource, ScheduleStatus, SourceId,
@@ -395,4 +396,142 @@ async fn a_watch_is_checked_whole_before_anything_is_written() {
     .await;
     assert!(fast.contains("polling interval must be at least"), "{fast}");
     assert!(w.schedules.get(w.ws, "bad").await.is_err(), "nothing was created");
+}
+
+/// The custom topic `arrivals` and a watch `csv` of `files/incoming` publishing into it,
+/// polled every minute.
+async fn arrivals_watch(w: &World) -> (DatastoreWatches, SourceId) {
+    let topic = w
+        .store
+        .create_source(
+            &NewSource {
+                kind: mlgrid_core::resource::SourceKind::Topic,
+                name: "arrivals".into(),
+                subscription_id: "sub".into(),
+                resource_group: "rg".into(),
+                retention: Default::default(),
+            },
+            &[],
+        )
+        .await
+        .unwrap()
+        .id;
+    let watches = DatastoreWatches::new(w.store.clone(), w.pipelines.clone(), w.watcher.handle());
+    let request = WatchRequest {
+        path: Some("incoming".into()),
+        recursive: false,
+        polling_seconds: Some(60),
+    };
+    watches.create(w.ws, "files", "csv", topic, request).await.unwrap();
+    (watches, topic)
+}
+
+#[tokio::test]
+async fn a_datastore_watch_publishes_each_new_or_changed_file_once_as_blob_created() {
+    let w = world().await;
+    let created = now();
+    write(w.dir.path(), "incoming/old.csv", "a", created - TimeDelta::hours(1));
+    let (_, topic) = arrivals_watch(&w).await;
+
+    let first = w.watcher.pass(created + TimeDelta::seconds(1)).await.unwrap();
+    assert_eq!(
+        (first[0].quiet, first[0].published.len()),
+        (1, 0),
+        "what was there before publishes nothing"
+    );
+    write(w.dir.path(), "incoming/new.csv", "bb", created + TimeDelta::seconds(10));
+    let second = w.watcher.pass(created + TimeDelta::seconds(61)).await.unwrap();
+    assert_eq!(second[0].published, [("incoming/new.csv".to_owned(), 1)]);
+
+    let events = w.store.read_events(topic, 0, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    let event: serde_json::Value = serde_json::from_str(&events[0].body).unwrap();
+    assert_eq!(event["eventType"], "Microsoft.Storage.BlobCreated");
+    assert_eq!(
+        event["subject"],
+        "/blobServices/default/containers/files/blobs/incoming/new.csv"
+    );
+    assert_eq!(
+        event["topic"],
+        "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.EventGrid/topics/arrivals"
+    );
+    assert_eq!(
+        (event["dataVersion"].as_str(), event["metadataVersion"].as_str()),
+        (Some(""), Some("1"))
+    );
+    let data = &event["data"];
+    assert_eq!(data["url"], "mlgrid://ws/datastores/files/incoming/new.csv");
+    assert_eq!(
+        (data["api"].as_str(), data["blobType"].as_str()),
+        (Some("PutBlob"), Some("BlockBlob"))
+    );
+    assert_eq!(
+        (data["contentType"].as_str(), data["contentLength"].as_u64()),
+        (Some("text/csv"), Some(2))
+    );
+    assert_eq!(data["sequencer"].as_str().map(str::len), Some(32));
+    assert!(data["eTag"].as_str().is_some_and(|t| !t.is_empty()));
+
+    let third = w.watcher.pass(created + TimeDelta::seconds(122)).await.unwrap();
+    assert!(third[0].published.is_empty(), "a change publishes once");
+    write(
+        w.dir.path(),
+        "incoming/new.csv",
+        "ccc",
+        created + TimeDelta::seconds(130),
+    );
+    let restarted = Watcher::new(w.store.clone(), w.pipelines.clone(), "node-b").with_config(config());
+    let fourth = restarted.pass(created + TimeDelta::seconds(183)).await.unwrap();
+    assert_eq!(
+        fourth[0].published.len(),
+        1,
+        "a change made meanwhile is found after a restart, once"
+    );
+    let events = w.store.read_events(topic, 0, 10).await.unwrap();
+    let later: serde_json::Value = serde_json::from_str(&events[1].body).unwrap();
+    assert!(
+        later["data"]["sequencer"].as_str() > event["data"]["sequencer"].as_str(),
+        "a blob's sequencers grow"
+    );
+}
+
+#[tokio::test]
+async fn a_datastore_watch_is_refused_naming_the_rule_it_breaks() {
+    let w = world().await;
+    let (watches, topic) = arrivals_watch(&w).await;
+    let request = |path: &str, seconds: u32| WatchRequest {
+        path: Some(path.into()),
+        recursive: false,
+        polling_seconds: Some(seconds),
+    };
+    let unknown = watches
+        .create(w.ws, "lake", "x", topic, request("in", 60))
+        .await
+        .unwrap_err();
+    assert!(unknown.to_string().contains("no datastore `lake`"), "{unknown}");
+    let outside = watches
+        .create(w.ws, "files", "x", topic, request("../up", 60))
+        .await
+        .unwrap_err();
+    assert!(outside.to_string().contains("`..` is not allowed"), "{outside}");
+    let absolute = watches
+        .create(w.ws, "files", "x", topic, request("/etc", 60))
+        .await
+        .unwrap_err();
+    assert!(absolute.to_string().contains("it is absolute"), "{absolute}");
+    let fast = watches
+        .create(w.ws, "files", "x", topic, request("in", 0))
+        .await
+        .unwrap_err();
+    assert!(fast.to_string().contains("at least 1 seconds"), "{fast}");
+    let taken = watches
+        .create(w.ws, "files", "CSV", topic, request("in", 60))
+        .await
+        .unwrap_err();
+    assert!(taken.to_string().contains("already"), "{taken}");
+    assert_eq!(
+        w.store.list_datastore_watches(w.ws, "files").await.unwrap().len(),
+        1,
+        "nothing half-created"
+    );
 }

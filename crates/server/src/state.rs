@@ -11,7 +11,8 @@ use mlgrid_core::resource::SourceKind;
 use mlgrid_core::validation::VALIDATION_WINDOW_MINUTES;
 use mlgrid_delivery::{ExportProblems, Handshakes, Validator};
 use mlgrid_pipelines::{
-    DataLayout, DatastoreRegistry, Definitions, Executor, LocalProcessRunner, Pipelines, Scheduler, Schedules, Watcher,
+    DataLayout, DatastoreRegistry, DatastoreWatches, Definitions, Executor, LocalProcessRunner, Pipelines, Scheduler,
+    Schedules, Watcher,
 };
 use mlgrid_store::{SourceId, Store};
 use tokio_util::sync::CancellationToken;
@@ -47,7 +48,8 @@ pub struct ServerConfig {
     pub executor: mlgrid_pipelines::ExecutorConfig,
     /// How the scheduler holds its lease and paces its passes.
     pub scheduler: mlgrid_pipelines::SchedulerConfig,
-    /// How the watcher of change schedules holds its lease and paces its polls.
+    /// How the watcher of change schedules and datastore watches holds its lease and
+    /// paces its polls.
     pub watcher: mlgrid_pipelines::WatcherConfig,
     /// Whether Contributors may skip the validation handshake of a webhook (else it
     /// takes Owner: the receiver has not consented to the events).
@@ -128,10 +130,13 @@ pub struct AppState {
     pub datastores: DatastoreRegistry,
     /// Creating, changing and reading schedules of pipelines.
     pub schedules: Schedules,
+    /// Creating datastore watches, checked whole.
+    pub watches: DatastoreWatches,
     /// Fires the ticks of schedules (on the node holding its lease); [`crate::run_node`]
     /// starts it.
     pub scheduler: Scheduler,
-    /// Polls the folders of change schedules (on the node holding its lease);
+    /// Polls the folders of change schedules and datastore watches (on the node holding
+    /// its lease);
     /// [`crate::run_node`] starts it.
     pub watcher: Watcher,
 }
@@ -177,7 +182,9 @@ impl AppState {
         let watcher =
             Watcher::new(store.clone(), pipelines.clone(), config.node_id.clone()).with_config(config.watcher);
         let schedules = Schedules::new(store.clone(), pipelines.clone(), scheduler.handle(), watcher.handle());
+        let watches = DatastoreWatches::new(store.clone(), pipelines.clone(), watcher.handle());
         Ok(AppState {
+            watches,
             watcher,
             schedules,
             scheduler,

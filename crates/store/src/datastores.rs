@@ -149,11 +149,13 @@ pub struct DatastoreUsers {
     /// Change schedules that watch it, enabled or not (a disabled one would fail when
     /// enabled again), by name.
     pub schedules: Vec<String>,
+    /// Datastore watches of it, by name.
+    pub watches: Vec<String>,
 }
 
 impl DatastoreUsers {
     pub fn is_empty(&self) -> bool {
-        self.pipelines.is_empty() && self.schedules.is_empty()
+        self.pipelines.is_empty() && self.schedules.is_empty() && self.watches.is_empty()
     }
 
     /// The refusal of a delete, naming every user and how to free the datastore.
@@ -169,6 +171,13 @@ impl DatastoreUsers {
             let names: Vec<String> = self.schedules.iter().map(|n| format!("`{n}`")).collect();
             users.push(format!(
                 "change schedules {} watch it (delete them: `mlgrid schedule delete`)",
+                names.join(", ")
+            ));
+        }
+        if !self.watches.is_empty() {
+            let names: Vec<String> = self.watches.iter().map(|n| format!("`{n}`")).collect();
+            users.push(format!(
+                "watches {} publish its files' arrivals (delete them: `mlgrid datastore watch delete`)",
                 names.join(", ")
             ));
         }

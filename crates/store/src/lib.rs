@@ -71,6 +71,8 @@ mod sql;
 mod sqlite;
 mod storage;
 mod subscriptions;
+mod watch_sql;
+pub mod watches;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -90,6 +92,7 @@ pub use schedules::*;
 pub use sqlite::SqliteStore;
 pub use storage::StorageStats;
 pub use subscriptions::*;
+pub use watches::*;
 
 /// Name of the setting holding the server secret's fingerprint.
 const SECRET_FINGERPRINT: &str = "secret_fingerprint";
@@ -453,12 +456,12 @@ pub trait Store: Send + Sync + 'static {
     /// first, at most `limit`.
     async fn due_polls(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>>;
 
-    /// The earliest next poll of every active change schedule: what the watcher sleeps
-    /// until.
+    /// The earliest next poll of every active change schedule and every datastore watch:
+    /// what the watcher sleeps until.
     async fn earliest_poll(&self) -> Result<Option<DateTime<Utc>>>;
 
-    /// Records how a poll went on its schedule: when, the next poll (unless the schedule
-    /// was disabled meanwhile), and its error or the end of one.
+    /// Records how a poll went on its change schedule or datastore watch: when, the next
+    /// poll (unless the schedule was disabled meanwhile), and its error or the end of one.
     async fn record_poll(&self, poll: PollDone) -> Result<()>;
 
     /// Every object the watcher has seen, by path.
@@ -488,6 +491,32 @@ pub trait Store: Send + Sync + 'static {
     /// transaction. A batch that deleted `limit` rows may have left some: walk the same
     /// schedules again before moving on.
     async fn prune_fires(&self, after: &str, schedules: u32, keep: u32, limit: u32) -> Result<PrunedFires>;
+
+    // Datastore watches: folders whose new and changed files are published as
+    // `BlobCreated` events into a custom topic (see [`watches`]). They poll through the
+    // watcher's calls above (`earliest_poll`, `record_poll`, the seen objects).
+
+    /// Creates a watch on a datastore of the workspace (`Conflict` when the datastore has
+    /// one of that name, ignoring case; `NotFound` when the topic is gone).
+    async fn create_datastore_watch(&self, workspace: SourceId, new: NewDatastoreWatch) -> Result<DatastoreWatch>;
+
+    async fn datastore_watch(&self, workspace: SourceId, datastore: &str, name: &str) -> Result<DatastoreWatch>;
+
+    /// The watches of a datastore, by name.
+    async fn list_datastore_watches(&self, workspace: SourceId, datastore: &str) -> Result<Vec<DatastoreWatch>>;
+
+    /// Deletes a watch with what it has seen (the events it published stay).
+    async fn delete_datastore_watch(&self, workspace: SourceId, datastore: &str, name: &str) -> Result<()>;
+
+    /// Watches whose next poll is at or before `now`, the longest due first, at most
+    /// `limit`.
+    async fn due_watches(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<DatastoreWatch>>;
+
+    /// Publishes a file's arrival once: its seen row moves from `arrival.previous` to the
+    /// new version only if it still has the previous one, and in the same transaction
+    /// the event is appended to the topic's log (its sequence is returned). `None` when
+    /// the row had moved already (another node, or an earlier pass, published it).
+    async fn record_arrival(&self, arrival: NewArrival) -> Result<Option<u64>>;
 
     // Event subscriptions and the fan-out that records which events each one matches.
 

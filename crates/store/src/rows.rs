@@ -609,3 +609,30 @@ pub(crate) fn queued_fire_from_row(row: &impl StoredRow) -> Result<QueuedFire> {
         fire_time: row.time("fire_time")?,
     })
 }
+
+pub(crate) fn watch_from_row(row: &impl StoredRow) -> Result<crate::watches::DatastoreWatch> {
+    let polling = row.int("polling_seconds")?;
+    let published = row.int("events_published")?;
+    Ok(crate::watches::DatastoreWatch {
+        workspace: SourceId(row.int("source_id")?),
+        workspace_name: row.text("workspace_name")?,
+        id: row.text("id")?,
+        name: row.text("name")?,
+        datastore: row.text("datastore")?,
+        path: row.text("path")?,
+        recursive: row.flag("recursive")?,
+        polling_seconds: u32::try_from(polling)
+            .map_err(|_| StoreError::Corrupt(format!("polling_seconds {polling}")))?,
+        topic: SourceId(row.int("topic_id")?),
+        topic_name: row.text("topic_name")?,
+        next_poll_at: row.time("next_poll_at")?,
+        last_poll_at: row.optional_time("last_poll_at")?,
+        poll_failures: u32::try_from(row.int("poll_failures")?).unwrap_or(u32::MAX),
+        last_error: row.optional_text("last_error")?,
+        last_event_at: row.optional_time("last_event_at")?,
+        events_published: u64::try_from(published)
+            .map_err(|_| StoreError::Corrupt(format!("events_published {published}")))?,
+        created_at: row.time("created_at")?,
+        etag: row.text("etag")?,
+    })
+}

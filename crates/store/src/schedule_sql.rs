@@ -50,10 +50,14 @@ pub(crate) const DUE_POLLS: &str = "\
     SELECT * FROM schedules WHERE status = 'Active' AND kind = 'change' AND next_poll_at IS NOT NULL \
     AND next_poll_at <= $1 ORDER BY next_poll_at LIMIT $2";
 
-/// The earliest poll of all: one step down the index `schedules_polls`.
+/// The earliest poll of all change schedules and datastore watches (NULL when there is
+/// none): one step down each of the indexes `schedules_polls` and
+/// `datastore_watches_polls`.
 pub(crate) const EARLIEST_POLL: &str = "\
-    SELECT next_poll_at FROM schedules WHERE status = 'Active' AND kind = 'change' AND next_poll_at IS NOT NULL \
-    ORDER BY next_poll_at LIMIT 1";
+    SELECT min(t) FROM (\
+    SELECT (SELECT next_poll_at FROM schedules WHERE status = 'Active' AND kind = 'change' \
+    AND next_poll_at IS NOT NULL ORDER BY next_poll_at LIMIT 1) AS t \
+    UNION ALL SELECT (SELECT next_poll_at FROM datastore_watches ORDER BY next_poll_at LIMIT 1) AS t) AS polls";
 
 /// What a poll leaves on its schedule. A poll's error replaces the last error; a poll
 /// that listed keeps the error of the latest change that failed to start its run.

@@ -284,10 +284,11 @@ pub struct ChangeRecorded {
     pub fire: Option<ScheduleFire>,
 }
 
-/// How a poll of a change schedule went.
+/// How a poll of a change schedule or a datastore watch went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollDone {
-    pub schedule_id: String,
+    /// The change schedule's or the datastore watch's id.
+    pub watcher_id: String,
     pub polled_at: DateTime<Utc>,
     pub next_poll_at: DateTime<Utc>,
     /// Why the folder could not be listed (kept as the schedule's last error), or what

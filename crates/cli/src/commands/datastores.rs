@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 
-use crate::args::{DatastoreArgs, DatastoreCommand, DatastoreCredentials, DatastoreType};
+use crate::args::{DatastoreArgs, DatastoreCommand, DatastoreCredentials, DatastoreType, WatchCommand, WatchRef};
 use crate::client::{Client, list_value};
 
 /// The variables stored secrets are read from.
@@ -32,6 +32,50 @@ pub async fn run(client: &Client, command: DatastoreCommand) -> anyhow::Result<V
         DatastoreCommand::Delete { workspace, name } => {
             client.delete(&uri(&workspace.workspace, &name)).await?;
             Ok(json!({"deleted": name}))
+        }
+        DatastoreCommand::Watch(command) => watch(client, command).await,
+    }
+}
+
+fn watch_uri(watch: &WatchRef) -> String {
+    format!(
+        "{}/watches/{}",
+        uri(&watch.workspace.workspace, &watch.datastore),
+        watch.name
+    )
+}
+
+async fn watch(client: &Client, command: WatchCommand) -> anyhow::Result<Value> {
+    match command {
+        WatchCommand::Create {
+            watch,
+            topic,
+            path,
+            recursive,
+            polling_interval,
+            polling_interval_seconds,
+        } => {
+            let mut body = json!({"topic": topic, "recursive": recursive});
+            for (field, value) in [
+                ("pathOnDatastore", path.map(Value::from)),
+                ("pollingInterval", polling_interval.map(Value::from)),
+                ("pollingIntervalSeconds", polling_interval_seconds.map(Value::from)),
+            ] {
+                if let Some(value) = value {
+                    body[field] = value;
+                }
+            }
+            client.put(&watch_uri(&watch), &body).await
+        }
+        WatchCommand::Show(watch) => client.get(&watch_uri(&watch)).await,
+        WatchCommand::List { workspace, datastore } => list_value(
+            client
+                .get(&format!("{}/watches", uri(&workspace.workspace, &datastore)))
+                .await?,
+        ),
+        WatchCommand::Delete(watch) => {
+            client.delete(&watch_uri(&watch)).await?;
+            Ok(json!({"deleted": watch.name}))
         }
     }
 }

@@ -9,12 +9,14 @@
 //! they hold ([`Datastore::list`], bounded), which data change schedules poll.
 //!
 //! - [`folder`]: local folders, and the built-in `workspaceblobstore`.
+//! - [`location`]: where a file is, as a data-arrival event tells it (container, URL).
 //! - [`remote`]: datastores behind the object_store crate, with their download cache.
 //! - [`secrets`]: stored credentials, sealed under a key of the server's.
 //! - [`registry`]: registering datastores (checked and reached before anything is
 //!   stored), and each workspace's [`Datastores`] built from what is registered.
 
 pub mod folder;
+pub mod location;
 pub mod registry;
 pub mod remote;
 pub mod secrets;

@@ -19,6 +19,7 @@ pub mod sources;
 pub mod subscriptions;
 pub mod topics;
 pub mod validation;
+pub mod watches;
 pub mod workspaces;
 
 use utoipa::OpenApi;
@@ -69,6 +70,7 @@ pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(models::router())
         .merge(datasets::router())
         .merge(datastores::router())
+        .merge(watches::router())
         .merge(pipelines::router())
         .merge(schedules::router())
         .merge(subscriptions::router())

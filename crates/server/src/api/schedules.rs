@@ -280,17 +280,21 @@ fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::bad_request(format!("a new schedule needs `{field}`")))
 }
 
+/// A polling interval given in minutes (`pollingInterval`) or, by tests, in seconds
+/// (`pollingIntervalSeconds`), as seconds; giving both is refused.
+pub(crate) fn polling_seconds(minutes: Option<u32>, seconds: Option<u32>) -> Result<Option<u32>, ApiError> {
+    match (minutes, seconds) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give the polling interval once: `pollingInterval` (minutes) or `pollingIntervalSeconds`",
+        )),
+        (Some(minutes), None) => Ok(Some(minutes.saturating_mul(60))),
+        (None, seconds) => Ok(seconds),
+    }
+}
+
 /// The watch a body gives, if it names any of a change schedule's fields.
 fn watch(body: &ScheduleBody) -> Result<Option<WatchSpec>, ApiError> {
-    let polling_seconds = match (body.polling_interval, body.polling_interval_seconds) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give the polling interval once: `pollingInterval` (minutes) or `pollingIntervalSeconds`",
-            ));
-        }
-        (Some(minutes), None) => Some(minutes.saturating_mul(60)),
-        (None, seconds) => seconds,
-    };
+    let polling_seconds = polling_seconds(body.polling_interval, body.polling_interval_seconds)?;
     let spec = WatchSpec {
         datastore: body.datastore.clone(),
         path: body.path_on_datastore.clone(),

@@ -64,9 +64,15 @@ async fn datastore_users(conn: &mut PgConnection, workspace: SourceId, name: &st
         .bind(name)
         .fetch_all(&mut *conn)
         .await)?;
+    let watches: Vec<String> = db(sqlx::query_scalar(crate::watch_sql::WATCHES_OF_DATASTORE)
+        .bind(workspace)
+        .bind(name)
+        .fetch_all(&mut *conn)
+        .await)?;
     Ok(DatastoreUsers {
         pipelines: pipelines_using(name, &pipelines),
         schedules,
+        watches,
     })
 }
 

@@ -78,16 +78,22 @@ pub(super) async fn read(pool: &PgPool, source: SourceId, after: u64, limit: u32
 
 /// The resource path of a workspace; `NotFound` if there is none with this id.
 pub(super) async fn workspace_topic(conn: &mut PgConnection, workspace: SourceId) -> Result<String> {
+    source_path(conn, workspace, SourceKind::Workspace).await
+}
+
+/// The resource path of a source of `kind` (its events' `topic`); `NotFound` if there is
+/// none with this id, `Invalid` if it is of the other kind.
+pub(super) async fn source_path(conn: &mut PgConnection, source: SourceId, kind: SourceKind) -> Result<String> {
     let row: Option<(String, String, String, String)> = db(sqlx::query_as(sql::SOURCE_PATH)
-        .bind(workspace)
+        .bind(source)
         .fetch_optional(&mut *conn)
         .await)?;
     match row {
-        Some((kind, name, subscription_id, resource_group)) if kind == SourceKind::Workspace.as_str() => Ok(
-            resource_path(SourceKind::Workspace, &subscription_id, &resource_group, &name),
-        ),
-        Some((_, name, ..)) => Err(StoreError::Invalid(format!("`{name}` is a topic, not a workspace"))),
-        None => Err(StoreError::NotFound(format!("workspace {workspace}"))),
+        Some((found, name, subscription_id, resource_group)) if found == kind.as_str() => {
+            Ok(resource_path(kind, &subscription_id, &resource_group, &name))
+        }
+        Some((found, name, ..)) => Err(StoreError::Invalid(format!("`{name}` is a {found}, not a {kind}"))),
+        None => Err(StoreError::NotFound(format!("{kind} {source}"))),
     }
 }
 

@@ -27,6 +27,7 @@ mod runs;
 mod schedules;
 mod sources;
 mod subscriptions;
+mod watches;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ use crate::pipelines::*;
 use crate::schedules::*;
 use crate::storage::StorageStats;
 use crate::subscriptions::*;
+use crate::watches::{DatastoreWatch, NewArrival, NewDatastoreWatch};
 use db::db;
 
 /// The schema, brought up to date by [`PostgresStore::connect`] and
@@ -518,6 +520,30 @@ impl Store for PostgresStore {
 
     async fn forget_seen(&self, watcher_id: &str, paths: Vec<String>) -> Result<()> {
         schedules::forget_seen(&self.pool, watcher_id, &paths).await
+    }
+
+    async fn create_datastore_watch(&self, workspace: SourceId, new: NewDatastoreWatch) -> Result<DatastoreWatch> {
+        watches::create(&self.pool, workspace, new).await
+    }
+
+    async fn datastore_watch(&self, workspace: SourceId, datastore: &str, name: &str) -> Result<DatastoreWatch> {
+        watches::get(&self.pool, workspace, datastore, name).await
+    }
+
+    async fn list_datastore_watches(&self, workspace: SourceId, datastore: &str) -> Result<Vec<DatastoreWatch>> {
+        watches::list(&self.pool, workspace, datastore).await
+    }
+
+    async fn delete_datastore_watch(&self, workspace: SourceId, datastore: &str, name: &str) -> Result<()> {
+        watches::delete(&self.pool, workspace, datastore, name).await
+    }
+
+    async fn due_watches(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<DatastoreWatch>> {
+        watches::due(&self.pool, now, limit).await
+    }
+
+    async fn record_arrival(&self, arrival: NewArrival) -> Result<Option<u64>> {
+        watches::record_arrival(&self.pool, arrival).await
     }
 
     async fn record_change(

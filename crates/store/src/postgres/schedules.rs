@@ -309,18 +309,22 @@ pub(super) async fn due_polls(pool: &PgPool, now: DateTime<Utc>, limit: u32) -> 
 }
 
 pub(super) async fn earliest_poll(pool: &PgPool) -> Result<Option<DateTime<Utc>>> {
-    db(sqlx::query_scalar(sql::EARLIEST_POLL).fetch_optional(pool).await)
+    db(sqlx::query_scalar(sql::EARLIEST_POLL).fetch_one(pool).await)
 }
 
+/// A poll's outcome on its change schedule or its datastore watch: the watcher's id is
+/// a UUID, so one of the two statements finds it.
 pub(super) async fn after_poll(pool: &PgPool, poll: PollDone) -> Result<()> {
-    db(sqlx::query(sql::AFTER_POLL)
-        .bind(poll.polled_at)
-        .bind(poll.next_poll_at)
-        .bind(&poll.error)
-        .bind(i64::from(poll.failures))
-        .bind(&poll.schedule_id)
-        .execute(pool)
-        .await)?;
+    for statement in [sql::AFTER_POLL, crate::watch_sql::AFTER_WATCH_POLL] {
+        db(sqlx::query(statement)
+            .bind(poll.polled_at)
+            .bind(poll.next_poll_at)
+            .bind(&poll.error)
+            .bind(i64::from(poll.failures))
+            .bind(&poll.watcher_id)
+            .execute(pool)
+            .await)?;
+    }
     Ok(())
 }
 
@@ -361,6 +365,41 @@ pub(super) async fn forget_seen(pool: &PgPool, watcher_id: &str, paths: &[String
     commit(tx).await
 }
 
+/// Compare and set on a watcher's seen row: a new object's first version, or its next
+/// one if the row still has the version read (`previous`). It waits for another node's
+/// transaction on the same row; `false` when the row moved meanwhile: another node, or
+/// an earlier pass, recorded this change.
+pub(super) async fn move_seen(
+    conn: &mut PgConnection,
+    watcher_id: &str,
+    previous: Option<&str>,
+    seen: &SeenObject,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let moved: Option<String> = match previous {
+        None => db(sqlx::query_scalar(sql::INSERT_SEEN)
+            .bind(watcher_id)
+            .bind(&seen.path)
+            .bind(&seen.version)
+            .bind(size(seen))
+            .bind(seen.last_modified)
+            .bind(at)
+            .fetch_optional(&mut *conn)
+            .await)?,
+        Some(previous) => db(sqlx::query_scalar(sql::CHANGE_SEEN)
+            .bind(watcher_id)
+            .bind(&seen.path)
+            .bind(&seen.version)
+            .bind(size(seen))
+            .bind(seen.last_modified)
+            .bind(at)
+            .bind(previous)
+            .fetch_optional(&mut *conn)
+            .await)?,
+    };
+    Ok(moved.is_some())
+}
+
 /// The compare and set on the seen row waits for another node's transaction on the same
 /// row, then finds the version moved and records nothing: one node fires a change.
 pub(super) async fn record_change(
@@ -372,28 +411,7 @@ pub(super) async fn record_change(
     let mut tx = begin(pool).await?;
     let at = now();
     let seen = &change.seen;
-    let moved: Option<String> = match &change.previous {
-        None => db(sqlx::query_scalar(sql::INSERT_SEEN)
-            .bind(&change.schedule_id)
-            .bind(&seen.path)
-            .bind(&seen.version)
-            .bind(size(seen))
-            .bind(seen.last_modified)
-            .bind(at)
-            .fetch_optional(&mut *tx)
-            .await)?,
-        Some(previous) => db(sqlx::query_scalar(sql::CHANGE_SEEN)
-            .bind(&change.schedule_id)
-            .bind(&seen.path)
-            .bind(&seen.version)
-            .bind(size(seen))
-            .bind(seen.last_modified)
-            .bind(at)
-            .bind(previous)
-            .fetch_optional(&mut *tx)
-            .await)?,
-    };
-    if moved.is_none() {
+    if !move_seen(&mut tx, &change.schedule_id, change.previous.as_deref(), seen, at).await? {
         return Ok(ChangeRecorded { fire: None });
     }
     let inserted = sqlx::query(sql::INSERT_CHANGE_FIRE)

@@ -23,6 +23,7 @@ mod runs;
 mod schedules;
 mod sources;
 mod subscriptions;
+mod watches;
 mod writer;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -50,6 +51,7 @@ use crate::pipelines::*;
 use crate::schedules::*;
 use crate::storage::{FullDisk, StorageStats};
 use crate::subscriptions::*;
+use crate::watches::{DatastoreWatch, NewArrival, NewDatastoreWatch};
 use writer::{Appends, BUSY_TIMEOUT_MS, WAL_LIMIT_BYTES, WriterHandle};
 
 /// How often the background task folds the WAL back into the database file.
@@ -861,6 +863,43 @@ impl Store for SqliteStore {
         self.writer()?
             .write(Appends::Nothing, move |conn| {
                 Box::pin(async move { schedules::forget_seen(conn, &watcher_id, &paths).await })
+            })
+            .await
+    }
+
+    async fn create_datastore_watch(&self, workspace: SourceId, new: NewDatastoreWatch) -> Result<DatastoreWatch> {
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(watches::create(conn, workspace, new))
+            })
+            .await
+    }
+
+    async fn datastore_watch(&self, workspace: SourceId, datastore: &str, name: &str) -> Result<DatastoreWatch> {
+        watches::get(&self.reads, workspace, datastore, name).await
+    }
+
+    async fn list_datastore_watches(&self, workspace: SourceId, datastore: &str) -> Result<Vec<DatastoreWatch>> {
+        watches::list(&self.reads, workspace, datastore).await
+    }
+
+    async fn delete_datastore_watch(&self, workspace: SourceId, datastore: &str, name: &str) -> Result<()> {
+        let (datastore, name) = (datastore.to_owned(), name.to_owned());
+        self.writer()?
+            .write(Appends::Nothing, move |conn| {
+                Box::pin(async move { watches::delete(conn, workspace, &datastore, &name).await })
+            })
+            .await
+    }
+
+    async fn due_watches(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<DatastoreWatch>> {
+        watches::due(&self.reads, now, limit).await
+    }
+
+    async fn record_arrival(&self, arrival: NewArrival) -> Result<Option<u64>> {
+        self.writer()?
+            .write(Appends::Events, move |conn| {
+                Box::pin(watches::record_arrival(conn, arrival))
             })
             .await
     }

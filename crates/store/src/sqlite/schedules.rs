@@ -306,20 +306,24 @@ pub(super) async fn due_polls(pool: &SqlitePool, now: DateTime<Utc>, limit: u32)
 }
 
 pub(super) async fn earliest_poll(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>> {
-    let text: Option<String> = db(sqlx::query_scalar(sql::EARLIEST_POLL).fetch_optional(pool).await)?;
+    let text: Option<String> = db(sqlx::query_scalar(sql::EARLIEST_POLL).fetch_one(pool).await)?;
     text.map(|t| mlgrid_core::time::parse_rfc3339(&t).map_err(|_| StoreError::Corrupt(format!("next_poll_at `{t}`"))))
         .transpose()
 }
 
+/// A poll's outcome on its change schedule or its datastore watch: the watcher's id is
+/// a UUID, so one of the two statements finds it.
 pub(super) async fn after_poll(conn: &mut SqliteConnection, poll: PollDone) -> Result<()> {
-    db(sqlx::query(sql::AFTER_POLL)
-        .bind(time(poll.polled_at))
-        .bind(time(poll.next_poll_at))
-        .bind(&poll.error)
-        .bind(i64::from(poll.failures))
-        .bind(&poll.schedule_id)
-        .execute(&mut *conn)
-        .await)?;
+    for statement in [sql::AFTER_POLL, crate::watch_sql::AFTER_WATCH_POLL] {
+        db(sqlx::query(statement)
+            .bind(time(poll.polled_at))
+            .bind(time(poll.next_poll_at))
+            .bind(&poll.error)
+            .bind(i64::from(poll.failures))
+            .bind(&poll.watcher_id)
+            .execute(&mut *conn)
+            .await)?;
+    }
     Ok(())
 }
 
@@ -358,6 +362,40 @@ pub(super) async fn forget_seen(conn: &mut SqliteConnection, watcher_id: &str, p
     Ok(())
 }
 
+/// Compare and set on a watcher's seen row: a new object's first version, or its next
+/// one if the row still has the version read (`previous`). `false` when the row moved
+/// meanwhile: another node, or an earlier pass, recorded this change.
+pub(super) async fn move_seen(
+    conn: &mut SqliteConnection,
+    watcher_id: &str,
+    previous: Option<&str>,
+    seen: &SeenObject,
+    at: &str,
+) -> Result<bool> {
+    let moved: Option<String> = match previous {
+        None => db(sqlx::query_scalar(sql::INSERT_SEEN)
+            .bind(watcher_id)
+            .bind(&seen.path)
+            .bind(&seen.version)
+            .bind(size(seen))
+            .bind(time(seen.last_modified))
+            .bind(at)
+            .fetch_optional(&mut *conn)
+            .await)?,
+        Some(previous) => db(sqlx::query_scalar(sql::CHANGE_SEEN)
+            .bind(watcher_id)
+            .bind(&seen.path)
+            .bind(&seen.version)
+            .bind(size(seen))
+            .bind(time(seen.last_modified))
+            .bind(at)
+            .bind(previous)
+            .fetch_optional(&mut *conn)
+            .await)?,
+    };
+    Ok(moved.is_some())
+}
+
 pub(super) async fn record_change(
     conn: &mut SqliteConnection,
     workspace: SourceId,
@@ -366,28 +404,7 @@ pub(super) async fn record_change(
 ) -> Result<ChangeRecorded> {
     let at = now();
     let seen = &change.seen;
-    let moved: Option<String> = match &change.previous {
-        None => db(sqlx::query_scalar(sql::INSERT_SEEN)
-            .bind(&change.schedule_id)
-            .bind(&seen.path)
-            .bind(&seen.version)
-            .bind(size(seen))
-            .bind(time(seen.last_modified))
-            .bind(&at)
-            .fetch_optional(&mut *conn)
-            .await)?,
-        Some(previous) => db(sqlx::query_scalar(sql::CHANGE_SEEN)
-            .bind(&change.schedule_id)
-            .bind(&seen.path)
-            .bind(&seen.version)
-            .bind(size(seen))
-            .bind(time(seen.last_modified))
-            .bind(&at)
-            .bind(previous)
-            .fetch_optional(&mut *conn)
-            .await)?,
-    };
-    if moved.is_none() {
+    if !move_seen(conn, &change.schedule_id, change.previous.as_deref(), seen, &at).await? {
         return Ok(ChangeRecorded { fire: None });
     }
     let inserted = sqlx::query(sql::INSERT_CHANGE_FIRE)

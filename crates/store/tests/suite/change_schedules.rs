@@ -76,7 +76,7 @@ pub async fn change_schedules_keep_their_watch_and_their_polls(store: Arc<dyn St
 
     store
         .record_poll(PollDone {
-            schedule_id: created.id.clone(),
+            watcher_id: created.id.clone(),
             polled_at: at("2026-01-01T00:05:00Z"),
             next_poll_at: at("2026-01-01T00:06:00Z"),
             error: Some("datastore `files` cannot be reached".into()),
@@ -94,7 +94,7 @@ pub async fn change_schedules_keep_their_watch_and_their_polls(store: Arc<dyn St
     );
     store
         .record_poll(PollDone {
-            schedule_id: created.id.clone(),
+            watcher_id: created.id.clone(),
             polled_at: at("2026-01-01T00:06:00Z"),
             next_poll_at: at("2026-01-01T00:11:00Z"),
             error: None,
@@ -113,7 +113,7 @@ pub async fn change_schedules_keep_their_watch_and_their_polls(store: Arc<dyn St
     assert!(store.due_polls(later, 10).await.unwrap().is_empty());
     store
         .record_poll(PollDone {
-            schedule_id: created.id.clone(),
+            watcher_id: created.id.clone(),
             polled_at: at("2026-01-01T00:12:00Z"),
             next_poll_at: at("2026-01-01T00:17:00Z"),
             error: None,

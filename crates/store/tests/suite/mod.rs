@@ -22,6 +22,8 @@ mod change_schedules;
 mod schedules;
 pub use change_schedules::*;
 pub use schedules::*;
+mod watches;
+pub use watches::*;
 
 pub fn new_source(kind: SourceKind, name: &str) -> NewSource {
     NewSource {
@@ -2035,6 +2037,9 @@ macro_rules! backend_tests {
             concurrent_records_of_one_change_start_one_run,
             a_datastore_that_a_change_schedule_watches_cannot_be_deleted,
             old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay,
+            datastore_watches_are_kept_listed_polled_and_deleted,
+            an_arrival_is_published_once_into_the_topic,
+            concurrent_arrivals_of_one_file_publish_one_event,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
