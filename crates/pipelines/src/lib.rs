@@ -28,6 +28,7 @@ pub mod datastore;
 mod definitions;
 mod executor;
 pub mod layout;
+mod leadership;
 mod orphans;
 pub mod render;
 pub mod reuse;

@@ -155,6 +155,23 @@ impl Pipelines {
         Ok((pipeline_id, submitted))
     }
 
+    /// The run a schedule starts, checked as any submission: `Ok(Err(reason))` when the
+    /// pipeline refuses it (the schedule records why), `Err` only when the store failed.
+    pub(crate) async fn prepare_scheduled(
+        &self,
+        workspace: SourceId,
+        target: Target,
+        submission: Submission,
+    ) -> Result<Result<NewPipelineRun, String>, StoreError> {
+        match self.prepare(workspace, target, submission).await {
+            Ok(run) => Ok(Ok(run)),
+            Err(PipelineError::Invalid(reason)) => Ok(Err(reason)),
+            Err(PipelineError::Store(StoreError::NotFound(what))) => Ok(Err(format!("{what} not found"))),
+            Err(PipelineError::Store(e)) => Err(e),
+            Err(PipelineError::Io(e)) => Ok(Err(e.to_string())),
+        }
+    }
+
     /// A submission checked whole and made into the run to create, without creating it:
     /// a schedule creates it in the transaction that records its tick.
     pub(crate) async fn prepare(

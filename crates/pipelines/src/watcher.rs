@@ -49,8 +49,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::datastore::location::blob_location;
 use crate::datastore::{Listing, ObjectInfo};
+use crate::leadership::Lease;
 use crate::scheduler::RUN_SOURCE;
-use crate::service::{PipelineError, Pipelines, Submission, Target};
+use crate::service::{Pipelines, Submission, Target};
 
 /// The name of the lease that lets one node of a cluster poll datastore folders.
 const LEASE: &str = "watcher";
@@ -594,50 +595,22 @@ impl Watcher {
             idempotency_key: Some(format!("schedule:{}:{}", schedule.id, fire_time.to_rfc3339())),
         };
         let target = Target::Pipeline(schedule.pipeline_id.clone());
-        match self.pipelines.prepare(schedule.workspace, target, submission).await {
-            Ok(run) => Ok(Ok(run)),
-            Err(PipelineError::Invalid(reason)) => Ok(Err(reason)),
-            Err(PipelineError::Store(StoreError::NotFound(what))) => Ok(Err(format!("{what} not found"))),
-            Err(PipelineError::Store(e)) => Err(e),
-            Err(PipelineError::Io(e)) => Ok(Err(e.to_string())),
-        }
+        self.pipelines
+            .prepare_scheduled(schedule.workspace, target, submission)
+            .await
     }
 
     /// Polls change schedules and datastore watches until `stop`, while this node holds
     /// the watcher lease.
     pub async fn run(self, stop: CancellationToken) {
-        let lease = TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::MAX);
-        let mut held: Option<u64>;
-        loop {
-            let now = Utc::now();
-            held = match self.store.acquire_lease(LEASE, &self.node, now, now + lease).await {
-                Ok(token) => token,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the watcher cannot take its lease; it tries again");
-                    None
-                }
-            };
-            let mut sleep = self.config.renew_every;
-            if held.is_some() {
-                sleep = match self.pass_and_wait(now).await {
-                    Ok(wait) => wait.min(sleep),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a watcher pass failed; the next one tries again");
-                        sleep
-                    }
-                };
-            }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(sleep) => {}
-            }
-        }
-        if let Some(token) = held
-            && let Err(e) = self.store.release_lease(LEASE, &self.node, token).await
-        {
-            tracing::warn!(error = %e, "the watcher could not give its lease up; it runs out by itself");
-        }
+        let lease = Lease {
+            store: &*self.store,
+            name: LEASE,
+            node: &self.node,
+            term: self.config.lease,
+            renew_every: self.config.renew_every,
+        };
+        lease.hold(&self.wake, stop, |now| self.pass_and_wait(now)).await;
     }
 
     /// A pass, then how long to wait for the next: until the earliest poll due.
