@@ -198,6 +198,25 @@ async fn load_fire(
     optional(&mut *conn, query, fire_from_row).await
 }
 
+/// Submits the run of a recorded tick or change and marks it started with that run, in
+/// the caller's transaction: the run's id, and the record as it now stands (none when
+/// nothing is recorded under that key).
+async fn start_fire(
+    conn: &mut PgConnection,
+    workspace: SourceId,
+    schedule_id: &str,
+    fire_time: DateTime<Utc>,
+    run: NewPipelineRun,
+) -> Result<(String, Option<ScheduleFire>)> {
+    let submitted = pipelines::submit_in(conn, workspace, run).await?;
+    let query = sqlx::query(sql::SET_FIRE_STARTED)
+        .bind(&submitted.run.run_id)
+        .bind(schedule_id)
+        .bind(fire_time);
+    let fire = optional(&mut *conn, query, fire_from_row).await?;
+    Ok((submitted.run.run_id, fire))
+}
+
 pub(super) async fn record_fire(
     pool: &PgPool,
     workspace: SourceId,
@@ -218,14 +237,8 @@ pub(super) async fn record_fire(
         return Ok(FireRecorded { fire, recorded: false });
     };
     if let Some(run) = run {
-        let submitted = pipelines::submit_in(&mut tx, workspace, run).await?;
-        let query = sqlx::query(sql::SET_FIRE_STARTED)
-            .bind(&submitted.run.run_id)
-            .bind(&fire.schedule_id)
-            .bind(fire.fire_time);
-        recorded = optional(&mut *tx, query, fire_from_row)
-            .await?
-            .expect("the tick was inserted in this transaction");
+        let (_, started) = start_fire(&mut tx, workspace, &fire.schedule_id, fire.fire_time, run).await?;
+        recorded = started.expect("the tick was inserted in this transaction");
     }
     db(sqlx::query(sql::AFTER_FIRE)
         .bind(fire.fire_time)
@@ -273,14 +286,9 @@ pub(super) async fn start_queued(
         Some(fire) if fire.outcome == FireOutcome::Queued => {}
         _ => return Ok(None),
     }
-    let submitted = pipelines::submit_in(&mut tx, workspace, run).await?;
-    let query = sqlx::query(sql::SET_FIRE_STARTED)
-        .bind(&submitted.run.run_id)
-        .bind(schedule_id)
-        .bind(fire_time);
-    let fire = optional(&mut *tx, query, fire_from_row).await?;
+    let (run_id, fire) = start_fire(&mut tx, workspace, schedule_id, fire_time, run).await?;
     db(sqlx::query(sql::AFTER_QUEUED_START)
-        .bind(&submitted.run.run_id)
+        .bind(&run_id)
         .bind(schedule_id)
         .execute(&mut *tx)
         .await)?;
@@ -430,14 +438,8 @@ pub(super) async fn record_change(
     })
     .and_then(|row| fire_from_row(&row))?;
     if let Some(run) = run {
-        let submitted = pipelines::submit_in(&mut tx, workspace, run).await?;
-        let query = sqlx::query(sql::SET_FIRE_STARTED)
-            .bind(&submitted.run.run_id)
-            .bind(&change.schedule_id)
-            .bind(change.fire_time);
-        recorded = optional(&mut *tx, query, fire_from_row)
-            .await?
-            .expect("the change was recorded in this transaction");
+        let (_, started) = start_fire(&mut tx, workspace, &change.schedule_id, change.fire_time, run).await?;
+        recorded = started.expect("the change was recorded in this transaction");
     }
     db(sqlx::query(sql::AFTER_CHANGE)
         .bind(change.fire_time)
