@@ -22,13 +22,17 @@
 //!   the next pass. The lease only keeps nodes from doing the same work twice; the key
 //!   is what guarantees it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
 use mlgrid_core::schedule::{MisfirePolicy, OverlapDecision, OverlapPolicy, Schedule, missed};
-use mlgrid_store::{FireOutcome, NewFire, PipelineSchedule, Store, StoreError};
+use mlgrid_store::{
+    FireOutcome, FireRecorded, NewFire, NewPipelineRun, NewTick, PipelineSchedule, PublishedPipeline, SourceId, Store,
+    StoreError,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -55,9 +59,11 @@ pub struct SchedulerConfig {
     /// Most schedules (and queued ticks) one pass handles; a fuller backlog is handled by
     /// passes that follow at once.
     pub batch: u32,
-    /// Due schedules a pass fires at once. Each tick is a write of its own; side by side,
-    /// the writes of many ticks share a commit (the embedded store's writer commits
-    /// together the writes queued meanwhile) instead of each waiting for its own fsync.
+    /// Most ticks recorded in one write; a schedule's ticks are never split between two.
+    pub chunk: usize,
+    /// Chunks of a pass recorded at once: on PostgreSQL each is a transaction of its own
+    /// on the pool; the embedded store's writer commits together the writes queued
+    /// meanwhile.
     pub firing: usize,
 }
 
@@ -73,10 +79,11 @@ impl Default for SchedulerConfig {
             queue_poll: Duration::from_secs(2),
             batch: 500,
             // 9,000 ticks due on the same minute (`mlgrid bench schedules`): the last
-            // recorded 96 s late one at a time, each waiting for its own commit; 14 s late
-            // 32 at a time, 9 s late 128 at a time. On PostgreSQL the pool (10
-            // connections) bounds it lower.
-            firing: 128,
+            // was recorded 96 s late one at a time, each waiting for its own commit, and
+            // 9 s late with 128 ticks written side by side, each with about 19
+            // statements. Recorded a chunk to a write, with multi-row statements, ...
+            chunk: 128,
+            firing: 4,
         }
     }
 }
@@ -178,31 +185,72 @@ impl Scheduler {
     }
 
     /// One pass at `now`: starts the queued ticks that have room, then fires the due
-    /// schedules (at most a batch of each), [`SchedulerConfig::firing`] of them at once;
-    /// a schedule's own ticks fire one after the other. Returns what it did, in the
-    /// order the schedules fell due.
+    /// schedules (at most a batch of them). The ticks of the pass are decided in memory
+    /// (each schedule's runs not over counted once, each pipeline read once) and
+    /// recorded in chunks of [`SchedulerConfig::chunk`] ticks, each chunk one write;
+    /// a schedule's ticks stay in one chunk, in order. Returns what it did, in the order
+    /// the schedules fell due.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, StoreError> {
         let mut fired = self.start_queued().await?;
         let due = self.store.due_schedules(now, self.config.batch).await?;
-        let mut firing = futures::stream::iter(due)
-            .map(|schedule| async move { self.fire_due(&schedule, now).await })
+        let mut planned = Vec::with_capacity(due.len());
+        for schedule in due {
+            if let Some(plan) = self.plan_of(&schedule, now).await? {
+                planned.push((schedule, plan));
+            }
+        }
+        let counted: Vec<String> = planned
+            .iter()
+            .filter(|(schedule, _)| schedule.concurrency.overlap_policy != OverlapPolicy::Allow)
+            .map(|(schedule, _)| schedule.id.clone())
+            .collect();
+        let running = self.store.active_schedule_runs(&counted).await?;
+        let mut pipelines = PassPipelines::default();
+        let mut chunks: Vec<Vec<Firing>> = vec![Vec::new()];
+        let mut in_chunk = 0;
+        for (schedule, plan) in planned {
+            let ticks = self
+                .ticks(&schedule, &plan, running.get(&schedule.id).copied().unwrap_or(0), &mut pipelines)
+                .await?;
+            if in_chunk > 0 && in_chunk + ticks.len() > self.config.chunk {
+                chunks.push(Vec::new());
+                in_chunk = 0;
+            }
+            in_chunk += ticks.len();
+            let next = plan.next;
+            chunks
+                .last_mut()
+                .expect("there is always a chunk")
+                .push(Firing { schedule, next, ticks });
+        }
+        let mut recording = futures::stream::iter(chunks)
+            .filter(|chunk| std::future::ready(!chunk.is_empty()))
+            .map(|chunk| self.record(chunk))
             .buffered(self.config.firing.max(1));
-        while let Some(ticks) = firing.next().await {
-            fired.extend(ticks?);
+        while let Some(recorded) = recording.next().await {
+            fired.extend(recorded?);
         }
         Ok(fired)
     }
 
     /// Queued ticks whose schedule has room start, oldest first.
     async fn start_queued(&self) -> Result<Vec<Fired>, StoreError> {
+        let queued = self.store.queued_fires(self.config.batch).await?;
+        if queued.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = queued.iter().map(|q| q.schedule.id.clone()).collect();
+        let mut running = self.store.active_schedule_runs(&ids).await?;
         let mut started = Vec::new();
-        for queued in self.store.queued_fires(self.config.batch).await? {
+        for queued in queued {
             let schedule = &queued.schedule;
-            let running = self.store.active_schedule_runs(&schedule.id).await?;
-            if schedule.concurrency.decide(running) != OverlapDecision::Start {
+            let count = running.entry(schedule.id.clone()).or_insert(0);
+            if schedule.concurrency.decide(*count) != OverlapDecision::Start {
                 continue;
             }
-            let run = match self.prepare(schedule, queued.fire_time).await? {
+            let target = Target::Pipeline(schedule.pipeline_id.clone());
+            let submission = submission(schedule, queued.fire_time);
+            let run = match self.pipelines.prepare_scheduled(schedule.workspace, target, submission).await? {
                 Ok(run) => run,
                 Err(reason) => {
                     tracing::warn!(schedule = %schedule.name, %reason, "a queued tick cannot start; it stays queued");
@@ -215,6 +263,7 @@ impl Scheduler {
                 .await;
             match fire {
                 Ok(Some(fire)) => {
+                    *count += 1;
                     self.pipelines.wake_executor();
                     started.push(Fired {
                         schedule_id: fire.schedule_id,
@@ -234,10 +283,11 @@ impl Scheduler {
         Ok(started)
     }
 
-    /// Fires what is due of one schedule at `now` and moves its next tick on.
-    async fn fire_due(&self, schedule: &PipelineSchedule, now: DateTime<Utc>) -> Result<Vec<Fired>, StoreError> {
+    /// The ticks of a due schedule to fire at `now`; `None` when none fires, after
+    /// moving its next tick on.
+    async fn plan_of(&self, schedule: &PipelineSchedule, now: DateTime<Utc>) -> Result<Option<Plan>, StoreError> {
         let (Some(recurrence), Some(due)) = (&schedule.recurrence, schedule.next_fire_at) else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let compiled = match recurrence.check(schedule.created_at) {
             Ok(compiled) => compiled,
@@ -246,7 +296,7 @@ impl Scheduler {
                 // firing rather than firing by rules it breaks.
                 tracing::error!(schedule = %schedule.name, error = %e, "a stored recurrence no longer checks; it stops firing");
                 self.store.advance_schedule(&schedule.id, &schedule.etag, None).await?;
-                return Ok(Vec::new());
+                return Ok(None);
             }
         };
         let plan = plan(&compiled, schedule.misfire, due, now, self.grace());
@@ -254,93 +304,100 @@ impl Scheduler {
             self.store
                 .advance_schedule(&schedule.id, &schedule.etag, plan.next)
                 .await?;
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        let mut fired = Vec::with_capacity(plan.ticks.len());
-        for (i, &tick) in plan.ticks.iter().enumerate() {
-            let next = plan.ticks.get(i + 1).copied().or(plan.next);
-            fired.push(self.fire(schedule, tick, next).await?);
-        }
-        // A last tick recorded before (by a node whose clock runs ahead, say) moved
-        // nothing on now: move the schedule on, or the pass would find it due again at
-        // once, and again.
-        if fired.last().is_some_and(|last| !last.recorded) {
-            self.store
-                .advance_schedule(&schedule.id, &schedule.etag, plan.next)
-                .await?;
-        }
-        Ok(fired)
+        Ok(Some(plan))
     }
 
-    /// Fires one tick as the overlap policy decides, recording it with its next tick.
-    async fn fire(
+    /// Each tick of a plan as the overlap policy decides, with `running` of the
+    /// schedule's runs not over before the first: a tick that starts a run counts for
+    /// the ticks after it.
+    async fn ticks(
         &self,
         schedule: &PipelineSchedule,
-        tick: DateTime<Utc>,
-        next: Option<DateTime<Utc>>,
-    ) -> Result<Fired, StoreError> {
-        // Allow starts whatever runs: no need to count them.
-        let running = match schedule.concurrency.overlap_policy {
-            OverlapPolicy::Allow => 0,
-            _ => self.store.active_schedule_runs(&schedule.id).await?,
-        };
+        plan: &Plan,
+        mut running: u32,
+        pipelines: &mut PassPipelines,
+    ) -> Result<Vec<NewTick>, StoreError> {
         let limit = schedule.concurrency.max_concurrent;
-        let record = |outcome, reason: Option<String>| NewFire {
-            schedule_id: schedule.id.clone(),
-            fire_time: tick,
-            outcome,
-            reason,
-            next_fire_at: next,
-            etag: schedule.etag.clone(),
-        };
-        let at_limit = || format!("{running} runs of the schedule are not over, its limit is {limit}");
-        let (fire, run) = match schedule.concurrency.decide(running) {
-            OverlapDecision::Skip => (
-                record(FireOutcome::Skipped, Some(format!("skipped: {}", at_limit()))),
-                None,
-            ),
-            OverlapDecision::Queue => (
-                record(
-                    FireOutcome::Queued,
-                    Some(format!("queued until a run ends: {}", at_limit())),
+        let mut ticks = Vec::with_capacity(plan.ticks.len());
+        for (i, &tick) in plan.ticks.iter().enumerate() {
+            let record = |outcome, reason: Option<String>| NewFire {
+                schedule_id: schedule.id.clone(),
+                fire_time: tick,
+                outcome,
+                reason,
+                next_fire_at: plan.ticks.get(i + 1).copied().or(plan.next),
+                etag: schedule.etag.clone(),
+            };
+            let at_limit = || format!("{running} runs of the schedule are not over, its limit is {limit}");
+            let (fire, run) = match schedule.concurrency.decide(running) {
+                OverlapDecision::Skip => (
+                    record(FireOutcome::Skipped, Some(format!("skipped: {}", at_limit()))),
+                    None,
                 ),
-                None,
-            ),
-            OverlapDecision::Start => match self.prepare(schedule, tick).await? {
-                Ok(run) => (record(FireOutcome::Started, None), Some(run)),
-                Err(reason) => (record(FireOutcome::Failed, Some(reason)), None),
-            },
-        };
-        let started = run.is_some();
-        let recorded = match self.store.record_fire(schedule.workspace, fire.clone(), run).await {
-            Ok(recorded) => recorded,
-            // Refused as a whole (the pipeline was disabled, say): the tick is recorded
-            // as failed, with why.
-            Err(StoreError::Conflict(reason) | StoreError::Invalid(reason) | StoreError::NotFound(reason))
-                if started =>
-            {
-                let failed = NewFire {
-                    outcome: FireOutcome::Failed,
-                    reason: Some(reason),
-                    ..fire
-                };
-                self.store.record_fire(schedule.workspace, failed, None).await?
+                OverlapDecision::Queue => (
+                    record(
+                        FireOutcome::Queued,
+                        Some(format!("queued until a run ends: {}", at_limit())),
+                    ),
+                    None,
+                ),
+                OverlapDecision::Start => match self.prepare(schedule, tick, pipelines).await? {
+                    Ok(run) => {
+                        running = running.saturating_add(1);
+                        (record(FireOutcome::Started, None), Some(run))
+                    }
+                    Err(reason) => (record(FireOutcome::Failed, Some(reason)), None),
+                },
+            };
+            ticks.push(NewTick {
+                workspace: schedule.workspace,
+                fire,
+                run,
+            });
+        }
+        Ok(ticks)
+    }
+
+    /// Records a chunk of ticks in one write, and moves on each schedule whose last
+    /// tick was recorded before.
+    async fn record(&self, chunk: Vec<Firing>) -> Result<Vec<Fired>, StoreError> {
+        let mut schedules = Vec::with_capacity(chunk.len());
+        let mut ticks = Vec::new();
+        for firing in chunk {
+            schedules.push((firing.schedule, firing.next, firing.ticks.len()));
+            ticks.extend(firing.ticks);
+        }
+        let mut recorded = self.store.record_fires(ticks).await?.into_iter();
+        let mut fired = Vec::with_capacity(recorded.len());
+        let mut started = false;
+        for (schedule, next, length) in schedules {
+            let of_schedule: Vec<FireRecorded> = recorded.by_ref().take(length).collect();
+            for one in &of_schedule {
+                started |= one.recorded && one.fire.outcome == FireOutcome::Started;
+                if one.recorded && one.fire.outcome == FireOutcome::Failed {
+                    tracing::warn!(schedule = %schedule.name, reason = ?one.fire.reason, "a tick could not start its run");
+                }
             }
-            Err(e) => return Err(e),
-        };
-        if started && recorded.recorded {
+            // A last tick recorded before (by a node whose clock runs ahead, say) moved
+            // nothing on now: move the schedule on, or the pass would find it due again
+            // at once, and again.
+            if of_schedule.last().is_some_and(|last| !last.recorded) {
+                self.store.advance_schedule(&schedule.id, &schedule.etag, next).await?;
+            }
+            fired.extend(of_schedule.into_iter().map(|one| Fired {
+                schedule_id: one.fire.schedule_id,
+                fire_time: one.fire.fire_time,
+                outcome: one.fire.outcome,
+                run_id: one.fire.run_id,
+                recorded: one.recorded,
+            }));
+        }
+        if started {
             self.pipelines.wake_executor();
         }
-        if recorded.fire.outcome == FireOutcome::Failed && recorded.recorded {
-            tracing::warn!(schedule = %schedule.name, reason = ?recorded.fire.reason, "a tick could not start its run");
-        }
-        Ok(Fired {
-            schedule_id: recorded.fire.schedule_id,
-            fire_time: recorded.fire.fire_time,
-            outcome: recorded.fire.outcome,
-            run_id: recorded.fire.run_id,
-            recorded: recorded.recorded,
-        })
+        Ok(fired)
     }
 
     /// The run a tick starts, checked as any submission; `Err` says why it cannot start.
@@ -348,25 +405,25 @@ impl Scheduler {
         &self,
         schedule: &PipelineSchedule,
         tick: DateTime<Utc>,
-    ) -> Result<Result<mlgrid_store::NewPipelineRun, String>, StoreError> {
-        let submission = Submission {
-            experiment_name: schedule.experiment_name.clone(),
-            parameters: schedule.parameters.clone(),
-            run_source: RUN_SOURCE.to_owned(),
-            description: Some(format!("schedule {} at {}", schedule.name, tick.to_rfc3339())),
-            tags: [
-                ("azureml.schedule".to_owned(), schedule.name.clone()),
-                ("azureml.scheduledtime".to_owned(), tick.to_rfc3339()),
-            ]
-            .into(),
-            continue_on_step_failure: schedule.continue_on_step_failure,
-            idempotency_key: Some(format!("schedule:{}:{}", schedule.id, tick.to_rfc3339())),
-            ..Submission::default()
-        };
-        let target = Target::Pipeline(schedule.pipeline_id.clone());
-        self.pipelines
-            .prepare_scheduled(schedule.workspace, target, submission)
-            .await
+        pipelines: &mut PassPipelines,
+    ) -> Result<Result<NewPipelineRun, String>, StoreError> {
+        let key = (schedule.workspace, schedule.pipeline_id.clone());
+        if !pipelines.0.contains_key(&key) {
+            let read = match self.store.pipeline(schedule.workspace, &schedule.pipeline_id).await {
+                Ok(published) => Ok(published),
+                Err(StoreError::NotFound(what)) => Err(format!("{what} not found")),
+                Err(e) => return Err(e),
+            };
+            pipelines.0.insert(key.clone(), read);
+        }
+        match &pipelines.0[&key] {
+            Ok(published) => {
+                self.pipelines
+                    .prepare_scheduled_from(schedule.workspace, published, submission(schedule, tick))
+                    .await
+            }
+            Err(reason) => Ok(Err(reason.clone())),
+        }
     }
 
     /// Fires schedules until `stop`, while this node holds the scheduler lease.
@@ -397,6 +454,35 @@ impl Scheduler {
             wait = wait.min(self.config.queue_poll);
         }
         Ok(wait)
+    }
+}
+
+/// A due schedule's ticks to record, and its next tick after them.
+struct Firing {
+    schedule: PipelineSchedule,
+    next: Option<DateTime<Utc>>,
+    ticks: Vec<NewTick>,
+}
+
+/// The pipelines a pass has read, by workspace and id (or why one could not be read).
+#[derive(Default)]
+struct PassPipelines(HashMap<(SourceId, String), Result<PublishedPipeline, String>>);
+
+/// What a tick of `schedule` at `tick` submits.
+fn submission(schedule: &PipelineSchedule, tick: DateTime<Utc>) -> Submission {
+    Submission {
+        experiment_name: schedule.experiment_name.clone(),
+        parameters: schedule.parameters.clone(),
+        run_source: RUN_SOURCE.to_owned(),
+        description: Some(format!("schedule {} at {}", schedule.name, tick.to_rfc3339())),
+        tags: [
+            ("azureml.schedule".to_owned(), schedule.name.clone()),
+            ("azureml.scheduledtime".to_owned(), tick.to_rfc3339()),
+        ]
+        .into(),
+        continue_on_step_failure: schedule.continue_on_step_failure,
+        idempotency_key: Some(format!("schedule:{}:{}", schedule.id, tick.to_rfc3339())),
+        ..Submission::default()
     }
 }
 

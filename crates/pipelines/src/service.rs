@@ -163,13 +163,18 @@ impl Pipelines {
         target: Target,
         submission: Submission,
     ) -> Result<Result<NewPipelineRun, String>, StoreError> {
-        match self.prepare(workspace, target, submission).await {
-            Ok(run) => Ok(Ok(run)),
-            Err(PipelineError::Invalid(reason)) => Ok(Err(reason)),
-            Err(PipelineError::Store(StoreError::NotFound(what))) => Ok(Err(format!("{what} not found"))),
-            Err(PipelineError::Store(e)) => Err(e),
-            Err(PipelineError::Io(e)) => Ok(Err(e.to_string())),
-        }
+        scheduled(self.prepare(workspace, target, submission).await)
+    }
+
+    /// [`Pipelines::prepare_scheduled`] of a pipeline read before: a scheduler pass
+    /// reads each pipeline once for all the ticks that start it.
+    pub(crate) async fn prepare_scheduled_from(
+        &self,
+        workspace: SourceId,
+        published: &PublishedPipeline,
+        submission: Submission,
+    ) -> Result<Result<NewPipelineRun, String>, StoreError> {
+        scheduled(self.prepare_from(workspace, published, submission).await)
     }
 
     /// A submission checked whole and made into the run to create, without creating it:
@@ -187,7 +192,16 @@ impl Pipelines {
                 self.store.pipeline(workspace, &endpoint.default_pipeline_id).await?
             }
         };
-        let pipeline = self.definitions.get(&published)?;
+        self.prepare_from(workspace, &published, submission).await
+    }
+
+    async fn prepare_from(
+        &self,
+        workspace: SourceId,
+        published: &PublishedPipeline,
+        submission: Submission,
+    ) -> Result<NewPipelineRun, PipelineError> {
+        let pipeline = self.definitions.get(published)?;
         let values = pipeline
             .assign(&submission.parameters)
             .map_err(PipelineError::Invalid)?;
@@ -285,6 +299,10 @@ impl Pipelines {
         assigned: BTreeMap<String, DataPath>,
     ) -> Result<BTreeMap<String, DataPath>, PipelineError> {
         let values = pipeline.assign_data_paths(assigned).map_err(PipelineError::Invalid)?;
+        if values.is_empty() {
+            // Nothing to check: no need to read the workspace's datastores.
+            return Ok(values);
+        }
         let datastores = self.datastores(workspace).await?;
         for (name, value) in &values {
             datastores
@@ -396,4 +414,16 @@ async fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec
     let mut bytes = Vec::new();
     file.take(LOG_CHUNK_BYTES).read_to_end(&mut bytes).await?;
     Ok((bytes, size))
+}
+
+/// A scheduled submission's outcome: why the pipeline refuses it, or `Err` when the
+/// store failed.
+fn scheduled(prepared: Result<NewPipelineRun, PipelineError>) -> Result<Result<NewPipelineRun, String>, StoreError> {
+    match prepared {
+        Ok(run) => Ok(Ok(run)),
+        Err(PipelineError::Invalid(reason)) => Ok(Err(reason)),
+        Err(PipelineError::Store(StoreError::NotFound(what))) => Ok(Err(format!("{what} not found"))),
+        Err(PipelineError::Store(e)) => Err(e),
+        Err(PipelineError::Io(e)) => Ok(Err(e.to_string())),
+    }
 }

@@ -380,9 +380,9 @@ async fn a_tick_recorded_before_starts_nothing_and_the_schedule_moves_on() {
     let tick = at("2026-01-01T00:01:00Z");
     world
         .store
-        .record_fire(
-            world.ws,
-            mlgrid_store::NewFire {
+        .record_fires(vec![mlgrid_store::NewTick {
+            workspace: world.ws,
+            fire: mlgrid_store::NewFire {
                 schedule_id: schedule.id.clone(),
                 fire_time: tick,
                 outcome: FireOutcome::Skipped,
@@ -390,8 +390,8 @@ async fn a_tick_recorded_before_starts_nothing_and_the_schedule_moves_on() {
                 next_fire_at: None,
                 etag: "\"another\"".into(),
             },
-            None,
-        )
+            run: None,
+        }])
         .await
         .unwrap();
     let fired = world.scheduler.pass(at("2026-01-01T00:01:00.5Z")).await.unwrap();

@@ -71,8 +71,11 @@ mod sql;
 mod sqlite;
 mod storage;
 mod subscriptions;
+mod tick_writes;
 mod watch_sql;
 pub mod watches;
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -412,23 +415,23 @@ pub trait Store: Send + Sync + 'static {
     /// until. One index lookup, however many schedules there are.
     async fn earliest_fire(&self) -> Result<Option<DateTime<Utc>>>;
 
-    /// Records a tick of a schedule of the workspace, once: a tick recorded before (by
-    /// another node, or before a crash) is returned as it was, and nothing else happens.
-    /// With `run` (outcome `Started`) the run is submitted in the same transaction, so
-    /// the tick and its run are committed together or not at all; a refused submission
-    /// records nothing and is the error. Moves the schedule's last tick and next tick on.
-    async fn record_fire(
-        &self,
-        workspace: SourceId,
-        fire: NewFire,
-        run: Option<NewPipelineRun>,
-    ) -> Result<FireRecorded>;
+    /// Records ticks of schedules, each once, all in one transaction, and answers for
+    /// each in the order given. A tick recorded before (by another node, or before a
+    /// crash) comes back as it was (`recorded: false`), and nothing else happens for it.
+    /// A tick with a run (outcome `Started`) submits it in the same transaction, so a
+    /// tick and its run are committed together or not at all; a run refused (its
+    /// pipeline disabled or gone, its workspace gone, a run with no step) is recorded as
+    /// a `Failed` tick saying why. Each schedule's last tick and next tick move on with
+    /// its latest tick of the batch. `Err` only when the store failed: nothing is
+    /// recorded then, and the ticks stay due.
+    async fn record_fires(&self, ticks: Vec<NewTick>) -> Result<Vec<FireRecorded>>;
 
     /// The ticks a schedule handled, newest first, at most `limit`.
     async fn schedule_fires(&self, schedule_id: &str, limit: u32) -> Result<Vec<ScheduleFire>>;
 
-    /// How many runs the schedule started are not over: what its overlap policy counts.
-    async fn active_schedule_runs(&self, schedule_id: &str) -> Result<u32>;
+    /// Per schedule of `schedule_ids`, how many of the runs it started are not over:
+    /// what its overlap policy counts. A schedule with none has no entry.
+    async fn active_schedule_runs(&self, schedule_ids: &[String]) -> Result<HashMap<String, u32>>;
 
     /// Queued ticks of active schedules with their schedules, oldest first, at most
     /// `limit`.

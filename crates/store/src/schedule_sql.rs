@@ -154,9 +154,24 @@ pub(crate) fn prune_fires() -> String {
     )
 }
 
-pub(crate) fn active_runs() -> String {
-    format!(
-        "SELECT count(*) FROM schedule_fires f JOIN runs r ON r.source_id = f.source_id AND r.run_id = f.run_id \
-         WHERE f.schedule_id = $1 AND r.status NOT IN {ENDED_RUN_STATUSES}"
-    )
+/// Rows of ids per statement of [`active_runs`]: far under either database's limit on
+/// parameters.
+pub(crate) const ACTIVE_RUNS_CHUNK: usize = 500;
+
+/// Per schedule of `ids` (at most [`ACTIVE_RUNS_CHUNK`]), its runs not yet over; a
+/// schedule with none has no row.
+pub(crate) fn active_runs<DB: sqlx::Database>(ids: &[String]) -> sqlx::QueryBuilder<DB>
+where
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut query = sqlx::QueryBuilder::new(format!(
+        "SELECT f.schedule_id, count(*) FROM schedule_fires f JOIN runs r ON r.source_id = f.source_id \
+         AND r.run_id = f.run_id WHERE r.status NOT IN {ENDED_RUN_STATUSES} AND f.schedule_id IN ("
+    ));
+    let mut separated = query.separated(", ");
+    for id in ids {
+        separated.push_bind(id.clone());
+    }
+    query.push(") GROUP BY f.schedule_id");
+    query
 }

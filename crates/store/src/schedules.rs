@@ -5,7 +5,7 @@
 //! next tick (`next_fire_at`), so the scheduler asks for the earliest one instead of
 //! walking every schedule, and records every tick it handles keyed by (schedule, fire
 //! time): a tick is recorded once, and a tick that starts a run submits it in the same
-//! transaction ([`Store::record_fire`](crate::Store::record_fire)), so no crash or second
+//! transaction ([`Store::record_fires`](crate::Store::record_fires)), so no crash or second
 //! node can make a tick start two runs, or record a start without its run.
 //!
 //! A change schedule's watcher keeps every object it has seen with the version it saw
@@ -21,6 +21,7 @@ use mlgrid_core::schedule::{Concurrency, MisfirePolicy, Recurrence};
 
 use crate::error::{Result, StoreError};
 use crate::model::SourceId;
+use crate::pipelines::NewPipelineRun;
 
 /// What makes a schedule fire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +208,15 @@ pub struct NewFire {
     /// still has `etag`: a person's change in between computed its own.
     pub next_fire_at: Option<DateTime<Utc>>,
     pub etag: String,
+}
+
+/// A tick to record in its schedule's workspace, with the run it starts, if any (see
+/// [`Store::record_fires`](crate::Store::record_fires)).
+#[derive(Debug, Clone)]
+pub struct NewTick {
+    pub workspace: SourceId,
+    pub fire: NewFire,
+    pub run: Option<NewPipelineRun>,
 }
 
 /// A tick as recorded.

@@ -29,7 +29,7 @@ mod sources;
 mod subscriptions;
 mod watches;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -555,21 +555,19 @@ impl Store for PostgresStore {
         schedules::record_change(&self.pool, workspace, change, run).await
     }
 
-    async fn record_fire(
-        &self,
-        workspace: SourceId,
-        fire: NewFire,
-        run: Option<NewPipelineRun>,
-    ) -> Result<FireRecorded> {
-        schedules::record_fire(&self.pool, workspace, fire, run).await
+    async fn record_fires(&self, ticks: Vec<NewTick>) -> Result<Vec<FireRecorded>> {
+        if ticks.is_empty() {
+            return Ok(Vec::new());
+        }
+        schedules::record_fires(&self.pool, ticks).await
     }
 
     async fn schedule_fires(&self, schedule_id: &str, limit: u32) -> Result<Vec<ScheduleFire>> {
         schedules::fires(&self.pool, schedule_id, limit).await
     }
 
-    async fn active_schedule_runs(&self, schedule_id: &str) -> Result<u32> {
-        schedules::active_runs(&self.pool, schedule_id).await
+    async fn active_schedule_runs(&self, schedule_ids: &[String]) -> Result<HashMap<String, u32>> {
+        schedules::active_runs(&self.pool, schedule_ids).await
     }
 
     async fn queued_fires(&self, limit: u32) -> Result<Vec<QueuedFire>> {

@@ -7,6 +7,8 @@
 //! pipeline locks it for update before it looks for active schedules: the two take
 //! turns, and neither misses the other.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
@@ -21,6 +23,7 @@ use crate::pipelines::NewPipelineRun;
 use crate::rows::{fire_from_row, queued_fire_from_row, schedule_from_row, seen_from_row};
 use crate::schedule_sql as sql;
 use crate::schedules::*;
+use crate::tick_writes::{failed, refusal};
 
 /// The pipeline a schedule starts must exist, and be enabled while the schedule is
 /// active; its row stays share-locked until the transaction ends.
@@ -217,13 +220,40 @@ async fn start_fire(
     Ok((submitted.run.run_id, fire))
 }
 
-pub(super) async fn record_fire(
-    pool: &PgPool,
+/// Records ticks tick by tick in one transaction, each in a savepoint: a tick whose run
+/// is refused is rolled back alone and recorded as failed, saying why. (The scheduler
+/// records several batches at once through the pool; SQLite's one writer needs the
+/// multi-row statements of its own batch instead.)
+pub(super) async fn record_fires(pool: &PgPool, ticks: Vec<NewTick>) -> Result<Vec<FireRecorded>> {
+    let mut tx = begin(pool).await?;
+    let mut answers = Vec::with_capacity(ticks.len());
+    for NewTick { workspace, fire, run } in ticks {
+        let starts = run.is_some();
+        let mut attempt = db(sqlx::Acquire::begin(&mut *tx).await)?;
+        match record_fire(&mut attempt, workspace, fire.clone(), run).await {
+            Ok(recorded) => {
+                db(attempt.commit().await)?;
+                answers.push(recorded);
+            }
+            Err(e) if starts => {
+                let reason = refusal(e)?;
+                db(attempt.rollback().await)?;
+                answers.push(record_fire(&mut tx, workspace, failed(fire, reason), None).await?);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    commit(tx).await?;
+    Ok(answers)
+}
+
+/// Records one tick in the caller's transaction; a refused run is the error.
+async fn record_fire(
+    tx: &mut PgConnection,
     workspace: SourceId,
     fire: NewFire,
     run: Option<NewPipelineRun>,
 ) -> Result<FireRecorded> {
-    let mut tx = begin(pool).await?;
     let inserted = sqlx::query(sql::INSERT_FIRE)
         .bind(&fire.schedule_id)
         .bind(fire.fire_time)
@@ -232,12 +262,12 @@ pub(super) async fn record_fire(
         .bind(&fire.reason)
         .bind(now());
     let Some(mut recorded) = optional(&mut *tx, inserted, fire_from_row).await? else {
-        let earlier = load_fire(&mut tx, &fire.schedule_id, fire.fire_time, "").await?;
+        let earlier = load_fire(&mut *tx, &fire.schedule_id, fire.fire_time, "").await?;
         let fire = earlier.ok_or_else(|| StoreError::Corrupt("a tick's record vanished after its insert".into()))?;
         return Ok(FireRecorded { fire, recorded: false });
     };
     if let Some(run) = run {
-        let (_, started) = start_fire(&mut tx, workspace, &fire.schedule_id, fire.fire_time, run).await?;
+        let (_, started) = start_fire(&mut *tx, workspace, &fire.schedule_id, fire.fire_time, run).await?;
         recorded = started.expect("the tick was inserted in this transaction");
     }
     db(sqlx::query(sql::AFTER_FIRE)
@@ -249,7 +279,6 @@ pub(super) async fn record_fire(
         .bind(&fire.schedule_id)
         .execute(&mut *tx)
         .await)?;
-    commit(tx).await?;
     Ok(FireRecorded {
         fire: recorded,
         recorded: true,
@@ -261,12 +290,14 @@ pub(super) async fn fires(pool: &PgPool, schedule_id: &str, limit: u32) -> Resul
     all(pool, query, fire_from_row).await
 }
 
-pub(super) async fn active_runs(pool: &PgPool, schedule_id: &str) -> Result<u32> {
-    let count: i64 = db(sqlx::query_scalar(AssertSqlSafe(sql::active_runs()))
-        .bind(schedule_id)
-        .fetch_one(pool)
-        .await)?;
-    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+pub(super) async fn active_runs(pool: &PgPool, schedule_ids: &[String]) -> Result<HashMap<String, u32>> {
+    let mut counts = HashMap::new();
+    for chunk in schedule_ids.chunks(sql::ACTIVE_RUNS_CHUNK) {
+        let mut query = sql::active_runs::<sqlx::Postgres>(chunk);
+        let rows: Vec<(String, i64)> = db(query.build_query_as().persistent(false).fetch_all(pool).await)?;
+        counts.extend(rows.into_iter().map(|(id, count)| (id, u32::try_from(count).unwrap_or(u32::MAX))));
+    }
+    Ok(counts)
 }
 
 pub(super) async fn queued(pool: &PgPool, limit: u32) -> Result<Vec<QueuedFire>> {

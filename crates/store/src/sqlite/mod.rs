@@ -23,9 +23,11 @@ mod runs;
 mod schedules;
 mod sources;
 mod subscriptions;
+mod ticks;
 mod watches;
 mod writer;
 
+use std::collections::HashMap;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -917,16 +919,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_fire(
-        &self,
-        workspace: SourceId,
-        fire: NewFire,
-        run: Option<NewPipelineRun>,
-    ) -> Result<FireRecorded> {
+    async fn record_fires(&self, ticks: Vec<NewTick>) -> Result<Vec<FireRecorded>> {
+        if ticks.is_empty() {
+            return Ok(Vec::new());
+        }
         self.writer()?
-            .write(Appends::Nothing, move |conn| {
-                Box::pin(schedules::record_fire(conn, workspace, fire, run))
-            })
+            .write(Appends::Nothing, move |conn| Box::pin(ticks::record(conn, ticks)))
             .await
     }
 
@@ -934,8 +932,8 @@ impl Store for SqliteStore {
         schedules::fires(&self.reads, schedule_id, limit).await
     }
 
-    async fn active_schedule_runs(&self, schedule_id: &str) -> Result<u32> {
-        schedules::active_runs(&self.reads, schedule_id).await
+    async fn active_schedule_runs(&self, schedule_ids: &[String]) -> Result<HashMap<String, u32>> {
+        schedules::active_runs(&self.reads, schedule_ids).await
     }
 
     async fn queued_fires(&self, limit: u32) -> Result<Vec<QueuedFire>> {

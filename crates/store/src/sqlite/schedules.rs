@@ -1,6 +1,8 @@
 //! Schedules and their fires on SQLite. Writes run inside the writer's transaction, one
 //! at a time: a tick's record, its run and its schedule's next tick commit together.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use mlgrid_core::time::format_event_time;
 use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
@@ -217,55 +219,19 @@ async fn start_fire(
     Ok((submitted.run.run_id, fire))
 }
 
-pub(super) async fn record_fire(
-    conn: &mut SqliteConnection,
-    workspace: SourceId,
-    fire: NewFire,
-    run: Option<NewPipelineRun>,
-) -> Result<FireRecorded> {
-    let inserted = sqlx::query(sql::INSERT_FIRE)
-        .bind(&fire.schedule_id)
-        .bind(time(fire.fire_time))
-        .bind(workspace)
-        .bind(fire.outcome.as_str())
-        .bind(&fire.reason)
-        .bind(now());
-    let Some(mut recorded) = optional(&mut *conn, inserted, fire_from_row).await? else {
-        let earlier = load_fire(conn, &fire.schedule_id, fire.fire_time).await?;
-        let fire =
-            earlier.ok_or_else(|| StoreError::Corrupt("a tick's record vanished inside its transaction".into()))?;
-        return Ok(FireRecorded { fire, recorded: false });
-    };
-    if let Some(run) = run {
-        let (_, started) = start_fire(conn, workspace, &fire.schedule_id, fire.fire_time, run).await?;
-        recorded = started.expect("the tick was inserted in this transaction");
-    }
-    db(sqlx::query(sql::AFTER_FIRE)
-        .bind(time(fire.fire_time))
-        .bind(&recorded.run_id)
-        .bind(&recorded.reason)
-        .bind(&fire.etag)
-        .bind(fire.next_fire_at.map(time))
-        .bind(&fire.schedule_id)
-        .execute(&mut *conn)
-        .await)?;
-    Ok(FireRecorded {
-        fire: recorded,
-        recorded: true,
-    })
-}
-
 pub(super) async fn fires(pool: &SqlitePool, schedule_id: &str, limit: u32) -> Result<Vec<ScheduleFire>> {
     let query = sqlx::query(sql::FIRES).bind(schedule_id).bind(i64::from(limit));
     all(pool, query, fire_from_row).await
 }
 
-pub(super) async fn active_runs(pool: &SqlitePool, schedule_id: &str) -> Result<u32> {
-    let count: i64 = db(sqlx::query_scalar(sqlx::AssertSqlSafe(sql::active_runs()))
-        .bind(schedule_id)
-        .fetch_one(pool)
-        .await)?;
-    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+pub(super) async fn active_runs(pool: &SqlitePool, schedule_ids: &[String]) -> Result<HashMap<String, u32>> {
+    let mut counts = HashMap::new();
+    for chunk in schedule_ids.chunks(sql::ACTIVE_RUNS_CHUNK) {
+        let mut query = sql::active_runs::<sqlx::Sqlite>(chunk);
+        let rows: Vec<(String, i64)> = db(query.build_query_as().persistent(false).fetch_all(pool).await)?;
+        counts.extend(rows.into_iter().map(|(id, count)| (id, u32::try_from(count).unwrap_or(u32::MAX))));
+    }
+    Ok(counts)
 }
 
 pub(super) async fn queued(pool: &SqlitePool, limit: u32) -> Result<Vec<QueuedFire>> {

@@ -43,6 +43,24 @@ fn fire(schedule: &PipelineSchedule, time: &str, outcome: FireOutcome, next: &st
     }
 }
 
+/// Records one tick, as a batch of one.
+async fn record_tick(
+    store: &Arc<dyn Store>,
+    workspace: SourceId,
+    fire: NewFire,
+    run: Option<NewPipelineRun>,
+) -> Result<FireRecorded> {
+    let mut answers = store.record_fires(vec![NewTick { workspace, fire, run }]).await?;
+    assert_eq!(answers.len(), 1, "one answer per tick");
+    Ok(answers.remove(0))
+}
+
+/// The schedule's runs not over.
+async fn active(store: &Arc<dyn Store>, schedule_id: &str) -> u32 {
+    let counts = store.active_schedule_runs(&[schedule_id.to_owned()]).await.unwrap();
+    counts.get(schedule_id).copied().unwrap_or(0)
+}
+
 /// A run of the pipeline keyed by the tick, as the scheduler submits it.
 pub fn tick_run(pipeline_id: &str, schedule: &PipelineSchedule, time: &str) -> NewPipelineRun {
     NewPipelineRun {
@@ -189,8 +207,7 @@ pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
     assert_eq!(due[0].workspace, ws);
 
     let tick = "2026-01-01T01:00:00Z";
-    let first = store
-        .record_fire(
+    let first = record_tick(&store, 
             ws,
             fire(&early, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
             Some(tick_run(&pipeline, &early, tick)),
@@ -202,10 +219,9 @@ pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
     let run_id = first.fire.run_id.clone().expect("a started tick has its run");
     let run = store.pipeline_run(ws, &run_id).await.unwrap();
     assert_eq!(run.run.experiment_name, "retrain-exp");
-    assert_eq!(store.active_schedule_runs(&early.id).await.unwrap(), 1);
+    assert_eq!(active(&store, &early.id).await, 1);
 
-    let again = store
-        .record_fire(
+    let again = record_tick(&store, 
             ws,
             fire(&early, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
             Some(tick_run(&pipeline, &early, tick)),
@@ -232,8 +248,7 @@ pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
     assert_eq!(after.etag, early.etag, "firing is not a person's change");
     assert_eq!(store.earliest_fire().await.unwrap(), Some(at("2026-01-01T02:00:00Z")));
 
-    let skipped = store
-        .record_fire(
+    let skipped = record_tick(&store, 
             ws,
             fire(
                 &after,
@@ -269,8 +284,7 @@ pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    store
-        .record_fire(
+    record_tick(&store, 
             ws,
             fire(
                 &after,
@@ -295,7 +309,7 @@ pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
     assert_eq!(store.schedule(ws, "early").await.unwrap().next_fire_at, None);
 }
 
-pub async fn a_refused_submission_records_no_tick(store: Arc<dyn Store>) {
+pub async fn a_refused_run_is_recorded_as_a_failed_tick(store: Arc<dyn Store>) {
     let (ws, pipeline) = published(&store, "ws").await;
     let schedule = store
         .create_schedule(ws, new_schedule("s", &pipeline, "2026-01-01T01:00:00Z"))
@@ -304,17 +318,120 @@ pub async fn a_refused_submission_records_no_tick(store: Arc<dyn Store>) {
     let tick = "2026-01-01T01:00:00Z";
     let mut empty = tick_run(&pipeline, &schedule, tick);
     empty.steps.clear();
-    let refused = store
-        .record_fire(
-            ws,
-            fire(&schedule, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
-            Some(empty),
-        )
+    let refused = record_tick(
+        &store,
+        ws,
+        fire(&schedule, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
+        Some(empty),
+    )
+    .await
+    .unwrap();
+    assert!(refused.recorded);
+    assert_eq!(refused.fire.outcome, FireOutcome::Failed);
+    assert_eq!(refused.fire.run_id, None);
+    assert_eq!(
+        refused.fire.reason.as_deref(),
+        Some("a pipeline run needs at least one step")
+    );
+    assert!(store.list_runs(ws, Some("retrain-exp")).await.unwrap().is_empty());
+    let after = store.schedule(ws, "s").await.unwrap();
+    assert_eq!(after.next_fire_at, Some(at("2026-01-01T02:00:00Z")));
+    assert_eq!(after.last_error, refused.fire.reason);
+}
+
+pub async fn a_batch_records_each_tick_in_order_with_its_run(store: Arc<dyn Store>) {
+    let (ws, pipeline) = published(&store, "ws").await;
+    let other = store.publish_pipeline(ws, super::new_pipeline("other", None)).await.unwrap();
+    let [a, b, c] = ["a", "b", "c"].map(|name| new_schedule(name, &pipeline, "2026-01-01T01:00:00Z"));
+    let a = store.create_schedule(ws, a).await.unwrap();
+    let b = store.create_schedule(ws, b).await.unwrap();
+    let mut c = c;
+    c.pipeline_id = other.id.clone();
+    let c = store.create_schedule(ws, c).await.unwrap();
+    let (one, two) = ("2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z");
+    // b's first tick was recorded before, by another node say.
+    let earlier = record_tick(&store, ws, fire(&b, one, FireOutcome::Skipped, two), None)
         .await
-        .unwrap_err();
-    assert!(matches!(refused, StoreError::Invalid(_)), "{refused:?}");
-    assert!(store.schedule_fires(&schedule.id, 10).await.unwrap().is_empty());
-    assert_eq!(store.schedule(ws, "s").await.unwrap().next_fire_at, Some(at(tick)));
+        .unwrap();
+    // c's pipeline is disabled once c is (a disabled schedule may name a disabled pipeline).
+    let mut off = new_schedule("c", &other.id, one);
+    off.status = ScheduleStatus::Disabled;
+    store.update_schedule(ws, "c", off, None).await.unwrap();
+    store.set_pipeline_enabled(ws, &other.id, false, None).await.unwrap();
+
+    let tick = |schedule: &PipelineSchedule, time: &str, next: &str, pipeline: &str| NewTick {
+        workspace: ws,
+        fire: fire(schedule, time, FireOutcome::Started, next),
+        run: Some(tick_run(pipeline, schedule, time)),
+    };
+    let answers = store
+        .record_fires(vec![
+            tick(&a, one, two, &pipeline),
+            tick(&b, one, two, &pipeline),
+            tick(&a, two, "2026-01-01T03:00:00Z", &pipeline),
+            tick(&c, one, two, &other.id),
+            NewTick {
+                workspace: ws,
+                fire: fire(&b, two, FireOutcome::Skipped, "2026-01-01T03:00:00Z"),
+                run: None,
+            },
+        ])
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = answers
+        .iter()
+        .map(|r| (r.fire.schedule_id.clone(), r.fire.fire_time, r.fire.outcome, r.recorded))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (a.id.clone(), at(one), FireOutcome::Started, true),
+            (b.id.clone(), at(one), FireOutcome::Skipped, false),
+            (a.id.clone(), at(two), FireOutcome::Started, true),
+            (c.id.clone(), at(one), FireOutcome::Failed, true),
+            (b.id.clone(), at(two), FireOutcome::Skipped, true),
+        ]
+    );
+    assert_eq!(answers[1].fire, earlier.fire, "a tick recorded before comes back as it was");
+    let reason = answers[3].fire.reason.as_deref().unwrap();
+    assert!(reason.contains("is disabled"), "{reason}");
+
+    // a's two runs exist, each with its step ready, and count against its limit.
+    let runs: Vec<String> = [&answers[0], &answers[2]]
+        .map(|r| r.fire.run_id.clone().expect("a started tick has its run"))
+        .into();
+    assert_ne!(runs[0], runs[1]);
+    for run_id in &runs {
+        let run = store.pipeline_run(ws, run_id).await.unwrap();
+        assert_eq!(run.run.experiment_name, "retrain-exp");
+        assert_eq!(run.steps.len(), 1);
+        assert_eq!(run.steps[0].state, mlgrid_core::pipeline::progress::StepState::Ready);
+    }
+    assert_eq!(active(&store, &a.id).await, 2);
+    let counts = store
+        .active_schedule_runs(&[a.id.clone(), b.id.clone(), c.id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(counts.get(&a.id), Some(&2));
+    assert_eq!(counts.get(&b.id), None);
+
+    // Each schedule moved on with its latest tick recorded now.
+    let a_after = store.schedule(ws, "a").await.unwrap();
+    assert_eq!(a_after.last_fire_at, Some(at(two)));
+    assert_eq!(a_after.last_run_id.as_ref(), Some(&runs[1]));
+    assert_eq!(a_after.next_fire_at, Some(at("2026-01-01T03:00:00Z")));
+    let b_after = store.schedule(ws, "b").await.unwrap();
+    assert_eq!(b_after.last_fire_at, Some(at(two)));
+    assert_eq!(b_after.last_error.as_deref(), Some("skipped by the test"));
+
+    // The same batch again records nothing and starts nothing.
+    let again = store
+        .record_fires(vec![tick(&a, one, two, &pipeline), tick(&a, two, "2026-01-01T03:00:00Z", &pipeline)])
+        .await
+        .unwrap();
+    assert!(again.iter().all(|r| !r.recorded));
+    assert_eq!(again[1].fire.run_id.as_ref(), Some(&runs[1]));
+    assert_eq!(active(&store, &a.id).await, 2);
 }
 
 pub async fn concurrent_fires_of_one_tick_start_one_run(store: Arc<dyn Store>) {
@@ -327,8 +444,7 @@ pub async fn concurrent_fires_of_one_tick_start_one_run(store: Arc<dyn Store>) {
     let attempts = (0..6).map(|_| {
         let (store, schedule, pipeline) = (store.clone(), schedule.clone(), pipeline.clone());
         tokio::spawn(async move {
-            store
-                .record_fire(
+            record_tick(&store, 
                     ws,
                     fire(&schedule, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
                     Some(tick_run(&pipeline, &schedule, tick)),
@@ -352,8 +468,7 @@ pub async fn a_queued_tick_starts_once(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let tick = "2026-01-01T01:00:00Z";
-    store
-        .record_fire(
+    record_tick(&store, 
             ws,
             fire(&schedule, tick, FireOutcome::Queued, "2026-01-01T02:00:00Z"),
             None,
@@ -380,7 +495,7 @@ pub async fn a_queued_tick_starts_once(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(twice, None);
     assert_eq!(store.schedule(ws, "s").await.unwrap().last_run_id, started.run_id);
-    assert_eq!(store.active_schedule_runs(&schedule.id).await.unwrap(), 1);
+    assert_eq!(active(&store, &schedule.id).await, 1);
 }
 
 pub async fn old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay(store: Arc<dyn Store>) {
@@ -402,15 +517,13 @@ pub async fn old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay(store
             2 => (FireOutcome::Queued, None),
             _ => (FireOutcome::Skipped, None),
         };
-        let recorded = store
-            .record_fire(ws, fire(&a, &tick, outcome, &minute(1, m + 1)), run)
+        let recorded = record_tick(&store, ws, fire(&a, &tick, outcome, &minute(1, m + 1)), run)
             .await
             .unwrap();
         runs.extend(recorded.fire.run_id);
     }
     for m in 0..5 {
-        store
-            .record_fire(
+        record_tick(&store, 
                 ws,
                 fire(&b, &minute(2, m), FireOutcome::Skipped, &minute(2, m + 1)),
                 None,
@@ -448,7 +561,7 @@ pub async fn old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay(store
         ]
     );
     assert_eq!(
-        store.active_schedule_runs(&a.id).await.unwrap(),
+        active(&store, &a.id).await,
         1,
         "the unfinished run still counts"
     );
