@@ -22,18 +22,18 @@
 //!   the next pass. The lease only keeps nodes from doing the same work twice; the key
 //!   is what guarantees it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::StreamExt;
 use mlgrid_core::schedule::{MisfirePolicy, OverlapDecision, OverlapPolicy, Schedule, missed};
 use mlgrid_store::{
     FireOutcome, FireRecorded, NewFire, NewPipelineRun, NewTick, PipelineSchedule, PublishedPipeline, SourceId, Store,
     StoreError,
 };
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::leadership::Lease;
@@ -56,8 +56,7 @@ pub struct SchedulerConfig {
     pub grace: Duration,
     /// How often a pass runs while ticks are queued, to start them once runs end.
     pub queue_poll: Duration,
-    /// Most schedules (and queued ticks) one pass handles; a fuller backlog is handled by
-    /// passes that follow at once.
+    /// Due schedules read at a time (a page), and most queued ticks one pass starts.
     pub batch: u32,
     /// Most ticks recorded in one write; a schedule's ticks are never split between two.
     pub chunk: usize,
@@ -184,15 +183,62 @@ impl Scheduler {
         TimeDelta::from_std(self.config.grace).unwrap_or(TimeDelta::MAX)
     }
 
-    /// One pass at `now`: starts the queued ticks that have room, then fires the due
-    /// schedules (at most a batch of them). The ticks of the pass are decided in memory
-    /// (each schedule's runs not over counted once, each pipeline read once) and
-    /// recorded in chunks of [`SchedulerConfig::chunk`] ticks, each chunk one write;
-    /// a schedule's ticks stay in one chunk, in order. Returns what it did, in the order
-    /// the schedules fell due.
+    /// One pass at `now`: starts the queued ticks that have room, then fires every due
+    /// schedule, reading them a page of [`SchedulerConfig::batch`] at a time. The ticks
+    /// of a page are decided in memory (its schedules' runs not over counted once, each
+    /// pipeline read once) and recorded in chunks of [`SchedulerConfig::chunk`] ticks,
+    /// each chunk one write, a schedule's ticks in one chunk and in order; the next page
+    /// is read while its chunks are written, at most [`SchedulerConfig::firing`] at
+    /// once. Returns what it did, in the order the schedules fell due.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, StoreError> {
         let mut fired = self.start_queued().await?;
-        let due = self.store.due_schedules(now, self.config.batch).await?;
+        let mut recording = VecDeque::new();
+        let planned = self.fire_due(now, &mut recording, &mut fired).await;
+        // Every chunk started is waited for, even after a failure: no write of this pass
+        // outlives it.
+        let mut recorded = Ok(());
+        while let Some(chunk) = recording.pop_front() {
+            match (joined(chunk).await, &recorded) {
+                (Ok(more), Ok(())) => fired.extend(more),
+                (Err(e), Ok(())) => recorded = Err(e),
+                (_, Err(_)) => {}
+            }
+        }
+        planned?;
+        recorded?;
+        Ok(fired)
+    }
+
+    /// Reads the due schedules page by page and starts recording their ticks, keeping
+    /// at most [`SchedulerConfig::firing`] chunks in flight (the ones finished go to
+    /// `fired`).
+    async fn fire_due(
+        &self,
+        now: DateTime<Utc>,
+        recording: &mut VecDeque<JoinHandle<Result<Vec<Fired>, StoreError>>>,
+        fired: &mut Vec<Fired>,
+    ) -> Result<(), StoreError> {
+        let mut after = None;
+        loop {
+            let due = self.store.due_schedules(now, after, self.config.batch).await?;
+            let full = u32::try_from(due.len()).is_ok_and(|n| n >= self.config.batch);
+            after = due.last().and_then(|last| Some((last.next_fire_at?, last.id.clone())));
+            for chunk in self.chunks(due, now).await? {
+                if recording.len() >= self.config.firing.max(1) {
+                    let oldest = recording.pop_front().expect("the queue is full");
+                    fired.extend(joined(oldest).await?);
+                }
+                let scheduler = self.clone();
+                recording.push_back(tokio::spawn(async move { scheduler.record(chunk).await }));
+            }
+            if !full || after.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The ticks of a page of due schedules, in chunks to record.
+    async fn chunks(&self, due: Vec<PipelineSchedule>, now: DateTime<Utc>) -> Result<Vec<Vec<Firing>>, StoreError> {
         let mut planned = Vec::with_capacity(due.len());
         for schedule in due {
             if let Some(plan) = self.plan_of(&schedule, now).await? {
@@ -206,13 +252,18 @@ impl Scheduler {
             .collect();
         let running = self.store.active_schedule_runs(&counted).await?;
         let mut pipelines = PassPipelines::default();
-        let mut chunks: Vec<Vec<Firing>> = vec![Vec::new()];
+        let mut chunks: Vec<Vec<Firing>> = Vec::new();
         let mut in_chunk = 0;
         for (schedule, plan) in planned {
             let ticks = self
-                .ticks(&schedule, &plan, running.get(&schedule.id).copied().unwrap_or(0), &mut pipelines)
+                .ticks(
+                    &schedule,
+                    &plan,
+                    running.get(&schedule.id).copied().unwrap_or(0),
+                    &mut pipelines,
+                )
                 .await?;
-            if in_chunk > 0 && in_chunk + ticks.len() > self.config.chunk {
+            if chunks.is_empty() || (in_chunk > 0 && in_chunk + ticks.len() > self.config.chunk) {
                 chunks.push(Vec::new());
                 in_chunk = 0;
             }
@@ -220,17 +271,10 @@ impl Scheduler {
             let next = plan.next;
             chunks
                 .last_mut()
-                .expect("there is always a chunk")
+                .expect("a chunk was pushed above")
                 .push(Firing { schedule, next, ticks });
         }
-        let mut recording = futures::stream::iter(chunks)
-            .filter(|chunk| std::future::ready(!chunk.is_empty()))
-            .map(|chunk| self.record(chunk))
-            .buffered(self.config.firing.max(1));
-        while let Some(recorded) = recording.next().await {
-            fired.extend(recorded?);
-        }
-        Ok(fired)
+        Ok(chunks)
     }
 
     /// Queued ticks whose schedule has room start, oldest first.
@@ -250,7 +294,11 @@ impl Scheduler {
             }
             let target = Target::Pipeline(schedule.pipeline_id.clone());
             let submission = submission(schedule, queued.fire_time);
-            let run = match self.pipelines.prepare_scheduled(schedule.workspace, target, submission).await? {
+            let run = match self
+                .pipelines
+                .prepare_scheduled(schedule.workspace, target, submission)
+                .await?
+            {
                 Ok(run) => run,
                 Err(reason) => {
                     tracing::warn!(schedule = %schedule.name, %reason, "a queued tick cannot start; it stays queued");
@@ -439,7 +487,7 @@ impl Scheduler {
     }
 
     /// A pass, then how long to wait for the next: until the earliest tick, sooner while
-    /// ticks are queued, at once while a batch was full.
+    /// ticks are queued.
     async fn pass_and_wait(&self, now: DateTime<Utc>) -> Result<Duration, StoreError> {
         let fired = self.pass(now).await?;
         let fired_now = fired.iter().filter(|f| f.recorded).count();
@@ -454,6 +502,15 @@ impl Scheduler {
             wait = wait.min(self.config.queue_poll);
         }
         Ok(wait)
+    }
+}
+
+/// What a chunk's write did; a panic in it goes on in the pass.
+async fn joined(chunk: JoinHandle<Result<Vec<Fired>, StoreError>>) -> Result<Vec<Fired>, StoreError> {
+    match chunk.await {
+        Ok(recorded) => recorded,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::Closed),
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use mlgrid_core::schedule::{Concurrency, MisfirePolicy, OverlapPolicy, Recurrence};
 use mlgrid_pipelines::{
     DataLayout, DatastoreRegistry, Definitions, EndpointGuard, Executor, ExecutorConfig, LocalProcessRunner, Pipelines,
-    ScheduleChange, ScheduleSpec, Scheduler, Schedules, SecretKey, WatcherHandle,
+    ScheduleChange, ScheduleSpec, Scheduler, SchedulerConfig, Schedules, SecretKey, WatcherHandle,
 };
 use mlgrid_store::{FireOutcome, NewSource, ScheduleStatus, SourceId, SqliteStore, Store};
 use serde_json::json;
@@ -46,6 +46,10 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(SchedulerConfig::default()).await
+}
+
+async fn world_with(config: SchedulerConfig) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = SqliteStore::open(dir.path().join("mlgrid.db")).await.unwrap();
     let ws = store
@@ -80,7 +84,7 @@ async fn world() -> World {
     );
     let pipelines = Pipelines::new(store.clone(), layout, datastores, definitions, executor.handle());
     let pipeline_id = pipelines.publish(ws, PIPELINE, None).await.unwrap().id;
-    let scheduler = Scheduler::new(store.clone(), pipelines.clone(), "node-a");
+    let scheduler = Scheduler::new(store.clone(), pipelines.clone(), "node-a").with_config(config);
     let schedules = Schedules::new(store.clone(), pipelines, scheduler.handle(), WatcherHandle::default());
     World {
         _dir: dir,
@@ -187,6 +191,69 @@ async fn after_an_outage_none_fires_nothing_latest_the_last_tick_all_every_tick(
         [(at("2026-01-01T06:00:00Z"), FireOutcome::Started)]
     );
     assert_eq!(world.fires("all").await.len(), 7);
+}
+
+#[tokio::test]
+async fn due_schedules_read_in_pages_and_recorded_in_chunks_fire_once_each() {
+    // Pages of 3 schedules, chunks of 2 ticks, 2 chunks in flight: 7 schedules due, one
+    // of them with 6 ticks missed that all fire (a chunk of its own, never split).
+    let world = world_with(SchedulerConfig {
+        batch: 3,
+        chunk: 2,
+        firing: 2,
+        ..SchedulerConfig::default()
+    })
+    .await;
+    for n in 0..6 {
+        world
+            .create(
+                &format!("s{n}"),
+                hourly_from_midnight(),
+                MisfirePolicy::Latest,
+                OverlapPolicy::Allow,
+                "2025-12-31T23:30:00Z",
+            )
+            .await;
+    }
+    world
+        .create(
+            "all",
+            hourly_from_midnight(),
+            MisfirePolicy::All,
+            OverlapPolicy::Allow,
+            "2025-12-31T23:30:00Z",
+        )
+        .await;
+    let fired = world.scheduler.pass(at("2026-01-01T05:30:00Z")).await.unwrap();
+    assert_eq!(fired.len(), 12);
+    assert!(fired.iter().all(|f| f.recorded && f.outcome == FireOutcome::Started));
+    let mut per_schedule = std::collections::HashMap::<&str, Vec<DateTime<Utc>>>::new();
+    for f in &fired {
+        per_schedule
+            .entry(f.schedule_id.as_str())
+            .or_default()
+            .push(f.fire_time);
+    }
+    assert_eq!(per_schedule.len(), 7);
+    assert!(
+        per_schedule.values().any(|ticks| ticks.len() == 6 && ticks.is_sorted()),
+        "a schedule's ticks fire in order"
+    );
+    for n in 0..6 {
+        assert_eq!(
+            world.fires(&format!("s{n}")).await,
+            [(at("2026-01-01T05:00:00Z"), FireOutcome::Started)]
+        );
+    }
+    assert_eq!(world.fires("all").await.len(), 6);
+    assert!(
+        world
+            .scheduler
+            .pass(at("2026-01-01T05:30:01Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -408,8 +408,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_schedule(&self, workspace: SourceId, name: &str, if_match: Option<String>) -> Result<()>;
 
     /// Active time schedules whose next tick is at or before `now`, the longest due
-    /// first, at most `limit`.
-    async fn due_schedules(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>>;
+    /// first (then by id), at most `limit`; with `after`, those that come after the
+    /// schedule with that next tick and id in this order (the last of the page before).
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: u32,
+    ) -> Result<Vec<PipelineSchedule>>;
 
     /// The earliest next tick of every active time schedule: what the scheduler sleeps
     /// until. One index lookup, however many schedules there are.

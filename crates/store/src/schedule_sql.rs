@@ -33,11 +33,17 @@ pub(crate) const ACTIVE_SCHEDULES_OF_PIPELINE: &str = "\
     SELECT name FROM schedules WHERE source_id = $1 AND pipeline_id = $2 AND status = 'Active' \
     ORDER BY lower(name)";
 
-/// Due active time schedules, the longest due first; the partial index `schedules_due`
-/// answers it.
+/// Due active time schedules, the longest due first (then by id); the partial index
+/// `schedules_due` answers it.
 pub(crate) const DUE_SCHEDULES: &str = "\
     SELECT * FROM schedules WHERE status = 'Active' AND kind = 'time' AND next_fire_at IS NOT NULL \
-    AND next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2";
+    AND next_fire_at <= $1 ORDER BY next_fire_at, id LIMIT $2";
+
+/// [`DUE_SCHEDULES`] after the schedule whose next tick and id are `($3, $4)`: the next
+/// page, from where the index left off.
+pub(crate) const DUE_SCHEDULES_AFTER: &str = "\
+    SELECT * FROM schedules WHERE status = 'Active' AND kind = 'time' AND next_fire_at IS NOT NULL \
+    AND next_fire_at <= $1 AND (next_fire_at, id) > ($3, $4) ORDER BY next_fire_at, id LIMIT $2";
 
 /// The earliest tick of all: one step down the index `schedules_due`.
 pub(crate) const EARLIEST_FIRE: &str = "\

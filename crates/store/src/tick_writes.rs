@@ -144,7 +144,11 @@ pub(crate) fn after_fires<'a>(recorded: impl IntoIterator<Item = (&'a NewFire, &
     }
     order
         .into_iter()
-        .map(|id| by_schedule.remove(id).expect("each schedule in the order has its entry"))
+        .map(|id| {
+            by_schedule
+                .remove(id)
+                .expect("each schedule in the order has its entry")
+        })
         .collect()
 }
 

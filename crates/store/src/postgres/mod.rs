@@ -490,8 +490,13 @@ impl Store for PostgresStore {
         schedules::delete(&self.pool, workspace, name, if_match).await
     }
 
-    async fn due_schedules(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
-        schedules::due(&self.pool, now, limit).await
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: u32,
+    ) -> Result<Vec<PipelineSchedule>> {
+        schedules::due(&self.pool, now, after, limit).await
     }
 
     async fn earliest_fire(&self) -> Result<Option<DateTime<Utc>>> {

@@ -180,8 +180,20 @@ pub(super) async fn refuse_if_scheduled(conn: &mut PgConnection, workspace: Sour
     }
 }
 
-pub(super) async fn due(pool: &PgPool, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
-    let query = sqlx::query(sql::DUE_SCHEDULES).bind(now).bind(i64::from(limit));
+pub(super) async fn due(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, String)>,
+    limit: u32,
+) -> Result<Vec<PipelineSchedule>> {
+    let query = match after {
+        None => sqlx::query(sql::DUE_SCHEDULES).bind(now).bind(i64::from(limit)),
+        Some((next, id)) => sqlx::query(sql::DUE_SCHEDULES_AFTER)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(next)
+            .bind(id),
+    };
     all(pool, query, schedule_from_row).await
 }
 
@@ -295,7 +307,10 @@ pub(super) async fn active_runs(pool: &PgPool, schedule_ids: &[String]) -> Resul
     for chunk in schedule_ids.chunks(sql::ACTIVE_RUNS_CHUNK) {
         let mut query = sql::active_runs::<sqlx::Postgres>(chunk);
         let rows: Vec<(String, i64)> = db(query.build_query_as().persistent(false).fetch_all(pool).await)?;
-        counts.extend(rows.into_iter().map(|(id, count)| (id, u32::try_from(count).unwrap_or(u32::MAX))));
+        counts.extend(
+            rows.into_iter()
+                .map(|(id, count)| (id, u32::try_from(count).unwrap_or(u32::MAX))),
+        );
     }
     Ok(counts)
 }

@@ -823,8 +823,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn due_schedules(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PipelineSchedule>> {
-        schedules::due(&self.reads, now, limit).await
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: u32,
+    ) -> Result<Vec<PipelineSchedule>> {
+        schedules::due(&self.reads, now, after, limit).await
     }
 
     async fn earliest_fire(&self) -> Result<Option<DateTime<Utc>>> {

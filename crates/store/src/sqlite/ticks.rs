@@ -5,11 +5,12 @@
 //! tick): 9,000 ticks due on one second were recorded over 9 s. A batch reads each of
 //! its workspaces and pipelines once and writes each table once per chunk.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use mlgrid_core::pipeline::progress::StepState;
-use mlgrid_core::time::format_event_time;
+use mlgrid_core::time::{format_event_time, parse_rfc3339};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::db::{db, now};
@@ -42,33 +43,42 @@ struct Refusals {
 }
 
 impl Refusals {
-    async fn of(&mut self, conn: &mut SqliteConnection, workspace: SourceId, pipeline_id: &str) -> Result<Option<String>> {
-        if !self.workspaces.contains_key(&workspace) {
-            let refused = match workspace_topic(conn, workspace).await {
-                Ok(_) => None,
-                Err(e) => Some(refusal(e)?),
-            };
-            self.workspaces.insert(workspace, refused);
+    async fn of(
+        &mut self,
+        conn: &mut SqliteConnection,
+        workspace: SourceId,
+        pipeline_id: &str,
+    ) -> Result<Option<String>> {
+        let workspace_refused = match self.workspaces.entry(workspace) {
+            Entry::Occupied(known) => known.get().clone(),
+            Entry::Vacant(unknown) => {
+                let refused = match workspace_topic(conn, workspace).await {
+                    Ok(_) => None,
+                    Err(e) => Some(refusal(e)?),
+                };
+                unknown.insert(refused).clone()
+            }
+        };
+        if workspace_refused.is_some() {
+            return Ok(workspace_refused);
         }
-        if let Some(refused) = &self.workspaces[&workspace] {
-            return Ok(Some(refused.clone()));
+        match self.pipelines.entry((workspace, pipeline_id.to_owned())) {
+            Entry::Occupied(known) => Ok(known.get().clone()),
+            Entry::Vacant(unknown) => {
+                let refused = match find_pipeline(&mut *conn, workspace, pipeline_id).await {
+                    Ok(pipeline) if pipeline.enabled => None,
+                    Ok(pipeline) => {
+                        let name: String = db(sqlx::query_scalar(crate::sql::WORKSPACE_NAME)
+                            .bind(workspace)
+                            .fetch_one(&mut *conn)
+                            .await)?;
+                        Some(refusal(disabled(&pipeline, &name))?)
+                    }
+                    Err(e) => Some(refusal(e)?),
+                };
+                Ok(unknown.insert(refused).clone())
+            }
         }
-        let key = (workspace, pipeline_id.to_owned());
-        if !self.pipelines.contains_key(&key) {
-            let refused = match find_pipeline(&mut *conn, workspace, pipeline_id).await {
-                Ok(pipeline) if pipeline.enabled => None,
-                Ok(pipeline) => {
-                    let name: String = db(sqlx::query_scalar(crate::sql::WORKSPACE_NAME)
-                        .bind(workspace)
-                        .fetch_one(&mut *conn)
-                        .await)?;
-                    Some(refusal(disabled(&pipeline, &name))?)
-                }
-                Err(e) => Some(refusal(e)?),
-            };
-            self.pipelines.insert(key.clone(), refused);
-        }
-        Ok(self.pipelines[&key].clone())
     }
 }
 
@@ -113,7 +123,11 @@ pub(super) async fn record(conn: &mut SqliteConnection, ticks: Vec<NewTick>) -> 
     let mut inserted = insert_fires(conn, &plans, &at).await?;
     let created: Vec<(SourceId, &RunRows)> = plans
         .iter()
-        .filter(|plan| inserted.contains_key(&owned(plan.key())))
+        .filter(|plan| {
+            inserted
+                .get(&owned(plan.key()))
+                .is_some_and(|fire| fire.run_id == plan.run_id)
+        })
         .filter_map(|plan| Some((plan.workspace, plan.create.as_ref()?)))
         .collect();
     insert_runs(conn, &created, &at).await?;
@@ -155,7 +169,8 @@ async fn earlier_runs(conn: &mut SqliteConnection, plans: &mut [TickPlan]) -> Re
     let mut earlier: HashMap<(SourceId, String), String> = HashMap::new();
     for (workspace, keys) in by_workspace {
         for chunk in keys.chunks(CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new("SELECT idempotency_key, run_id FROM pipeline_runs WHERE source_id = ");
+            let mut query =
+                QueryBuilder::<Sqlite>::new("SELECT idempotency_key, run_id FROM pipeline_runs WHERE source_id = ");
             query.push_bind(workspace).push(" AND idempotency_key IN (");
             let mut keys = query.separated(", ");
             for key in chunk {
@@ -177,36 +192,68 @@ async fn earlier_runs(conn: &mut SqliteConnection, plans: &mut [TickPlan]) -> Re
     Ok(())
 }
 
-/// Inserts every tick not recorded before; returns the records made, by key.
+/// Inserts every tick not recorded before; returns the records made, by key. Which
+/// were recorded before is asked first (in the writer's transaction nothing records
+/// them meanwhile), so that the records made need not stream back, row by row, from
+/// the database.
 async fn insert_fires(
     conn: &mut SqliteConnection,
     plans: &[TickPlan],
     at: &str,
 ) -> Result<HashMap<(String, DateTime<Utc>), ScheduleFire>> {
+    let recorded_at = parse_rfc3339(at).map_err(|_| StoreError::Corrupt(format!("`{at}` is not a time")))?;
     let mut inserted = HashMap::with_capacity(plans.len());
     for chunk in plans.chunks(CHUNK) {
+        let mut existing = QueryBuilder::<Sqlite>::new(
+            "SELECT schedule_id, fire_time FROM schedule_fires WHERE (schedule_id, fire_time) IN (",
+        );
+        existing.push_values(chunk, |mut row, plan| {
+            row.push_bind(plan.fire.schedule_id.clone())
+                .push_bind(time(plan.fire.fire_time));
+        });
+        existing.push(")");
+        let before: HashSet<(String, String)> =
+            db(existing.build_query_as().persistent(false).fetch_all(&mut *conn).await)?
+                .into_iter()
+                .collect();
+        let mut new = Vec::with_capacity(chunk.len());
+        for plan in chunk {
+            let key = (plan.fire.schedule_id.clone(), time(plan.fire.fire_time));
+            // A tick given twice in one batch is recorded once, as its first.
+            if before.contains(&key) || inserted.contains_key(&owned(plan.key())) {
+                continue;
+            }
+            let fire = ScheduleFire {
+                schedule_id: plan.fire.schedule_id.clone(),
+                fire_time: plan.fire.fire_time,
+                outcome: match &plan.run_id {
+                    Some(_) => FireOutcome::Started,
+                    None => plan.fire.outcome,
+                },
+                run_id: plan.run_id.clone(),
+                reason: plan.fire.reason.clone(),
+                path: None,
+                recorded_at,
+            };
+            inserted.insert(owned(plan.key()), fire.clone());
+            new.push((plan.workspace, fire));
+        }
+        if new.is_empty() {
+            continue;
+        }
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO schedule_fires (schedule_id, fire_time, source_id, outcome, run_id, reason, recorded_at) ",
         );
-        insert.push_values(chunk, |mut row, plan| {
-            let outcome = match &plan.run_id {
-                Some(_) => FireOutcome::Started,
-                None => plan.fire.outcome,
-            };
-            row.push_bind(plan.fire.schedule_id.clone())
-                .push_bind(time(plan.fire.fire_time))
-                .push_bind(plan.workspace)
-                .push_bind(outcome.as_str())
-                .push_bind(plan.run_id.clone())
-                .push_bind(plan.fire.reason.clone())
+        insert.push_values(&new, |mut row, (workspace, fire)| {
+            row.push_bind(fire.schedule_id.clone())
+                .push_bind(time(fire.fire_time))
+                .push_bind(*workspace)
+                .push_bind(fire.outcome.as_str())
+                .push_bind(fire.run_id.clone())
+                .push_bind(fire.reason.clone())
                 .push_bind(at.to_owned());
         });
-        insert.push(" ON CONFLICT (schedule_id, fire_time) DO NOTHING RETURNING *");
-        let rows = db(insert.build().persistent(false).fetch_all(&mut *conn).await)?;
-        for row in rows {
-            let fire = fire_from_row(&row)?;
-            inserted.insert((fire.schedule_id.clone(), fire.fire_time), fire);
-        }
+        db(insert.build().persistent(false).execute(&mut *conn).await)?;
     }
     Ok(inserted)
 }
@@ -299,7 +346,11 @@ async fn insert_runs(conn: &mut SqliteConnection, created: &[(SourceId, &RunRows
 
     let steps: Vec<_> = created
         .iter()
-        .flat_map(|&(workspace, rows)| rows.steps.iter().map(move |step| (workspace, rows.run_id.as_str(), step)))
+        .flat_map(|&(workspace, rows)| {
+            rows.steps
+                .iter()
+                .map(move |step| (workspace, rows.run_id.as_str(), step))
+        })
         .collect();
     for chunk in steps.chunks(CHUNK) {
         let mut insert = QueryBuilder::<Sqlite>::new(

@@ -2029,6 +2029,7 @@ macro_rules! backend_tests {
             schedules_are_created_listed_updated_and_deleted,
             a_pipeline_that_active_schedules_start_cannot_be_disabled,
             a_tick_is_recorded_once_with_its_run,
+            due_schedules_come_in_pages_by_next_tick_then_id,
             a_refused_run_is_recorded_as_a_failed_tick,
             a_batch_records_each_tick_in_order_with_its_run,
             concurrent_fires_of_one_tick_start_one_run,

@@ -202,18 +202,19 @@ pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(store.earliest_fire().await.unwrap(), Some(at("2026-01-01T01:00:00Z")));
-    let due = store.due_schedules(at("2026-01-01T02:00:00Z"), 10).await.unwrap();
+    let due = store.due_schedules(at("2026-01-01T02:00:00Z"), None, 10).await.unwrap();
     assert_eq!(due.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["early"]);
     assert_eq!(due[0].workspace, ws);
 
     let tick = "2026-01-01T01:00:00Z";
-    let first = record_tick(&store, 
-            ws,
-            fire(&early, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
-            Some(tick_run(&pipeline, &early, tick)),
-        )
-        .await
-        .unwrap();
+    let first = record_tick(
+        &store,
+        ws,
+        fire(&early, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
+        Some(tick_run(&pipeline, &early, tick)),
+    )
+    .await
+    .unwrap();
     assert!(first.recorded);
     assert_eq!(first.fire.outcome, FireOutcome::Started);
     let run_id = first.fire.run_id.clone().expect("a started tick has its run");
@@ -221,13 +222,14 @@ pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
     assert_eq!(run.run.experiment_name, "retrain-exp");
     assert_eq!(active(&store, &early.id).await, 1);
 
-    let again = record_tick(&store, 
-            ws,
-            fire(&early, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
-            Some(tick_run(&pipeline, &early, tick)),
-        )
-        .await
-        .unwrap();
+    let again = record_tick(
+        &store,
+        ws,
+        fire(&early, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
+        Some(tick_run(&pipeline, &early, tick)),
+    )
+    .await
+    .unwrap();
     assert!(!again.recorded);
     assert_eq!(again.fire, first.fire);
     assert_eq!(
@@ -248,18 +250,19 @@ pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
     assert_eq!(after.etag, early.etag, "firing is not a person's change");
     assert_eq!(store.earliest_fire().await.unwrap(), Some(at("2026-01-01T02:00:00Z")));
 
-    let skipped = record_tick(&store, 
-            ws,
-            fire(
-                &after,
-                "2026-01-01T02:00:00Z",
-                FireOutcome::Skipped,
-                "2026-01-01T03:00:00Z",
-            ),
-            None,
-        )
-        .await
-        .unwrap();
+    let skipped = record_tick(
+        &store,
+        ws,
+        fire(
+            &after,
+            "2026-01-01T02:00:00Z",
+            FireOutcome::Skipped,
+            "2026-01-01T03:00:00Z",
+        ),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(skipped.fire.reason.as_deref(), Some("skipped by the test"));
     let fires = store.schedule_fires(&early.id, 10).await.unwrap();
     assert_eq!(
@@ -284,18 +287,19 @@ pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    record_tick(&store, 
-            ws,
-            fire(
-                &after,
-                "2026-01-01T03:00:00Z",
-                FireOutcome::Skipped,
-                "2026-01-01T04:00:00Z",
-            ),
-            None,
-        )
-        .await
-        .unwrap();
+    record_tick(
+        &store,
+        ws,
+        fire(
+            &after,
+            "2026-01-01T03:00:00Z",
+            FireOutcome::Skipped,
+            "2026-01-01T04:00:00Z",
+        ),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         store.schedule(ws, "early").await.unwrap().next_fire_at,
         changed.next_fire_at
@@ -307,6 +311,49 @@ pub async fn a_tick_is_recorded_once_with_its_run(store: Arc<dyn Store>) {
     );
     store.advance_schedule(&changed.id, &changed.etag, None).await.unwrap();
     assert_eq!(store.schedule(ws, "early").await.unwrap().next_fire_at, None);
+}
+
+pub async fn due_schedules_come_in_pages_by_next_tick_then_id(store: Arc<dyn Store>) {
+    let (ws, pipeline) = published(&store, "ws").await;
+    let mut expected = Vec::new();
+    for (name, next) in [
+        ("a", "2026-01-01T01:00:00Z"),
+        ("b", "2026-01-01T01:00:00Z"),
+        ("c", "2026-01-01T00:30:00Z"),
+        ("d", "2026-01-01T01:00:00Z"),
+        ("e", "2026-01-01T01:00:00Z"),
+        ("late", "2026-01-01T05:00:00Z"),
+    ] {
+        let created = store
+            .create_schedule(ws, new_schedule(name, &pipeline, next))
+            .await
+            .unwrap();
+        if name != "late" {
+            expected.push((created.next_fire_at.unwrap(), created.id));
+        }
+    }
+    expected.sort();
+    let now = at("2026-01-01T02:00:00Z");
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.due_schedules(now, after.clone(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|s| (s.next_fire_at.unwrap(), s.id.clone()));
+        pages.push(
+            page.into_iter()
+                .map(|s| (s.next_fire_at.unwrap(), s.id))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    assert_eq!(
+        pages.concat(),
+        expected,
+        "each due schedule once, the longest due first, then by id"
+    );
 }
 
 pub async fn a_refused_run_is_recorded_as_a_failed_tick(store: Arc<dyn Store>) {
@@ -341,7 +388,10 @@ pub async fn a_refused_run_is_recorded_as_a_failed_tick(store: Arc<dyn Store>) {
 
 pub async fn a_batch_records_each_tick_in_order_with_its_run(store: Arc<dyn Store>) {
     let (ws, pipeline) = published(&store, "ws").await;
-    let other = store.publish_pipeline(ws, super::new_pipeline("other", None)).await.unwrap();
+    let other = store
+        .publish_pipeline(ws, super::new_pipeline("other", None))
+        .await
+        .unwrap();
     let [a, b, c] = ["a", "b", "c"].map(|name| new_schedule(name, &pipeline, "2026-01-01T01:00:00Z"));
     let a = store.create_schedule(ws, a).await.unwrap();
     let b = store.create_schedule(ws, b).await.unwrap();
@@ -392,7 +442,10 @@ pub async fn a_batch_records_each_tick_in_order_with_its_run(store: Arc<dyn Stor
             (b.id.clone(), at(two), FireOutcome::Skipped, true),
         ]
     );
-    assert_eq!(answers[1].fire, earlier.fire, "a tick recorded before comes back as it was");
+    assert_eq!(
+        answers[1].fire, earlier.fire,
+        "a tick recorded before comes back as it was"
+    );
     let reason = answers[3].fire.reason.as_deref().unwrap();
     assert!(reason.contains("is disabled"), "{reason}");
 
@@ -426,7 +479,10 @@ pub async fn a_batch_records_each_tick_in_order_with_its_run(store: Arc<dyn Stor
 
     // The same batch again records nothing and starts nothing.
     let again = store
-        .record_fires(vec![tick(&a, one, two, &pipeline), tick(&a, two, "2026-01-01T03:00:00Z", &pipeline)])
+        .record_fires(vec![
+            tick(&a, one, two, &pipeline),
+            tick(&a, two, "2026-01-01T03:00:00Z", &pipeline),
+        ])
         .await
         .unwrap();
     assert!(again.iter().all(|r| !r.recorded));
@@ -444,13 +500,14 @@ pub async fn concurrent_fires_of_one_tick_start_one_run(store: Arc<dyn Store>) {
     let attempts = (0..6).map(|_| {
         let (store, schedule, pipeline) = (store.clone(), schedule.clone(), pipeline.clone());
         tokio::spawn(async move {
-            record_tick(&store, 
-                    ws,
-                    fire(&schedule, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
-                    Some(tick_run(&pipeline, &schedule, tick)),
-                )
-                .await
-                .unwrap()
+            record_tick(
+                &store,
+                ws,
+                fire(&schedule, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
+                Some(tick_run(&pipeline, &schedule, tick)),
+            )
+            .await
+            .unwrap()
         })
     });
     let results = futures::future::join_all(attempts).await;
@@ -468,13 +525,14 @@ pub async fn a_queued_tick_starts_once(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let tick = "2026-01-01T01:00:00Z";
-    record_tick(&store, 
-            ws,
-            fire(&schedule, tick, FireOutcome::Queued, "2026-01-01T02:00:00Z"),
-            None,
-        )
-        .await
-        .unwrap();
+    record_tick(
+        &store,
+        ws,
+        fire(&schedule, tick, FireOutcome::Queued, "2026-01-01T02:00:00Z"),
+        None,
+    )
+    .await
+    .unwrap();
     let queued = store.queued_fires(10).await.unwrap();
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].fire_time, at(tick));
@@ -523,13 +581,14 @@ pub async fn old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay(store
         runs.extend(recorded.fire.run_id);
     }
     for m in 0..5 {
-        record_tick(&store, 
-                ws,
-                fire(&b, &minute(2, m), FireOutcome::Skipped, &minute(2, m + 1)),
-                None,
-            )
-            .await
-            .unwrap();
+        record_tick(
+            &store,
+            ws,
+            fire(&b, &minute(2, m), FireOutcome::Skipped, &minute(2, m + 1)),
+            None,
+        )
+        .await
+        .unwrap();
     }
     // The run of 01:00 is over; the run of 01:01 is not.
     store
@@ -560,11 +619,7 @@ pub async fn old_ticks_are_pruned_but_queued_ones_and_unfinished_runs_stay(store
             (at(&minute(1, 1)), FireOutcome::Started),
         ]
     );
-    assert_eq!(
-        active(&store, &a.id).await,
-        1,
-        "the unfinished run still counts"
-    );
+    assert_eq!(active(&store, &a.id).await, 1, "the unfinished run still counts");
     assert_eq!(
         kept(store.schedule_fires(&b.id, 100).await.unwrap()),
         [2, 3, 4]
