@@ -10,6 +10,7 @@
 //! stopped"), so that no process outlives the server.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,12 +77,27 @@ struct Running {
 pub struct ExecutorHandle {
     wake: Arc<Notify>,
     running: Arc<Mutex<HashMap<String, Running>>>,
+    /// Holds on new claims (see [`ExecutorHandle::hold`]).
+    holds: Arc<AtomicUsize>,
 }
 
 impl ExecutorHandle {
     /// Says that steps may be ready (a submission on this node).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Holds back this node's claims of new steps while the hold lives (steps running go
+    /// on): the scheduler records the ticks due together first, since a tick is late
+    /// until it is recorded, and their runs' steps would compete with it for the store's
+    /// one writer. Dropping the last hold wakes the executor.
+    pub fn hold(&self) -> ClaimHold {
+        self.holds.fetch_add(1, Ordering::SeqCst);
+        ClaimHold { handle: self.clone() }
+    }
+
+    fn held(&self) -> bool {
+        self.holds.load(Ordering::SeqCst) > 0
     }
 
     /// Stops a step running on this node, if it does.
@@ -93,6 +109,19 @@ impl ExecutorHandle {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         self.running.lock().expect("never held across a panic")
+    }
+}
+
+/// See [`ExecutorHandle::hold`].
+pub struct ClaimHold {
+    handle: ExecutorHandle,
+}
+
+impl Drop for ClaimHold {
+    fn drop(&mut self) {
+        if self.handle.holds.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.handle.wake();
+        }
     }
 }
 
@@ -169,7 +198,7 @@ impl Executor {
         loop {
             let free = self.slots.available_permits();
             let mut full = false;
-            if free > 0 {
+            if free > 0 && !self.handle.held() {
                 match self.store.claim_steps(&self.claim(), free as u32).await {
                     Ok(claimed) => {
                         full = claimed.len() == free;
@@ -411,4 +440,27 @@ fn find_step<'p>(pipeline: &'p Pipeline, name: &str) -> Result<&'p Step, String>
         .iter()
         .find(|s| s.name == name)
         .ok_or_else(|| format!("pipeline `{}` has no step `{name}` any more", pipeline.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    #[test]
+    fn claims_are_held_until_the_last_hold_ends_which_wakes_the_executor() {
+        let handle = ExecutorHandle::default();
+        let (first, second) = (handle.hold(), handle.hold());
+        assert!(handle.held());
+        drop(first);
+        assert!(handle.held(), "one hold is left");
+        assert!(handle.wake.notified().now_or_never().is_none(), "nothing woke it yet");
+        drop(second);
+        assert!(!handle.held());
+        assert!(
+            handle.wake.notified().now_or_never().is_some(),
+            "the last hold's end wakes the executor to claim what waited"
+        );
+    }
 }

@@ -46,7 +46,7 @@ pub use datastore::{
     Datastore, DatastoreError, Datastores, FolderDatastore, LIST_LIMIT, Listing, ObjectInfo, WORKSPACE_BLOB_STORE,
 };
 pub use definitions::Definitions;
-pub use executor::{Executor, ExecutorConfig, ExecutorHandle};
+pub use executor::{ClaimHold, Executor, ExecutorConfig, ExecutorHandle};
 pub use layout::{DataLayout, LayoutError, RunLayout, StepLayout};
 pub use render::{RenderError, StepSpec, render_step};
 pub use reuse::{ReuseError, copy_outputs, reuse_key};

@@ -36,6 +36,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::executor::ClaimHold;
 use crate::leadership::Lease;
 use crate::service::{Pipelines, Submission, Target};
 
@@ -76,13 +77,16 @@ impl Default for SchedulerConfig {
             // time on its successor, whatever the misfire policy.
             grace: Duration::from_secs(90),
             queue_poll: Duration::from_secs(2),
+            // 9,000 ticks due on the same second (`mlgrid bench schedules`, p99 of the
+            // delay to their records): 96 s one tick to a write, each waiting for its
+            // own commit; 9 s with 128 such writes side by side (about 19 statements a
+            // tick); 1.0 - 1.2 s recording chunks of 128 with multi-row statements,
+            // four at once; 0.72 s with a page's 500 in one chunk, the next page read
+            // meanwhile, and the executor's claims held back during the pass (1.07 s
+            // without that hold).
             batch: 500,
-            // 9,000 ticks due on the same minute (`mlgrid bench schedules`): the last
-            // was recorded 96 s late one at a time, each waiting for its own commit, and
-            // 9 s late with 128 ticks written side by side, each with about 19
-            // statements. Recorded a chunk to a write, with multi-row statements, ...
-            chunk: 128,
-            firing: 4,
+            chunk: 500,
+            firing: 2,
         }
     }
 }
@@ -193,7 +197,9 @@ impl Scheduler {
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<Vec<Fired>, StoreError> {
         let mut fired = self.start_queued().await?;
         let mut recording = VecDeque::new();
-        let planned = self.fire_due(now, &mut recording, &mut fired).await;
+        // Held until the last chunk is written (see `fire_due`).
+        let mut hold = None;
+        let planned = self.fire_due(now, &mut recording, &mut fired, &mut hold).await;
         // Every chunk started is waited for, even after a failure: no write of this pass
         // outlives it.
         let mut recorded = Ok(());
@@ -204,6 +210,7 @@ impl Scheduler {
                 (_, Err(_)) => {}
             }
         }
+        drop(hold);
         planned?;
         recorded?;
         Ok(fired)
@@ -211,16 +218,22 @@ impl Scheduler {
 
     /// Reads the due schedules page by page and starts recording their ticks, keeping
     /// at most [`SchedulerConfig::firing`] chunks in flight (the ones finished go to
-    /// `fired`).
+    /// `fired`). From the first due schedule on, `hold` keeps this node's executor from
+    /// claiming new steps: their runs' steps would compete with the ticks for the store,
+    /// and a tick is late until it is recorded; the runs start once the pass is over.
     async fn fire_due(
         &self,
         now: DateTime<Utc>,
         recording: &mut VecDeque<JoinHandle<Result<Vec<Fired>, StoreError>>>,
         fired: &mut Vec<Fired>,
+        hold: &mut Option<ClaimHold>,
     ) -> Result<(), StoreError> {
         let mut after = None;
         loop {
             let due = self.store.due_schedules(now, after, self.config.batch).await?;
+            if !due.is_empty() && hold.is_none() {
+                *hold = Some(self.pipelines.hold_executor());
+            }
             let full = u32::try_from(due.len()).is_ok_and(|n| n >= self.config.batch);
             after = due.last().and_then(|last| Some((last.next_fire_at?, last.id.clone())));
             for chunk in self.chunks(due, now).await? {

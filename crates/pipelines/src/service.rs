@@ -229,6 +229,12 @@ impl Pipelines {
         Ok(new)
     }
 
+    /// Holds back this node's executor from claiming new steps (see
+    /// [`ExecutorHandle::hold`]).
+    pub(crate) fn hold_executor(&self) -> crate::executor::ClaimHold {
+        self.executor.hold()
+    }
+
     /// Wakes the executor for runs created outside [`Pipelines::submit`].
     pub(crate) fn wake_executor(&self) {
         self.executor.wake();
