@@ -2032,6 +2032,7 @@ macro_rules! backend_tests {
             due_schedules_come_in_pages_by_next_tick_then_id,
             a_refused_run_is_recorded_as_a_failed_tick,
             a_batch_records_each_tick_in_order_with_its_run,
+            a_tick_given_twice_in_a_batch_is_recorded_once_with_one_run,
             concurrent_fires_of_one_tick_start_one_run,
             a_queued_tick_starts_once,
             change_schedules_keep_their_watch_and_their_polls,

@@ -490,6 +490,33 @@ pub async fn a_batch_records_each_tick_in_order_with_its_run(store: Arc<dyn Stor
     assert_eq!(active(&store, &a.id).await, 2);
 }
 
+pub async fn a_tick_given_twice_in_a_batch_is_recorded_once_with_one_run(store: Arc<dyn Store>) {
+    let (ws, pipeline) = published(&store, "ws").await;
+    let schedule = store
+        .create_schedule(ws, new_schedule("s", &pipeline, "2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    let tick = "2026-01-01T01:00:00Z";
+    let new = || NewTick {
+        workspace: ws,
+        fire: fire(&schedule, tick, FireOutcome::Started, "2026-01-01T02:00:00Z"),
+        run: Some(tick_run(&pipeline, &schedule, tick)),
+    };
+    let answers = store.record_fires(vec![new(), new()]).await.unwrap();
+    assert!(answers[0].recorded);
+    assert!(!answers[1].recorded, "the second is the first's record");
+    assert_eq!(answers[1].fire, answers[0].fire);
+    let pipeline_runs = store
+        .list_runs(ws, Some("retrain-exp"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.parent_run_id.is_none())
+        .count();
+    assert_eq!(pipeline_runs, 1);
+    assert_eq!(active(&store, &schedule.id).await, 1);
+}
+
 pub async fn concurrent_fires_of_one_tick_start_one_run(store: Arc<dyn Store>) {
     let (ws, pipeline) = published(&store, "ws").await;
     let schedule = store
