@@ -13,8 +13,12 @@
 //!   were slept through (the server was down) and the schedule's misfire policy (core's
 //!   `missed`) picks which of them fire: none, the latest, or all up to 100.
 //! - Each tick asks the overlap policy (core's `Concurrency::decide`) with the number of
-//!   the schedule's runs not yet over: it starts a run, is skipped, or is queued; queued
-//!   ticks start, oldest first, when a pass finds the schedule below its limit.
+//!   the schedule's runs not yet over (a tick that starts one counts for the next): it
+//!   starts a run, is skipped, or is queued; queued ticks start, oldest first, when a
+//!   pass finds the schedule below its limit.
+//! - Ticks due together are recorded together: a page of due schedules at a time, its
+//!   ticks in one write, the next page read meanwhile, this node's executor claiming no
+//!   new step until the pass is over.
 //! - Each tick is recorded by the store keyed by (schedule, fire time), with its run
 //!   submitted in the same transaction and the schedule's next tick moved on: a tick
 //!   starts at most one run, whichever nodes fire it and however often a pass is
@@ -81,9 +85,9 @@ impl Default for SchedulerConfig {
             // delay to their records): 96 s one tick to a write, each waiting for its
             // own commit; 9 s with 128 such writes side by side (about 19 statements a
             // tick); 1.0 - 1.2 s recording chunks of 128 with multi-row statements,
-            // four at once; 0.72 s with a page's 500 in one chunk, the next page read
-            // meanwhile, and the executor's claims held back during the pass (1.07 s
-            // without that hold).
+            // four at once; 0.72 - 0.95 s with a page's 500 in one chunk, the next page
+            // read meanwhile, and the executor's claims held back during the pass
+            // (1.07 s without that hold).
             batch: 500,
             chunk: 500,
             firing: 2,
