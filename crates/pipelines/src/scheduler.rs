@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::ClaimHold;
 use crate::leadership::Lease;
-use crate::service::{Pipelines, Submission, Target};
+use crate::service::{PipelineError, Pipelines, Submission, Target, scheduled};
 
 /// The name of the lease that lets one node of a cluster fire schedules.
 const LEASE: &str = "scheduler";
@@ -474,11 +474,8 @@ impl Scheduler {
     ) -> Result<Result<NewPipelineRun, String>, StoreError> {
         let key = (schedule.workspace, schedule.pipeline_id.clone());
         if !pipelines.0.contains_key(&key) {
-            let read = match self.store.pipeline(schedule.workspace, &schedule.pipeline_id).await {
-                Ok(published) => Ok(published),
-                Err(StoreError::NotFound(what)) => Err(format!("{what} not found")),
-                Err(e) => return Err(e),
-            };
+            let read = self.store.pipeline(schedule.workspace, &schedule.pipeline_id).await;
+            let read = scheduled(read.map_err(PipelineError::Store))?;
             pipelines.0.insert(key.clone(), read);
         }
         match &pipelines.0[&key] {

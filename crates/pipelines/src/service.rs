@@ -422,11 +422,11 @@ async fn read_chunk(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec
     Ok((bytes, size))
 }
 
-/// A scheduled submission's outcome: why the pipeline refuses it, or `Err` when the
-/// store failed.
-fn scheduled(prepared: Result<NewPipelineRun, PipelineError>) -> Result<Result<NewPipelineRun, String>, StoreError> {
+/// What a schedule's tick got: its value, why the pipeline refuses it (the tick records
+/// the reason), or `Err` when the store failed.
+pub(crate) fn scheduled<T>(prepared: Result<T, PipelineError>) -> Result<Result<T, String>, StoreError> {
     match prepared {
-        Ok(run) => Ok(Ok(run)),
+        Ok(value) => Ok(Ok(value)),
         Err(PipelineError::Invalid(reason)) => Ok(Err(reason)),
         Err(PipelineError::Store(StoreError::NotFound(what))) => Ok(Err(format!("{what} not found"))),
         Err(PipelineError::Store(e)) => Err(e),
